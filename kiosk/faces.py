@@ -1,0 +1,145 @@
+"""Face detection with MTCNN: every face with its box, five landmarks, confidence and quality.
+
+The `mtcnn` package builds three Keras networks per instance and retraces (and leaks) when
+re-created in a loop, so a FaceDetector is built once and reused; `shared_detector()` gives
+the process-wide one.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from kiosk.alignment import AlignmentSpec, align_face
+from kiosk.images import as_rgb_uint8
+from kiosk.quality import Quality, measure_quality
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for kiosk users
+
+# MTCNN's image pyramid costs time in proportion to the pixels; beyond this side a frame is
+# detected on a scaled copy and the results are scaled back (faces at a door are not tiny).
+DEFAULT_MAX_SIDE = 1280
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face in image coordinates."""
+
+    box: np.ndarray  # x1, y1, x2, y2 (float32)
+    landmarks: np.ndarray  # 5x2 float32: image-left eye, image-right eye, nose, mouth left, mouth right
+    score: float  # detector confidence 0..1
+    quality: Quality
+
+    @property
+    def width(self) -> float:
+        return float(self.box[2] - self.box[0])
+
+    @property
+    def height(self) -> float:
+        return float(self.box[3] - self.box[1])
+
+    @property
+    def area(self) -> float:
+        return self.width * self.height
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return float(self.box[0] + self.box[2]) / 2, float(self.box[1] + self.box[3]) / 2
+
+    def to_dict(self) -> dict:
+        return {
+            "box": [round(float(v), 1) for v in self.box],
+            "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in self.landmarks],
+            "score": round(self.score, 4),
+            "quality": self.quality.to_dict(),
+        }
+
+
+class FaceDetector:
+    """MTCNN wrapper: validated input in, faces largest first out."""
+
+    def __init__(
+        self,
+        min_face_size: int = 20,
+        thresholds: tuple[float, float, float] = (0.6, 0.7, 0.8),
+        min_score: float = 0.9,
+        max_side: int = DEFAULT_MAX_SIDE,
+    ) -> None:
+        from mtcnn import MTCNN  # imported here: it pulls in TensorFlow, which takes seconds
+
+        self._mtcnn = MTCNN()
+        self._options = {
+            "min_face_size": min_face_size,
+            "threshold_pnet": thresholds[0],
+            "threshold_rnet": thresholds[1],
+            "threshold_onet": thresholds[2],
+        }
+        self.min_score = min_score
+        self.max_side = max_side
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """All faces in `image` (RGB uint8; grey/RGBA/float are converted), largest first."""
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
+        """Detect in several images in one MTCNN call (much cheaper per image for equal sizes)."""
+        rgbs = [as_rgb_uint8(image) for image in images]
+        if not rgbs:
+            return []
+        scaled, factors = zip(*(self._scaled_for_detection(rgb) for rgb in rgbs))
+        rows = self._mtcnn.detect_faces(
+            list(scaled), output_type="numpy", box_format="xyxy", **self._options
+        )
+        rows = np.asarray(rows, dtype=np.float64).reshape(-1, 16)
+        results: list[list[Face]] = []
+        for index, (rgb, factor) in enumerate(zip(rgbs, factors)):
+            faces = [
+                self._face_from_row(rgb, row, factor)
+                for row in rows[rows[:, 0] == index]
+                if row[5] >= self.min_score
+            ]
+            faces.sort(key=lambda face: face.area, reverse=True)
+            results.append(faces)
+        return results
+
+    def _scaled_for_detection(self, rgb: np.ndarray) -> tuple[np.ndarray, float]:
+        longest = max(rgb.shape[:2])
+        if longest <= self.max_side:
+            return rgb, 1.0
+        factor = self.max_side / longest
+        size = (round(rgb.shape[1] * factor), round(rgb.shape[0] * factor))
+        return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), factor
+
+    @staticmethod
+    def _face_from_row(rgb: np.ndarray, row: np.ndarray, factor: float) -> Face:
+        # mtcnn's numpy rows: image index, x1, y1, x2, y2, confidence, then the five x's, then the five y's.
+        box = (row[1:5] / factor).astype(np.float32)
+        landmarks = (np.stack([row[6:11], row[11:16]], axis=1) / factor).astype(np.float32)
+        return Face(box=box, landmarks=landmarks, score=float(row[5]), quality=measure_quality(rgb, box, landmarks))
+
+
+@functools.lru_cache(maxsize=1)
+def shared_detector() -> FaceDetector:
+    """The process-wide detector with default settings (built on first use)."""
+    return FaceDetector()
+
+
+def largest_face(faces: Sequence[Face]) -> Face | None:
+    return max(faces, key=lambda face: face.area, default=None)
+
+
+def face_nearest_center(faces: Sequence[Face], image_shape: tuple[int, ...]) -> Face | None:
+    """The face whose centre is nearest the image centre (LFW's convention for its subject)."""
+    cy, cx = image_shape[0] / 2, image_shape[1] / 2
+    return min(faces, key=lambda f: (f.center[0] - cx) ** 2 + (f.center[1] - cy) ** 2, default=None)
+
+
+def crop_faces(rgb: np.ndarray, faces: Sequence[Face], spec: AlignmentSpec) -> np.ndarray:
+    """Aligned crops (N x size x size x 3 uint8) for `faces` of `rgb`."""
+    if not faces:
+        return np.zeros((0, spec.size, spec.size, 3), np.uint8)
+    return np.stack([align_face(rgb, face.landmarks, spec) for face in faces])

@@ -1,0 +1,38 @@
+"""Shared fixtures: real faces (scikit-image's astronaut, LFW from $LFW_DIR) and one real detector."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    """A real photograph with one frontal face (Eileen Collins), 512x512 RGB uint8."""
+    from skimage import data
+
+    return data.astronaut()
+
+
+@pytest.fixture(scope="session")
+def detector():
+    """The process-wide MTCNN detector: built once, as the kiosk does."""
+    from kiosk.faces import shared_detector
+
+    return shared_detector()
+
+
+@pytest.fixture(scope="session")
+def lfw(tmp_path_factory):
+    """The real LFW copy named by $LFW_DIR (CI sets it); tests using it skip without it."""
+    if not os.environ.get("LFW_DIR"):
+        pytest.skip("LFW_DIR is not set")
+    from training.lfw import LFW
+
+    cache = os.environ.get("KIOSK_CACHE_DIR") or tmp_path_factory.mktemp("lfw-cache")
+    return LFW.locate(cache_dir=Path(cache))
