@@ -1,0 +1,250 @@
+"""The access log: one row per access decision, with an optional face thumbnail."""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from kiosk.atomic import atomic_open
+from kiosk.database import timestamp, transaction, utc_datetime
+from kiosk.gallery import name_key
+
+DECISIONS = ("granted", "denied")
+
+When = datetime | str  # an aware datetime or an ISO 8601 string with an offset
+
+
+@dataclass(frozen=True)
+class AccessEvent:
+    id: int
+    time: str  # ISO 8601 UTC with milliseconds
+    camera: str
+    person_id: int | None  # None when unknown or when the person was since removed
+    name: str | None  # the name at the time of the event
+    score: float | None
+    decision: str  # "granted" | "denied"
+    reason: str  # "match", "unknown", "low_quality", "several_faces", "ambiguous", ...
+    liveness: str | None
+    door: str | None  # outcome of the door action, filled in after the decision
+    has_thumbnail: bool
+
+
+_EVENT_COLUMNS = """
+    SELECT e.id, e.time, e.camera, e.person_id, e.name, e.score, e.decision, e.reason,
+           e.liveness, e.door,
+           EXISTS (SELECT 1 FROM access_thumbnail a WHERE a.event_id = e.id)
+    FROM access_event e"""
+
+# Columns a free-text search looks in.
+_SEARCH_COLUMNS = ("name", "camera", "decision", "reason", "liveness", "door")
+_CSV_COLUMNS = [f.name for f in fields(AccessEvent) if f.name != "has_thumbnail"]
+
+
+def _event(row: Sequence) -> AccessEvent:
+    return AccessEvent(*row[:10], has_thumbnail=bool(row[10]))
+
+
+def _check_decision(decision: str) -> None:
+    if decision not in DECISIONS:
+        raise ValueError(f"decision must be one of {DECISIONS}, got {decision!r}")
+
+
+@dataclass(frozen=True)
+class _Filter:
+    """The filters query(), count() and export_csv() share, compiled to a WHERE clause."""
+
+    since: When | None = None  # inclusive
+    until: When | None = None  # exclusive
+    person: str | None = None  # current name of a gallery person, or the name logged
+    decision: str | None = None
+    reason: str | None = None
+    search: str | None = None  # case-insensitive substring of any text column
+    after_id: int | None = None  # only events newer than this id (live updates)
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if self.since is not None:
+            clauses.append("e.time >= ?")
+            params.append(timestamp(self.since))
+        if self.until is not None:
+            clauses.append("e.time < ?")
+            params.append(timestamp(self.until))
+        if self.person is not None:
+            # Also finds a renamed person's older events (by id) and a removed
+            # person's events (by the logged name).
+            clauses.append(
+                "(e.person_id IN (SELECT id FROM person WHERE name_key = ?)"
+                " OR e.name = ? COLLATE NOCASE)"
+            )
+            params += [name_key(self.person), self.person.strip()]
+        if self.decision is not None:
+            _check_decision(self.decision)
+            clauses.append("e.decision = ?")
+            params.append(self.decision)
+        if self.reason is not None:
+            clauses.append("e.reason = ?")
+            params.append(self.reason)
+        if self.search and self.search.strip():
+            escaped = self.search.strip().replace("\\", "\\\\").replace("%", "\\%")
+            pattern = "%" + escaped.replace("_", "\\_") + "%"
+            clauses.append(
+                "(" + " OR ".join(f"e.{c} LIKE ? ESCAPE '\\'" for c in _SEARCH_COLUMNS) + ")"
+            )
+            params += [pattern] * len(_SEARCH_COLUMNS)
+        if self.after_id is not None:
+            clauses.append("e.id > ?")
+            params.append(int(self.after_id))
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+class AccessLog:
+    """Reads and writes the access log (one instance per connection)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def record(
+        self,
+        *,
+        camera: str,
+        decision: str,
+        reason: str,
+        person_id: int | None = None,
+        name: str | None = None,
+        score: float | None = None,
+        liveness: str | None = None,
+        thumbnail: bytes | None = None,
+        time: When | None = None,
+    ) -> AccessEvent:
+        """Log a decision. It is committed (and synced) when this returns, so open the door after.
+
+        Without a name, the person's current gallery name is logged.
+        """
+        _check_decision(decision)
+        if not reason:
+            raise ValueError("an access event needs a reason")
+        stamp = timestamp(time)
+        # sqlite3 cannot bind numpy scalars, which is what matching hands out.
+        person_id = None if person_id is None else int(person_id)
+        score = None if score is None else float(score)
+        with transaction(self._conn):
+            if name is None and person_id is not None:
+                row = self._conn.execute(
+                    "SELECT name FROM person WHERE id = ?", (person_id,)
+                ).fetchone()
+                name = row[0] if row else None
+            cursor = self._conn.execute(
+                "INSERT INTO access_event"
+                " (time, camera, person_id, name, score, decision, reason, liveness)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (stamp, camera, person_id, name, score, decision, reason, liveness),
+            )
+            if thumbnail is not None:
+                self._conn.execute(
+                    "INSERT INTO access_thumbnail (event_id, jpeg) VALUES (?, ?)",
+                    (cursor.lastrowid, bytes(thumbnail)),
+                )
+        return AccessEvent(
+            cursor.lastrowid, stamp, camera, person_id, name, score, decision, reason,
+            liveness, None, thumbnail is not None,
+        )
+
+    def set_door_outcome(self, event_id: int, outcome: str) -> None:
+        with transaction(self._conn):
+            cursor = self._conn.execute(
+                "UPDATE access_event SET door = ? WHERE id = ?", (outcome, int(event_id))
+            )
+            if cursor.rowcount == 0:
+                raise LookupError(f"no access event with id {event_id}")
+
+    def query(
+        self,
+        *,
+        since: When | None = None,
+        until: When | None = None,
+        person: str | None = None,
+        decision: str | None = None,
+        reason: str | None = None,
+        search: str | None = None,
+        after_id: int | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        newest_first: bool = True,
+    ) -> list[AccessEvent]:
+        """Events matching all the given filters; `since` is inclusive, `until` exclusive."""
+        flt = _Filter(since, until, person, decision, reason, search, after_id)
+        return list(self._select(flt, limit, offset, newest_first))
+
+    def count(
+        self,
+        *,
+        since: When | None = None,
+        until: When | None = None,
+        person: str | None = None,
+        decision: str | None = None,
+        reason: str | None = None,
+        search: str | None = None,
+        after_id: int | None = None,
+    ) -> int:
+        where, params = _Filter(since, until, person, decision, reason, search, after_id).where()
+        row = self._conn.execute(f"SELECT count(*) FROM access_event e{where}", params).fetchone()
+        return row[0]
+
+    def thumbnail(self, event_id: int) -> bytes | None:
+        row = self._conn.execute(
+            "SELECT jpeg FROM access_thumbnail WHERE event_id = ?", (int(event_id),)
+        ).fetchone()
+        return row[0] if row else None
+
+    def export_csv(
+        self,
+        path: str | Path,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        newest_first: bool = True,
+        **filters: Any,
+    ) -> int:
+        """Write the matching events (no thumbnails) to a CSV file; returns the row count.
+
+        Takes query()'s arguments. The file appears complete or not at all
+        (temporary file beside it, fsync, rename over).
+        """
+        events = self._select(_Filter(**filters), limit, offset, newest_first)
+        rows = 0
+        with atomic_open(path, "w", newline="", encoding="utf-8") as out:
+            writer = csv.writer(out)
+            writer.writerow(_CSV_COLUMNS)
+            for event in events:
+                writer.writerow([getattr(event, column) for column in _CSV_COLUMNS])
+                rows += 1
+        return rows
+
+    def purge_older_than(self, days: float, now: When | None = None) -> int:
+        """Delete events (and their thumbnails) older than `days` days; returns how many."""
+        if days < 0:
+            raise ValueError("days must not be negative")
+        cutoff = timestamp(utc_datetime(now) - timedelta(days=days))
+        with transaction(self._conn):
+            return self._conn.execute("DELETE FROM access_event WHERE time < ?", (cutoff,)).rowcount
+
+    def latest_id(self) -> int:
+        """The newest event's id, 0 if none; poll query(after_id=...) for live updates."""
+        return self._conn.execute("SELECT coalesce(max(id), 0) FROM access_event").fetchone()[0]
+
+    def _select(
+        self, flt: _Filter, limit: int | None, offset: int, newest_first: bool
+    ) -> Iterator[AccessEvent]:
+        where, params = flt.where()
+        order = "DESC" if newest_first else "ASC"
+        cursor = self._conn.execute(
+            f"{_EVENT_COLUMNS}{where} ORDER BY e.time {order}, e.id {order} LIMIT ? OFFSET ?",
+            [*params, -1 if limit is None else int(limit), int(offset)],
+        )
+        return (_event(row) for row in cursor)

@@ -1,0 +1,37 @@
+"""Where the kiosk keeps its database: the per-user data directory."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+APP_NAME = "face-kiosk"
+ENV_VAR = "KIOSK_DATA_DIR"
+
+
+def default_data_dir() -> Path:
+    """The platform's conventional per-user data directory for the kiosk."""
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(base) / APP_NAME
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / APP_NAME
+    # The XDG spec says a relative XDG_DATA_HOME is invalid and must be ignored.
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "share"
+    return base / APP_NAME
+
+
+def resolve_data_dir(explicit: str | Path | None = None) -> Path:
+    """Pick the data directory (argument > $KIOSK_DATA_DIR > default) and make sure it exists.
+
+    A directory created here is private to the user (0o700): it holds face
+    templates, which are biometric data. An existing directory is left as it is.
+    """
+    chosen = explicit or os.environ.get(ENV_VAR) or default_data_dir()
+    path = Path(chosen).expanduser().absolute()
+    if not path.is_dir():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(path, 0o700)  # mkdir's mode is filtered through the umask
+    return path

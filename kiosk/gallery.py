@@ -1,0 +1,297 @@
+"""The gallery: enrolled people and their face templates (embeddings)."""
+
+from __future__ import annotations
+
+import sqlite3
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from kiosk.database import timestamp, transaction
+from kiosk.errors import KioskError
+
+# Stored embedding format: float32, little-endian, whatever the host's byte order.
+_STORED_DTYPE = np.dtype("<f4")
+# Templates must be unit vectors (matching uses plain dot products); this allows
+# for float32 rounding, not for a forgotten normalisation.
+_UNIT_NORM_TOLERANCE = 1e-3
+
+
+class GalleryError(KioskError):
+    """A gallery operation was refused: unknown person, duplicate name, bad embedding..."""
+
+
+@dataclass(frozen=True)
+class Person:
+    id: int
+    name: str
+    external_id: str | None
+    active: bool
+    created: str  # ISO 8601 UTC
+    template_count: int
+
+
+# eq=False: dataclass equality would compare the arrays element-wise and fail.
+@dataclass(frozen=True, eq=False)
+class Template:
+    id: int
+    person_id: int
+    embedding: np.ndarray  # float32, 1-D, read-only
+    quality: float
+    source: str
+    created: str  # ISO 8601 UTC
+
+
+PersonRef = int | str | Person  # an id, a name (any case) or a Person
+
+
+def normalise_name(name: str) -> str:
+    """The name as stored: NFC, surrounding whitespace removed; refuses empty names."""
+    cleaned = unicodedata.normalize("NFC", name).strip()
+    if not cleaned:
+        raise GalleryError("a person's name cannot be empty")
+    return cleaned
+
+
+def name_key(name: str) -> str:
+    """The case-insensitive key that names are unique by and looked up with."""
+    return normalise_name(name).casefold()
+
+
+_PERSON_COLUMNS = """
+    SELECT p.id, p.name, p.external_id, p.active, p.created,
+           (SELECT count(*) FROM template t WHERE t.person_id = p.id)
+    FROM person p"""
+
+_TEMPLATE_COLUMNS = "SELECT id, person_id, embedding, quality, source, created FROM template"
+
+
+def _person(row: Sequence) -> Person:
+    return Person(row[0], row[1], row[2], bool(row[3]), row[4], row[5])
+
+
+def _template(row: Sequence) -> Template:
+    embedding = np.frombuffer(row[2], dtype=_STORED_DTYPE).astype(np.float32, copy=False)
+    embedding.flags.writeable = False
+    return Template(row[0], row[1], embedding, row[3], row[4], row[5])
+
+
+def _as_embedding(value: np.ndarray, index: int) -> np.ndarray:
+    array = np.asarray(value)
+    if array.ndim != 1 or array.size == 0 or not np.issubdtype(array.dtype, np.floating):
+        raise GalleryError(
+            f"embedding {index} must be a non-empty 1-D float array, "
+            f"got shape {array.shape} dtype {array.dtype}"
+        )
+    array = array.astype(_STORED_DTYPE)
+    if not np.all(np.isfinite(array)):
+        raise GalleryError(f"embedding {index} contains NaN or infinity")
+    norm = float(np.linalg.norm(array))
+    if abs(norm - 1.0) > _UNIT_NORM_TOLERANCE:
+        raise GalleryError(f"embedding {index} is not L2-normalised (norm {norm:.4f})")
+    return array
+
+
+class Gallery:
+    """People and templates in the kiosk database (one instance per connection)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._matrix: tuple[np.ndarray, np.ndarray] | None = None
+        self._matrix_version = -1
+
+    # People
+
+    def add_person(self, name: str, external_id: str | None = None) -> Person:
+        name = normalise_name(name)
+        external_id = (external_id or "").strip() or None
+        with transaction(self._conn):
+            self._check_name_free(name)
+            if external_id is not None and self._conn.execute(
+                "SELECT 1 FROM person WHERE external_id = ?", (external_id,)
+            ).fetchone():
+                raise GalleryError(f"external id {external_id!r} is already in use")
+            cursor = self._conn.execute(
+                "INSERT INTO person (name, name_key, external_id, created) VALUES (?, ?, ?, ?)",
+                (name, name.casefold(), external_id, timestamp()),
+            )
+            return self._person_by_id(cursor.lastrowid)
+
+    def get_person(self, name_or_id: PersonRef) -> Person:
+        """The person by id, name or Person; raises GalleryError if there is none."""
+        if isinstance(name_or_id, Person):
+            return self._person_by_id(name_or_id.id)
+        if isinstance(name_or_id, int):
+            return self._person_by_id(name_or_id)
+        person = self.find_person(name_or_id)
+        if person is None:
+            raise GalleryError(f"no person named {name_or_id!r}")
+        return person
+
+    def find_person(self, name: str) -> Person | None:
+        row = self._conn.execute(
+            f"{_PERSON_COLUMNS} WHERE p.name_key = ?", (name_key(name),)
+        ).fetchone()
+        return _person(row) if row else None
+
+    def people(self, include_inactive: bool = True) -> list[Person]:
+        where = "" if include_inactive else " WHERE p.active"
+        rows = self._conn.execute(f"{_PERSON_COLUMNS}{where} ORDER BY p.name_key").fetchall()
+        return [_person(row) for row in rows]
+
+    def rename(self, old: PersonRef, new: str) -> Person:
+        new = normalise_name(new)
+        with transaction(self._conn):
+            person = self.get_person(old)
+            self._check_name_free(new, except_id=person.id)
+            self._conn.execute(
+                "UPDATE person SET name = ?, name_key = ? WHERE id = ?",
+                (new, new.casefold(), person.id),
+            )
+            return self._person_by_id(person.id)
+
+    def set_active(self, name: PersonRef, active: bool) -> Person:
+        with transaction(self._conn):
+            person = self.get_person(name)
+            self._conn.execute(
+                "UPDATE person SET active = ? WHERE id = ?", (int(bool(active)), person.id)
+            )
+            return self._person_by_id(person.id)
+
+    def remove(self, name: PersonRef) -> int:
+        """Delete a person and their templates; returns the number of templates removed.
+
+        Access-log entries keep the name but lose the link (ON DELETE SET NULL).
+        """
+        with transaction(self._conn):
+            person = self.get_person(name)
+            self._conn.execute("DELETE FROM person WHERE id = ?", (person.id,))
+            return person.template_count
+
+    # Templates
+
+    def add_templates(
+        self,
+        person: PersonRef,
+        embeddings: Sequence[np.ndarray],
+        qualities: Sequence[float],
+        sources: Sequence[str],
+        thumbnails: Sequence[bytes | None] | None = None,
+    ) -> list[Template]:
+        """Store templates for one person, all or none.
+
+        Embeddings must be L2-normalised 1-D float vectors, all of the gallery's
+        dimension. Thumbnails are small JPEGs of the samples, for the admin window.
+        """
+        if thumbnails is None:
+            thumbnails = [None] * len(embeddings)
+        if not len(embeddings) == len(qualities) == len(sources) == len(thumbnails):
+            raise GalleryError(
+                "embeddings, qualities, sources and thumbnails must have the same length"
+            )
+        arrays = [_as_embedding(e, i) for i, e in enumerate(embeddings)]
+        if len({a.size for a in arrays}) > 1:
+            raise GalleryError("embeddings in one call must all have the same dimension")
+        created = timestamp()
+        with transaction(self._conn):
+            person_id = self.get_person(person).id
+            if arrays:
+                self._check_dimension(arrays[0].size)
+            ids = []
+            for array, quality, source, thumbnail in zip(arrays, qualities, sources, thumbnails):
+                cursor = self._conn.execute(
+                    "INSERT INTO template (person_id, dim, embedding, quality, source, created)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (person_id, array.size, array.tobytes(), float(quality), str(source), created),
+                )
+                ids.append(cursor.lastrowid)
+                if thumbnail is not None:
+                    self._conn.execute(
+                        "INSERT INTO template_thumbnail (template_id, jpeg) VALUES (?, ?)",
+                        (cursor.lastrowid, bytes(thumbnail)),
+                    )
+            return [self._template_by_id(i) for i in ids]
+
+    def templates(self, person: PersonRef | None = None) -> list[Template]:
+        if person is None:
+            rows = self._conn.execute(f"{_TEMPLATE_COLUMNS} ORDER BY id").fetchall()
+        else:
+            rows = self._conn.execute(
+                f"{_TEMPLATE_COLUMNS} WHERE person_id = ? ORDER BY id",
+                (self.get_person(person).id,),
+            ).fetchall()
+        return [_template(row) for row in rows]
+
+    def remove_template(self, template_id: int) -> None:
+        with transaction(self._conn):
+            cursor = self._conn.execute("DELETE FROM template WHERE id = ?", (int(template_id),))
+            if cursor.rowcount == 0:
+                raise GalleryError(f"no template with id {template_id}")
+
+    def thumbnail(self, template_id: int) -> bytes | None:
+        row = self._conn.execute(
+            "SELECT jpeg FROM template_thumbnail WHERE template_id = ?", (int(template_id),)
+        ).fetchone()
+        return row[0] if row else None
+
+    # Matching
+
+    def matrix(self) -> tuple[np.ndarray, np.ndarray]:
+        """(N x D float32 embeddings, N int64 person ids) of the active people's templates.
+
+        Rows are grouped by person id, which lets matching skip a sort. The arrays
+        are cached and read-only; the cache is rebuilt when gallery_state.version
+        (bumped by triggers, so changes from other processes count) moves.
+        """
+        if self._matrix is not None and self._version() == self._matrix_version:
+            return self._matrix
+        with transaction(self._conn, "DEFERRED"):  # one snapshot for version, size and rows
+            version = self._version()
+            count, dim = self._conn.execute(
+                "SELECT count(*), max(t.dim) FROM template t"
+                " JOIN person p ON p.id = t.person_id WHERE p.active"
+            ).fetchone()
+            embeddings = np.empty((count, dim or 0), dtype=np.float32)
+            person_ids = np.empty(count, dtype=np.int64)
+            rows = self._conn.execute(
+                "SELECT t.person_id, t.embedding FROM template t"
+                " JOIN person p ON p.id = t.person_id WHERE p.active"
+                " ORDER BY t.person_id, t.id"
+            )
+            # Filled row by row so a large gallery is not held twice in memory.
+            for i, (person_id, blob) in enumerate(rows):
+                person_ids[i] = person_id
+                embeddings[i] = np.frombuffer(blob, dtype=_STORED_DTYPE)
+        embeddings.flags.writeable = False
+        person_ids.flags.writeable = False
+        self._matrix, self._matrix_version = (embeddings, person_ids), version
+        return self._matrix
+
+    # Helpers
+
+    def _version(self) -> int:
+        return self._conn.execute("SELECT version FROM gallery_state").fetchone()[0]
+
+    def _person_by_id(self, person_id: int) -> Person:
+        row = self._conn.execute(f"{_PERSON_COLUMNS} WHERE p.id = ?", (int(person_id),)).fetchone()
+        if row is None:
+            raise GalleryError(f"no person with id {person_id}")
+        return _person(row)
+
+    def _template_by_id(self, template_id: int) -> Template:
+        row = self._conn.execute(f"{_TEMPLATE_COLUMNS} WHERE id = ?", (template_id,)).fetchone()
+        return _template(row)
+
+    def _check_name_free(self, name: str, except_id: int | None = None) -> None:
+        row = self._conn.execute(
+            "SELECT id FROM person WHERE name_key = ?", (name.casefold(),)
+        ).fetchone()
+        if row is not None and row[0] != except_id:
+            raise GalleryError(f"a person named {name!r} already exists")
+
+    def _check_dimension(self, dim: int) -> None:
+        row = self._conn.execute("SELECT dim FROM template LIMIT 1").fetchone()
+        if row is not None and row[0] != dim:
+            raise GalleryError(f"embedding dimension {dim} does not match the gallery's {row[0]}")

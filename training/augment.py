@@ -1,0 +1,279 @@
+"""Training-time augmentation that imitates what a kiosk webcam does to an aligned face crop.
+
+The kiosk's aligner already puts the eyes and mouth in fixed places, so the geometric part
+only has to cover its small residual errors (a few degrees of roll, a few percent of scale
+and shift), and the photometric part covers what the camera adds: exposure and white
+balance, soft focus, sensor noise, JPEG compression, the odd greyscale or IR frame.
+
+Everything works on ONE image (HxWx3 float32 in [0, 1]) inside a ``tf.data`` map, so it runs
+on the input pipeline's threads beside training, and it is cheap:
+
+* the geometry (flip, rotation, scale and shift about the centre) is a single bilinear
+  affine warp with reflect padding (``ImageProjectiveTransformV3``), never several resamples;
+* saturation, hue and greyscale are one 3x3 colour matrix (a rotation and scaling of the
+  chroma plane in YIQ, which leaves luma alone), and together with contrast and brightness
+  they become one matrix product plus an offset;
+* blur and JPEG run only when their coin comes up (``tf.cond``), so they cost nothing
+  the rest of the time;
+* a stage whose setting is off is not even put in the graph.
+
+Randomness: with a ``seed`` (shape-[2] int tensor) every draw is a stateless op derived from
+it, so one (seed, image) pair always gives the same output, whatever thread or order the
+pipeline uses; ``tf.data.Dataset.random(seed).batch(2)`` zipped with the images gives a
+reproducible pipeline.  Without a seed a fresh seed is drawn from the (stateful) global
+generator, so every call differs.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["AugmentConfig", "NO_AUGMENTATION", "augment_image", "make_augmenter"]
+
+# Padding of the affine warp: mirrors the crop (d c b a | a b c d), so a rotated or shifted
+# face never gets black wedges the model could learn to look for.
+FILL_MODE = "REFLECT"
+BLUR_SIGMA_RANGE = (0.3, 1.2)
+JPEG_QUALITY_RANGE = (35, 90)          # inclusive
+# Taps either side of the blur kernel's centre: 3.3 sigma at the largest sigma.
+_BLUR_RADIUS = math.ceil(3 * BLUR_SIGMA_RANGE[1])
+
+# RGB -> YIQ, the same matrix as tf.image.rgb_to_yiq.  Y is luma; hue is an angle and
+# saturation a length in the I-Q plane.
+_RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],
+                        [0.59590059, -0.27455667, -0.32134392],
+                        [0.21153661, -0.52273617, 0.31119955]], dtype=np.float64)
+_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
+
+# Positions in the vector of uniform draws that each image gets.
+(_U_FLIP, _U_ROTATION, _U_SCALE, _U_SHIFT_X, _U_SHIFT_Y, _U_BRIGHTNESS, _U_CONTRAST,
+ _U_SATURATION, _U_HUE, _U_GRAYSCALE, _U_BLUR, _U_BLUR_SIGMA, _U_NOISE, _U_JPEG,
+ _U_JPEG_QUALITY, _N_UNIFORMS) = range(16)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """How strongly to augment; every stage is off when its setting is 0 (or (1, 1))."""
+
+    flip: bool = True
+    max_rotation_deg: float = 8.0
+    scale_range: tuple[float, float] = (0.92, 1.08)
+    max_shift_frac: float = 0.05          # of the crop size
+    brightness: float = 0.15              # max additive delta
+    contrast: tuple[float, float] = (0.75, 1.25)
+    saturation: tuple[float, float] = (0.7, 1.3)
+    hue: float = 0.03                     # max shift, as a fraction of the full hue circle
+    blur_prob: float = 0.2                # Gaussian blur with sigma uniform in (0.3, 1.2)
+    noise_std: float = 0.02               # max std of Gaussian sensor noise (std itself drawn uniformly in [0, noise_std])
+    jpeg_prob: float = 0.3                # re-encode as JPEG with quality in (35, 90)
+    grayscale_prob: float = 0.05
+
+    def __post_init__(self) -> None:
+        # Accept lists (a config read back from JSON) but store tuples, so the config stays hashable.
+        for name in ("scale_range", "contrast", "saturation"):
+            value = getattr(self, name)
+            try:
+                low, high = (float(v) for v in value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{name} must be a (low, high) pair, got {value!r}") from None
+            if not (math.isfinite(low) and math.isfinite(high)) or low > high:
+                raise ValueError(f"{name} must be a finite (low, high) pair with low <= high, got {value!r}")
+            object.__setattr__(self, name, (low, high))
+        if self.scale_range[0] <= 0:
+            raise ValueError(f"scale_range must be positive, got {self.scale_range!r}")
+        for name in ("contrast", "saturation"):
+            if getattr(self, name)[0] < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)!r}")
+        for name in ("max_rotation_deg", "max_shift_frac", "brightness", "hue", "noise_std"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.max_rotation_deg > 180:
+            raise ValueError(f"max_rotation_deg must be at most 180, got {self.max_rotation_deg!r}")
+        if self.hue > 0.5:
+            raise ValueError(f"hue must be at most 0.5 (half the hue circle), got {self.hue!r}")
+        for name in ("blur_prob", "jpeg_prob", "grayscale_prob"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 <= value <= 1):
+                raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
+        if not isinstance(self.flip, bool):
+            raise ValueError(f"flip must be True or False, got {self.flip!r}")
+
+    # Which stages are on; a stage that is off is left out of the graph.
+    @property
+    def geometric(self) -> bool:
+        """Whether anything needs the affine warp (a flip alone does not)."""
+        return self.max_rotation_deg > 0 or self.scale_range != (1.0, 1.0) or self.max_shift_frac > 0
+
+    @property
+    def colour(self) -> bool:
+        return (self.brightness > 0 or self.contrast != (1.0, 1.0) or self.saturation != (1.0, 1.0)
+                or self.hue > 0 or self.grayscale_prob > 0)
+
+    @property
+    def is_identity(self) -> bool:
+        """True when the config leaves every image unchanged."""
+        return (not self.flip and not self.geometric and not self.colour and self.blur_prob == 0
+                and self.noise_std == 0 and self.jpeg_prob == 0)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready values (pairs as lists); ``from_dict`` reads it back."""
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> AugmentConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown augmentation settings: {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+
+NO_AUGMENTATION = AugmentConfig(
+    flip=False, max_rotation_deg=0.0, scale_range=(1.0, 1.0), max_shift_frac=0.0, brightness=0.0,
+    contrast=(1.0, 1.0), saturation=(1.0, 1.0), hue=0.0, blur_prob=0.0, noise_std=0.0, jpeg_prob=0.0,
+    grayscale_prob=0.0,
+)
+
+
+def augment_image(image: tf.Tensor, config: AugmentConfig, seed: tf.Tensor | None = None) -> tf.Tensor:
+    """One augmented copy of one HxWx3 float32 image in [0, 1]: same shape and dtype, clipped to [0, 1].
+
+    ``seed`` is a shape-[2] int32/int64 tensor; the same (seed, image) pair always gives the
+    same output.  Without it every call draws a fresh seed.  Works eagerly and in graph mode
+    (``Dataset.map``, ``tf.function``); height and width may be dynamic, the images must be
+    larger than 2 * 4 pixels each way when blur is on (reflect padding of the kernel).
+    """
+    image = tf.convert_to_tensor(image, dtype=tf.float32)
+    static_shape = image.shape
+    image = tf.ensure_shape(image, [None, None, 3])
+    if config.is_identity:
+        return tf.clip_by_value(image, 0.0, 1.0)
+    if seed is None:
+        seed = tf.random.uniform([2], minval=0, maxval=tf.int32.max, dtype=tf.int32)
+    else:
+        seed = tf.convert_to_tensor(seed)
+        if seed.dtype not in (tf.int32, tf.int64):
+            seed = tf.cast(seed, tf.int64)
+        seed = tf.ensure_shape(seed, [2])
+    # All scalar draws in one op; the noise field gets its own seed derived from the same one.
+    u = tf.random.stateless_uniform([_N_UNIFORMS], seed=seed, dtype=tf.float32)
+
+    if config.geometric:
+        image = _affine(image, config, u)
+    elif config.flip:
+        image = tf.cond(u[_U_FLIP] < 0.5, lambda: tf.reverse(image, axis=[1]), lambda: image)
+    if config.colour:
+        image = tf.clip_by_value(_colour(image, config, u), 0.0, 1.0)
+    if config.blur_prob > 0:
+        sigma = _uniform(u[_U_BLUR_SIGMA], *BLUR_SIGMA_RANGE)
+        image = tf.cond(u[_U_BLUR] < config.blur_prob, lambda: _gaussian_blur(image, sigma), lambda: image)
+    if config.noise_std > 0:
+        noise_seed = tf.random.experimental.stateless_fold_in(seed, 1)
+        std = u[_U_NOISE] * config.noise_std
+        image = image + std * tf.random.stateless_normal(tf.shape(image), seed=noise_seed, dtype=tf.float32)
+    image = tf.clip_by_value(image, 0.0, 1.0)
+    if config.jpeg_prob > 0:
+        low, high = JPEG_QUALITY_RANGE
+        quality = tf.minimum(low + tf.cast(u[_U_JPEG_QUALITY] * (high - low + 1), tf.int32), high)
+        image = tf.cond(u[_U_JPEG] < config.jpeg_prob,
+                        lambda: tf.image.adjust_jpeg_quality(image, quality),
+                        lambda: image)
+        image = tf.clip_by_value(image, 0.0, 1.0)
+    image.set_shape(static_shape)       # decode_jpeg and the warp lose the static height and width
+    return image
+
+
+def make_augmenter(config: AugmentConfig) -> Callable[..., tf.Tensor]:
+    """``augment(image, seed=None)`` for ``Dataset.map``; the identity when the config changes nothing."""
+    if config.is_identity:
+        def identity(image: tf.Tensor, seed: tf.Tensor | None = None) -> tf.Tensor:
+            return image
+        return identity
+
+    def augment(image: tf.Tensor, seed: tf.Tensor | None = None) -> tf.Tensor:
+        return augment_image(image, config, seed)
+    return augment
+
+
+def _uniform(u: tf.Tensor, low: float, high: float) -> tf.Tensor:
+    """Maps a U[0, 1) draw onto [low, high)."""
+    return low + (high - low) * u
+
+
+def _symmetric(u: tf.Tensor, limit: float) -> tf.Tensor:
+    return _uniform(u, -limit, limit)
+
+
+def _affine(image: tf.Tensor, config: AugmentConfig, u: tf.Tensor) -> tf.Tensor:
+    """Flip, rotation, scale and shift about the centre, as one bilinear warp."""
+    shape = tf.shape(image)
+    height, width = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
+    # Pixel centres sit on integer coordinates, so the centre of the crop is ((w-1)/2, (h-1)/2).
+    cx, cy = (width - 1.0) / 2.0, (height - 1.0) / 2.0
+    angle = _symmetric(u[_U_ROTATION], math.radians(config.max_rotation_deg))
+    scale = _uniform(u[_U_SCALE], *config.scale_range)
+    tx = _symmetric(u[_U_SHIFT_X], config.max_shift_frac) * width
+    ty = _symmetric(u[_U_SHIFT_Y], config.max_shift_frac) * height
+    # The forward map is  out = c + t + s R(angle) F (in - c),  F the optional mirror in x.
+    # The op wants the inverse (output pixel -> where to sample the input):
+    #   in = c + F R(-angle) / s (out - c - t).
+    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
+    a0, a1, b0, b1 = cos, sin, -sin, cos
+    if config.flip:
+        mirror = tf.where(u[_U_FLIP] < 0.5, -1.0, 1.0)
+        a0, a1 = mirror * a0, mirror * a1
+    ox, oy = cx + tx, cy + ty
+    a2 = cx - a0 * ox - a1 * oy
+    b2 = cy - b0 * ox - b1 * oy
+    transform = tf.stack([a0, a1, a2, b0, b1, b2, 0.0, 0.0])[tf.newaxis]
+    warped = tf.raw_ops.ImageProjectiveTransformV3(
+        images=image[tf.newaxis], transforms=transform, output_shape=shape[:2],
+        fill_value=tf.constant(0.0), interpolation="BILINEAR", fill_mode=FILL_MODE)
+    return warped[0]
+
+
+def _colour(image: tf.Tensor, config: AugmentConfig, u: tf.Tensor) -> tf.Tensor:
+    """Saturation, hue, greyscale, contrast and brightness as one 3x3 matrix plus an offset.
+
+    Saturation scales and hue rotates the chroma (I, Q) plane of YIQ, greyscale sets the
+    chroma to zero; luma is left alone by all three.  Contrast scales each channel about its
+    mean (as tf.image.adjust_contrast), brightness adds the same delta to every channel.
+    """
+    saturation = _uniform(u[_U_SATURATION], *config.saturation) if config.saturation != (1.0, 1.0) else tf.constant(1.0)
+    if config.grayscale_prob > 0:
+        saturation = tf.where(u[_U_GRAYSCALE] < config.grayscale_prob, 0.0, saturation)
+    if config.hue > 0:
+        angle = _symmetric(u[_U_HUE], 2.0 * math.pi * config.hue)
+        cos, sin = saturation * tf.cos(angle), saturation * tf.sin(angle)
+    else:
+        cos, sin = saturation, tf.constant(0.0)
+    one, zero = tf.constant(1.0), tf.constant(0.0)
+    chroma = tf.reshape(tf.stack([one, zero, zero, zero, cos, -sin, zero, sin, cos]), [3, 3])
+    # Row-vector convention: pixel_out = pixel_in @ matrix.
+    matrix = tf.constant(_RGB_TO_YIQ.T, tf.float32) @ tf.transpose(chroma) @ tf.constant(_YIQ_TO_RGB.T, tf.float32)
+
+    contrast = _uniform(u[_U_CONTRAST], *config.contrast)
+    brightness = _symmetric(u[_U_BRIGHTNESS], config.brightness)
+    mean = tf.reduce_mean(image, axis=[0, 1])[tf.newaxis] @ matrix          # [1, 3]
+    offset = (1.0 - contrast) * mean[0] + brightness
+    pixels = tf.reshape(image, [-1, 3]) @ (contrast * matrix) + offset
+    return tf.reshape(pixels, tf.shape(image))
+
+
+def _gaussian_blur(image: tf.Tensor, sigma: tf.Tensor) -> tf.Tensor:
+    """Separable Gaussian blur of fixed support, reflect-padded so the edges keep their brightness."""
+    taps = tf.range(-_BLUR_RADIUS, _BLUR_RADIUS + 1, dtype=tf.float32)
+    kernel = tf.exp(-0.5 * tf.square(taps / sigma))
+    kernel = kernel / tf.reduce_sum(kernel)
+    r = _BLUR_RADIUS
+    padded = tf.pad(image, [[r, r], [r, r], [0, 0]], mode="REFLECT")[tf.newaxis]
+    vertical = tf.tile(tf.reshape(kernel, [-1, 1, 1, 1]), [1, 1, 3, 1])
+    horizontal = tf.tile(tf.reshape(kernel, [1, -1, 1, 1]), [1, 1, 3, 1])
+    out = tf.nn.depthwise_conv2d(padded, vertical, strides=[1, 1, 1, 1], padding="VALID")
+    out = tf.nn.depthwise_conv2d(out, horizontal, strides=[1, 1, 1, 1], padding="VALID")
+    return out[0]

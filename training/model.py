@@ -1,0 +1,137 @@
+"""The embedding network and the heads that turn it into a Siamese model.
+
+`build_backbone` maps a face crop to an L2-normalised embedding: a small residual CNN sized
+for a CPU kiosk (about a million weights, a few MB). `build_serving_model` wraps it for the
+kiosk: it takes the aligner's crop (uint8, any size), resizes it to the network's input,
+embeds the crop and its mirror image and returns the normalised sum, so the kiosk does no
+preprocessing of its own.
+"""
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+
+def _conv_bn(x, filters: int, kernel: int = 3, strides: int = 1, name: str = ""):
+    x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.PReLU(shared_axes=[1, 2], name=f"{name}_act")(x)
+
+
+def _residual_block(x, filters: int, strides: int, name: str):
+    """Pre-activation-free basic block (two 3x3 convolutions) with a projection when the shape changes."""
+    shortcut = x
+    y = _conv_bn(x, filters, 3, strides, name=f"{name}_a")
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_b_conv")(y)
+    y = layers.BatchNormalization(name=f"{name}_b_bn")(y)
+    if strides != 1 or shortcut.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False, name=f"{name}_proj_conv")(shortcut)
+        shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+    return layers.PReLU(shared_axes=[1, 2], name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
+
+
+class L2Normalize(layers.Layer):
+    """Unit-length embeddings: cosine similarity becomes a dot product."""
+
+    def call(self, x):
+        return x / ops.sqrt(ops.maximum(ops.sum(ops.square(x), axis=-1, keepdims=True), 1e-12))
+
+
+def build_backbone(
+    input_size: int = 64,
+    embedding_size: int = 128,
+    widths: tuple[int, ...] = (32, 64, 128, 192),
+    blocks: tuple[int, ...] = (1, 2, 2, 1),
+    dropout: float = 0.2,
+) -> keras.Model:
+    """Crop (input_size x input_size x 3, float in [0, 1]) -> unit embedding."""
+    inputs = keras.Input((input_size, input_size, 3), name="crop")
+    x = layers.Rescaling(2.0, offset=-1.0, name="to_unit_range")(inputs)
+    # A strided stem: the first residual stage then works at a quarter of the pixels, which is
+    # most of the difference between trainable and not on two CPU cores.
+    x = _conv_bn(x, widths[0], 3, 2, name="stem")
+    for stage, (width, count) in enumerate(zip(widths, blocks)):
+        for index in range(count):
+            x = _residual_block(x, width, 2 if index == 0 else 1, name=f"s{stage}b{index}")
+    # A depthwise convolution over the whole final map ("global depthwise" pooling) keeps
+    # where on the face a feature was, which plain average pooling throws away.
+    x = layers.DepthwiseConv2D(x.shape[1], padding="valid", use_bias=False, name="gdc")(x)
+    x = layers.BatchNormalization(name="gdc_bn")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    x = layers.Dense(embedding_size, use_bias=False, name="embedding_dense")(x)
+    x = layers.BatchNormalization(name="embedding_bn")(x)
+    outputs = L2Normalize(name="embedding")(x)
+    return keras.Model(inputs, outputs, name="backbone")
+
+
+class PairHead(layers.Layer):
+    """The original study's pair head: |a - b| -> dense -> sigmoid = P(same person)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = layers.Dense(1, activation="sigmoid", name="same_probability")
+
+    def build(self, input_shape):
+        self.dense.build(input_shape[0])
+
+    def call(self, inputs):
+        a, b = inputs
+        return ops.squeeze(self.dense(ops.abs(a - b)), axis=-1)
+
+
+class CosineClassifier(layers.Layer):
+    """Class weights on the unit sphere: logits are cosines, ready for a margin loss."""
+
+    def __init__(self, classes: int, **kwargs):
+        super().__init__(**kwargs)
+        self.classes = classes
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], self.classes), initializer="glorot_normal", name="kernel")
+
+    def call(self, embeddings):
+        kernel = self.kernel / ops.sqrt(ops.maximum(ops.sum(ops.square(self.kernel), axis=0, keepdims=True), 1e-12))
+        return ops.matmul(embeddings, kernel)
+
+
+@keras.saving.register_keras_serializable(package="face_kiosk")
+class CropToEmbedding(layers.Layer):
+    """Serving wrapper: uint8 aligned crops -> resized -> mean of crop and mirror embeddings."""
+
+    def __init__(self, backbone: keras.Model, input_size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.backbone = backbone
+        self.input_size = input_size
+
+    def call(self, crops):
+        x = ops.cast(crops, "float32") / 255.0
+        x = resize_crops(x, self.input_size)
+        both = ops.concatenate([x, ops.flip(x, axis=2)], axis=0)
+        embeddings = self.backbone(both, training=False)
+        count = ops.shape(x)[0]
+        summed = embeddings[:count] + embeddings[count:]
+        return summed / ops.sqrt(ops.maximum(ops.sum(ops.square(summed), axis=-1, keepdims=True), 1e-12))
+
+    def get_config(self):
+        return {**super().get_config(), "backbone": keras.saving.serialize_keras_object(self.backbone),
+                "input_size": self.input_size}
+
+    @classmethod
+    def from_config(cls, config):
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)
+
+
+def resize_crops(x, size: int):
+    """The one resize used by training and serving (area-like antialiased bilinear)."""
+    if x.shape[1] == size and x.shape[2] == size:
+        return x
+    return ops.image.resize(x, (size, size), interpolation="bilinear", antialias=True)
+
+
+def build_serving_model(backbone: keras.Model, crop_size: int) -> keras.Model:
+    """uint8 crops (N x crop_size x crop_size x 3) -> unit embeddings (N x D)."""
+    inputs = keras.Input((crop_size, crop_size, 3), dtype="uint8", name="aligned_crop")
+    outputs = CropToEmbedding(backbone, backbone.input_shape[1], name="embedder")(inputs)
+    return keras.Model(inputs, outputs, name="face_embedder")

@@ -1,0 +1,223 @@
+"""Training loops for every Siamese form, one recipe at a time.
+
+All forms share one input pipeline: batches of P identities x K images (`data.pk_batches`),
+augmented per image in `tf.data`. From such a batch,
+- `pair_bce` and `contrastive` mine balanced pairs (one positive and one negative per anchor,
+  half of the negatives the hardest in the batch) and score them with the study's pair head
+  or with the contrastive loss on the embedding distance;
+- `triplet` (batch-hard) and `semihard` mine triplets online inside the batch;
+- `cosface` classifies the training identities with a margin: the pre-training that gives
+  the fine-tuning experiments their pretrained backbone.
+After every epoch the model is scored on the held-out validation pairs (never the test
+pairs); the best epoch's weights are kept and training stops when it stops improving.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from training import losses
+from training.augment import NO_AUGMENTATION, AugmentConfig, make_augmenter
+from training.data import PairSet, Split, pk_batches
+from training.metrics import best_threshold, accuracy_at, roc_auc
+from training.model import CosineClassifier, PairHead, build_backbone, build_serving_model, resize_crops
+from training.prepare import PreparedLFW
+
+LOSSES = ("pair_bce", "contrastive", "triplet", "semihard", "cosface")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    loss: str = "triplet"
+    augment: bool = True
+    init: str | None = None  # weights file of a pretrained backbone (None: from scratch)
+    freeze: bool = False  # with `init`: train only the embedding layers on top of frozen features
+    input_size: int = 64
+    embedding_size: int = 128
+    epochs: int = 30
+    steps_per_epoch: int = 100
+    identities_per_batch: int = 32
+    images_per_identity: int = 4
+    learning_rate: float = 2e-3
+    weight_decay: float = 5e-4
+    margin: float | None = None  # None: the loss's own default
+    patience: int = 6
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+        if self.freeze and not self.init:
+            raise ValueError("--freeze needs --init: there is nothing pretrained to freeze")
+
+    @property
+    def name(self) -> str:
+        start = "scratch" if not self.init else ("frozen" if self.freeze else "finetuned")
+        return f"{self.loss}-{'aug' if self.augment else 'noaug'}-{start}"
+
+
+@dataclass
+class TrainResult:
+    backbone: keras.Model
+    history: dict[str, list[float]]
+    best_epoch: int
+    seconds: float
+    recipe: Recipe
+
+
+def train(recipe: Recipe, split: Split, prepared: PreparedLFW, log=print) -> TrainResult:
+    """Train `recipe` on `split`'s training identities; keep the best epoch on its validation pairs."""
+    keras.utils.set_random_seed(recipe.seed)
+    started = time.perf_counter()
+    images = _model_inputs(prepared.crops, split.train_rows, recipe.input_size)
+    labels = split.train_labels.astype(np.int32)
+    batch = recipe.identities_per_batch * recipe.images_per_identity
+    dataset = _dataset(images, labels, recipe, batch)
+
+    backbone = build_backbone(recipe.input_size, recipe.embedding_size)
+    if recipe.init:
+        backbone.load_weights(recipe.init)
+        if recipe.freeze:
+            for layer in backbone.layers:
+                layer.trainable = layer.name.startswith(("embedding", "dropout"))
+    head = _head(recipe, int(labels.max()) + 1)
+    variables = backbone.trainable_variables + (head.trainable_variables if head else [])
+    total_steps = recipe.epochs * recipe.steps_per_epoch
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, total_steps - recipe.steps_per_epoch, alpha=0.01,
+        warmup_target=recipe.learning_rate, warmup_steps=recipe.steps_per_epoch)
+    optimizer = keras.optimizers.AdamW(schedule, weight_decay=recipe.weight_decay)
+    step = _train_step(recipe, backbone, head, optimizer, variables)
+
+    serving = build_serving_model(backbone, prepared.crops.shape[1])
+    history: dict[str, list[float]] = {"loss": [], "val_auc": [], "val_accuracy": []}
+    best = (-1.0, 0, backbone.get_weights())
+    iterator = iter(dataset)
+    for epoch in range(recipe.epochs):
+        epoch_loss = 0.0
+        for index in range(recipe.steps_per_epoch):
+            x, y = next(iterator)
+            seed = tf.constant([recipe.seed, epoch * recipe.steps_per_epoch + index], tf.int32)
+            epoch_loss += float(step(x, y, seed))
+        scores = pair_scores(serving, prepared.crops, split.validation)
+        auc = roc_auc(scores, split.validation.same)
+        accuracy = accuracy_at(scores, split.validation.same, best_threshold(scores, split.validation.same))
+        history["loss"].append(epoch_loss / recipe.steps_per_epoch)
+        history["val_auc"].append(auc)
+        history["val_accuracy"].append(accuracy)
+        log(f"[{recipe.name}] epoch {epoch + 1}/{recipe.epochs} loss {history['loss'][-1]:.4f} "
+            f"val AUC {auc:.4f} val acc {accuracy:.4f} ({time.perf_counter() - started:.0f} s)")
+        if auc > best[0]:
+            best = (auc, epoch, backbone.get_weights())
+        elif epoch - best[1] >= recipe.patience:
+            log(f"[{recipe.name}] stopping early: no better validation AUC for {recipe.patience} epochs")
+            break
+    backbone.set_weights(best[2])
+    return TrainResult(backbone, history, best[1] + 1, time.perf_counter() - started, recipe)
+
+
+def _model_inputs(crops: np.ndarray, rows: np.ndarray, input_size: int) -> np.ndarray:
+    """Training images at the network's input size, resized by the same op the serving model uses."""
+    out = []
+    for start in range(0, len(rows), 1024):
+        chunk = tf.cast(np.asarray(crops[rows[start:start + 1024]]), tf.float32) / 255.0
+        out.append(np.asarray(resize_crops(chunk, input_size)))
+    return np.concatenate(out)
+
+
+def _dataset(images: np.ndarray, labels: np.ndarray, recipe: Recipe, batch: int) -> tf.data.Dataset:
+    rng = np.random.default_rng(recipe.seed)
+    generator = lambda: pk_batches(labels, recipe.identities_per_batch, recipe.images_per_identity, rng)
+    augment = make_augmenter(AugmentConfig() if recipe.augment else NO_AUGMENTATION)
+    images_tensor, labels_tensor = tf.constant(images), tf.constant(labels)
+    return (
+        tf.data.Dataset.from_generator(generator, output_signature=tf.TensorSpec([batch], tf.int64))
+        .unbatch()
+        .map(lambda row: (augment(tf.gather(images_tensor, row)), tf.gather(labels_tensor, row)),
+             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .batch(batch, drop_remainder=True)
+        .prefetch(2)
+    )
+
+
+def _head(recipe: Recipe, classes: int) -> keras.layers.Layer | None:
+    if recipe.loss == "pair_bce":
+        head = PairHead()
+        head.build([(None, recipe.embedding_size), (None, recipe.embedding_size)])
+        return head
+    if recipe.loss == "cosface":
+        head = CosineClassifier(classes)
+        head.build((None, recipe.embedding_size))
+        return head
+    return None
+
+
+def _train_step(recipe: Recipe, backbone, head, optimizer, variables):
+    margin = recipe.margin
+
+    def loss_of(embeddings, labels, seed):
+        if recipe.loss == "triplet":
+            return losses.batch_hard_triplet_loss(embeddings, labels, margin if margin is not None else 0.3)
+        if recipe.loss == "semihard":
+            return losses.semi_hard_triplet_loss(embeddings, labels, margin if margin is not None else 0.3)
+        if recipe.loss == "cosface":
+            return losses.cosface_loss(head(embeddings), labels, margin=margin if margin is not None else 0.25)
+        first, second, same = losses.mine_pairs(embeddings, labels, seed)
+        a, b = tf.gather(embeddings, first), tf.gather(embeddings, second)
+        if recipe.loss == "pair_bce":
+            return losses.pair_bce_loss(head([a, b]), same)
+        distance = tf.sqrt(tf.maximum(tf.reduce_sum(tf.square(a - b), axis=1), 1e-12))
+        return losses.contrastive_loss(distance, same, margin if margin is not None else 1.0)
+
+    @tf.function(reduce_retracing=True)
+    def step(images, labels, seed):
+        with tf.GradientTape() as tape:
+            loss = loss_of(backbone(images, training=True), labels, seed)
+        gradients = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(gradients, variables))
+        return loss
+
+    return step
+
+
+def embed_rows(serving: keras.Model, crops: np.ndarray, rows: np.ndarray, batch: int = 256) -> dict[int, np.ndarray]:
+    """Embeddings of the given rows of the prepared crops, through the serving model."""
+    unique = np.unique(rows)
+    vectors = np.concatenate([
+        np.asarray(serving(np.asarray(crops[unique[start:start + batch]]), training=False))
+        for start in range(0, len(unique), batch)
+    ])
+    return dict(zip(unique.tolist(), vectors))
+
+
+def pair_scores(serving: keras.Model, crops: np.ndarray, pairs: PairSet) -> np.ndarray:
+    """Cosine similarity of each pair, embedded exactly as the kiosk embeds."""
+    vectors = embed_rows(serving, crops, np.concatenate([pairs.a, pairs.b]))
+    return np.array([float(np.dot(vectors[a], vectors[b])) for a, b in zip(pairs.a.tolist(), pairs.b.tolist())])
+
+
+def recipe_from_json(path: str | Path) -> Recipe:
+    return Recipe(**json.loads(Path(path).read_text()))
+
+
+def recipe_to_dict(recipe: Recipe) -> dict:
+    return asdict(recipe)
+
+
+def with_overrides(recipe: Recipe, **overrides) -> Recipe:
+    return replace(recipe, **{key: value for key, value in overrides.items() if value is not None})
+
+
+def schedule_summary(recipe: Recipe) -> str:
+    images = recipe.epochs * recipe.steps_per_epoch * recipe.identities_per_batch * recipe.images_per_identity
+    return f"{recipe.epochs} epochs x {recipe.steps_per_epoch} steps ({images / 1e3:.0f}k augmented images at most)"
+
+
+__all__ = ["LOSSES", "Recipe", "TrainResult", "train", "pair_scores", "embed_rows", "math"]
