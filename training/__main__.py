@@ -39,6 +39,34 @@ def _prepare_report(folder: Path, summary: dict) -> str:
     ])
 
 
+def _load_data(args: argparse.Namespace):
+    from training.lfw import LFW
+    from training.prepare import default_cache_dir, prepare
+
+    lfw = LFW.locate(args.lfw_dir, cache_dir=args.cache_dir)
+    return lfw, prepare(lfw, args.cache_dir or default_cache_dir())
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.experiment import describe, run
+    from training.recipe import Recipe
+
+    recipe = Recipe(loss=args.loss, augment=not args.no_augment, init=args.init, freeze=args.freeze,
+                    epochs=args.epochs, steps_per_epoch=args.steps, input_size=args.input_size,
+                    learning_rate=args.learning_rate, seed=args.seed)
+    lfw, prepared = _load_data(args)
+    out_dir = args.out or Path("runs") / (recipe.name if args.view == 1 else f"{recipe.name}-fold{args.fold}")
+    summary = run(recipe, lfw, prepared, out_dir, view=args.view, fold=args.fold, target_far=args.target_far)
+    print(describe(summary))
+    print(f"run folder: {out_dir}")
+    if args.export:
+        from training.export import export_run
+
+        path = export_run(out_dir, summary, lfw, prepared, args.export, command=" ".join(sys.argv))
+        print(f"exported {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -51,6 +79,29 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--limit", type=int, help="only the first N images (for quick trials)")
     prepare.add_argument("--json", action="store_true", help="print the summary as JSON")
     prepare.set_defaults(handler=_prepare)
+
+    from training.recipe import DEFAULT_TARGET_FAR, LOSSES, Recipe
+
+    defaults = Recipe()
+    train = commands.add_parser("train", help="train one recipe, report on the held-out test pairs",
+                                description="Train one Siamese recipe on LFW and report on its test pairs.")
+    _add_data_options(train)
+    train.add_argument("--loss", choices=LOSSES, default=defaults.loss, help=f"default {defaults.loss}")
+    train.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    train.add_argument("--init", help="weights of a pretrained backbone (e.g. runs/<cosface run>/backbone.weights.h5)")
+    train.add_argument("--freeze", action="store_true", help="with --init: train only the embedding layers")
+    train.add_argument("--epochs", type=int, default=defaults.epochs, help=f"default {defaults.epochs}")
+    train.add_argument("--steps", type=int, default=defaults.steps_per_epoch, help=f"steps per epoch; default {defaults.steps_per_epoch}")
+    train.add_argument("--input-size", type=int, default=defaults.input_size, help=f"network input in px; default {defaults.input_size}")
+    train.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    train.add_argument("--seed", type=int, default=defaults.seed)
+    train.add_argument("--view", type=int, choices=(1, 2), default=1, help="1: DevTrain/DevTest; 2: one fold of pairs.txt")
+    train.add_argument("--fold", type=int, default=0, help="with --view 2: the test fold 0-9")
+    train.add_argument("--target-far", type=float, default=DEFAULT_TARGET_FAR,
+                       help=f"false-accept rate on validation pairs that sets the threshold; default {DEFAULT_TARGET_FAR}")
+    train.add_argument("--out", type=Path, help="run folder; default runs/<recipe name>")
+    train.add_argument("--export", type=Path, help="also export the model there (e.g. assets/face_embedder.keras)")
+    train.set_defaults(handler=_train)
     return parser
 
 

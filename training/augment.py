@@ -15,6 +15,8 @@ on the input pipeline's threads beside training, and it is cheap:
   they become one matrix product plus an offset;
 * blur and JPEG run only when their coin comes up (``tf.cond``), so they cost nothing
   the rest of the time;
+* sensor noise is one Gaussian value per pixel shared by the three channels (luma grain,
+  which is what a webcam's denoiser and 4:2:0 JPEG leave; half the cost of per-channel noise);
 * a stage whose setting is off is not even put in the graph.
 
 Randomness: with a ``seed`` (shape-[2] int tensor) every draw is a stateless op derived from
@@ -26,6 +28,7 @@ generator, so every call differs.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 
@@ -49,11 +52,6 @@ _RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],
                         [0.21153661, -0.52273617, 0.31119955]], dtype=np.float64)
 _YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
 
-# Positions in the vector of uniform draws that each image gets.
-(_U_FLIP, _U_ROTATION, _U_SCALE, _U_SHIFT_X, _U_SHIFT_Y, _U_BRIGHTNESS, _U_CONTRAST,
- _U_SATURATION, _U_HUE, _U_GRAYSCALE, _U_BLUR, _U_BLUR_SIGMA, _U_NOISE, _U_JPEG,
- _U_JPEG_QUALITY, _N_UNIFORMS) = range(16)
-
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -68,7 +66,7 @@ class AugmentConfig:
     saturation: tuple[float, float] = (0.7, 1.3)
     hue: float = 0.03                     # max shift, as a fraction of the full hue circle
     blur_prob: float = 0.2                # Gaussian blur with sigma uniform in (0.3, 1.2)
-    noise_std: float = 0.02               # max std of Gaussian sensor noise (std itself drawn uniformly in [0, noise_std])
+    noise_std: float = 0.02               # max std of Gaussian sensor noise (std itself drawn uniformly in [0, noise_std]); per pixel, shared by the channels
     jpeg_prob: float = 0.3                # re-encode as JPEG with quality in (35, 90)
     grayscale_prob: float = 0.05
 
@@ -90,7 +88,7 @@ class AugmentConfig:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)!r}")
         for name in ("max_rotation_deg", "max_shift_frac", "brightness", "hue", "noise_std"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            if not (_is_number(value) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.max_rotation_deg > 180:
             raise ValueError(f"max_rotation_deg must be at most 180, got {self.max_rotation_deg!r}")
@@ -98,7 +96,7 @@ class AugmentConfig:
             raise ValueError(f"hue must be at most 0.5 (half the hue circle), got {self.hue!r}")
         for name in ("blur_prob", "jpeg_prob", "grayscale_prob"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0 <= value <= 1):
+            if not (_is_number(value) and 0 <= value <= 1):
                 raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
         if not isinstance(self.flip, bool):
             raise ValueError(f"flip must be True or False, got {self.flip!r}")
@@ -133,6 +131,10 @@ class AugmentConfig:
         return cls(**values)
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 NO_AUGMENTATION = AugmentConfig(
     flip=False, max_rotation_deg=0.0, scale_range=(1.0, 1.0), max_shift_frac=0.0, brightness=0.0,
     contrast=(1.0, 1.0), saturation=(1.0, 1.0), hue=0.0, blur_prob=0.0, noise_std=0.0, jpeg_prob=0.0,
@@ -145,8 +147,11 @@ def augment_image(image: tf.Tensor, config: AugmentConfig, seed: tf.Tensor | Non
 
     ``seed`` is a shape-[2] int32/int64 tensor; the same (seed, image) pair always gives the
     same output.  Without it every call draws a fresh seed.  Works eagerly and in graph mode
-    (``Dataset.map``, ``tf.function``); height and width may be dynamic, the images must be
-    larger than 2 * 4 pixels each way when blur is on (reflect padding of the kernel).
+    (``Dataset.map``, ``tf.function``); height and width may even be dynamic.  With blur on,
+    the image must be at least 5 pixels each way (reflect padding of the kernel).
+
+    Order, as in a camera: pose (warp), optics (blur), exposure and white balance (colour),
+    sensor noise, clipping to the sensor's range, JPEG compression.
     """
     image = tf.convert_to_tensor(image, dtype=tf.float32)
     static_shape = image.shape
@@ -160,30 +165,28 @@ def augment_image(image: tf.Tensor, config: AugmentConfig, seed: tf.Tensor | Non
         if seed.dtype not in (tf.int32, tf.int64):
             seed = tf.cast(seed, tf.int64)
         seed = tf.ensure_shape(seed, [2])
-    # All scalar draws in one op; the noise field gets its own seed derived from the same one.
-    u = tf.random.stateless_uniform([_N_UNIFORMS], seed=seed, dtype=tf.float32)
+    draws = _Draws(config, seed)
 
     if config.geometric:
-        image = _affine(image, config, u)
+        image = _affine(image, config, draws)
     elif config.flip:
-        image = tf.cond(u[_U_FLIP] < 0.5, lambda: tf.reverse(image, axis=[1]), lambda: image)
-    if config.colour:
-        image = tf.clip_by_value(_colour(image, config, u), 0.0, 1.0)
+        image = tf.cond(draws.flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
     if config.blur_prob > 0:
-        sigma = _uniform(u[_U_BLUR_SIGMA], *BLUR_SIGMA_RANGE)
-        image = tf.cond(u[_U_BLUR] < config.blur_prob, lambda: _gaussian_blur(image, sigma), lambda: image)
+        image = tf.cond(draws.blur, lambda: _gaussian_blur(image, draws.blur_sigma), lambda: image)
+    if config.colour:
+        image = _colour(image, config, draws)
     if config.noise_std > 0:
+        # One Gaussian value per pixel, the same in all three channels: what is left of a webcam's
+        # sensor noise after demosaicing, chroma denoising and 4:2:0 JPEG is mostly luma grain,
+        # and it costs half as much as independent noise per channel.
         noise_seed = tf.random.experimental.stateless_fold_in(seed, 1)
-        std = u[_U_NOISE] * config.noise_std
-        image = image + std * tf.random.stateless_normal(tf.shape(image), seed=noise_seed, dtype=tf.float32)
+        noise_shape = tf.concat([tf.shape(image)[:2], [1]], axis=0)
+        image = image + draws.noise_std * tf.random.stateless_normal(noise_shape, seed=noise_seed)
     image = tf.clip_by_value(image, 0.0, 1.0)
     if config.jpeg_prob > 0:
-        low, high = JPEG_QUALITY_RANGE
-        quality = tf.minimum(low + tf.cast(u[_U_JPEG_QUALITY] * (high - low + 1), tf.int32), high)
-        image = tf.cond(u[_U_JPEG] < config.jpeg_prob,
-                        lambda: tf.image.adjust_jpeg_quality(image, quality),
+        # The round trip through uint8 keeps the result in [0, 1].
+        image = tf.cond(draws.jpeg, lambda: tf.image.adjust_jpeg_quality(image, draws.jpeg_quality),
                         lambda: image)
-        image = tf.clip_by_value(image, 0.0, 1.0)
     image.set_shape(static_shape)       # decode_jpeg and the warp lose the static height and width
     return image
 
@@ -200,67 +203,98 @@ def make_augmenter(config: AugmentConfig) -> Callable[..., tf.Tensor]:
     return augment
 
 
-def _uniform(u: tf.Tensor, low: float, high: float) -> tf.Tensor:
-    """Maps a U[0, 1) draw onto [low, high)."""
-    return low + (high - low) * u
+class _Draws:
+    """Every random number one image needs, from one stateless draw (few ops: the per-op cost
+    of a tf.data function is a good part of the budget for a 64x64 crop)."""
+
+    def __init__(self, config: AugmentConfig, seed: tf.Tensor) -> None:
+        rotation = math.radians(config.max_rotation_deg)
+        hue = 2.0 * math.pi * config.hue
+        # (low, high) of each draw, so that one multiply-add maps all the U[0, 1) draws at once.
+        ranges = [
+            (0.0, 1.0),                                     # flip coin
+            (-rotation, rotation),
+            config.scale_range,
+            (-config.max_shift_frac, config.max_shift_frac),
+            (-config.max_shift_frac, config.max_shift_frac),
+            (-config.brightness, config.brightness),
+            config.contrast,
+            config.saturation,
+            (-hue, hue),
+            (0.0, 1.0),                                     # greyscale coin
+            (0.0, 1.0),                                     # blur coin
+            BLUR_SIGMA_RANGE,
+            (0.0, config.noise_std),
+            (0.0, 1.0),                                     # JPEG coin
+            (JPEG_QUALITY_RANGE[0], JPEG_QUALITY_RANGE[1] + 1.0),
+        ]
+        low = np.array([r[0] for r in ranges], np.float32)
+        width = np.array([r[1] - r[0] for r in ranges], np.float32)
+        u = tf.random.stateless_uniform([len(ranges)], seed=seed)
+        (flip, self.rotation, self.scale, self.shift_x, self.shift_y, self.brightness, self.contrast,
+         self.saturation, self.hue, grey, blur, self.blur_sigma, self.noise_std, jpeg,
+         quality) = tf.unstack(low + width * u)
+        self.flip = flip < 0.5
+        self.grayscale = grey < config.grayscale_prob
+        self.blur = blur < config.blur_prob
+        self.jpeg = jpeg < config.jpeg_prob
+        self.jpeg_quality = tf.minimum(tf.cast(quality, tf.int32), JPEG_QUALITY_RANGE[1])
 
 
-def _symmetric(u: tf.Tensor, limit: float) -> tf.Tensor:
-    return _uniform(u, -limit, limit)
-
-
-def _affine(image: tf.Tensor, config: AugmentConfig, u: tf.Tensor) -> tf.Tensor:
-    """Flip, rotation, scale and shift about the centre, as one bilinear warp."""
-    shape = tf.shape(image)
-    height, width = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
+def _affine(image: tf.Tensor, config: AugmentConfig, draws: _Draws) -> tf.Tensor:
+    """Flip, rotation, scale and shift about the centre, as one bilinear warp with reflect padding."""
+    height, width = image.shape[0], image.shape[1]
+    if height is None or width is None:
+        dynamic = tf.cast(tf.shape(image)[:2], tf.float32)
+        height, width = dynamic[0], dynamic[1]
     # Pixel centres sit on integer coordinates, so the centre of the crop is ((w-1)/2, (h-1)/2).
     cx, cy = (width - 1.0) / 2.0, (height - 1.0) / 2.0
-    angle = _symmetric(u[_U_ROTATION], math.radians(config.max_rotation_deg))
-    scale = _uniform(u[_U_SCALE], *config.scale_range)
-    tx = _symmetric(u[_U_SHIFT_X], config.max_shift_frac) * width
-    ty = _symmetric(u[_U_SHIFT_Y], config.max_shift_frac) * height
-    # The forward map is  out = c + t + s R(angle) F (in - c),  F the optional mirror in x.
-    # The op wants the inverse (output pixel -> where to sample the input):
+    # The forward map is  out = c + t + s R(angle) F (in - c),  F the optional mirror in x, and
+    # the op wants the inverse, from each output pixel to where it samples the input:
     #   in = c + F R(-angle) / s (out - c - t).
-    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
+    inv_scale = 1.0 / draws.scale
+    cos, sin = tf.cos(draws.rotation) * inv_scale, tf.sin(draws.rotation) * inv_scale
     a0, a1, b0, b1 = cos, sin, -sin, cos
     if config.flip:
-        mirror = tf.where(u[_U_FLIP] < 0.5, -1.0, 1.0)
+        mirror = tf.where(draws.flip, -1.0, 1.0)
         a0, a1 = mirror * a0, mirror * a1
-    ox, oy = cx + tx, cy + ty
+    ox, oy = cx + draws.shift_x * width, cy + draws.shift_y * height
     a2 = cx - a0 * ox - a1 * oy
     b2 = cy - b0 * ox - b1 * oy
     transform = tf.stack([a0, a1, a2, b0, b1, b2, 0.0, 0.0])[tf.newaxis]
     warped = tf.raw_ops.ImageProjectiveTransformV3(
-        images=image[tf.newaxis], transforms=transform, output_shape=shape[:2],
+        images=image[tf.newaxis], transforms=transform, output_shape=tf.shape(image)[:2],
         fill_value=tf.constant(0.0), interpolation="BILINEAR", fill_mode=FILL_MODE)
     return warped[0]
 
 
-def _colour(image: tf.Tensor, config: AugmentConfig, u: tf.Tensor) -> tf.Tensor:
+# The saturation/hue/greyscale matrix (row-vector convention, pixel_out = pixel_in @ M) is
+#   M = RGB_TO_YIQ^T  [[1, 0, 0], [0, s cos h, s sin h], [0, -s sin h, s cos h]]  YIQ_TO_RGB^T
+# which is linear in (s cos h, s sin h):  M = _LUMA + (s cos h) _CHROMA_COS + (s sin h) _CHROMA_SIN.
+_LUMA = (_RGB_TO_YIQ.T @ np.diag([1.0, 0.0, 0.0]) @ _YIQ_TO_RGB.T).astype(np.float32)
+_CHROMA_COS = (_RGB_TO_YIQ.T @ np.diag([0.0, 1.0, 1.0]) @ _YIQ_TO_RGB.T).astype(np.float32)
+_CHROMA_SIN = (_RGB_TO_YIQ.T @ np.array([[0, 0, 0], [0, 0, 1], [0, -1, 0]]) @ _YIQ_TO_RGB.T).astype(np.float32)
+
+
+def _colour(image: tf.Tensor, config: AugmentConfig, draws: _Draws) -> tf.Tensor:
     """Saturation, hue, greyscale, contrast and brightness as one 3x3 matrix plus an offset.
 
     Saturation scales and hue rotates the chroma (I, Q) plane of YIQ, greyscale sets the
     chroma to zero; luma is left alone by all three.  Contrast scales each channel about its
     mean (as tf.image.adjust_contrast), brightness adds the same delta to every channel.
+    Not clipped: the caller clips once, after the sensor noise.
     """
-    saturation = _uniform(u[_U_SATURATION], *config.saturation) if config.saturation != (1.0, 1.0) else tf.constant(1.0)
+    saturation = draws.saturation
     if config.grayscale_prob > 0:
-        saturation = tf.where(u[_U_GRAYSCALE] < config.grayscale_prob, 0.0, saturation)
+        saturation = tf.where(draws.grayscale, 0.0, saturation)
     if config.hue > 0:
-        angle = _symmetric(u[_U_HUE], 2.0 * math.pi * config.hue)
-        cos, sin = saturation * tf.cos(angle), saturation * tf.sin(angle)
+        matrix = _LUMA + (saturation * tf.cos(draws.hue)) * _CHROMA_COS + (saturation * tf.sin(draws.hue)) * _CHROMA_SIN
     else:
-        cos, sin = saturation, tf.constant(0.0)
-    one, zero = tf.constant(1.0), tf.constant(0.0)
-    chroma = tf.reshape(tf.stack([one, zero, zero, zero, cos, -sin, zero, sin, cos]), [3, 3])
-    # Row-vector convention: pixel_out = pixel_in @ matrix.
-    matrix = tf.constant(_RGB_TO_YIQ.T, tf.float32) @ tf.transpose(chroma) @ tf.constant(_YIQ_TO_RGB.T, tf.float32)
-
-    contrast = _uniform(u[_U_CONTRAST], *config.contrast)
-    brightness = _symmetric(u[_U_BRIGHTNESS], config.brightness)
-    mean = tf.reduce_mean(image, axis=[0, 1])[tf.newaxis] @ matrix          # [1, 3]
-    offset = (1.0 - contrast) * mean[0] + brightness
+        matrix = _LUMA + saturation * _CHROMA_COS
+    contrast = draws.contrast
+    # out = contrast * (x M - mean(x) M) + mean(x) M + brightness
+    mean = tf.reduce_mean(image, axis=[0, 1], keepdims=True)[0] @ matrix              # [1, 3]
+    offset = (1.0 - contrast) * mean + draws.brightness
     pixels = tf.reshape(image, [-1, 3]) @ (contrast * matrix) + offset
     return tf.reshape(pixels, tf.shape(image))
 

@@ -30,6 +30,7 @@ def _residual_block(x, filters: int, strides: int, name: str):
     return layers.PReLU(shared_axes=[1, 2], name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
 
 
+@keras.saving.register_keras_serializable(package="face_kiosk")
 class L2Normalize(layers.Layer):
     """Unit-length embeddings: cosine similarity becomes a dot product."""
 

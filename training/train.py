@@ -14,7 +14,6 @@ pairs); the best epoch's weights are kept and training stops when it stops impro
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -29,39 +28,7 @@ from training.data import PairSet, Split, pk_batches
 from training.metrics import best_threshold, accuracy_at, roc_auc
 from training.model import CosineClassifier, PairHead, build_backbone, build_serving_model, resize_crops
 from training.prepare import PreparedLFW
-
-LOSSES = ("pair_bce", "contrastive", "triplet", "semihard", "cosface")
-
-
-@dataclass(frozen=True)
-class Recipe:
-    loss: str = "triplet"
-    augment: bool = True
-    init: str | None = None  # weights file of a pretrained backbone (None: from scratch)
-    freeze: bool = False  # with `init`: train only the embedding layers on top of frozen features
-    input_size: int = 64
-    embedding_size: int = 128
-    epochs: int = 30
-    steps_per_epoch: int = 100
-    identities_per_batch: int = 32
-    images_per_identity: int = 4
-    learning_rate: float = 2e-3
-    weight_decay: float = 5e-4
-    margin: float | None = None  # None: the loss's own default
-    patience: int = 6
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
-        if self.freeze and not self.init:
-            raise ValueError("--freeze needs --init: there is nothing pretrained to freeze")
-
-    @property
-    def name(self) -> str:
-        start = "scratch" if not self.init else ("frozen" if self.freeze else "finetuned")
-        return f"{self.loss}-{'aug' if self.augment else 'noaug'}-{start}"
-
+from training.recipe import LOSSES, Recipe
 
 @dataclass
 class TrainResult:
@@ -91,7 +58,7 @@ def train(recipe: Recipe, split: Split, prepared: PreparedLFW, log=print) -> Tra
     variables = backbone.trainable_variables + (head.trainable_variables if head else [])
     total_steps = recipe.epochs * recipe.steps_per_epoch
     schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, total_steps - recipe.steps_per_epoch, alpha=0.01,
+        0.0, max(total_steps - recipe.steps_per_epoch, 1), alpha=0.01,
         warmup_target=recipe.learning_rate, warmup_steps=recipe.steps_per_epoch)
     optimizer = keras.optimizers.AdamW(schedule, weight_decay=recipe.weight_decay)
     step = _train_step(recipe, backbone, head, optimizer, variables)
@@ -219,5 +186,3 @@ def schedule_summary(recipe: Recipe) -> str:
     images = recipe.epochs * recipe.steps_per_epoch * recipe.identities_per_batch * recipe.images_per_identity
     return f"{recipe.epochs} epochs x {recipe.steps_per_epoch} steps ({images / 1e3:.0f}k augmented images at most)"
 
-
-__all__ = ["LOSSES", "Recipe", "TrainResult", "train", "pair_scores", "embed_rows", "math"]

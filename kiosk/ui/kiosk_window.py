@@ -1,0 +1,204 @@
+"""The kiosk screen: live video with face boxes, a big banner for the verdict, a status line.
+
+The GUI thread only paints: a timer shows the newest camera frame, and analysis results
+arrive by signal from the worker thread (see kiosk.ui.workers).
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from enum import Enum
+
+from PySide6.QtCore import QThread, QTimer, Qt, Slot
+from PySide6.QtGui import QCloseEvent, QFont, QResizeEvent
+from PySide6.QtWidgets import QLabel, QMainWindow, QSizePolicy, QVBoxLayout, QWidget
+
+from kiosk.camera import Camera, CameraState
+from kiosk.faces import Face
+from kiosk.ui.video_view import VideoView
+from kiosk.ui.workers import Analyse, Analysis, AnalysisWorker, detect_faces
+
+FRAME_INTERVAL_MS = 33  # ~30 Hz, the rate cameras deliver; showing a frame is only a copy and a paint
+STATUS_INTERVAL_MS = 500  # figures that change 30 times a second cannot be read
+BACKGROUND = "#0e1116"
+
+
+class Tone(Enum):
+    """Banner colours (background, text)."""
+
+    NEUTRAL = ("#1d2330", "#e6e9ef")
+    INFO = ("#1565c0", "#ffffff")
+    WARNING = ("#8a6d00", "#ffffff")
+
+
+class RateMeter:
+    """Events per second, and the mean of the value each carries, over the last few seconds."""
+
+    def __init__(self, window_s: float = 2.0) -> None:
+        self._window_s = window_s
+        self._events: deque[tuple[float, float]] = deque()  # (time.monotonic(), value)
+
+    def tick(self, value: float = 0.0) -> None:
+        self._events.append((time.monotonic(), value))
+
+    def rate(self) -> float:
+        self._forget_old()
+        return len(self._events) / self._window_s
+
+    def mean(self) -> float | None:
+        self._forget_old()
+        return sum(value for _, value in self._events) / len(self._events) if self._events else None
+
+    def _forget_old(self) -> None:
+        cutoff = time.monotonic() - self._window_s
+        while self._events and self._events[0][0] < cutoff:
+            self._events.popleft()
+
+
+class KioskWindow(QMainWindow):
+    """Owns the camera it is given (started) and the analysis thread; closing stops both.
+
+    Close it before letting go of it: Qt aborts the process when a running QThread is destroyed.
+    """
+
+    def __init__(self, camera: Camera, analyse: Analyse = detect_faces) -> None:
+        super().__init__()
+        self.setWindowTitle("Face kiosk")
+        self._camera = camera
+        self._last_index = -1
+        self._faces: list[Face] | None = None  # the latest analysis result; None until the first one
+        self._banner_state: tuple[str, Tone] | None = None
+        self._analysis_error = ""
+        self._display_rate = RateMeter()
+        self._analysis_rate = RateMeter()
+        self._stopped = False
+
+        self.video = VideoView()
+        self.banner = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
+        self.status = QLabel()
+        for label in (self.banner, self.status):
+            # Ignored: a long status message must clip, not widen the window past a small screen.
+            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.status.setStyleSheet(f"color: #aab2bf; background: {BACKGROUND};")
+        central = QWidget()
+        central.setStyleSheet(f"background: {BACKGROUND};")
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.video, stretch=1)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.status)
+        self.setCentralWidget(central)
+        self._refresh_banner()
+        self._scale_fonts()
+
+        self._thread = QThread(self)
+        self._thread.setObjectName("analysis")
+        self._worker = AnalysisWorker(camera, analyse)
+        self._worker.moveToThread(self._thread)
+        self._thread.started.connect(self._worker.run)
+        self._worker.finished.connect(self._thread.quit)
+        self._worker.analysed.connect(self._on_analysis)
+        self._worker.failed.connect(self._on_failure)
+        self._thread.start()
+
+        self._frame_timer = QTimer(self, interval=FRAME_INTERVAL_MS)
+        self._frame_timer.timeout.connect(self._show_newest_frame)
+        self._frame_timer.start()
+        self._status_timer = QTimer(self, interval=STATUS_INTERVAL_MS)
+        self._status_timer.timeout.connect(self._refresh_status)
+        self._status_timer.start()
+        self._refresh_status()
+
+    # -- painting --------------------------------------------------------------
+
+    @Slot()
+    def _show_newest_frame(self) -> None:
+        frame = self._camera.latest(timeout=0, newer_than=self._last_index)  # never waits
+        if frame is None:
+            return
+        self._last_index = frame.index
+        self.video.set_frame(frame.rgb)
+        self._display_rate.tick()
+
+    @Slot(object)
+    def _on_analysis(self, analysis: Analysis) -> None:
+        self._faces = list(analysis.result)
+        self._analysis_rate.tick(analysis.seconds)
+        self._analysis_error = ""
+        self.video.set_boxes(face.box for face in self._faces)
+        self._refresh_banner()
+
+    @Slot(str)
+    def _on_failure(self, message: str) -> None:
+        self._analysis_error = message
+
+    @Slot()
+    def _refresh_status(self) -> None:
+        seconds = self._analysis_rate.mean()
+        if self._analysis_error:
+            analysis = self._analysis_error
+        elif seconds is None:
+            analysis = "analysis idle" if self._faces is not None else "analysis starting"
+        else:
+            analysis = f"analysis {self._analysis_rate.rate():.1f}/s, {seconds * 1000:.0f} ms each"
+        self.status.setText(
+            f"{self._camera.message}   ·   display {self._display_rate.rate():.1f} fps   ·   {analysis}"
+        )
+        self._refresh_banner()  # the camera may have been lost or found since the last result
+
+    def _refresh_banner(self) -> None:
+        if self._camera.state is CameraState.RECONNECTING:
+            state = ("Camera unavailable", Tone.WARNING)
+        elif self._faces is None:
+            state = ("Starting…", Tone.NEUTRAL)
+        elif self._faces:
+            state = ("Face detected", Tone.INFO)
+        else:
+            state = ("Look at the camera", Tone.NEUTRAL)
+        if state == self._banner_state:
+            return  # restyling is not free; skip it when nothing changed
+        self._banner_state = state
+        text, tone = state
+        background, foreground = tone.value
+        self.banner.setText(text)
+        self.banner.setStyleSheet(f"background: {background}; color: {foreground};")
+
+    # -- size and lifetime -----------------------------------------------------
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._scale_fonts()
+
+    def _scale_fonts(self) -> None:
+        # One unit per 1/16 of the width or 1/9 of the height, whichever is smaller, so the
+        # text keeps its proportions from a 1024x600 panel to a 1080p screen, in either orientation.
+        unit = min(self.width() / 16, self.height() / 9)
+        banner_px = max(20, round(unit * 0.6))
+        status_px = max(12, round(unit * 0.2))
+        font = QFont(self.font())
+        font.setPixelSize(banner_px)
+        font.setWeight(QFont.Weight.DemiBold)
+        self.banner.setFont(font)
+        self.banner.setFixedHeight(round(banner_px * 2.0))
+        font = QFont(self.font())
+        font.setPixelSize(status_px)
+        self.status.setFont(font)
+        self.status.setFixedHeight(round(status_px * 2.0))
+        self.status.setContentsMargins(status_px, 0, status_px, 0)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self._stop()
+        super().closeEvent(event)
+
+    def _stop(self) -> None:
+        """Stop the worker, its thread and the camera (once); waits for the analysis in progress."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._frame_timer.stop()
+        self._status_timer.stop()
+        self._worker.stop()
+        self._camera.stop()  # also wakes the worker if it is waiting for a frame
+        self._thread.quit()
+        self._thread.wait()  # no timeout: destroying a QThread that still runs aborts the process

@@ -1,0 +1,115 @@
+"""The kiosk window end to end: a real video with a real face, the real detector, offscreen Qt."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PySide6.QtCore import QThread, QTimer
+from PySide6.QtWidgets import QApplication
+
+from kiosk import app
+from kiosk.camera import Camera
+from kiosk.ui.kiosk_window import KioskWindow
+
+REPO = Path(__file__).resolve().parents[1]
+W, H, FPS = 320, 240, 10
+FACE_FRAMES, BLANK_FRAMES = 25, 15  # 2.5 s with a face, then 1.5 s with nobody
+
+
+def face_frame(astronaut: np.ndarray) -> np.ndarray:
+    """Eileen Collins' head and shoulders at 4:3, her face about 80x100 px."""
+    return cv2.resize(astronaut[0:270, 40:400], (W, H), interpolation=cv2.INTER_AREA)
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory, astronaut) -> Path:
+    path = tmp_path_factory.mktemp("video") / "door.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (W, H))
+    assert writer.isOpened(), "this OpenCV build cannot write MJPG .avi"
+    face = cv2.cvtColor(face_frame(astronaut), cv2.COLOR_RGB2BGR)
+    blank = np.full((H, W, 3), 128, np.uint8)
+    for image in [face] * FACE_FRAMES + [blank] * BLANK_FRAMES:
+        writer.write(image)
+    writer.release()
+    return path
+
+
+def test_window_shows_faces_then_nobody_and_leaves_no_thread(qtbot, video, detector, astronaut):
+    detector.detect(face_frame(astronaut))  # trace the networks now, not while the face is on screen
+    threads_before = set(threading.enumerate())
+    seen: dict[str, object] = {}
+
+    def drive() -> None:  # runs inside main()'s event loop, on the window main() opened
+        window = next(w for w in QApplication.topLevelWidgets() if isinstance(w, KioskWindow))
+        try:
+            qtbot.waitUntil(lambda: window.banner.text() == "Face detected" and window.video.has_frame, timeout=15_000)
+            seen["boxes"] = window.video.boxes
+            qtbot.waitUntil(lambda: window.banner.text() == "Look at the camera", timeout=15_000)
+            seen["boxes_after"] = window.video.boxes
+            seen["status"] = window.status.text()
+        finally:
+            window.close()
+            seen["threads_running"] = [t.isRunning() for t in window.findChildren(QThread)]
+
+    QTimer.singleShot(0, drive)
+    assert app.main(["--camera", str(video)]) == 0
+
+    assert "boxes_after" in seen, f"the banner never went 'Face detected' then 'Look at the camera': {seen}"
+    assert len(seen["boxes"]) == 1
+    x1, y1, x2, y2 = seen["boxes"][0]
+    assert 100 < (x1 + x2) / 2 < 230 and 60 < (y1 + y2) / 2 < 160  # on her face, not somewhere else
+    assert seen["boxes_after"] == []
+    assert "display" in seen["status"] and "analysis" in seen["status"]
+    assert seen["threads_running"] == [False]
+    leftover = [t for t in threading.enumerate() if t not in threads_before and t.is_alive()]
+    assert leftover == []
+
+
+def test_failing_analysis_is_reported_and_fonts_follow_the_window(qtbot, video):
+    def analyse(rgb: np.ndarray) -> object:
+        raise ValueError("model file is corrupt")
+
+    window = KioskWindow(Camera(str(video), loop=True).start(), analyse=analyse)
+    qtbot.addWidget(window)
+    try:
+        window.show()
+        qtbot.waitUntil(lambda: "analysis failed: model file is corrupt" in window.status.text(), timeout=5_000)
+        assert window.banner.text() == "Starting…"
+
+        sizes = {}
+        for width, height in ((1024, 600), (1920, 1080)):
+            window.resize(width, height)
+            qtbot.waitUntil(lambda: (window.width(), window.height()) == (width, height), timeout=2_000)
+            sizes[width] = window.banner.font().pixelSize()
+            assert window.video.height() > height / 2  # the picture stays the main thing on screen
+        assert 30 <= sizes[1024] < sizes[1920]
+    finally:
+        window.close()  # the window owns a running thread: it must be closed, not just dropped
+
+
+def test_bad_camera_source_exits_2_before_any_window(capsys):
+    assert app.main(["--camera", "/no/such/file"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("face-kiosk: error:") and "/no/such/file" in err and "\n" not in err
+    assert not any(isinstance(w, KioskWindow) for w in QApplication.topLevelWidgets())
+
+
+def test_help_is_quick_and_does_not_load_tensorflow():
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "main.py", "--help"], cwd=REPO, capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "--camera" in result.stdout and "--fullscreen" in result.stdout
+    assert time.monotonic() - started < 10
+
+    heavy = subprocess.run(
+        [sys.executable, "-c", "import sys, kiosk.app; print([m for m in ('tensorflow', 'mtcnn') if m in sys.modules])"],
+        cwd=REPO, capture_output=True, text=True, timeout=30,
+    )
+    assert heavy.stdout.strip() == "[]", heavy.stderr

@@ -1,0 +1,93 @@
+"""One training run end to end: data -> train -> validate -> DevTest report -> (export).
+
+Writes a run folder with the recipe, the training curves, the validation and test figures,
+the ROC curve and the backbone weights, so any figure in a report can be traced to a run.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from kiosk.atomic import atomic_write_json
+from training.data import Split, view1_split, view2_split
+from training.lfw import FOLDS_FILE, LFW, PAIRS_FILES, PEOPLE_FILES
+from training.metrics import roc_curve, threshold_for_far, verification_report
+from training.model import build_serving_model
+from training.plots import plot_roc, plot_training_curves
+from training.prepare import PreparedLFW
+from training.train import Recipe, TrainResult, pair_scores, train
+
+from training.recipe import DEFAULT_TARGET_FAR
+
+
+def run(recipe: Recipe, lfw: LFW, prepared: PreparedLFW, out_dir: Path, view: int = 1, fold: int = 0,
+        target_far: float = DEFAULT_TARGET_FAR, log=print) -> dict:
+    split = view1_split(lfw, prepared, seed=recipe.seed) if view == 1 else view2_split(lfw, prepared, fold, seed=recipe.seed)
+    log(f"{split.description}: {len(split.train_rows)} training images of {len(split.train_names)} people, "
+        f"{len(split.validation)} validation pairs, {len(split.test)} test pairs")
+    result = train(recipe, split, prepared, log=log)
+    summary = evaluate_run(result, split, prepared, target_far)
+    write_run(out_dir, result, split, summary)
+    return summary
+
+
+def evaluate_run(result: TrainResult, split: Split, prepared: PreparedLFW, target_far: float) -> dict:
+    serving = build_serving_model(result.backbone, prepared.crops.shape[1])
+    validation_scores = pair_scores(serving, prepared.crops, split.validation)
+    threshold = threshold_for_far(validation_scores, split.validation.same, target_far)
+    test_scores = pair_scores(serving, prepared.crops, split.test)
+    test = verification_report(test_scores, split.test.same, threshold=threshold)
+    fallbacks = _fallback_pairs(prepared, split)
+    far, tar, _ = roc_curve(test_scores, split.test.same)
+    return {
+        "recipe": asdict(result.recipe),
+        "name": result.recipe.name,
+        "split": split.description,
+        "train_images": int(len(split.train_rows)),
+        "train_identities": len(split.train_names),
+        "best_epoch": result.best_epoch,
+        "train_seconds": round(result.seconds, 1),
+        "validation": verification_report(validation_scores, split.validation.same).to_dict(),
+        "threshold": {"value": float(threshold), "target_far": target_far,
+                      "rule": f"lowest cosine with FAR <= {target_far:g} on {int((~split.validation.same).sum())} "
+                              f"different-person validation pairs of held-out training-split people"},
+        "test": test.to_dict(),
+        "test_pairs_with_undetected_face": fallbacks,
+        "roc": {"far": far.tolist(), "tar": tar.tolist()},
+        "scores": {"test": test_scores.round(5).tolist(), "same": split.test.same.tolist()},
+        "history": result.history,
+    }
+
+
+def _fallback_pairs(prepared: PreparedLFW, split: Split) -> int:
+    detected = np.array([record["detected"] for record in prepared.records])
+    return int((~detected[split.test.a] | ~detected[split.test.b]).sum())
+
+
+def write_run(out_dir: Path, result: TrainResult, split: Split, summary: dict) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result.backbone.save_weights(out_dir / "backbone.weights.h5")
+    atomic_write_json(out_dir / "summary.json", summary)
+    plot_training_curves(result.history, out_dir / "curves.png", title=result.recipe.name)
+    plot_roc({f"{result.recipe.name} (AUC {summary['test']['auc']:.3f})":
+              (np.array(summary["roc"]["far"]), np.array(summary["roc"]["tar"]))}, out_dir / "roc.png",
+             title=f"{split.description}")
+
+
+def protocol_checksums(lfw: LFW) -> dict[str, str]:
+    from training.export import data_checksums
+
+    return data_checksums(lfw.root, (*PAIRS_FILES.values(), *PEOPLE_FILES.values(), FOLDS_FILE))
+
+
+def describe(summary: dict) -> str:
+    test, validation = summary["test"], summary["validation"]
+    return (f"{summary['name']}: DevTest accuracy {test['accuracy'] * 100:.2f}% ± {test['accuracy_std'] * 100:.2f} "
+            f"(10-fold CV threshold), {test['accuracy_at_threshold'] * 100:.2f}% at the shipped threshold "
+            f"{summary['threshold']['value']:.3f}; AUC {test['auc']:.4f}, EER {test['eer'] * 100:.2f}%, "
+            f"TAR@FAR1% {test['tar_at_far_1e2'] * 100:.1f}%, TAR@FAR0.1% {test['tar_at_far_1e3'] * 100:.1f}%; "
+            f"validation AUC {validation['auc']:.4f}; {summary['train_seconds']:.0f} s training")
+
+

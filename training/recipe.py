@@ -1,0 +1,42 @@
+"""A training recipe: every choice that shapes a model, in one frozen, JSON-friendly record."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The door's operating point: at most 1 impostor pair in 100 accepted on held-out people.
+# A grant also needs several consecutive frames to agree (kiosk decision policy), which
+# multiplies down the per-attempt false-accept rate; a stricter per-frame rate would turn
+# away too many enrolled people at this model's true-accept rate (see the model card).
+DEFAULT_TARGET_FAR = 0.01
+
+LOSSES = ("pair_bce", "contrastive", "triplet", "semihard", "cosface")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    loss: str = "triplet"
+    augment: bool = True
+    init: str | None = None  # weights file of a pretrained backbone (None: from scratch)
+    freeze: bool = False  # with `init`: train only the embedding layers on top of frozen features
+    input_size: int = 64
+    embedding_size: int = 128
+    epochs: int = 30
+    steps_per_epoch: int = 100
+    identities_per_batch: int = 32
+    images_per_identity: int = 4
+    learning_rate: float = 2e-3
+    weight_decay: float = 5e-4
+    margin: float | None = None  # None: the loss's own default
+    patience: int = 6
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+        if self.freeze and not self.init:
+            raise ValueError("--freeze needs --init: there is nothing pretrained to freeze")
+
+    @property
+    def name(self) -> str:
+        start = "scratch" if not self.init else ("frozen" if self.freeze else "finetuned")
+        return f"{self.loss}-{'aug' if self.augment else 'noaug'}-{start}"
