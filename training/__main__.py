@@ -67,6 +67,16 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from training.compare import compare
+
+    lfw, prepared = _load_data(args)
+    path = compare(lfw, prepared, args.reports, args.runs, args.epochs, args.steps,
+                   command=" ".join(["python -m training", *sys.argv[1:]]), only=args.only)
+    print(f"comparison written to {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -102,6 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, help="run folder; default runs/<recipe name>")
     train.add_argument("--export", type=Path, help="also export the model there (e.g. assets/face_embedder.keras)")
     train.set_defaults(handler=_train)
+
+    compare = commands.add_parser("compare", help="the study's comparison on View 1 (all Siamese forms)",
+                                  description="Train every cell of the comparison and write reports/compare.md.")
+    _add_data_options(compare)
+    compare.add_argument("--epochs", type=int, default=8, help="short schedule per cell; default 8")
+    compare.add_argument("--steps", type=int, default=100, help="steps per epoch; default 100")
+    compare.add_argument("--runs", type=Path, default=Path("runs/compare"), help="run folders (reused when the recipe matches)")
+    compare.add_argument("--reports", type=Path, default=Path("reports"), help="where compare.md/json/png go")
+    compare.add_argument("--only", nargs="*", help="only these cells (names as in the table)")
+    compare.set_defaults(handler=_compare)
     return parser
 
 
