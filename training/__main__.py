@@ -48,6 +48,8 @@ def _load_data(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from training.experiment import describe, run
     from training.recipe import Recipe
 
@@ -56,14 +58,32 @@ def _train(args: argparse.Namespace) -> int:
                     learning_rate=args.learning_rate, seed=args.seed)
     lfw, prepared = _load_data(args)
     out_dir = args.out or Path("runs") / (recipe.name if args.view == 1 else f"{recipe.name}-fold{args.fold}")
+    pretrain_seconds = 0.0
+    if args.pretrain_epochs:
+        # Phase 1: margin-softmax pre-training over the same training identities; phase 2 starts from it.
+        pretrain = replace(recipe, loss="cosface", init=None, freeze=False, epochs=args.pretrain_epochs,
+                           learning_rate=Recipe().learning_rate)
+        pretrained = run(pretrain, lfw, prepared, out_dir / "pretrain", view=args.view, fold=args.fold,
+                         target_far=args.target_far)
+        pretrain_seconds = pretrained["train_seconds"]
+        recipe = replace(recipe, init=str(out_dir / "pretrain" / "backbone.weights.h5"))
     summary = run(recipe, lfw, prepared, out_dir, view=args.view, fold=args.fold, target_far=args.target_far)
-    print(describe(summary))
+    summary["total_train_seconds"] = round(summary["train_seconds"] + pretrain_seconds, 1)
+    print(describe(summary) + (f"; {summary['total_train_seconds']:.0f} s with pre-training" if pretrain_seconds else ""))
     print(f"run folder: {out_dir}")
     if args.export:
         from training.export import export_run
 
-        path = export_run(out_dir, summary, lfw, prepared, args.export, command=" ".join(sys.argv))
-        print(f"exported {path}")
+        print(f"exported {export_run(out_dir, lfw, prepared, args.export, args.target_far)}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from training.export import export_run
+
+    lfw, prepared = _load_data(args)
+    path = export_run(args.run, lfw, prepared, args.out, args.target_far)
+    print(f"exported {path} (card: {path.with_name(path.stem + '.card.json')})")
     return 0
 
 
@@ -100,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-augment", action="store_true", help="train without augmentation")
     train.add_argument("--init", help="weights of a pretrained backbone (e.g. runs/<cosface run>/backbone.weights.h5)")
     train.add_argument("--freeze", action="store_true", help="with --init: train only the embedding layers")
+    train.add_argument("--pretrain-epochs", type=int, default=0,
+                       help="first pre-train a backbone with CosFace for N epochs, then train --loss from it")
     train.add_argument("--epochs", type=int, default=defaults.epochs, help=f"default {defaults.epochs}")
     train.add_argument("--steps", type=int, default=defaults.steps_per_epoch, help=f"steps per epoch; default {defaults.steps_per_epoch}")
     train.add_argument("--input-size", type=int, default=defaults.input_size, help=f"network input in px; default {defaults.input_size}")
@@ -112,6 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, help="run folder; default runs/<recipe name>")
     train.add_argument("--export", type=Path, help="also export the model there (e.g. assets/face_embedder.keras)")
     train.set_defaults(handler=_train)
+
+    export = commands.add_parser("export", help="export a run as the kiosk's model + model card",
+                                 description="Export a finished run folder as a .keras model with its model card.")
+    _add_data_options(export)
+    export.add_argument("run", type=Path, help="run folder written by `train`")
+    export.add_argument("--out", type=Path, default=Path("assets/face_embedder.keras"), help="default assets/face_embedder.keras")
+    export.add_argument("--target-far", type=float, default=DEFAULT_TARGET_FAR,
+                        help=f"false-accept rate on the run's validation pairs that sets the threshold; default {DEFAULT_TARGET_FAR}")
+    export.set_defaults(handler=_export)
 
     compare = commands.add_parser("compare", help="the study's comparison on View 1 (all Siamese forms)",
                                   description="Train every cell of the comparison and write reports/compare.md.")

@@ -96,7 +96,9 @@ def _random_pairs(rows_of: dict[str, list[int]], count: int, rng: np.random.Gene
         rows = rows_of[multi[rng.integers(len(multi))]]
         a, b = rng.choice(len(rows), 2, replace=False)
         same_pairs.add((min(rows[a], rows[b]), max(rows[a], rows[b])))
-    while len(different_pairs) < count:
+    for _ in range(count * 20):
+        if len(different_pairs) >= count:
+            break
         first, second = rng.choice(len(names), 2, replace=False)
         a = rows_of[names[first]][rng.integers(len(rows_of[names[first]]))]
         b = rows_of[names[second]][rng.integers(len(rows_of[names[second]]))]

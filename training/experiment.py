@@ -56,7 +56,9 @@ def evaluate_run(result: TrainResult, split: Split, prepared: PreparedLFW, targe
         "test": test.to_dict(),
         "test_pairs_with_undetected_face": fallbacks,
         "roc": {"far": far.tolist(), "tar": tar.tolist()},
-        "scores": {"test": test_scores.round(5).tolist(), "same": split.test.same.tolist()},
+        "scores": {"test": test_scores.round(6).tolist(), "same": split.test.same.tolist(),
+                   "validation": validation_scores.round(6).tolist(),
+                   "validation_same": split.validation.same.tolist()},
         "history": result.history,
     }
 

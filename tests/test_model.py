@@ -1,0 +1,121 @@
+"""The embedding network, its serving wrapper, saving it, and a smoke run of every training loss."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from training.data import PairSet, Split
+from training.model import build_backbone, build_serving_model, resize_crops
+from training.prepare import PreparedLFW
+from training.train import LOSSES, Recipe, train
+
+EMBEDDING = 16
+CROP = 48
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    keras.utils.set_random_seed(0)
+    return build_backbone(input_size=32, widths=(8, 16, 16, 16), blocks=(1, 1, 1, 1), embedding_size=EMBEDDING)
+
+
+@pytest.fixture(scope="module")
+def serving(backbone):
+    return build_serving_model(backbone, crop_size=CROP)
+
+
+@pytest.fixture(scope="module")
+def crops():
+    return np.random.default_rng(0).integers(0, 256, (3, CROP, CROP, 3), dtype=np.uint8)
+
+
+def assert_unit(vectors: np.ndarray, dim: int = EMBEDDING) -> None:
+    assert vectors.shape[1] == dim
+    assert np.isfinite(vectors).all()
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_backbone_outputs_unit_vectors(backbone):
+    images = np.random.default_rng(1).uniform(0, 1, (4, 32, 32, 3)).astype("float32")
+    assert_unit(np.asarray(backbone(images, training=False)))
+    # Even a black image (all-zero features after the first layers are possible) stays finite.
+    assert_unit(np.asarray(backbone(np.zeros((1, 32, 32, 3), "float32"), training=False)))
+
+
+def test_serving_model_takes_uint8_crops_and_returns_unit_vectors(serving, crops):
+    assert serving.inputs[0].dtype == "uint8"
+    vectors = np.asarray(serving(crops))
+    assert vectors.shape == (len(crops), EMBEDDING)
+    assert_unit(vectors)
+
+
+def test_serving_model_is_invariant_to_mirroring(serving, crops):
+    mirrored = np.ascontiguousarray(crops[:, :, ::-1])
+    np.testing.assert_allclose(np.asarray(serving(mirrored)), np.asarray(serving(crops)), atol=1e-5)
+
+
+def test_serving_model_is_the_normalised_sum_of_crop_and_mirror(backbone, serving, crops):
+    x = resize_crops(crops.astype("float32") / 255.0, 32)
+    x = np.asarray(x)
+    summed = np.asarray(backbone(x, training=False)) + np.asarray(backbone(x[:, :, ::-1], training=False))
+    expected = summed / np.linalg.norm(summed, axis=1, keepdims=True)
+    np.testing.assert_allclose(np.asarray(serving(crops)), expected, atol=1e-5)
+
+
+def test_serving_model_save_load_round_trip(serving, crops, tmp_path):
+    # Needs L2Normalize registered as serializable (the kiosk loads the file with only
+    # `import training.model` and no custom_objects).
+    path = tmp_path / "face_embedder.keras"
+    serving.save(path)
+    loaded = keras.saving.load_model(path, compile=False)
+    np.testing.assert_allclose(np.asarray(loaded(crops)), np.asarray(serving(crops)), atol=1e-6)
+
+
+def test_backbone_save_load_round_trip(backbone, tmp_path):
+    images = np.random.default_rng(2).uniform(0, 1, (2, 32, 32, 3)).astype("float32")
+    path = tmp_path / "backbone.keras"
+    backbone.save(path)
+    loaded = keras.saving.load_model(path, compile=False)
+    np.testing.assert_allclose(np.asarray(loaded(images, training=False)),
+                               np.asarray(backbone(images, training=False)), atol=1e-6)
+
+
+# train(): a couple of steps on a tiny synthetic split, for every loss.
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    """6 identities x 3 crops to train on, 4 more crops of 2 other people to validate on."""
+    rng = np.random.default_rng(3)
+    crops = rng.integers(0, 256, (22, 40, 40, 3), dtype=np.uint8)
+    train_rows = np.arange(18)
+    labels = np.repeat(np.arange(6), 3)
+    validation = PairSet(np.array([18, 18, 19, 20]), np.array([19, 20, 21, 21]), np.array([True, False, False, True]))
+    split = Split(train_rows, labels, tuple(f"person_{i}" for i in range(6)), validation, validation,
+                  frozenset(), "tiny synthetic split")
+    return split, PreparedLFW(Path("unused"), crops, [], {})
+
+
+def smoke(loss: str, split: Split, prepared: PreparedLFW, augment: bool) -> None:
+    recipe = Recipe(loss=loss, augment=augment, epochs=1, steps_per_epoch=2, identities_per_batch=4,
+                    images_per_identity=2, input_size=32, embedding_size=EMBEDDING)
+    lines = []
+    result = train(recipe, split, prepared, log=lines.append)
+    assert len(result.history["loss"]) == 1 and np.isfinite(result.history["loss"]).all()
+    assert result.history["loss"][0] > 0
+    assert 0.0 <= result.history["val_auc"][0] <= 1.0
+    assert result.best_epoch == 1 and lines
+    images = np.random.default_rng(4).uniform(0, 1, (2, 32, 32, 3)).astype("float32")
+    assert_unit(np.asarray(result.backbone(images, training=False)))
+
+
+def test_train_smoke_triplet(tiny_data):
+    smoke("triplet", *tiny_data, augment=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss", LOSSES)
+def test_train_smoke_every_loss(tiny_data, loss):
+    smoke(loss, *tiny_data, augment=True)
