@@ -41,7 +41,7 @@ class L2Normalize(layers.Layer):
 def build_backbone(
     input_size: int = 64,
     embedding_size: int = 128,
-    widths: tuple[int, ...] = (32, 64, 128, 192),
+    widths: tuple[int, ...] = (32, 64, 128, 160),
     blocks: tuple[int, ...] = (1, 2, 2, 1),
     dropout: float = 0.2,
 ) -> keras.Model:

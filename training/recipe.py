@@ -20,6 +20,7 @@ class Recipe:
     freeze: bool = False  # with `init`: train only the embedding layers on top of frozen features
     input_size: int = 64
     embedding_size: int = 128
+    widths: tuple[int, ...] = (32, 64, 128, 160)  # channels of the stem/stages; about 1.1 M weights, 4.6 MB
     epochs: int = 30
     steps_per_epoch: int = 100
     identities_per_batch: int = 32

@@ -48,7 +48,7 @@ def train(recipe: Recipe, split: Split, prepared: PreparedLFW, log=print) -> Tra
     batch = recipe.identities_per_batch * recipe.images_per_identity
     dataset = _dataset(images, labels, recipe, batch)
 
-    backbone = build_backbone(recipe.input_size, recipe.embedding_size)
+    backbone = build_backbone(recipe.input_size, recipe.embedding_size, tuple(recipe.widths))
     if recipe.init:
         backbone.load_weights(recipe.init)
         if recipe.freeze:
