@@ -1,0 +1,277 @@
+"""Open-set identification on LFW: how should a person's templates be scored, "best" or "mean"?
+
+A door is an open-set problem: most faces it sees belong to an enrolled person, some to
+strangers who must be turned away. This benchmark plays that out on LFW's View 1 test people
+(peopleDevTest.txt, never seen in training):
+
+- enrolled: everyone with at least 4 images; their first 3 images are enrolled, the rest probe;
+- impostors: everyone with 1 to 3 images; never enrolled, all their images probe.
+
+Every image goes through the kiosk's own path (MTCNN, the face nearest the image centre,
+which is LFW's labelling convention, five-point alignment, the shipped model) and every probe
+is matched against the whole gallery with kiosk.matching at the model card's threshold, once
+per strategy. Per strategy it reports, over all probes (a probe with no detected face counts
+as not granted):
+
+- correct-grant rate: enrolled probes matched to their own person;
+- wrong-person-grant rate: enrolled probes matched to someone else;
+- impostor-grant rate: impostor probes matched to anyone.
+
+These are single-image figures; the kiosk also needs 3 of 5 frames to agree before it grants.
+
+    python benchmarks/identification.py [--lfw-dir DIR] [--model FILE] [--out reports/identification.json]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from kiosk.atomic import atomic_write_json  # noqa: E402
+from kiosk.faces import face_nearest_center  # noqa: E402
+from kiosk.images import load_image  # noqa: E402
+from kiosk.matching import STRATEGIES, match_many  # noqa: E402
+from training.export import sha256_of  # noqa: E402
+from training.lfw import LFW, ImageRef  # noqa: E402
+
+ENROLL_IMAGES = 3
+BATCH = 32  # LFW images are all 250x250: MTCNN is several times cheaper per image in batches
+# A strategy wins on correct grants, unless that costs more than this many false grants
+# (impostor or wrong person, each) per 100 probes: at a door a false grant is the worse error.
+FALSE_GRANT_TOLERANCE = 0.005
+SWEEP = (0.30, 0.95, 0.05)  # thresholds reported besides the card's: start, stop, step
+TARGET_IMPOSTOR_GRANT = 0.01  # the operating point both strategies are also compared at
+
+
+def operating_point(score_at, step: float = 0.01) -> dict | None:
+    """Figures at the threshold with the most correct grants among those keeping impostor grants <= target.
+
+    Scanned on a grid rather than solved: with the ambiguity rule, raising the threshold can
+    raise the impostor-grant rate (a runner-up drops below it and an "ambiguous" becomes a match).
+    """
+    allowed = [f for f in (score_at(t) for t in np.round(np.arange(SWEEP[0], 1.0 + 1e-9, step), 4))
+               if f["impostor_grant_rate"] <= TARGET_IMPOSTOR_GRANT]
+    return max(allowed, key=lambda f: (f["correct_grant_rate"], -f["threshold"]), default=None)
+
+
+def embed_images(engine, lfw: LFW, refs: list[ImageRef], log=print) -> dict[ImageRef, np.ndarray | None]:
+    """Embedding of the face nearest the centre of each image (None where no face is found)."""
+    result: dict[ImageRef, np.ndarray | None] = {}
+    start = time.time()
+    for first in range(0, len(refs), BATCH):
+        batch = refs[first:first + BATCH]
+        images = [load_image(lfw.image_path(ref)) for ref in batch]
+        crops, owners = [], []
+        for ref, rgb, faces in zip(batch, images, engine.detector.detect_batch(images)):
+            face = face_nearest_center(faces, rgb.shape)
+            result[ref] = None
+            if face is not None:
+                crops.append(engine.align(rgb, [face])[0])
+                owners.append(ref)
+        if crops:
+            for ref, vector in zip(owners, engine.embed_crops(np.stack(crops))):
+                result[ref] = vector
+        done = first + len(batch)
+        if done % (BATCH * 20) == 0 or done == len(refs):
+            log(f"  embedded {done}/{len(refs)} images ({time.time() - start:.0f} s)")
+    return result
+
+
+def score_strategy(
+    strategy: str,
+    threshold: float,
+    templates: np.ndarray,
+    template_ids: np.ndarray,
+    probes: list[tuple[int | None, np.ndarray | None]],  # (true person id or None for impostors, embedding)
+    ambiguity_margin: float,
+) -> dict:
+    genuine = [(pid, e) for pid, e in probes if pid is not None]
+    impostor = [(pid, e) for pid, e in probes if pid is None]
+    counts = {"correct_grant": 0, "wrong_person_grant": 0, "genuine_unknown": 0, "genuine_ambiguous": 0,
+              "genuine_no_face": 0, "rank1_correct": 0, "impostor_grant": 0, "impostor_ambiguous": 0,
+              "impostor_no_face": 0}
+
+    def matches(group):
+        vectors = [e for _, e in group if e is not None]
+        if not vectors:
+            return iter(())
+        return iter(match_many(np.stack(vectors), templates, template_ids, threshold=threshold,
+                               ambiguity_margin=ambiguity_margin, strategy=strategy))
+
+    found = matches(genuine)
+    for pid, vector in genuine:
+        if vector is None:
+            counts["genuine_no_face"] += 1
+            continue
+        m = next(found)
+        counts["rank1_correct"] += int(m.person_id == pid)
+        if m.verdict == "match":
+            counts["correct_grant" if m.person_id == pid else "wrong_person_grant"] += 1
+        else:
+            counts[f"genuine_{m.verdict}"] += 1
+    found = matches(impostor)
+    for _, vector in impostor:
+        if vector is None:
+            counts["impostor_no_face"] += 1
+            continue
+        m = next(found)
+        if m.verdict == "match":
+            counts["impostor_grant"] += 1
+        elif m.verdict == "ambiguous":
+            counts["impostor_ambiguous"] += 1
+    n_genuine, n_impostor = len(genuine), len(impostor)
+    detected_genuine = n_genuine - counts["genuine_no_face"]
+    return {
+        "strategy": strategy,
+        "threshold": round(threshold, 4),
+        "correct_grant_rate": counts["correct_grant"] / n_genuine,
+        "wrong_person_grant_rate": counts["wrong_person_grant"] / n_genuine,
+        "impostor_grant_rate": counts["impostor_grant"] / n_impostor,
+        "rank1_accuracy": counts["rank1_correct"] / max(detected_genuine, 1),
+        "genuine_probes": n_genuine,
+        "impostor_probes": n_impostor,
+        "counts": counts,
+    }
+
+
+def pick_winner(results: dict[str, dict]) -> tuple[str, str]:
+    """The strategy to ship, and why (see FALSE_GRANT_TOLERANCE)."""
+    best, mean = results["best"], results["mean"]
+
+    def false_grants(r: dict) -> float:
+        return r["impostor_grant_rate"] + r["wrong_person_grant_rate"]
+
+    if best["correct_grant_rate"] == mean["correct_grant_rate"]:
+        if false_grants(mean) < false_grants(best):
+            return "mean", "equal correct grants; 'mean' makes fewer false grants"
+        return "best", "equal correct grants and no fewer false grants with 'mean'; 'best' is cheaper"
+    higher, lower = (mean, best) if mean["correct_grant_rate"] > best["correct_grant_rate"] else (best, mean)
+    costs_more = any(higher[key] - lower[key] > FALSE_GRANT_TOLERANCE
+                     for key in ("impostor_grant_rate", "wrong_person_grant_rate"))
+    if not costs_more:
+        return higher["strategy"], (
+            f"{higher['strategy']!r} grants more enrolled probes "
+            f"({higher['correct_grant_rate']:.2%} vs {lower['correct_grant_rate']:.2%}) without raising "
+            f"impostor or wrong-person grants by more than {FALSE_GRANT_TOLERANCE:.1%}"
+        )
+    return lower["strategy"], (
+        f"{higher['strategy']!r} grants more enrolled probes but lets in more impostors or wrong people; "
+        f"{lower['strategy']!r} is the safer choice at a door"
+    )
+
+
+def run(lfw_dir: str | None, model: str | None, out: Path, limit_people: int | None = None) -> dict:
+    from kiosk.engine import FaceEngine
+
+    lfw = LFW.locate(lfw_dir)
+    people = lfw.people("devtest")
+    enrolled_names = sorted(name for name, count in people.items() if count > ENROLL_IMAGES)
+    impostor_names = sorted(name for name, count in people.items() if count <= ENROLL_IMAGES)
+    if limit_people:  # quick runs while developing; the report is only meaningful in full
+        enrolled_names, impostor_names = enrolled_names[:limit_people], impostor_names[:limit_people]
+
+    engine = FaceEngine(model)
+    threshold = engine.threshold
+    refs = lfw.images_of(enrolled_names + impostor_names)
+    print(f"{len(enrolled_names)} people enrolled with {ENROLL_IMAGES} images each, "
+          f"{len(impostor_names)} impostors; {len(refs)} images; threshold {threshold:.4f} "
+          f"({engine.card.threshold_rule})")
+    start = time.time()
+    vectors = embed_images(engine, lfw, refs)
+    seconds = time.time() - start
+
+    by_person: dict[str, list[ImageRef]] = {}
+    for ref in refs:
+        by_person.setdefault(ref.name, []).append(ref)
+    person_id = {name: i for i, name in enumerate(enrolled_names)}
+    templates, template_ids, probes = [], [], []
+    for name in enrolled_names:
+        images = sorted(by_person[name], key=lambda r: r.number)
+        for ref in images[:ENROLL_IMAGES]:
+            if vectors[ref] is not None:
+                templates.append(vectors[ref])
+                template_ids.append(person_id[name])
+        probes += [(person_id[name], vectors[ref]) for ref in images[ENROLL_IMAGES:]]
+    probes += [(None, vectors[ref]) for name in impostor_names for ref in by_person[name]]
+    templates_array = np.stack(templates)
+    ids_array = np.asarray(template_ids, dtype=np.int64)
+
+    results = {s: score_strategy(s, threshold, templates_array, ids_array, probes, engine.ambiguity_margin)
+               for s in STRATEGIES}
+    def brief(strategy: str, t: float) -> dict:
+        scored = score_strategy(strategy, float(t), templates_array, ids_array, probes, engine.ambiguity_margin)
+        return {key: value for key, value in scored.items() if key not in ("counts", "strategy")}
+
+    sweep = {s: [brief(s, t) for t in np.round(np.arange(SWEEP[0], SWEEP[1] + 1e-9, SWEEP[2]), 4)] for s in STRATEGIES}
+    # The two strategies score on different scales, so also compare them at the same impostor-grant rate.
+    operating = {s: operating_point(lambda t, s=s: brief(s, t)) for s in STRATEGIES}
+    winner, why = pick_winner(results)
+
+    print(f"\n{'strategy':<9} {'correct grant':>14} {'impostor grant':>15} {'wrong person':>13} {'rank-1':>8}")
+    for s in STRATEGIES:
+        r = results[s]
+        print(f"{s:<9} {r['correct_grant_rate']:>14.2%} {r['impostor_grant_rate']:>15.2%} "
+              f"{r['wrong_person_grant_rate']:>13.2%} {r['rank1_accuracy']:>8.2%}")
+    print(f"\nwinner at the card threshold: {winner}: {why}")
+    print(f"\nat the best threshold that keeps impostor grants <= {TARGET_IMPOSTOR_GRANT:.0%}:")
+    for s in STRATEGIES:
+        op = operating[s]
+        if op is None:
+            print(f"{s:<9} no threshold up to 1.0 keeps it")
+        else:
+            print(f"{s:<9} threshold {op['threshold']:.3f}: correct grant {op['correct_grant_rate']:.2%}, "
+                  f"impostor grant {op['impostor_grant_rate']:.2%}, wrong person {op['wrong_person_grant_rate']:.2%}")
+
+    report = {
+        "benchmark": "LFW open-set identification (benchmarks/identification.py)",
+        "protocol": {
+            "people_file": "peopleDevTest.txt",
+            "enrolled": f"people with more than {ENROLL_IMAGES} images; images 1-{ENROLL_IMAGES} enrolled, the rest probe",
+            "impostors": f"people with 1-{ENROLL_IMAGES} images, never enrolled; every image probes",
+            "face": "MTCNN, the face nearest the image centre, kiosk.alignment five-point crop",
+            "matching": f"kiosk.matching.match_many at the model card threshold, ambiguity margin "
+                        f"{engine.ambiguity_margin}; a probe with no detected face counts as not granted",
+            "note": "single-image figures; the kiosk also needs several frames to agree",
+            "limited_to_people": limit_people,
+        },
+        "model": {"file": str(engine.card.path.name), "sha256": sha256_of(engine.card.path),
+                  "threshold": threshold, "threshold_rule": engine.card.threshold_rule},
+        "enrolled_people": len(enrolled_names),
+        "templates": int(len(templates_array)),
+        "impostor_people": len(impostor_names),
+        "images": len(refs),
+        "images_without_face": sum(v is None for v in vectors.values()),
+        "embedding_seconds": round(seconds, 1),
+        "results": results,
+        "threshold_sweep": sweep,
+        f"at_impostor_grant_{TARGET_IMPOSTOR_GRANT:g}": operating,
+        "winner": winner,
+        "why": why,
+        "rule": f"higher correct-grant rate wins unless it raises the impostor- or wrong-person-grant rate "
+                f"by more than {FALSE_GRANT_TOLERANCE:.1%}",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    atomic_write_json(out, report)
+    print(f"wrote {out}")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lfw-dir", help="LFW folder (default: $LFW_DIR)")
+    parser.add_argument("--model", help="model file (default: $KIOSK_MODEL or the shipped model)")
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "identification.json")
+    parser.add_argument("--limit-people", type=int, help="only the first N people of each group (quick check)")
+    args = parser.parse_args(argv)
+    run(args.lfw_dir, args.model, args.out, args.limit_people)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

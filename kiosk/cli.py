@@ -1,0 +1,508 @@
+"""The command line: ``python -m kiosk COMMAND``.
+
+    python -m kiosk enroll "Ada Lovelace" ada1.jpg ada2.jpg ada3.jpg --badge 1042
+    python -m kiosk identify visitor.jpg
+    python -m kiosk verify a.jpg b.jpg
+    python -m kiosk people | people rename OLD NEW | people remove NAME
+    python -m kiosk log --since 2h --decision denied | log --export events.csv
+    python -m kiosk run --camera 0 --headless --door-command "gpio-pulse 17"
+
+Global options (before or after the command): --data-dir (else $KIOSK_DATA_DIR, else the
+platform's per-user data folder), --model (else $KIOSK_MODEL, else the shipped model) and
+--json (one JSON object per line on stdout). Problems end with exit status 1 and one line
+``error: ...`` on stderr; usage mistakes with status 2.
+
+TensorFlow takes seconds to load, so it is imported only by the commands that need the
+model (enroll, identify, verify, run); --help, people and log start instantly.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import signal
+import sqlite3
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from kiosk import __version__
+from kiosk.accesslog import AccessLog
+from kiosk.database import SchemaVersionError, database_path, open_database
+from kiosk.datadir import ENV_VAR as DATA_DIR_ENV_VAR
+from kiosk.errors import InvalidImageError, KioskError
+from kiosk.gallery import Gallery, GalleryError, normalise_name
+
+PROG = "python -m kiosk"
+START_TIMEOUT_S = 10.0  # how long `run` waits for a live camera's first frame
+
+
+class CliError(KioskError):
+    """A problem to report as `error: ...` with a non-zero exit status."""
+
+
+# -- output -------------------------------------------------------------------
+
+
+class Output:
+    """Text for people or one JSON object per line for programs, on stdout; errors on stderr."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.json = as_json
+
+    def emit(self, obj: dict[str, Any], text: str | None) -> None:
+        if self.json:
+            print(json.dumps(obj, ensure_ascii=False), flush=True)
+        elif text is not None:
+            print(text, flush=True)
+
+    def text(self, text: str) -> None:
+        """A line only people want (nothing in --json mode)."""
+        if not self.json:
+            print(text, flush=True)
+
+    @staticmethod
+    def note(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    @staticmethod
+    def error(text: str) -> None:
+        print(f"error: {text}", file=sys.stderr, flush=True)
+
+
+def _score(value: float | None) -> float | None:
+    return None if value is None or value != value or value in (float("inf"), float("-inf")) else round(float(value), 4)
+
+
+# -- shared resources -----------------------------------------------------------
+
+def _engine(model: str | None):
+    """The FaceEngine for --model, built once per process (tests call main() many times)."""
+    from kiosk.engine import shared_engine
+
+    return shared_engine(model)
+
+
+def _open_database(args: argparse.Namespace) -> sqlite3.Connection:
+    from kiosk.datadir import resolve_data_dir
+
+    try:
+        folder = resolve_data_dir(args.data_dir)
+    except OSError as exc:
+        raise CliError(f"cannot use the data directory {args.data_dir or ''}: {exc}") from exc
+    return open_database(database_path(folder))
+
+
+def _strip_name(message: str, name: str) -> str:
+    prefix = f"{name}: "
+    return message[len(prefix):] if message.startswith(prefix) else message
+
+
+def _load(path: str):
+    from kiosk.images import load_image
+
+    return load_image(path)
+
+
+# -- enroll ---------------------------------------------------------------------
+
+
+def cmd_enroll(args: argparse.Namespace, out: Output) -> int:
+    from kiosk.enrollment import assess_image
+
+    try:
+        normalise_name(args.name)
+    except GalleryError as exc:
+        raise CliError(str(exc)) from exc
+    engine = _engine(args.model)
+    conn = _open_database(args)
+    try:
+        gallery = Gallery(conn)
+        existing = gallery.find_person(args.name)
+        badge = (args.badge or "").strip() or None
+        if existing is not None and badge is not None and badge != existing.external_id:
+            raise CliError(
+                f"{existing.name} is already enrolled (badge {existing.external_id or 'none'}); "
+                "--badge can only be given when enrolling a new person"
+            )
+        if existing is None and badge is not None:
+            holder = conn.execute("SELECT name FROM person WHERE external_id = ?", (badge,)).fetchone()
+            if holder is not None:
+                raise CliError(f"badge {badge} already belongs to {holder[0]}")
+
+        samples = []
+        for image in args.images:
+            try:
+                rgb = _load(image)
+            except InvalidImageError as exc:
+                reason = _strip_name(str(exc), image)
+                out.emit({"image": image, "used": False, "reason": reason}, f"  skipped {image}: {reason}")
+                continue
+            sample = assess_image(engine, rgb, Path(image).name)
+            if not sample.used:
+                out.emit({"image": image, "used": False, "reason": sample.reason},
+                         f"  skipped {image}: {sample.reason}")
+                continue
+            samples.append(sample)
+            out.emit(
+                {"image": image, "used": True, "reason": None},
+                f"  used    {image} (face {sample.face.width:.0f} px, sharpness {sample.face.quality.sharpness:.0f})",
+            )
+        embeddings = [sample.embedding for sample in samples]
+        qualities = [sample.quality for sample in samples]
+        sources = [sample.source for sample in samples]
+        thumbnails = [sample.thumbnail for sample in samples]
+
+        if not embeddings:
+            raise CliError(
+                f"no usable face in {len(args.images)} image{'s' if len(args.images) != 1 else ''}; "
+                f"{args.name} was not {'changed' if existing else 'enrolled'}"
+            )
+        person = existing or gallery.add_person(args.name, badge)
+        try:
+            gallery.add_templates(person, embeddings, qualities, sources, thumbnails)
+        except BaseException:
+            if existing is None:  # all or nothing: no person without templates
+                gallery.remove(person.id)
+            raise
+        person = gallery.get_person(person.id)
+    finally:
+        conn.close()
+    added = len(embeddings)
+    out.emit(
+        {"name": person.name, "person_id": person.id, "badge": person.external_id, "new": existing is None,
+         "templates_added": added, "templates": person.template_count},
+        f"enrolled {person.name}{' (new person)' if existing is None else ''}: {added} template"
+        f"{'s' if added != 1 else ''} from {added} of {len(args.images)} image{'s' if len(args.images) != 1 else ''}"
+        f" ({person.template_count} in all)",
+    )
+    return 0
+
+
+# -- identify / verify -------------------------------------------------------------
+
+
+def cmd_identify(args: argparse.Namespace, out: Output) -> int:
+    engine = _engine(args.model)
+    conn = _open_database(args)
+    failed = 0
+    try:
+        gallery = Gallery(conn)
+        templates, person_ids = gallery.matrix()
+        for image in args.images:
+            try:
+                rgb = _load(image)
+                faces = engine.detect(rgb)
+                if not faces:
+                    raise CliError(f"{image}: no face found")
+            except (InvalidImageError, CliError) as exc:
+                out.error(str(exc))
+                failed += 1
+                continue
+            match = engine.match(engine.embed_faces(rgb, faces[:1]), templates, person_ids)[0]
+            name = gallery.get_person(match.person_id).name if match.verdict == "match" else None
+            score = _score(match.score) if match.person_id is not None else None
+            if match.verdict == "match":
+                text = f"{image}: {name} (score {score:.3f})"
+            elif score is None:
+                text = f"{image}: unknown (no one is enrolled)"
+            else:
+                text = f"{image}: {match.verdict} (best score {score:.3f}, threshold {engine.threshold:.3f})"
+            if len(faces) > 1:
+                text += f" [largest of {len(faces)} faces]"
+            out.emit({"image": image, "name": name, "score": score, "verdict": match.verdict, "faces": len(faces)}, text)
+    finally:
+        conn.close()
+    return 1 if failed else 0
+
+
+def _one_face_embedding(engine, image: str):
+    rgb = _load(image)
+    faces = engine.detect(rgb)
+    if not faces:
+        raise CliError(f"{image}: no face found")
+    if len(faces) > 1:
+        raise CliError(f"{image}: {len(faces)} faces found; verify needs exactly one face per image")
+    return engine.embed_faces(rgb, faces)[0]
+
+
+def cmd_verify(args: argparse.Namespace, out: Output) -> int:
+    engine = _engine(args.model)
+    first = _one_face_embedding(engine, args.image1)
+    second = _one_face_embedding(engine, args.image2)
+    score = engine.similarity(first, second)
+    same = score >= engine.threshold
+    out.emit(
+        {"image1": args.image1, "image2": args.image2, "score": _score(score),
+         "threshold": _score(engine.threshold), "same": same},
+        f"{'same person' if same else 'different people'} (score {score:.3f}, threshold {engine.threshold:.3f})",
+    )
+    return 0
+
+
+# -- people --------------------------------------------------------------------
+
+
+def cmd_people(args: argparse.Namespace, out: Output) -> int:
+    conn = _open_database(args)
+    try:
+        gallery = Gallery(conn)
+        action = getattr(args, "people_command", None)
+        if action == "rename":
+            before = gallery.get_person(args.old)
+            person = gallery.rename(before, args.new)
+            out.emit({"renamed": before.name, "name": person.name, "person_id": person.id},
+                     f"renamed {before.name} to {person.name}")
+        elif action == "remove":
+            person = gallery.get_person(args.name)
+            removed = gallery.remove(person)
+            out.emit({"removed": person.name, "person_id": person.id, "templates": removed},
+                     f"removed {person.name} and {removed} template{'s' if removed != 1 else ''}")
+        else:
+            people = gallery.people()
+            if not people:
+                out.text("no one is enrolled")
+            width = max((len(p.name) for p in people), default=4)
+            for p in people:
+                out.emit(
+                    {"id": p.id, "name": p.name, "badge": p.external_id, "templates": p.template_count,
+                     "active": p.active, "created": p.created},
+                    f"{p.name:<{width}}  templates {p.template_count:>3}  badge {p.external_id or '-'}"
+                    f"  enrolled {p.created[:10]}{'' if p.active else '  (inactive)'}",
+                )
+    finally:
+        conn.close()
+    return 0
+
+
+# -- log -----------------------------------------------------------------------
+
+_AGE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+_AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_when(text: str) -> datetime:
+    """ISO 8601 (a time without a zone is local time) or an age like 30m, 2h, 7d."""
+    cleaned = text.strip()
+    age = _AGE.fullmatch(cleaned.lower())
+    if age:
+        return datetime.now(timezone.utc) - timedelta(**{_AGE_UNITS[age.group(2)]: float(age.group(1))})
+    try:
+        when = datetime.fromisoformat(cleaned[:-1] + "+00:00" if cleaned.endswith(("Z", "z")) else cleaned)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a time: {text!r}; give ISO 8601 (2024-05-01, 2024-05-01T08:30, ...Z) or an age (30m, 2h, 7d)"
+        ) from None
+    return when.astimezone() if when.utcoffset() is None else when
+
+
+def cmd_log(args: argparse.Namespace, out: Output) -> int:
+    conn = _open_database(args)
+    try:
+        access_log = AccessLog(conn)
+        filters = {"since": args.since, "until": args.until, "person": args.person, "decision": args.decision}
+        if args.export:
+            rows = access_log.export_csv(args.export, limit=args.limit, **filters)
+            out.emit({"exported": rows, "file": str(args.export)},
+                     f"exported {rows} event{'s' if rows != 1 else ''} to {args.export}")
+            return 0
+        events = access_log.query(limit=args.limit, **filters)
+        if not events:
+            out.text("no access events match")
+        for e in events:
+            score = _score(e.score)
+            out.emit(
+                {"id": e.id, "time": e.time, "camera": e.camera, "decision": e.decision, "reason": e.reason,
+                 "person_id": e.person_id, "name": e.name, "score": score, "liveness": e.liveness, "door": e.door},
+                f"{e.time}  {e.decision:<7}  {e.reason:<13}  {e.name or '-':<20}  "
+                f"{'-' if score is None else f'{score:.3f}':>6}  door {e.door or '-'}  {e.camera}",
+            )
+    finally:
+        conn.close()
+    return 0
+
+
+# -- run -------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace, out: Output) -> int:
+    from kiosk.camera import Camera, CameraError, parse_source
+    from kiosk.door import DoorAction
+    from kiosk.policy import DecisionPolicy
+    from kiosk.runner import KioskRunner
+
+    if not args.headless:
+        raise CliError("the command line runs the kiosk with --headless only; the kiosk window is `face-kiosk`")
+    try:
+        door = DoorAction.from_config(args.door_command, args.door_url, args.door_timeout)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    try:
+        live = parse_source(args.camera).live
+        # Files are analysed frame by frame unless --realtime; live sources are real time anyway.
+        camera = Camera(args.camera, loop=args.loop, realtime=None if live or args.realtime else False)
+    except CameraError as exc:
+        raise CliError(str(exc)) from exc
+    engine = _engine(args.model)
+    conn = _open_database(args)
+    try:
+        camera.start()
+        if camera.spec.live and camera.latest(timeout=args.start_timeout) is None:
+            raise CliError(f"no picture from {camera.spec.label} within {args.start_timeout:g} s ({camera.message})")
+
+        def door_outcome(event_id: int, outcome: str) -> None:
+            if not out.json:
+                out.note(f"door for event {event_id}: {outcome}")
+
+        runner = KioskRunner(
+            camera, engine, Gallery(conn), AccessLog(conn), DecisionPolicy(), door,
+            thumbnails=args.thumbnails, on_door_outcome=door_outcome,
+        )
+        counts = {"granted": 0, "denied": 0}
+        with _stop_on_signals(runner):
+            try:
+                for result in runner.run():
+                    event, decision = result.event, result.decision
+                    counts[decision.decision] += 1
+                    score = _score(decision.score)
+                    out.emit(
+                        {"time": event.time, "decision": decision.decision, "name": decision.name, "score": score,
+                         "reason": decision.reason, "person_id": decision.person_id, "event_id": event.id,
+                         "camera": event.camera},
+                        f"{event.time}  {decision.decision.upper():<7}  {decision.name or '-':<20}  "
+                        f"{'-' if score is None else f'{score:.3f}':>6}  {decision.reason}",
+                    )
+            except KeyboardInterrupt:
+                runner.stop()
+        out.note(f"{camera.message}: {counts['granted']} granted, {counts['denied']} denied")
+    except CameraError as exc:
+        raise CliError(str(exc)) from exc
+    finally:
+        camera.stop()
+        conn.close()
+    return 0
+
+
+class _stop_on_signals:
+    """SIGTERM (and SIGINT) stop the runner cleanly; only possible on the main thread."""
+
+    def __init__(self, runner) -> None:
+        self._runner = runner
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGTERM,):
+            self._previous[signum] = signal.signal(signum, lambda *_: self._runner.stop())
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+# -- parser ----------------------------------------------------------------------
+
+
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    def add_globals(parser: argparse.ArgumentParser, default: Any) -> None:
+        # Given to the top parser with real defaults and to every command with SUPPRESS, so
+        # that they work before or after the command name.
+        group = parser.add_argument_group("global options")
+        group.add_argument("--data-dir", metavar="DIR", default=default,
+                           help=f"where the database lives (else ${DATA_DIR_ENV_VAR}, else the per-user data folder)")
+        group.add_argument("--json", action="store_true", default=default if default is argparse.SUPPRESS else False,
+                           help="one JSON object per line on stdout")
+        group.add_argument("--model", metavar="FILE", default=default,
+                           help="the .keras model with its .card.json (else $KIOSK_MODEL, else the shipped model)")
+
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Face-recognition access kiosk: enrol people, recognise faces, run the door.",
+    )
+    parser.add_argument("--version", action="version", version=f"face-kiosk {__version__}")
+    add_globals(parser, None)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help: str, handler, parent=commands, **kwargs) -> argparse.ArgumentParser:
+        sub = parent.add_parser(name, help=help, description=help, **kwargs)
+        add_globals(sub, argparse.SUPPRESS)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    enroll = command("enroll", "enrol a person from photos, or add photos to someone enrolled", cmd_enroll)
+    enroll.add_argument("name", metavar="NAME")
+    enroll.add_argument("images", metavar="IMAGE", nargs="+", help="photos with this person's face only")
+    enroll.add_argument("--badge", metavar="ID", help="badge or employee number (new people only)")
+
+    identify = command("identify", "say who is in each photo (largest face), or unknown", cmd_identify)
+    identify.add_argument("images", metavar="IMAGE", nargs="+")
+
+    verify = command("verify", "say whether two photos show the same person", cmd_verify)
+    verify.add_argument("image1", metavar="IMAGE1")
+    verify.add_argument("image2", metavar="IMAGE2")
+
+    people = command("people", "list the people enrolled (or rename / remove one)", cmd_people)
+    people_commands = people.add_subparsers(dest="people_command", metavar="ACTION")
+    rename = command("rename", "rename a person", cmd_people, parent=people_commands)
+    rename.add_argument("old", metavar="OLD")
+    rename.add_argument("new", metavar="NEW")
+    remove = command("remove", "remove a person and all their templates", cmd_people, parent=people_commands)
+    remove.add_argument("name", metavar="NAME")
+
+    log = command("log", "show or export the access log (newest first)", cmd_log)
+    log.add_argument("--since", type=parse_when, metavar="TIME", help="from this time (ISO 8601, or an age: 2h, 7d)")
+    log.add_argument("--until", type=parse_when, metavar="TIME", help="before this time")
+    log.add_argument("--person", metavar="NAME", help="only this person's events")
+    log.add_argument("--decision", choices=("granted", "denied"))
+    log.add_argument("--limit", type=_positive(int), metavar="N", help="at most N events")
+    log.add_argument("--export", metavar="FILE.csv", type=Path, help="write the events to a CSV file instead")
+
+    run = command("run", "run the kiosk on a camera: recognise, decide, log, open the door", cmd_run)
+    run.add_argument("--camera", metavar="SOURCE", default="0",
+                     help="camera index, video file, image folder or rtsp/http URL (default: 0)")
+    run.add_argument("--headless", action="store_true", help="no window: print each decision (required for now)")
+    run.add_argument("--loop", action="store_true", help="play a video file or image folder over and over")
+    run.add_argument("--realtime", action="store_true",
+                     help="play a file at its own pace, skipping frames like a live camera "
+                          "(default: analyse every frame of a file)")
+    run.add_argument("--door-command", metavar="CMD",
+                     help="command run on each grant (no shell; gets $KIOSK_PERSON and $KIOSK_EVENT)")
+    run.add_argument("--door-url", metavar="URL", help="URL that receives a JSON POST on each grant")
+    run.add_argument("--door-timeout", type=_positive(float), default=5.0, metavar="S",
+                     help="seconds the door action may take (default: 5)")
+    run.add_argument("--thumbnails", action="store_true", help="store a small face picture with each event")
+    run.add_argument("--start-timeout", type=_positive(float), default=START_TIMEOUT_S, metavar="S",
+                     help=f"seconds to wait for a live camera's first picture (default: {START_TIMEOUT_S:g})")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = Output(args.json)
+    try:
+        return args.handler(args, out)
+    except (KioskError, SchemaVersionError) as exc:
+        out.error(str(exc))
+    except sqlite3.Error as exc:
+        out.error(f"database: {exc}")
+    except OSError as exc:
+        out.error(str(exc))
+    except KeyboardInterrupt:
+        return 130
+    return 1

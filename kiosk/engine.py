@@ -1,0 +1,157 @@
+"""FaceEngine: the public face-recognition API, from RGB pixels to embeddings and matches.
+
+    from kiosk import FaceEngine
+    engine = FaceEngine()                     # the shipped model (or $KIOSK_MODEL) + MTCNN
+    a = engine.embed(load_image("a.jpg"))     # unit vector of the largest face
+    b = engine.embed(load_image("b.jpg"))
+    engine.similarity(a, b) >= engine.threshold   # same person?
+
+Everything model-specific (crop geometry, threshold) comes from the model card; the
+detector, the aligner and the embedder are the same objects the kiosk, the command line,
+the tests and the benchmarks use.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from kiosk.errors import NoFaceError
+from kiosk.faces import Face, FaceDetector, crop_faces, shared_detector
+from kiosk.images import as_rgb_uint8
+from kiosk.matching import Match, match_many
+from kiosk.modelcard import ModelCard, default_model_path
+
+# How a person is scored against their templates (see kiosk.matching). Chosen by
+# benchmarks/identification.py on LFW (reports/identification.json): at the card's threshold
+# "mean" granted more enrolled probes (32.7% vs 27.8%) but also more impostors (40.2% vs 38.9%)
+# and more wrong people (20.8% vs 19.0%), so "best" is the safer default at a door. The card's
+# threshold is calibrated on single-image pairs, which is what "best" compares; "mean" would
+# need its own threshold (at an equal 1% impostor-grant rate it does grant a little more).
+DEFAULT_STRATEGY = "best"
+# A best match this close to the runner-up is "ambiguous" rather than a match.
+DEFAULT_AMBIGUITY_MARGIN = 0.05
+
+
+class FaceEngine:
+    """Detector + aligner + embedder, loaded once; thread-compatible, not thread-safe.
+
+    Use one engine per thread (the detector itself is shared and built once per process).
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike | None = None,
+        detector: FaceDetector | None = None,
+        *,
+        strategy: str = DEFAULT_STRATEGY,
+        ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN,
+    ) -> None:
+        from kiosk.embedder import Embedder  # imports TensorFlow: only when an engine is built
+
+        self._embedder = Embedder(model_path)
+        self._detector = detector if detector is not None else shared_detector()
+        self.strategy = strategy
+        self.ambiguity_margin = ambiguity_margin
+
+    # -- what the model card says ---------------------------------------------
+
+    @property
+    def card(self) -> ModelCard:
+        return self._embedder.card
+
+    @property
+    def threshold(self) -> float:
+        """The model card's accept threshold: similarity >= threshold means "same person"."""
+        return self._embedder.card.threshold
+
+    @property
+    def embedding_size(self) -> int:
+        return self._embedder.card.embedding_size
+
+    @property
+    def detector(self) -> FaceDetector:
+        return self._detector
+
+    # -- pixels to embeddings -----------------------------------------------------
+
+    def detect(self, rgb: np.ndarray) -> list[Face]:
+        """All faces in an RGB uint8 image, largest first (InvalidImageError for unusable input)."""
+        return self._detector.detect(rgb)
+
+    def align(self, rgb: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
+        """N x S x S x 3 uint8 crops of `faces`, aligned as the model was trained."""
+        return crop_faces(as_rgb_uint8(rgb), faces, self.card.alignment)
+
+    def embed_crops(self, crops: np.ndarray) -> np.ndarray:
+        """N x D unit float32 embeddings of aligned crops (from align())."""
+        return self._embedder.embed_crops(crops)
+
+    def embed_faces(self, rgb: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
+        """N x D unit float32 embeddings of `faces` of `rgb`, in one model call."""
+        if not faces:
+            return np.zeros((0, self.embedding_size), np.float32)
+        return self.embed_crops(self.align(rgb, faces))
+
+    def embed(self, rgb: np.ndarray) -> np.ndarray:
+        """The unit embedding (D float32) of the largest face; NoFaceError when there is none."""
+        faces = self.detect(rgb)
+        if not faces:
+            raise NoFaceError("no face found in the image")
+        return self.embed_faces(rgb, faces[:1])[0]
+
+    # -- deciding -----------------------------------------------------------------
+
+    @staticmethod
+    def similarity(a: np.ndarray, b: np.ndarray) -> float:
+        """Cosine similarity of two embeddings (-1..1, higher means more alike)."""
+        a = np.asarray(a, dtype=np.float32).ravel()
+        b = np.asarray(b, dtype=np.float32).ravel()
+        if a.shape != b.shape:
+            raise ValueError(f"embeddings differ in size: {a.size} and {b.size}")
+        norms = float(np.linalg.norm(a) * np.linalg.norm(b))
+        if norms == 0.0:
+            raise ValueError("cannot compare a zero vector")
+        return float(np.dot(a, b) / norms)
+
+    def is_same(self, a: np.ndarray, b: np.ndarray) -> bool:
+        return self.similarity(a, b) >= self.threshold
+
+    def match(self, embeddings: np.ndarray, templates: np.ndarray, person_ids: np.ndarray) -> list[Match]:
+        """Match M x D embeddings against a gallery (e.g. Gallery.matrix()) at the card's threshold."""
+        embeddings = np.asarray(embeddings, dtype=np.float32)
+        if embeddings.ndim == 1:
+            embeddings = embeddings[None]
+        return match_many(
+            embeddings,
+            templates,
+            person_ids,
+            threshold=self.threshold,
+            ambiguity_margin=self.ambiguity_margin,
+            strategy=self.strategy,
+        )
+
+
+_shared: dict[tuple[str, float], FaceEngine] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_engine(model_path: str | os.PathLike | None = None, detector: FaceDetector | None = None) -> FaceEngine:
+    """The process-wide engine for a model file (default: $KIOSK_MODEL or the shipped model).
+
+    Built on first use and kept, like shared_detector(): loading a model takes seconds. A model
+    file replaced on disk (another modification time) gets a new engine. `detector` is only
+    used when the engine is built (default: shared_detector()).
+    """
+    path = Path(model_path).expanduser() if model_path else default_model_path()
+    try:
+        key = (str(path.resolve()), path.stat().st_mtime)
+    except OSError:
+        return FaceEngine(path, detector)  # missing: let ModelCard.load say so
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = FaceEngine(path, detector)
+        return _shared[key]

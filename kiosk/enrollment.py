@@ -1,0 +1,120 @@
+"""Enrollment samples: is this photo (or camera frame) good enough to become a template?
+
+No Qt and no storage: the admin window's enrollment worker calls these on its own thread,
+and they are what ``python -m kiosk enroll`` checks too (one face, QualityGates).
+
+    sample = assess_image(engine, rgb, "ada1.jpg")
+    if sample.used: templates.append(sample.embedding)
+    else: print(sample.reason)          # "no face found", "2 faces found ...", "face too small ..."
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from kiosk.faces import Face
+from kiosk.images import encode_jpeg
+from kiosk.policy import QualityGates
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: the arrays cannot be compared with ==
+class Sample:
+    """One candidate template, used or not, and why."""
+
+    source: str  # the file name, or "camera: <step>"
+    used: bool
+    reason: str | None  # why it is not used (None when used)
+    embedding: np.ndarray | None = None  # unit vector, when used
+    quality: float = 0.0  # detector confidence, stored with the template
+    thumbnail: bytes | None = None  # JPEG of the aligned crop, when used
+    face: Face | None = None
+    match_name: str | None = None  # an enrolled person this face already matches...
+    match_score: float | None = None  # ...with this similarity (set by the caller, see closest_person)
+
+    def with_match(self, name: str | None, score: float | None) -> Sample:
+        return Sample(self.source, self.used, self.reason, self.embedding, self.quality, self.thumbnail,
+                      self.face, name, score)
+
+
+def rejection(faces: list[Face], gates: QualityGates) -> str | None:
+    """Why these detected faces cannot give a template (None: faces[0] can)."""
+    if not faces:
+        return "no face found"
+    if len(faces) > 1:
+        return f"{len(faces)} faces found; use pictures with only this person in them"
+    return gates.problem(faces[0].quality)
+
+
+def assess_image(engine, rgb: np.ndarray, source: str, gates: QualityGates | None = None) -> Sample:
+    """Detect, gate and (when usable) embed the face of one image. `engine` is a FaceEngine."""
+    faces = engine.detect(rgb)
+    reason = rejection(faces, gates or QualityGates())
+    if reason is not None:
+        return Sample(source, False, reason, face=faces[0] if len(faces) == 1 else None)
+    return embed_sample(engine, rgb, faces[0], source)
+
+
+def embed_sample(engine, rgb: np.ndarray, face: Face, source: str) -> Sample:
+    crops = engine.align(rgb, [face])
+    embedding = engine.embed_crops(crops)[0]
+    return Sample(source, True, None, embedding=embedding, quality=face.score, thumbnail=encode_jpeg(crops[0]),
+                  face=face)
+
+
+def closest_person(
+    embedding: np.ndarray, templates: np.ndarray, person_ids: np.ndarray, exclude: int | None = None
+) -> tuple[int, float] | None:
+    """(person id, similarity) of the enrolled template most like `embedding` (Gallery.matrix() arrays).
+
+    Templates and embedding are unit vectors, so the dot product is the cosine similarity.
+    `exclude` leaves out one person (the one samples are being added to).
+    """
+    if len(templates) == 0:
+        return None
+    scores = np.asarray(templates, np.float32) @ np.asarray(embedding, np.float32)
+    if exclude is not None:
+        scores = np.where(person_ids == exclude, -np.inf, scores)
+    best = int(np.argmax(scores))
+    if not np.isfinite(scores[best]):
+        return None
+    return int(person_ids[best]), float(scores[best])
+
+
+# -- guided capture from the camera ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CaptureStep:
+    """One pose to capture. Yaw as kiosk.quality measures it: positive = the person's right."""
+
+    instruction: str
+    min_yaw: float
+    max_yaw: float
+
+    def problem(self, face: Face) -> str | None:
+        yaw = face.quality.yaw
+        if yaw < self.min_yaw:
+            return "turn a little to your right" if self.min_yaw > -5 else "turn a little further to your left"
+        if yaw > self.max_yaw:
+            return "turn a little to your left" if self.max_yaw < 5 else "turn a little further to your right"
+        return None
+
+
+CAPTURE_STEPS = (
+    CaptureStep("Look straight at the camera", -8.0, 8.0),
+    CaptureStep("Turn your head a little to your left", -28.0, -8.0),
+    CaptureStep("Turn your head a little to your right", 8.0, 28.0),
+)
+
+
+def assess_capture(engine, rgb: np.ndarray, step: CaptureStep, gates: QualityGates | None = None) -> Sample:
+    """A camera frame for one capture step: one face, the quality gates, then the pose."""
+    faces = engine.detect(rgb)
+    source = f"camera: {step.instruction.lower()}"
+    reason = rejection(faces, gates or QualityGates())
+    if reason is None:
+        reason = step.problem(faces[0])
+    if reason is not None:
+        return Sample(source, False, reason, face=faces[0] if faces else None)
+    return embed_sample(engine, rgb, faces[0], source)

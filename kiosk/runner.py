@@ -1,0 +1,202 @@
+"""The headless kiosk loop: newest frame -> faces -> embeddings -> matches -> policy -> log -> door.
+
+Used by ``python -m kiosk run --headless`` and meant for the GUI's recognition worker. Per frame:
+
+1. take the newest frame from the camera (older ones are dropped, never queued);
+2. detect the faces, embed them all in one batch, match them against the gallery
+   (Gallery.matrix() is re-read only when the gallery changed, so enrolments made meanwhile
+   by another process count at once);
+3. feed the largest face's match and quality to the DecisionPolicy;
+4. on a decision: record the event in the access log (committed to disk), only then open the
+   door (on its own thread), then hand the decision to the caller.
+
+The runner uses its Gallery and AccessLog (and so their SQLite connection) on the thread
+that calls run() or process() only; door outcomes come back from the door's thread through
+a queue and are written to the log by that same thread.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from kiosk.accesslog import AccessEvent, AccessLog
+from kiosk.camera import Camera, CameraState, Frame
+from kiosk.door import DoorAction
+from kiosk.faces import Face
+from kiosk.gallery import Gallery, GalleryError
+from kiosk.images import encode_jpeg
+from kiosk.matching import Match
+from kiosk.policy import Decision, DecisionPolicy, Observation
+
+log = logging.getLogger(__name__)
+
+THUMBNAIL_SIDE = 128  # longest side of the face thumbnail stored with an event
+THUMBNAIL_MARGIN = 0.3  # fraction of the face box added on each side
+POLL_S = 0.2  # how often a waiting run() checks for stop()
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """What the kiosk made of one frame; `decision`/`event` are set when the frame settled one."""
+
+    frame: Frame
+    faces: list[Face]  # largest first
+    matches: list[Match]  # one per face
+    names: list[str | None]  # the matched person's name per face (None unless verdict "match")
+    decision: Decision | None = None
+    event: AccessEvent | None = None  # the logged event of the decision
+    door: DoorAction | None = field(default=None, repr=False)  # triggered for this event, if any
+
+
+class KioskRunner:
+    """Runs the recognition loop over a camera until the source ends or stop() is called."""
+
+    def __init__(
+        self,
+        camera: Camera,
+        engine,  # kiosk.engine.FaceEngine (not imported here: it pulls in TensorFlow)
+        gallery: Gallery,
+        access_log: AccessLog,
+        policy: DecisionPolicy | None = None,
+        door: DoorAction | None = None,
+        *,
+        thumbnails: bool = False,
+        camera_name: str | None = None,
+        on_door_outcome: Callable[[int, str], None] | None = None,
+    ) -> None:
+        self.camera = camera
+        self.engine = engine
+        self.gallery = gallery
+        self.access_log = access_log
+        self.policy = policy if policy is not None else DecisionPolicy()
+        self.door = door
+        self.thumbnails = thumbnails
+        self.camera_name = camera_name or camera.spec.label
+        self.on_door_outcome = on_door_outcome
+        self._stop = threading.Event()
+        self._door_outcomes: queue.Queue[tuple[int, str]] = queue.Queue()
+
+    def stop(self) -> None:
+        """Make run() return after the frame in progress (callable from any thread)."""
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self, every_frame: bool = False) -> Iterator[FrameResult]:
+        """Analyse each newest frame; yield the results that carry a decision (all, if every_frame).
+
+        Ends when the source has ended, the camera was stopped, or stop() was called; waits for
+        door actions still in flight before the end so their outcomes get logged.
+        """
+        self.camera.start()
+        last = -1
+        try:
+            while not self._stop.is_set():
+                self._record_door_outcomes()
+                frame = self.camera.latest(timeout=POLL_S, newer_than=last)
+                if frame is None:
+                    if self.camera.state in (CameraState.ENDED, CameraState.STOPPED):
+                        break
+                    continue
+                last = frame.index
+                result = self.process(frame)
+                if every_frame or result.decision is not None:
+                    yield result
+        finally:
+            self.finish()
+
+    def finish(self, timeout: float | None = None) -> None:
+        """Wait for door actions in flight (up to their timeout) and log their outcomes."""
+        if self.door is not None:
+            self.door.wait(self.door.timeout + 2.0 if timeout is None else timeout)
+        self._record_door_outcomes()
+
+    def process(self, frame: Frame) -> FrameResult:
+        """Analyse one frame, feed the policy, and log (then act on) a decision if it makes one."""
+        rgb = frame.rgb
+        faces = self.engine.detect(rgb)
+        matches: list[Match] = []
+        names: list[str | None] = []
+        if faces:
+            embeddings = self.engine.embed_faces(rgb, faces)
+            templates, person_ids = self.gallery.matrix()
+            matches = self.engine.match(embeddings, templates, person_ids)
+            names = [self._name(m) for m in matches]
+        observation = Observation(
+            time=frame.timestamp,
+            faces=len(faces),
+            match=matches[0] if matches else None,
+            quality=faces[0].quality if faces else None,
+            name=names[0] if names else None,
+        )
+        decision = self.policy.update(observation)
+        if decision is None:
+            return FrameResult(frame, faces, matches, names)
+        event = self._log(decision, rgb, faces)
+        triggered = None
+        if decision.granted and self.door is not None:
+            self.door.trigger(event.id, decision.name, self._door_outcomes_put)
+            triggered = self.door
+        return FrameResult(frame, faces, matches, names, decision, event, triggered)
+
+    def _name(self, match: Match) -> str | None:
+        if match.verdict != "match" or match.person_id is None:
+            return None
+        try:
+            return self.gallery.get_person(int(match.person_id)).name
+        except GalleryError:  # removed between matrix() and now
+            return None
+
+    def _log(self, decision: Decision, rgb: np.ndarray, faces: list[Face]) -> AccessEvent:
+        thumbnail = face_thumbnail(rgb, faces[0]) if self.thumbnails and faces else None
+        return self.access_log.record(
+            camera=self.camera_name,
+            decision=decision.decision,
+            reason=decision.reason,
+            person_id=decision.person_id,
+            name=decision.name,
+            score=decision.score,
+            liveness=decision.liveness,
+            thumbnail=thumbnail,
+        )
+
+    def _door_outcomes_put(self, event_id: int, outcome: str) -> None:
+        self._door_outcomes.put((event_id, outcome))  # from the door's thread
+
+    def _record_door_outcomes(self) -> None:
+        while True:
+            try:
+                event_id, outcome = self._door_outcomes.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                self.access_log.set_door_outcome(event_id, outcome)
+            except LookupError:  # the event was purged meanwhile
+                log.warning("door outcome for vanished event %d: %s", event_id, outcome)
+            if self.on_door_outcome is not None:
+                self.on_door_outcome(event_id, outcome)
+
+
+def face_thumbnail(rgb: np.ndarray, face: Face, side: int = THUMBNAIL_SIDE) -> bytes:
+    """A small JPEG of the face with some context around it."""
+    height, width = rgb.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in face.box)
+    pad_x, pad_y = (x2 - x1) * THUMBNAIL_MARGIN, (y2 - y1) * THUMBNAIL_MARGIN
+    left, top = max(int(x1 - pad_x), 0), max(int(y1 - pad_y), 0)
+    right, bottom = min(int(x2 + pad_x) + 1, width), min(int(y2 + pad_y) + 1, height)
+    crop = rgb[top:bottom, left:right]
+    if crop.size == 0:
+        crop = rgb
+    scale = side / max(crop.shape[:2])
+    if scale < 1:
+        crop = cv2.resize(crop, (max(round(crop.shape[1] * scale), 1), max(round(crop.shape[0] * scale), 1)),
+                          interpolation=cv2.INTER_AREA)
+    return encode_jpeg(crop)
