@@ -17,7 +17,7 @@ from training.metrics import roc_curve, threshold_for_far, verification_report
 from training.model import build_serving_model
 from training.plots import plot_roc, plot_training_curves
 from training.prepare import PreparedLFW
-from training.train import Recipe, TrainResult, pair_scores, train
+from training.train import Recipe, TrainResult, embed_rows, pair_scores, train
 
 from training.recipe import DEFAULT_TARGET_FAR
 
@@ -61,6 +61,25 @@ def evaluate_run(result: TrainResult, split: Split, prepared: PreparedLFW, targe
                    "validation_same": split.validation.same.tolist()},
         "history": result.history,
     }
+
+
+def impostor_far_table(serving, prepared: PreparedLFW, split: Split) -> dict:
+    """Thresholds for a range of false-accept rates, from every different-person pair of the
+    held-out validation images (about a million pairs, so rates down to 1e-5 are measurable).
+
+    A kiosk compares a stranger with every enrolled template, so it needs far smaller
+    per-comparison rates than a 1:1 check; this table lets it choose one for its gallery size.
+    """
+    rows = np.unique(np.concatenate([split.validation.a, split.validation.b]))
+    vectors = embed_rows(serving, prepared.crops, rows)
+    matrix = np.stack([vectors[row] for row in rows.tolist()])
+    names = np.array([prepared.records[row]["name"] for row in rows.tolist()])
+    upper = np.triu_indices(len(rows), k=1)
+    impostor = (matrix @ matrix.T)[upper][names[upper[0]] != names[upper[1]]]
+    impostor = np.sort(impostor)[::-1]
+    rates = [rate for rate in (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.05, 0.1, 0.2) if rate * len(impostor) >= 1]
+    return {"impostor_pairs": int(len(impostor)),
+            "thresholds": {f"{rate:g}": round(float(impostor[int(rate * len(impostor)) - 1]) + 1e-6, 6) for rate in rates}}
 
 
 def _fallback_pairs(prepared: PreparedLFW, split: Split) -> int:

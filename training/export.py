@@ -27,6 +27,7 @@ def sha256_of(path: str | Path) -> str:
 def export_model(backbone: keras.Model, crop_size: int, alignment: dict, out_path: str | Path, card: dict) -> Path:
     """Write the serving model to `out_path` and its card beside it; both atomically."""
     out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
     serving = build_serving_model(backbone, crop_size)
     # Keras insists on the .keras suffix, so it saves to a staging name that is then copied atomically.
     staging = out_path.with_name(f".{out_path.stem}.staging.keras")
@@ -73,7 +74,8 @@ def load_card(model_path: str | Path) -> dict:
 
 def export_run(run_dir: Path, lfw, prepared, out_path: Path, target_far: float) -> Path:
     """Export the backbone of a finished run folder; the threshold is set on its validation pairs."""
-    from training.experiment import protocol_checksums
+    from training.data import view1_split
+    from training.experiment import impostor_far_table, protocol_checksums
     from training.metrics import accuracy_at, threshold_for_far
     from training.model import build_backbone
 
@@ -95,6 +97,8 @@ def export_run(run_dir: Path, lfw, prepared, out_path: Path, target_far: float) 
                     f"validation pairs of people held out from training",
             "why": THRESHOLD_WHY,
         },
+        "impostor_far_table": impostor_far_table(build_serving_model(backbone, prepared.crops.shape[1]), prepared,
+                                                 view1_split(lfw, prepared, seed=recipe["seed"])),
         "devtest": {key: test[key] for key in ("pairs", "accuracy", "accuracy_std", "auc", "eer", "tar_at_far_1e2",
                                               "tar_at_far_1e3", "accuracy_at_threshold")},
         "devtest_protocol": "LFW View 1: trained on peopleDevTrain.txt only (minus a held-out validation slice); "
