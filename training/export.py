@@ -83,7 +83,7 @@ def export_run(run_dir: Path, lfw, prepared, out_path: Path, target_far: float) 
     pretrain_path = Path(run_dir) / "pretrain" / "summary.json"
     pretrain = json.loads(pretrain_path.read_text()) if pretrain_path.exists() else None
     recipe, scores = summary["recipe"], summary["scores"]
-    backbone = build_backbone(recipe["input_size"], recipe["embedding_size"], tuple(recipe.get("widths", (32, 64, 128, 192))))
+    backbone = build_backbone(recipe["input_size"], recipe["embedding_size"], tuple(recipe["widths"]))
     backbone.load_weights(Path(run_dir) / "backbone.weights.h5")
     validation_same = np.array(scores["validation_same"])
     threshold = threshold_for_far(np.array(scores["validation"]), validation_same, target_far)
