@@ -31,8 +31,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fullscreen", action="store_true", help="fill the screen (for the kiosk itself)")
     parser.add_argument("--loop", action="store_true", help="play a video file or image folder over and over")
     parser.add_argument("--data-dir", type=Path, metavar="DIR",
-                        help="where the kiosk keeps its database of enrolled people and access events "
-                             "(not used yet: this screen only detects faces)")
+                        help="where the kiosk keeps its database of enrolled people, access events, "
+                             "settings and admin PIN (default: $KIOSK_DATA_DIR or the per-user data folder)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser.parse_args(argv)
 
@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         app.setApplicationName("face-kiosk")
         app.setApplicationDisplayName("Face kiosk")
         # Qt 6 scales for high-DPI screens by itself; the window sizes its fonts from its own size.
-        window = KioskWindow(camera)
+        window = KioskWindow(camera, data_dir=options.data_dir)
         # Python sees Ctrl+C only between Qt events; the window's timers provide those.
         signal.signal(signal.SIGINT, lambda *_: window.close())
         if options.fullscreen:

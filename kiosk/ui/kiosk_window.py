@@ -5,18 +5,31 @@ arrive by signal from the worker thread (see kiosk.ui.workers).
 """
 from __future__ import annotations
 
+import logging
+import os
+import sqlite3
 import time
 from collections import deque
 from enum import Enum
+from pathlib import Path
 
 from PySide6.QtCore import QThread, QTimer, Qt, Slot
-from PySide6.QtGui import QCloseEvent, QFont, QResizeEvent
-from PySide6.QtWidgets import QLabel, QMainWindow, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtGui import QCloseEvent, QFont, QKeySequence, QResizeEvent, QShortcut
+from PySide6.QtWidgets import (
+    QHBoxLayout, QLabel, QMainWindow, QMessageBox, QPushButton, QSizePolicy, QVBoxLayout, QWidget,
+)
 
+from kiosk.admin_secret import AdminSecret, AdminSecretError
 from kiosk.camera import Camera, CameraState
+from kiosk.datadir import resolve_data_dir
+from kiosk.errors import KioskError
 from kiosk.faces import Face
+from kiosk.ui.admin_window import AdminWindow, load_card
+from kiosk.ui.pin_dialog import EnterPinDialog, SetPinDialog
 from kiosk.ui.video_view import VideoView
 from kiosk.ui.workers import Analyse, Analysis, AnalysisWorker, detect_faces
+
+log = logging.getLogger(__name__)
 
 FRAME_INTERVAL_MS = 33  # ~30 Hz, the rate cameras deliver; showing a frame is only a copy and a paint
 STATUS_INTERVAL_MS = 500  # figures that change 30 times a second cannot be read
@@ -61,7 +74,8 @@ class KioskWindow(QMainWindow):
     Close it before letting go of it: Qt aborts the process when a running QThread is destroyed.
     """
 
-    def __init__(self, camera: Camera, analyse: Analyse = detect_faces) -> None:
+    def __init__(self, camera: Camera, analyse: Analyse = detect_faces,
+                 data_dir: str | os.PathLike | None = None) -> None:
         super().__init__()
         self.setWindowTitle("Face kiosk")
         self._camera = camera
@@ -72,6 +86,9 @@ class KioskWindow(QMainWindow):
         self._display_rate = RateMeter()
         self._analysis_rate = RateMeter()
         self._stopped = False
+        self._data_dir = Path(data_dir) if data_dir is not None else None  # None: resolved when first needed
+        self._pin_dialog: EnterPinDialog | SetPinDialog | None = None
+        self.admin_window: AdminWindow | None = None
 
         self.video = VideoView()
         self.banner = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
@@ -87,8 +104,22 @@ class KioskWindow(QMainWindow):
         layout.setSpacing(0)
         layout.addWidget(self.video, stretch=1)
         layout.addWidget(self.banner)
-        layout.addWidget(self.status)
+        # The admin entry sits at the end of the status line: small, out of a visitor's way.
+        self.admin_button = QPushButton("Admin")
+        self.admin_button.setFlat(True)
+        self.admin_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.admin_button.setToolTip("Admin mode (Ctrl+Shift+A)")
+        self.admin_button.setStyleSheet(f"color: #6b7380; background: {BACKGROUND}; border: none; padding: 0 8px;")
+        self.admin_button.clicked.connect(self.request_admin)
+        status_line = QHBoxLayout()
+        status_line.setContentsMargins(0, 0, 0, 0)
+        status_line.setSpacing(0)
+        status_line.addWidget(self.status, stretch=1)
+        status_line.addWidget(self.admin_button)
+        layout.addLayout(status_line)
         self.setCentralWidget(central)
+        admin_keys = QShortcut(QKeySequence("Ctrl+Shift+A"), self)
+        admin_keys.activated.connect(self.request_admin)
         self._refresh_banner()
         self._scale_fonts()
 
@@ -120,6 +151,8 @@ class KioskWindow(QMainWindow):
         self._last_index = frame.index
         self.video.set_frame(frame.rgb)
         self._display_rate.tick()
+        if self.admin_window is not None:
+            self.admin_window.offer_frame(frame.rgb)  # guided enrollment capture, when it is on
 
     @Slot(object)
     def _on_analysis(self, analysis: Analysis) -> None:
@@ -186,6 +219,63 @@ class KioskWindow(QMainWindow):
         self.status.setFont(font)
         self.status.setFixedHeight(round(status_px * 2.0))
         self.status.setContentsMargins(status_px, 0, status_px, 0)
+        self.admin_button.setFont(font)
+        self.admin_button.setFixedHeight(round(status_px * 2.0))
+
+    # -- admin mode ------------------------------------------------------------
+
+    @Slot()
+    def request_admin(self) -> None:
+        """Ask for the admin PIN (choose one on first start), then open the admin window."""
+        if self.admin_window is not None:
+            self.admin_window.raise_()
+            self.admin_window.activateWindow()
+            return
+        if self._pin_dialog is not None:
+            self._pin_dialog.raise_()
+            return
+        if self._data_dir is None:
+            self._data_dir = resolve_data_dir()
+        secret = AdminSecret(self._data_dir)
+        try:
+            first_time = not secret.is_set()
+        except AdminSecretError as exc:  # a damaged admin.json: say so, never fall back to "no PIN"
+            self._admin_problem(str(exc))
+            return
+        dialog = SetPinDialog(secret, self) if first_time else EnterPinDialog(secret, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(self._open_admin)
+        dialog.finished.connect(self._forget_pin_dialog)
+        self._pin_dialog = dialog
+        dialog.open()  # window-modal, not exec(): the video keeps running behind it
+
+    @Slot()
+    def _forget_pin_dialog(self) -> None:
+        self._pin_dialog = None
+
+    @Slot()
+    def _open_admin(self) -> None:
+        if self._stopped or self.admin_window is not None:
+            return
+        try:
+            window = AdminWindow(self._data_dir, card=load_card(), parent=self)
+        except (KioskError, sqlite3.Error, OSError) as exc:  # e.g. a database from a newer kiosk
+            self._admin_problem(f"cannot open admin mode: {exc}")
+            return
+        window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        window.closed.connect(self._forget_admin)
+        self.admin_window = window
+        window.show()
+
+    @Slot()
+    def _forget_admin(self) -> None:
+        self.admin_window = None
+
+    def _admin_problem(self, message: str) -> None:
+        log.error("%s", message)
+        box = QMessageBox(QMessageBox.Icon.Warning, "Admin", message, QMessageBox.StandardButton.Ok, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self._stop()
@@ -196,6 +286,10 @@ class KioskWindow(QMainWindow):
         if self._stopped:
             return
         self._stopped = True
+        if self._pin_dialog is not None:
+            self._pin_dialog.reject()
+        if self.admin_window is not None:
+            self.admin_window.close()  # stops its threads before the window goes
         self._frame_timer.stop()
         self._status_timer.stop()
         self._worker.stop()

@@ -1,0 +1,158 @@
+"""The kiosk's own settings: a small JSON file in the data directory, edited in the admin window.
+
+    settings = KioskSettings.load(data_dir)      # defaults when the file is missing or bad
+    settings.retention_days = 30
+    settings.save(data_dir)                      # atomic: the old file or the new one, never half
+
+Loading never fails: a file that cannot be read or parsed gives the defaults, and a field
+with a wrong value gives that field's default, each with a logged warning. A kiosk must
+start even when someone edited its settings by hand and got it wrong.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from kiosk.atomic import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+SETTINGS_FILENAME = "settings.json"
+FORMAT_VERSION = 1
+
+# Bounds shared by validation and the admin window's widgets.
+MAX_RETENTION_DAYS = 3650
+ADMIN_TIMEOUT_RANGE_S = (15, 3600)
+
+
+@dataclass
+class KioskSettings:
+    camera: str = "0"  # as for --camera: device index, video file, image folder or stream URL
+    threshold: float | None = None  # similarity override; None = the model card's threshold
+    liveness: bool = False  # stored here; checked once liveness detection exists
+    retention_days: int = 90  # access events older than this are purged; 0 keeps them forever
+    door_command: str = ""  # run (split like a shell) on a grant; empty = none
+    door_url: str = ""  # or POSTed to on a grant; empty = none
+    store_thumbnails: bool = False  # keep a face thumbnail with each access event (personal data)
+    sound: bool = True
+    admin_timeout_s: int = 120  # leave admin mode after this long without input
+
+    # -- validation ------------------------------------------------------------
+
+    def problems(self) -> list[str]:
+        """What is wrong with these values, in words; empty when they are all fine."""
+        found = []
+        for field in fields(self):
+            problem = _field_problem(field.name, getattr(self, field.name))
+            if problem:
+                found.append(f"{field.name}: {problem}")
+        if self.door_command.strip() and self.door_url.strip():
+            found.append("door_command and door_url: give one way to open the door, not both")
+        return found
+
+    def validate(self) -> None:
+        """Raise ValueError listing every problem, if there are any."""
+        problems = self.problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    # -- files -----------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: str = "settings") -> KioskSettings:
+        """Settings from parsed JSON; unknown keys are ignored, bad values replaced by defaults."""
+        defaults = cls()
+        if not isinstance(raw, dict):
+            log.warning("%s: expected a JSON object, got %s; using the defaults", source, type(raw).__name__)
+            return defaults
+        values = {}
+        for field in fields(cls):
+            if field.name not in raw:
+                continue
+            value = _coerce(field.name, raw[field.name])
+            problem = _field_problem(field.name, value)
+            if problem:
+                log.warning("%s: %s %s; using the default %r", source, field.name, problem,
+                            getattr(defaults, field.name))
+                continue
+            values[field.name] = value
+        settings = cls(**values)
+        if settings.door_command.strip() and settings.door_url.strip():
+            log.warning("%s: both door_command and door_url are set; ignoring both", source)
+            settings.door_command = settings.door_url = ""
+        return settings
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": FORMAT_VERSION, **asdict(self)}
+
+    @classmethod
+    def load(cls, data_dir: str | os.PathLike) -> KioskSettings:
+        """The settings saved in `data_dir`, or the defaults (with a warning unless the file is absent)."""
+        path = settings_path(data_dir)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return cls()
+        except (OSError, UnicodeDecodeError) as exc:
+            log.warning("%s: cannot read (%s); using the defaults", path, exc)
+            return cls()
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            log.warning("%s: not valid JSON (%s); using the defaults", path, exc)
+            return cls()
+        return cls.from_dict(raw, source=str(path))
+
+    def save(self, data_dir: str | os.PathLike) -> Path:
+        """Write the settings to `data_dir` atomically; ValueError (nothing written) if any is invalid."""
+        self.validate()
+        path = settings_path(data_dir)
+        atomic_write_json(path, self.to_dict())
+        return path
+
+
+def settings_path(data_dir: str | os.PathLike) -> Path:
+    return Path(data_dir) / SETTINGS_FILENAME
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Forgive what JSON and hand-editing make of a value: 30.0 for 30, 1 for a float."""
+    if name in ("retention_days", "admin_timeout_s") and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if name == "threshold" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _field_problem(name: str, value: Any) -> str | None:
+    if name in ("liveness", "store_thumbnails", "sound"):
+        return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+    if name in ("camera", "door_command", "door_url"):
+        if not isinstance(value, str):
+            return f"must be text, got {value!r}"
+        if name == "camera" and not value.strip():
+            return "must not be empty"
+        if name == "door_url" and value.strip() and not value.strip().lower().startswith(("http://", "https://")):
+            return f"must start with http:// or https://, got {value!r}"
+        return None
+    if name == "threshold":
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, float) or not math.isfinite(value):
+            return f"must be a number or null, got {value!r}"
+        return None if 0.0 <= value <= 1.0 else f"must be between 0 and 1, got {value!r}"
+    if name == "retention_days":
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"must be a whole number of days, got {value!r}"
+        return None if 0 <= value <= MAX_RETENTION_DAYS else f"must be 0..{MAX_RETENTION_DAYS}, got {value}"
+    if name == "admin_timeout_s":
+        low, high = ADMIN_TIMEOUT_RANGE_S
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"must be a whole number of seconds, got {value!r}"
+        return None if low <= value <= high else f"must be {low}..{high} seconds, got {value}"
+    return None

@@ -1,0 +1,140 @@
+"""Admin mode: the access log, the enrolled people and the settings, in three tabs.
+
+Opened from the kiosk window after the admin PIN (kiosk.ui.pin_dialog). Leaves admin mode by
+itself after ``admin_timeout_s`` without input (kiosk.ui.idle), closing any dialog it opened.
+
+Keys: Ctrl+F search the log, Ctrl+E export it, Delete deletes the selected person (after
+asking), Ctrl+W or Esc closes.
+
+Database use: the window and the log model each open their own connection on the GUI thread
+and run small, indexed queries there (listing people, a page of events, a rename); face
+analysis, enrollment saves and CSV export run on worker threads with their own connections.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import QDialog, QMainWindow, QTabWidget, QWidget
+
+from kiosk.database import database_path, open_database
+from kiosk.gallery import Gallery
+from kiosk.modelcard import ModelCard, ModelCardError, default_model_path
+from kiosk.settings import KioskSettings
+from kiosk.ui.enroll_worker import EngineFactory, default_engine
+from kiosk.ui.idle import IdleWatcher
+from kiosk.ui.log_tab import LogTab
+from kiosk.ui.people_tab import PeopleTab
+from kiosk.ui.settings_tab import SettingsTab
+
+log = logging.getLogger(__name__)
+
+
+def load_card() -> ModelCard | None:
+    """The shipped model's card (a small JSON file), or None when there is no model yet."""
+    try:
+        return ModelCard.load(default_model_path())
+    except ModelCardError as exc:
+        log.info("no model card: %s", exc)
+        return None
+
+
+class AdminWindow(QMainWindow):
+    """Close it (or let it time out) rather than dropping it: closing stops its threads."""
+
+    timed_out = Signal()  # left admin mode for lack of input
+    closed = Signal()  # stopped: threads ended, connections closed
+
+    def __init__(self, data_dir: str | os.PathLike, *, card: ModelCard | None = None,
+                 engine_factory: EngineFactory = default_engine, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Face kiosk — admin")
+        available = self.screen().availableGeometry()  # a kiosk panel may be 1024x600
+        self.resize(min(1000, available.width()), min(680, available.height()))
+        self._data_dir = Path(data_dir)
+        self._db_path = database_path(self._data_dir)
+        self._conn = open_database(self._db_path)  # the GUI thread's: people list and edits
+        self._gallery = Gallery(self._conn)
+        self._closed = False
+        self.settings = KioskSettings.load(self._data_dir)
+
+        self.log_tab = LogTab(self._db_path, self._people_names)
+        self.people_tab = PeopleTab(self._gallery, self._db_path, threshold=lambda: self.settings.threshold,
+                                    engine_factory=engine_factory)
+        self.settings_tab = SettingsTab(self.settings, self._data_dir, card)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.log_tab, "Access log")
+        self.tabs.addTab(self.people_tab, "People")
+        self.tabs.addTab(self.settings_tab, "Settings")
+        self.setCentralWidget(self.tabs)
+        self.people_tab.people_changed.connect(self.log_tab.refresh_people)
+        self.settings_tab.saved.connect(self._on_settings_saved)
+
+        self.idle = IdleWatcher(self, self.settings.admin_timeout_s)
+        self.idle.timed_out.connect(self._on_idle)
+
+        self._shortcut(QKeySequence.StandardKey.Find, self.focus_search)  # Ctrl+F
+        self._shortcut(QKeySequence("Ctrl+E"), self.export_log)
+        self._shortcut(QKeySequence("Ctrl+W"), self.close)
+        self._shortcut(QKeySequence(Qt.Key.Key_Escape), self.close)
+
+    def _shortcut(self, keys: QKeySequence | QKeySequence.StandardKey, slot) -> QShortcut:
+        shortcut = QShortcut(QKeySequence(keys), self)
+        shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
+        shortcut.activated.connect(slot)
+        return shortcut
+
+    def _people_names(self) -> list[str]:
+        return [person.name for person in self._gallery.people()]
+
+    # -- actions ------------------------------------------------------------------------
+
+    @Slot()
+    def focus_search(self) -> None:
+        self.tabs.setCurrentWidget(self.log_tab)
+        self.log_tab.focus_search()
+
+    @Slot()
+    def export_log(self) -> None:
+        self.tabs.setCurrentWidget(self.log_tab)
+        self.log_tab.export_csv()
+
+    def offer_frame(self, rgb: np.ndarray) -> None:
+        """A camera frame from the kiosk window, for guided enrollment capture."""
+        if not self._closed:
+            self.people_tab.offer_frame(rgb)
+
+    @Slot(object)
+    def _on_settings_saved(self, settings: KioskSettings) -> None:
+        self.settings = settings
+        self.idle.set_timeout(settings.admin_timeout_s)
+
+    @Slot()
+    def _on_idle(self) -> None:
+        log.info("leaving admin mode after %d s without input", self.settings.admin_timeout_s)
+        self.close()
+        self.timed_out.emit()
+
+    # -- lifetime -----------------------------------------------------------------------
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.stop()
+        super().closeEvent(event)
+
+    def stop(self) -> None:
+        """Close every dialog opened from here, stop the threads, close the connections (once)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.idle.stop()
+        self.people_tab.stop()
+        for dialog in self.findChildren(QDialog):  # PIN change, file and message boxes
+            if dialog.isVisible():
+                dialog.reject()
+        self.log_tab.stop()
+        self._conn.close()
+        self.closed.emit()

@@ -1,0 +1,236 @@
+"""The admin window's "People" tab: who is enrolled; rename, (de)activate, delete, enroll, add samples.
+
+A kiosk enrolls tens or hundreds of people, so the list is read whole from the gallery (on the
+GUI thread, through the admin window's connection: a few small queries) and refreshed after
+each change. Enrollment itself happens in an EnrollDialog, whose worker does the heavy part.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QSize, Qt, Signal, Slot
+from PySide6.QtGui import QIcon, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QAbstractItemView, QHBoxLayout, QHeaderView, QInputDialog, QLabel, QLineEdit, QMessageBox, QPushButton,
+    QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+)
+
+from kiosk.gallery import Gallery, GalleryError, Person
+from kiosk.ui.enroll_dialog import EnrollDialog
+from kiosk.ui.enroll_worker import EngineFactory, default_engine
+from kiosk.ui.pixmaps import pixmap_from_jpeg
+
+ICON = 48
+COLUMNS = ("Name", "Badge", "Samples", "Active", "Enrolled")
+
+
+class PeopleTab(QWidget):
+    people_changed = Signal()
+
+    def __init__(self, gallery: Gallery, db_path: Path, *, threshold: Callable[[], float | None] = lambda: None,
+                 engine_factory: EngineFactory = default_engine, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._gallery = gallery
+        self._db_path = db_path
+        self._threshold = threshold
+        self._engine_factory = engine_factory
+        self._people: list[Person] = []
+        self._dialogs: list[EnrollDialog] = []
+        self._closing = False
+
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setIconSize(QSize(ICON, ICON))
+        self.table.verticalHeader().hide()
+        self.table.verticalHeader().setDefaultSectionSize(ICON + 8)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.itemSelectionChanged.connect(self._update_buttons)
+        self.table.itemDoubleClicked.connect(lambda _: self.rename_selected())
+
+        self.enroll_button = QPushButton("Enroll a person…")
+        self.enroll_button.clicked.connect(lambda: self.enroll_new())
+        self.add_samples_button = QPushButton("Add samples…")
+        self.add_samples_button.clicked.connect(lambda: self.add_samples_to_selected())
+        self.rename_button = QPushButton("Rename…")
+        self.rename_button.clicked.connect(lambda: self.rename_selected())
+        self.active_button = QPushButton("Deactivate")
+        self.active_button.clicked.connect(lambda: self.toggle_active_selected())
+        self.delete_button = QPushButton("Delete…")
+        self.delete_button.setToolTip("Delete the person and all their samples (Delete)")
+        self.delete_button.clicked.connect(lambda: self.delete_selected())
+        buttons = QHBoxLayout()
+        for button in (self.enroll_button, self.add_samples_button, self.rename_button, self.active_button,
+                       self.delete_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+
+        self.message = QLabel()
+        layout = QVBoxLayout(self)
+        layout.addLayout(buttons)
+        layout.addWidget(self.table, stretch=1)
+        layout.addWidget(self.message)
+
+        delete = QShortcut(QKeySequence(QKeySequence.StandardKey.Delete), self.table)
+        delete.setContext(Qt.ShortcutContext.WidgetShortcut)
+        delete.activated.connect(lambda: self.delete_selected())
+        self.refresh()
+
+    # -- the list ----------------------------------------------------------------------
+
+    @property
+    def people(self) -> list[Person]:
+        return list(self._people)
+
+    def refresh(self) -> None:
+        selected = self.selected_person()
+        self._people = self._gallery.people()
+        self.table.setRowCount(len(self._people))
+        for row, person in enumerate(self._people):
+            name = QTableWidgetItem(self._sample_icon(person), person.name)
+            if not person.active:
+                name.setForeground(Qt.GlobalColor.gray)
+            cells = (name, QTableWidgetItem(person.external_id or ""), QTableWidgetItem(str(person.template_count)),
+                     QTableWidgetItem("yes" if person.active else "no"), QTableWidgetItem(person.created[:10]))
+            for column, cell in enumerate(cells):
+                self.table.setItem(row, column, cell)
+        if selected is not None:
+            self.select(selected.id)
+        self.message.setText(f"{len(self._people)} people enrolled, "
+                             f"{sum(p.active for p in self._people)} active")
+        self._update_buttons()
+
+    def _sample_icon(self, person: Person) -> QIcon:
+        for template in self._gallery.templates(person.id)[:5]:
+            pixmap = pixmap_from_jpeg(self._gallery.thumbnail(template.id), ICON)
+            if not pixmap.isNull():
+                return QIcon(pixmap)
+        return QIcon()
+
+    def select(self, person: int | str) -> bool:
+        """Select a person by id or name (any case); False when not listed."""
+        for row, candidate in enumerate(self._people):
+            if candidate.id == person or (isinstance(person, str) and candidate.name.casefold() == person.casefold()):
+                self.table.selectRow(row)
+                return True
+        return False
+
+    def selected_person(self) -> Person | None:
+        rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
+        if not rows or rows[0].row() >= len(self._people):
+            return None
+        return self._people[rows[0].row()]
+
+    def _update_buttons(self) -> None:
+        person = self.selected_person()
+        for button in (self.add_samples_button, self.rename_button, self.active_button, self.delete_button):
+            button.setEnabled(person is not None)
+        self.active_button.setText("Activate" if person is not None and not person.active else "Deactivate")
+
+    # -- changes -------------------------------------------------------------------------
+
+    def rename_selected(self, new_name: str | None = None) -> bool:
+        person = self.selected_person()
+        if person is None:
+            return False
+        if new_name is None:
+            new_name, ok = QInputDialog.getText(self, "Rename", f"New name for {person.name}:",
+                                                QLineEdit.EchoMode.Normal, person.name)
+            if not ok or self._closing:
+                return False
+        return self._change(lambda: self._gallery.rename(person.id, new_name), f"Renamed {person.name} to {{}}")
+
+    def toggle_active_selected(self) -> bool:
+        person = self.selected_person()
+        if person is None:
+            return False
+        verb = "Activated" if not person.active else "Deactivated"
+        return self._change(lambda: self._gallery.set_active(person.id, not person.active), f"{verb} {{}}")
+
+    def delete_selected(self, confirm: bool = True) -> bool:
+        """Delete the selected person and all their templates (after asking, unless `confirm` is False)."""
+        person = self.selected_person()
+        if person is None:
+            return False
+        if confirm:
+            answer = QMessageBox.question(
+                self, "Delete",
+                f"Delete {person.name} and all {person.template_count} of their face samples?\n"
+                "Their access-log entries keep the name. This cannot be undone.",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+                QMessageBox.StandardButton.Cancel,
+            )
+            if answer != QMessageBox.StandardButton.Yes or self._closing:
+                return False
+        try:
+            removed = self._gallery.remove(person.id)
+        except GalleryError as exc:
+            self.message.setText(str(exc))
+            return False
+        self.refresh()
+        self.message.setText(f"Deleted {person.name} and {removed} sample{'s' if removed != 1 else ''}")
+        self.people_changed.emit()
+        return True
+
+    def _change(self, action: Callable[[], Person], done: str) -> bool:
+        try:
+            person = action()
+        except GalleryError as exc:
+            self.message.setText(str(exc))
+            return False
+        self.refresh()
+        self.select(person.id)
+        self.message.setText(done.format(person.name))
+        self.people_changed.emit()
+        return True
+
+    # -- enrollment ------------------------------------------------------------------------
+
+    def enroll_new(self) -> EnrollDialog:
+        return self._open_dialog(None)
+
+    def add_samples_to_selected(self) -> EnrollDialog | None:
+        person = self.selected_person()
+        return None if person is None else self._open_dialog(person)
+
+    def _open_dialog(self, person: Person | None) -> EnrollDialog:
+        dialog = EnrollDialog(self._db_path, person, threshold=self._threshold(),
+                              engine_factory=self._engine_factory, parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.saved.connect(self._on_enrolled)
+        dialog.finished.connect(lambda _: self._forget(dialog))
+        self._dialogs.append(dialog)
+        dialog.show()
+        return dialog
+
+    @property
+    def enroll_dialogs(self) -> list[EnrollDialog]:
+        return list(self._dialogs)
+
+    def _forget(self, dialog: EnrollDialog) -> None:
+        if dialog in self._dialogs:
+            self._dialogs.remove(dialog)
+
+    @Slot(object)
+    def _on_enrolled(self, person: Person) -> None:
+        self.refresh()
+        self.select(person.id)
+        self.message.setText(f"Saved {person.name}: {person.template_count} sample"
+                             f"{'s' if person.template_count != 1 else ''}")
+        self.people_changed.emit()
+
+    def offer_frame(self, rgb: np.ndarray) -> None:
+        """Camera frames for enroll dialogs that are capturing."""
+        for dialog in self._dialogs:
+            dialog.offer_frame(rgb)
+
+    def stop(self) -> None:
+        """Close the enroll dialogs (their threads stop before this returns)."""
+        self._closing = True
+        for dialog in list(self._dialogs):
+            dialog.reject()
