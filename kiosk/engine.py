@@ -27,8 +27,8 @@ from kiosk.modelcard import ModelCard, default_model_path
 
 # How a person is scored against their templates (see kiosk.matching). Chosen by
 # benchmarks/identification.py on LFW (reports/identification.json): at the card's threshold
-# "mean" granted more enrolled probes (32.7% vs 27.8%) but also more impostors (40.2% vs 38.9%)
-# and more wrong people (20.8% vs 19.0%), so "best" is the safer default at a door. The card's
+# "mean" granted more enrolled probes (41.4% vs 32.1%) but also more impostors (45.5% vs 41.5%),
+# so "best" is the safer default at a door. The card's
 # threshold is calibrated on single-image pairs, which is what "best" compares; "mean" would
 # need its own threshold (at an equal 1% impostor-grant rate it does grant a little more).
 DEFAULT_STRATEGY = "best"

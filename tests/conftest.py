@@ -36,3 +36,16 @@ def lfw(tmp_path_factory):
 
     cache = os.environ.get("KIOSK_CACHE_DIR") or tmp_path_factory.mktemp("lfw-cache")
     return LFW.locate(cache_dir=Path(cache))
+
+
+@pytest.fixture(scope="session")
+def engine(detector):
+    """The shipped model with the shared detector; tests using it skip until a model is exported."""
+    from kiosk.modelcard import default_model_path
+
+    model = default_model_path()
+    if not model.exists():
+        pytest.skip(f"no trained model at {model} (train and export one: python -m training train --export)")
+    from kiosk.engine import shared_engine
+
+    return shared_engine(model, detector)

@@ -17,7 +17,6 @@ import pytest
 from kiosk.accesslog import AccessLog
 from kiosk.cli import main
 from kiosk.database import database_path, open_database
-from kiosk.modelcard import default_model_path
 
 # LFW View 1 test people (never trained on) whose first 14 photos each show exactly one face.
 # These tests check the command line, not the model's accuracy (reports/ and the model card
@@ -28,16 +27,6 @@ STRANGER = "Gerhard_Schroeder"
 ENROLL = slice(0, 3)  # photos 1-3
 PROBE = 11  # photo 12: well above the threshold against photos 1-3
 SAME_PAIR = (0, 10)  # photos 1 and 11
-
-
-@pytest.fixture(scope="module")
-def engine(request):
-    model = default_model_path()
-    if not model.exists():
-        pytest.skip(f"no trained model at {model} yet (train and export one: python -m training train --export)")
-    from kiosk.engine import shared_engine
-
-    return shared_engine(model, request.getfixturevalue("detector"))
 
 
 def cli(capsys, *argv: str) -> tuple[int, str, str]:

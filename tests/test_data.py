@@ -8,7 +8,6 @@ the real data set as well.
 """
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 

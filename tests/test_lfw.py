@@ -1,7 +1,6 @@
 """Tests for training.lfw: tiny fake LFW trees here, the real data set when LFW_DIR is set."""
 from __future__ import annotations
 
-import os
 import shutil
 import tarfile
 from collections import Counter

@@ -10,7 +10,8 @@ import pytest
 from training.data import PairSet, Split
 from training.model import build_backbone, build_serving_model, resize_crops
 from training.prepare import PreparedLFW
-from training.train import LOSSES, Recipe, train
+from training.recipe import LOSSES, Recipe
+from training.train import train
 
 EMBEDDING = 16
 CROP = 48

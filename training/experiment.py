@@ -17,7 +17,8 @@ from training.metrics import roc_curve, threshold_for_far, verification_report
 from training.model import build_serving_model
 from training.plots import plot_roc, plot_training_curves
 from training.prepare import PreparedLFW
-from training.train import Recipe, TrainResult, embed_rows, pair_scores, train
+from training.recipe import Recipe
+from training.train import TrainResult, embed_rows, pair_scores, train
 
 from training.recipe import DEFAULT_TARGET_FAR
 

@@ -28,7 +28,7 @@ from training.data import PairSet, Split, pk_batches
 from training.metrics import best_threshold, accuracy_at, roc_auc
 from training.model import CosineClassifier, PairHead, build_backbone, build_serving_model, resize_crops
 from training.prepare import PreparedLFW
-from training.recipe import LOSSES, Recipe
+from training.recipe import Recipe
 
 @dataclass
 class TrainResult:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import html
 import time
 from collections import deque
 from enum import Enum
@@ -16,7 +17,7 @@ from pathlib import Path
 from PySide6.QtCore import QThread, QTimer, Qt, Slot
 from PySide6.QtGui import QCloseEvent, QFont, QKeySequence, QResizeEvent, QShortcut
 from PySide6.QtWidgets import (
-    QHBoxLayout, QLabel, QMainWindow, QMessageBox, QPushButton, QSizePolicy, QVBoxLayout, QWidget,
+    QApplication, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QPushButton, QSizePolicy, QVBoxLayout, QWidget,
 )
 
 from kiosk.admin_secret import AdminSecret, AdminSecretError
@@ -25,15 +26,33 @@ from kiosk.datadir import resolve_data_dir
 from kiosk.errors import KioskError
 from kiosk.faces import Face
 from kiosk.ui.admin_window import AdminWindow, load_card
+from kiosk.policy import AMBIGUOUS, LOW_QUALITY, SEVERAL_FACES, UNKNOWN, Decision
 from kiosk.ui.pin_dialog import EnterPinDialog, SetPinDialog
+from kiosk.ui.recognition import EngineInfo, Recognition, RecognitionWorker
 from kiosk.ui.video_view import VideoView
-from kiosk.ui.workers import Analyse, Analysis, AnalysisWorker, detect_faces
+from kiosk.ui.workers import Analyse, Analysis, AnalysisWorker
 
 log = logging.getLogger(__name__)
 
 FRAME_INTERVAL_MS = 33  # ~30 Hz, the rate cameras deliver; showing a frame is only a copy and a paint
 STATUS_INTERVAL_MS = 500  # figures that change 30 times a second cannot be read
 BACKGROUND = "#0e1116"
+VERDICT_S = 3.0  # how long ACCESS GRANTED / DENIED stays on the banner
+
+# Why access was denied, in words a visitor understands.
+DENIAL_WORDS = {
+    UNKNOWN: "not recognised",
+    SEVERAL_FACES: "several faces — one person at a time",
+    LOW_QUALITY: "face not clear — look at the camera",
+    AMBIGUOUS: "ambiguous match",
+}
+
+
+def verdict_words(decision: Decision) -> tuple[str, str]:
+    """("ACCESS GRANTED", name) or ("ACCESS DENIED", reason in words)."""
+    if decision.granted:
+        return "ACCESS GRANTED", decision.name or "welcome"
+    return "ACCESS DENIED", DENIAL_WORDS.get(decision.reason, decision.reason.replace("_", " "))
 
 
 class Tone(Enum):
@@ -42,6 +61,8 @@ class Tone(Enum):
     NEUTRAL = ("#1d2330", "#e6e9ef")
     INFO = ("#1565c0", "#ffffff")
     WARNING = ("#8a6d00", "#ffffff")
+    GRANTED = ("#1b873f", "#ffffff")
+    DENIED = ("#c62828", "#ffffff")
 
 
 class RateMeter:
@@ -74,8 +95,11 @@ class KioskWindow(QMainWindow):
     Close it before letting go of it: Qt aborts the process when a running QThread is destroyed.
     """
 
-    def __init__(self, camera: Camera, analyse: Analyse = detect_faces,
-                 data_dir: str | os.PathLike | None = None) -> None:
+    def __init__(self, camera: Camera, analyse: Analyse | None = None,
+                 data_dir: str | os.PathLike | None = None,
+                 model_path: str | os.PathLike | None = None) -> None:
+        """``analyse=None`` (the kiosk): recognition with the data dir's gallery, settings and log.
+        A callable instead runs only that on each frame (detection, for a screen without a gallery)."""
         super().__init__()
         self.setWindowTitle("Face kiosk")
         self._camera = camera
@@ -88,10 +112,24 @@ class KioskWindow(QMainWindow):
         self._stopped = False
         self._data_dir = Path(data_dir) if data_dir is not None else None  # None: resolved when first needed
         self._pin_dialog: EnterPinDialog | SetPinDialog | None = None
+        self._recognising = analyse is None
+        self._engine_info: EngineInfo | None = None
+        self._fatal: tuple[str, str] | None = None  # (banner, status details): recognition is off
+        self._verdict: tuple[str, str, Tone] | None = None  # (headline, words, tone) on the banner
+        self._verdict_until = 0.0
+        self._gallery_people: int | None = None
+        self.banner_text = ""  # the banner in plain text (it is shown as rich text)
+        self.decisions: list[Decision] = []  # every decision shown, oldest first
+        self.frames_shown = 0
+        self.frames_analysed = 0
+        if self._recognising and self._data_dir is None:
+            self._data_dir = resolve_data_dir()
         self.admin_window: AdminWindow | None = None
 
         self.video = VideoView()
         self.banner = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
+        self.banner.setTextFormat(Qt.TextFormat.RichText)
+        self._banner_px = 20
         self.status = QLabel()
         for label in (self.banner, self.status):
             # Ignored: a long status message must clip, not widen the window past a small screen.
@@ -125,13 +163,21 @@ class KioskWindow(QMainWindow):
 
         self._thread = QThread(self)
         self._thread.setObjectName("analysis")
-        self._worker = AnalysisWorker(camera, analyse)
+        if self._recognising:
+            self._worker = RecognitionWorker(camera, self._data_dir, model_path)
+            self._worker.analysed.connect(self._on_recognition)
+            self._worker.ready.connect(self._on_ready)
+            self._worker.fatal.connect(self._on_fatal)
+        else:
+            self._worker = AnalysisWorker(camera, analyse)
+            self._worker.analysed.connect(self._on_analysis)
         self._worker.moveToThread(self._thread)
         self._thread.started.connect(self._worker.run)
         self._worker.finished.connect(self._thread.quit)
-        self._worker.analysed.connect(self._on_analysis)
         self._worker.failed.connect(self._on_failure)
         self._thread.start()
+        self._verdict_timer = QTimer(self, singleShot=True)
+        self._verdict_timer.timeout.connect(self._refresh_banner)
 
         self._frame_timer = QTimer(self, interval=FRAME_INTERVAL_MS)
         self._frame_timer.timeout.connect(self._show_newest_frame)
@@ -151,6 +197,7 @@ class KioskWindow(QMainWindow):
         self._last_index = frame.index
         self.video.set_frame(frame.rgb)
         self._display_rate.tick()
+        self.frames_shown += 1
         if self.admin_window is not None:
             self.admin_window.offer_frame(frame.rgb)  # guided enrollment capture, when it is on
 
@@ -162,6 +209,39 @@ class KioskWindow(QMainWindow):
         self.video.set_boxes(face.box for face in self._faces)
         self._refresh_banner()
 
+    @Slot(object)
+    def _on_recognition(self, recognition: Recognition) -> None:
+        result = recognition.result
+        self._faces = list(result.faces)
+        self._gallery_people = recognition.gallery_people
+        self._analysis_rate.tick(recognition.seconds)
+        self.frames_analysed += 1
+        self._analysis_error = ""
+        self.video.set_boxes((face.box for face in self._faces), (name is not None for name in result.names))
+        if result.decision is not None:
+            self._show_decision(result.decision)
+        self._refresh_banner()
+
+    def _show_decision(self, decision: Decision) -> None:
+        headline, words = verdict_words(decision)
+        self._verdict = (headline, words, Tone.GRANTED if decision.granted else Tone.DENIED)
+        self._verdict_until = time.monotonic() + VERDICT_S
+        self._verdict_timer.start(round(VERDICT_S * 1000) + 20)
+        self.decisions.append(decision)
+        if self._engine_info is not None and self._engine_info.sound:
+            QApplication.beep()  # QtMultimedia is not in PySide6-Essentials; the system bell it is
+
+    @Slot(object)
+    def _on_ready(self, info: EngineInfo) -> None:
+        self._engine_info = info
+        self._faces = []  # ready: idle until the first frame says otherwise
+        self._refresh_status()
+
+    @Slot(str, str)
+    def _on_fatal(self, banner: str, details: str) -> None:
+        self._fatal = (banner, details)
+        self._refresh_status()
+
     @Slot(str)
     def _on_failure(self, message: str) -> None:
         self._analysis_error = message
@@ -169,19 +249,34 @@ class KioskWindow(QMainWindow):
     @Slot()
     def _refresh_status(self) -> None:
         seconds = self._analysis_rate.mean()
-        if self._analysis_error:
+        if self._fatal is not None:
+            analysis = self._fatal[1]
+        elif self._analysis_error:
             analysis = self._analysis_error
         elif seconds is None:
             analysis = "analysis idle" if self._faces is not None else "analysis starting"
         else:
             analysis = f"analysis {self._analysis_rate.rate():.1f}/s, {seconds * 1000:.0f} ms each"
-        self.status.setText(
-            f"{self._camera.message}   ·   display {self._display_rate.rate():.1f} fps   ·   {analysis}"
-        )
+        parts = [self._camera.message, f"display {self._display_rate.rate():.1f} fps", analysis]
+        if self._engine_info is not None:
+            if self._gallery_people is not None:
+                parts.append(f"gallery {self._gallery_people} {'person' if self._gallery_people == 1 else 'people'}")
+            model = f"model {self._engine_info.model}"
+            if self._engine_info.devtest_accuracy is not None:
+                model += f" (DevTest {self._engine_info.devtest_accuracy * 100:.1f}%)"
+            parts.append(model)
+        self.status.setText("   ·   ".join(parts))
         self._refresh_banner()  # the camera may have been lost or found since the last result
 
     def _refresh_banner(self) -> None:
-        if self._camera.state is CameraState.RECONNECTING:
+        if self._verdict is not None and time.monotonic() >= self._verdict_until:
+            self._verdict = None
+        if self._fatal is not None:
+            state = (self._fatal[0], Tone.DENIED)
+        elif self._verdict is not None:
+            headline, words, tone = self._verdict
+            state = (f"{headline} — {words}", tone)
+        elif self._camera.state is CameraState.RECONNECTING:
             state = ("Camera unavailable", Tone.WARNING)
         elif self._faces is None:
             state = ("Starting…", Tone.NEUTRAL)
@@ -192,9 +287,23 @@ class KioskWindow(QMainWindow):
         if state == self._banner_state:
             return  # restyling is not free; skip it when nothing changed
         self._banner_state = state
-        text, tone = state
+        self._paint_banner()
+
+    def _paint_banner(self) -> None:
+        if self._banner_state is None:
+            return
+        text, tone = self._banner_state
         background, foreground = tone.value
-        self.banner.setText(text)
+        self.banner_text = text
+        if self._verdict is not None and self._fatal is None:
+            headline, words, _ = self._verdict
+            # Two lines: the verdict big and bold, the name or the reason under it.
+            self.banner.setText(
+                f'<div style="font-size:{self._banner_px}px; font-weight:800;">{html.escape(headline)}</div>'
+                f'<div style="font-size:{round(self._banner_px * 0.6)}px;">{html.escape(words)}</div>'
+            )
+        else:
+            self.banner.setText(f'<span style="font-size:{self._banner_px}px;">{html.escape(text)}</span>')
         self.banner.setStyleSheet(f"background: {background}; color: {foreground};")
 
     # -- size and lifetime -----------------------------------------------------
@@ -213,7 +322,10 @@ class KioskWindow(QMainWindow):
         font.setPixelSize(banner_px)
         font.setWeight(QFont.Weight.DemiBold)
         self.banner.setFont(font)
-        self.banner.setFixedHeight(round(banner_px * 2.0))
+        self.banner.setFixedHeight(round(banner_px * 2.2))
+        if banner_px != self._banner_px:
+            self._banner_px = banner_px
+            self._paint_banner()
         font = QFont(self.font())
         font.setPixelSize(status_px)
         self.status.setFont(font)

@@ -11,7 +11,8 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 BACKGROUND = QColor("#000000")
 PLACEHOLDER = QColor("#8a8f98")
 PLACEHOLDER_TEXT = "Waiting for the camera…"
-BOX_COLOUR = QColor("#3fc1ff")
+BOX_COLOUR = QColor("#3fc1ff")  # a face (neutral)
+KNOWN_BOX_COLOUR = QColor("#2ecc71")  # a face recognised as an enrolled person
 
 
 class VideoView(QWidget):
@@ -24,6 +25,7 @@ class VideoView(QWidget):
         super().__init__(parent)
         self._image: QImage | None = None
         self._boxes: list[tuple[float, float, float, float]] = []
+        self._known: list[bool] = []  # per box: drawn green (a recognised enrolled person)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)  # every pixel is painted each time
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumSize(160, 120)
@@ -43,8 +45,15 @@ class VideoView(QWidget):
         self._image = QImage(rgb.data, width, height, rgb.strides[0], QImage.Format.Format_RGB888).copy()
         self.update()
 
-    def set_boxes(self, boxes: Iterable[Sequence[float]]) -> None:
+    @property
+    def known(self) -> list[bool]:
+        return list(self._known)
+
+    def set_boxes(self, boxes: Iterable[Sequence[float]], known: Iterable[bool] | None = None) -> None:
+        """Boxes to draw; ``known[i]`` draws box i green (a recognised enrolled person)."""
         self._boxes = [(float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in boxes]
+        flags = list(known) if known is not None else []
+        self._known = [bool(flags[i]) if i < len(flags) else False for i in range(len(self._boxes))]
         self.update()
 
     def paintEvent(self, event: QPaintEvent) -> None:
@@ -66,9 +75,10 @@ class VideoView(QWidget):
         pen = QPen(BOX_COLOUR, max(2.0, min(target.width(), target.height()) / 160))
         pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        painter.setPen(pen)
         painter.setBrush(Qt.BrushStyle.NoBrush)
-        for x1, y1, x2, y2 in self._boxes:
+        for (x1, y1, x2, y2), known in zip(self._boxes, self._known):
+            pen.setColor(KNOWN_BOX_COLOUR if known else BOX_COLOUR)
+            painter.setPen(pen)
             top_left = target.topLeft() + QPointF(x1 * scale, y1 * scale)
             painter.drawRoundedRect(QRectF(top_left, QSizeF((x2 - x1) * scale, (y2 - y1) * scale)), 6, 6)
 
