@@ -97,6 +97,17 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _view2(args: argparse.Namespace) -> int:
+    from training.recipe import Recipe
+    from training.view2 import view2
+
+    recipe = Recipe(loss=args.loss, augment=not args.no_augment, epochs=args.epochs, steps_per_epoch=args.steps)
+    lfw, prepared = _load_data(args)
+    path = view2(recipe, lfw, prepared, args.runs, args.reports, command=" ".join(["python -m training", *sys.argv[1:]]))
+    print(f"View 2 report written to {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -153,6 +164,17 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--reports", type=Path, default=Path("reports"), help="where compare.md/json/png go")
     compare.add_argument("--only", nargs="*", help="only these cells (names as in the table)")
     compare.set_defaults(handler=_compare)
+
+    view2 = commands.add_parser("view2", help="LFW View 2: ten trainings, one per fold of pairs.txt",
+                                description="Train one model per View 2 fold and report mean and std over folds.")
+    _add_data_options(view2)
+    view2.add_argument("--loss", choices=LOSSES, default=defaults.loss)
+    view2.add_argument("--no-augment", action="store_true")
+    view2.add_argument("--epochs", type=int, default=defaults.epochs)
+    view2.add_argument("--steps", type=int, default=defaults.steps_per_epoch)
+    view2.add_argument("--runs", type=Path, default=Path("runs/view2"), help="one run folder per fold (reused)")
+    view2.add_argument("--reports", type=Path, default=Path("reports"))
+    view2.set_defaults(handler=_view2)
     return parser
 
 

@@ -48,20 +48,13 @@ def compare(lfw, prepared, out_dir: Path, runs_dir: Path, epochs: int, steps: in
         if only and recipe.name not in only and recipe.name != PRETRAIN:
             continue
         folder = runs_dir / recipe.name
-        if (folder / "summary.json").exists() and json.loads((folder / "summary.json").read_text())["recipe"] == _as_dict(recipe):
+        if (folder / "summary.json").exists() and json.loads((folder / "summary.json").read_text())["recipe"] == recipe.as_json():
             summaries[recipe.name] = json.loads((folder / "summary.json").read_text())
             log(f"reusing {folder}")
         else:
             summaries[recipe.name] = run(recipe, lfw, prepared, folder, log=log)
         log(describe(summaries[recipe.name]))
     return write_comparison(summaries, out_dir, epochs, steps, command)
-
-
-def _as_dict(recipe: Recipe) -> dict:
-    """The recipe as its summary.json stores it (JSON turns tuples into lists)."""
-    from dataclasses import asdict
-
-    return json.loads(json.dumps(asdict(recipe)))
 
 
 def write_comparison(summaries: dict[str, dict], out_dir: Path, epochs: int, steps: int, command: str) -> Path:

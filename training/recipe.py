@@ -1,7 +1,8 @@
 """A training recipe: every choice that shapes a model, in one frozen, JSON-friendly record."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 
 # The door's operating point: at most 1 impostor pair in 100 accepted on held-out people.
 # A grant also needs several consecutive frames to agree (kiosk decision policy), which
@@ -41,3 +42,7 @@ class Recipe:
     def name(self) -> str:
         start = "scratch" if not self.init else ("frozen" if self.freeze else "finetuned")
         return f"{self.loss}-{'aug' if self.augment else 'noaug'}-{start}"
+
+    def as_json(self) -> dict:
+        """The recipe as a run's summary.json stores it (JSON turns tuples into lists)."""
+        return json.loads(json.dumps(asdict(self)))
