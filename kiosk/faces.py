@@ -81,6 +81,11 @@ class FaceDetector:
         self.min_score = min_score
         self.max_side = max_side
 
+    @property
+    def settings(self) -> dict:
+        """What shapes the faces this detector returns (part of the training cache key)."""
+        return {"min_face_size": self._options["min_face_size"], "min_score": self.min_score}
+
     def detect(self, image: np.ndarray) -> list[Face]:
         """All faces in `image` (RGB uint8; grey/RGBA/float are converted), largest first."""
         return self.detect_batch([image])[0]
@@ -126,10 +131,6 @@ class FaceDetector:
 def shared_detector() -> FaceDetector:
     """The process-wide detector with default settings (built on first use)."""
     return FaceDetector()
-
-
-def largest_face(faces: Sequence[Face]) -> Face | None:
-    return max(faces, key=lambda face: face.area, default=None)
 
 
 def face_nearest_center(faces: Sequence[Face], image_shape: tuple[int, ...]) -> Face | None:

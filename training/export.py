@@ -68,10 +68,6 @@ def data_checksums(lfw_root: Path, files: tuple[str, ...]) -> dict[str, str]:
     return {name: sha256_of(lfw_root / name) for name in files if (lfw_root / name).exists()}
 
 
-def load_card(model_path: str | Path) -> dict:
-    return json.loads(card_path_for(model_path).read_text())
-
-
 def export_run(run_dir: Path, lfw, prepared, out_path: Path, target_far: float) -> Path:
     """Export the backbone of a finished run folder; the threshold is set on its validation pairs."""
     from training.data import view1_split

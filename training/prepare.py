@@ -82,7 +82,7 @@ def prepare(
     """Align all (or the first `limit`) LFW images into a cache folder, resuming if possible."""
     refs = lfw.all_images()[:limit] if limit else lfw.all_images()
     detector = detector or FaceDetector()
-    settings = {"min_face_size": detector._options["min_face_size"], "min_score": detector.min_score}
+    settings = detector.settings
     folder = Path(cache_dir) / "prepared" / cache_key(refs, spec, settings)
     if (folder / "index.json").exists():
         return PreparedLFW.load(folder)

@@ -13,10 +13,8 @@ pairs); the best epoch's weights are kept and training stops when it stops impro
 """
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -168,21 +166,3 @@ def pair_scores(serving: keras.Model, crops: np.ndarray, pairs: PairSet) -> np.n
     """Cosine similarity of each pair, embedded exactly as the kiosk embeds."""
     vectors = embed_rows(serving, crops, np.concatenate([pairs.a, pairs.b]))
     return np.array([float(np.dot(vectors[a], vectors[b])) for a, b in zip(pairs.a.tolist(), pairs.b.tolist())])
-
-
-def recipe_from_json(path: str | Path) -> Recipe:
-    return Recipe(**json.loads(Path(path).read_text()))
-
-
-def recipe_to_dict(recipe: Recipe) -> dict:
-    return asdict(recipe)
-
-
-def with_overrides(recipe: Recipe, **overrides) -> Recipe:
-    return replace(recipe, **{key: value for key, value in overrides.items() if value is not None})
-
-
-def schedule_summary(recipe: Recipe) -> str:
-    images = recipe.epochs * recipe.steps_per_epoch * recipe.identities_per_batch * recipe.images_per_identity
-    return f"{recipe.epochs} epochs x {recipe.steps_per_epoch} steps ({images / 1e3:.0f}k augmented images at most)"
-
