@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kiosk.atomic import atomic_write_bytes, atomic_write_json  # noqa: E402
-from kiosk.faces import Face, face_nearest_center  # noqa: E402
+from kiosk.faces import IMPLEMENTATIONS, Face, face_nearest_center  # noqa: E402
 from kiosk.images import load_image  # noqa: E402
 from training.export import sha256_of  # noqa: E402
 from training.lfw import LFW, ImageRef  # noqa: E402
@@ -121,13 +121,14 @@ def score_pairs(engine, pairs, vectors: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run(lfw_dir: str | None, model: str | None, out: Path, batch: int = BATCH, check_batch: int = CHECK_IMAGES,
-        command: str = "") -> dict:
+        command: str = "", detector: str = "graph") -> dict:
     from kiosk.engine import FaceEngine
+    from kiosk.faces import FaceDetector
 
     lfw = LFW.locate(lfw_dir)
     pairs = lfw.pairs("devtest")
     refs = sorted({ref for pair in pairs for ref in (pair.a, pair.b)})
-    engine = FaceEngine(model)
+    engine = FaceEngine(model, FaceDetector(implementation=detector))
     card = engine.card.raw
     print(f"LFW DevTest: {len(pairs)} pairs, {len(refs)} images; model {engine.card.path.name}, "
           f"threshold {engine.threshold:.4f}")
@@ -162,6 +163,7 @@ def run(lfw_dir: str | None, model: str | None, out: Path, batch: int = BATCH, c
             "pipeline": "kiosk.images.load_image -> engine.detector (MTCNN) -> face nearest the image centre "
                         "-> engine.embed_faces (five-point alignment + model) -> cosine similarity",
             "detection": f"detect_batch, {batch} images per call" if batch > 1 else "detect, one image per call",
+            "detector": f"MTCNN, {detector} implementation (kiosk.faces.FaceDetector)",
             "no_face": f"a pair with an image without a detected face scores {NO_FACE_SCORE:g} (denied)",
             "accuracy": "10-fold cross-validated thresholds (training.metrics.verification_report, stratified folds)",
             "accuracy_at_threshold": "accept when score >= the model card threshold",
@@ -228,7 +230,7 @@ def run(lfw_dir: str | None, model: str | None, out: Path, batch: int = BATCH, c
         f"Acceptance (within {ACCEPTANCE_POINTS} point of the card's accuracy): "
         f"**{'passed' if accepted else 'failed'}**.",
         "",
-        f"Detection: {result['protocol']['detection']}"
+        f"Detection: {result['protocol']['detector']}; {result['protocol']['detection']}"
         + ("" if batching is None else
            f"; detect_batch vs detect on the first {batching['images']} images: "
            f"{'same faces' if batching['same_faces'] else 'different faces'} "
@@ -252,11 +254,13 @@ def main(argv: list[str] | None = None) -> int:
                              "but moves a few faces slightly)")
     parser.add_argument("--check-batch", type=int, default=CHECK_IMAGES,
                         help="with --batch > 1: images also detected one by one to measure the difference (0: skip)")
+    parser.add_argument("--detector", choices=IMPLEMENTATIONS, default="graph",
+                        help="MTCNN implementation: graph (the kiosk's, compiled) or package (the mtcnn package's own)")
     args = parser.parse_args(argv)
     command = "python " + shlex.join([str(Path(sys.argv[0]).resolve().relative_to(ROOT))
                                       if Path(sys.argv[0]).resolve().is_relative_to(ROOT) else sys.argv[0],
                                       *(sys.argv[1:] if argv is None else argv)])
-    run(args.lfw_dir, args.model, args.out, max(args.batch, 1), args.check_batch, command)
+    run(args.lfw_dir, args.model, args.out, max(args.batch, 1), args.check_batch, command, args.detector)
     return 0
 
 

@@ -125,6 +125,25 @@ class FaceDetector:
             results.append(faces)
         return results
 
+    def detect_in_region(self, image: np.ndarray, region: tuple[int, int, int, int], side: int) -> list[Face]:
+        """Faces inside `region` (x0, y0, x1, y1) of `image`, in image coordinates, largest first.
+
+        The region is resized to `side` x `side` before detection, so every call has the same
+        shape (no retracing) and costs a fraction of a full frame; `region` should be square.
+        """
+        rgb = as_rgb_uint8(image)
+        x0, y0, x1, y1 = region
+        crop = rgb[y0:y1, x0:x1]
+        if crop.shape[0] < 2 or crop.shape[1] < 2:
+            return []
+        grow = crop.shape[0] < side
+        resized = cv2.resize(crop, (side, side), interpolation=cv2.INTER_LINEAR if grow else cv2.INTER_AREA)
+        rows = self._rows([resized])
+        rows[:, [1, 3, 6, 7, 8, 9, 10]] = rows[:, [1, 3, 6, 7, 8, 9, 10]] * (crop.shape[1] / side) + x0
+        rows[:, [2, 4, 11, 12, 13, 14, 15]] = rows[:, [2, 4, 11, 12, 13, 14, 15]] * (crop.shape[0] / side) + y0
+        faces = [self._face_from_row(rgb, row, 1.0) for row in rows if row[5] >= self.min_score]
+        return sorted(faces, key=lambda face: face.area, reverse=True)
+
     def _rows(self, images: list[np.ndarray]) -> np.ndarray:
         """One row per face: image index, x1, y1, x2, y2, score, the five x's, the five y's."""
         if self.implementation == "graph":

@@ -3,7 +3,8 @@
 Used by ``python -m kiosk run --headless`` and meant for the GUI's recognition worker. Per frame:
 
 1. take the newest frame from the camera (older ones are dropped, never queued);
-2. detect the faces, embed them all in one batch, match them against the gallery
+2. detect the faces (around the last face between full-frame searches: kiosk/tracking.py),
+   embed them all in one batch, match them against the gallery
    (Gallery.matrix() is re-read only when the gallery changed, so enrolments made meanwhile
    by another process count at once);
 3. feed the largest face's match and quality to the DecisionPolicy;
@@ -33,6 +34,7 @@ from kiosk.gallery import Gallery, GalleryError
 from kiosk.images import encode_jpeg
 from kiosk.matching import Match
 from kiosk.policy import Decision, DecisionPolicy, Observation
+from kiosk.tracking import FaceTracker
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,7 @@ class KioskRunner:
         thumbnails: bool = False,
         camera_name: str | None = None,
         on_door_outcome: Callable[[int, str], None] | None = None,
+        tracking: bool = True,
     ) -> None:
         self.camera = camera
         self.engine = engine
@@ -79,6 +82,8 @@ class KioskRunner:
         self.thumbnails = thumbnails
         self.camera_name = camera_name or camera.spec.label
         self.on_door_outcome = on_door_outcome
+        # Between full-frame searches, look for the face only around where it was (kiosk/tracking.py).
+        self.tracker = FaceTracker(engine.detector) if tracking else None
         self._stop = threading.Event()
         self._door_outcomes: queue.Queue[tuple[int, str]] = queue.Queue()
 
@@ -122,7 +127,7 @@ class KioskRunner:
     def process(self, frame: Frame) -> FrameResult:
         """Analyse one frame, feed the policy, and log (then act on) a decision if it makes one."""
         rgb = frame.rgb
-        faces = self.engine.detect(rgb)
+        faces = self.tracker.detect(rgb) if self.tracker is not None else self.engine.detect(rgb)
         matches: list[Match] = []
         names: list[str | None] = []
         if faces:

@@ -57,6 +57,10 @@ class ThresholdEngine:
         self._engine = engine
         self.threshold = float(threshold)
 
+    @property
+    def detector(self):
+        return self._engine.detector
+
     def detect(self, rgb: np.ndarray):
         return self._engine.detect(rgb)
 
