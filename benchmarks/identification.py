@@ -47,6 +47,7 @@ BATCH = 32  # LFW images are all 250x250: MTCNN is several times cheaper per ima
 FALSE_GRANT_TOLERANCE = 0.005
 SWEEP = (0.30, 0.95, 0.05)  # thresholds reported besides the card's: start, stop, step
 TARGET_IMPOSTOR_GRANT = 0.01  # the operating point both strategies are also compared at
+GALLERY_SIZES = (10, 30, 100)  # enrolled people in the smaller galleries played (plus all of them)
 
 
 def operating_point(score_at, step: float = 0.01) -> dict | None:
@@ -212,6 +213,7 @@ def run(lfw_dir: str | None, model: str | None, out: Path, limit_people: int | N
     # The two strategies score on different scales, so also compare them at the same impostor-grant rate.
     operating = {s: operating_point(lambda t, s=s: brief(s, t)) for s in STRATEGIES}
     winner, why = pick_winner(results)
+    by_gallery_size = gallery_sizes(engine, templates_array, ids_array, probes)
 
     print(f"\n{'strategy':<9} {'correct grant':>14} {'impostor grant':>15} {'wrong person':>13} {'rank-1':>8}")
     for s in STRATEGIES:
@@ -251,6 +253,7 @@ def run(lfw_dir: str | None, model: str | None, out: Path, limit_people: int | N
         "results": results,
         "threshold_sweep": sweep,
         f"at_impostor_grant_{TARGET_IMPOSTOR_GRANT:g}": operating,
+        "by_gallery_size": by_gallery_size,
         "winner": winner,
         "why": why,
         "rule": f"higher correct-grant rate wins unless it raises the impostor- or wrong-person-grant rate "
@@ -260,6 +263,32 @@ def run(lfw_dir: str | None, model: str | None, out: Path, limit_people: int | N
     atomic_write_json(out, report)
     print(f"wrote {out}")
     return report
+
+
+def gallery_sizes(engine, templates: np.ndarray, template_ids: np.ndarray, probes: list) -> list[dict]:
+    """'best' at the card's and at the gallery-size-aware threshold, for growing galleries.
+
+    A gallery of n people holds the first n enrolled people; the probes are their own plus
+    every impostor image (the other enrolled people's probes are left out).
+    """
+    rows = []
+    people = np.unique(template_ids)
+    for n in [size for size in GALLERY_SIZES if size < len(people)] + [len(people)]:
+        keep = np.isin(template_ids, people[:n])
+        chosen = [(pid, e) for pid, e in probes if pid is None or pid in set(people[:n].tolist())]
+        row = {"people": int(n), "templates": int(keep.sum())}
+        for name, threshold in (("card", engine.threshold), ("gallery", engine.gallery_threshold(int(keep.sum())))):
+            scored = score_strategy("best", threshold, templates[keep], template_ids[keep], chosen,
+                                    engine.ambiguity_margin)
+            row[name] = {key: scored[key] for key in ("threshold", "correct_grant_rate", "impostor_grant_rate",
+                                                      "wrong_person_grant_rate")}
+        rows.append(row)
+        card, gallery = row["card"], row["gallery"]
+        print(f"{n:>4} people ({row['templates']} templates): card threshold {card['threshold']:.3f} -> "
+              f"correct {card['correct_grant_rate']:.1%}, impostor {card['impostor_grant_rate']:.1%}; "
+              f"gallery threshold {gallery['threshold']:.3f} -> correct {gallery['correct_grant_rate']:.1%}, "
+              f"impostor {gallery['impostor_grant_rate']:.1%}, wrong person {gallery['wrong_person_grant_rate']:.1%}")
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:

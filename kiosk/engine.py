@@ -120,8 +120,23 @@ class FaceEngine:
     def is_same(self, a: np.ndarray, b: np.ndarray) -> bool:
         return self.similarity(a, b) >= self.threshold
 
+    def gallery_threshold(self, templates: int) -> float:
+        """The accept threshold for a face compared with a gallery of `templates` templates.
+
+        The card's threshold bounds the false-accept rate of ONE comparison (its target_far).
+        A stranger at the door is compared with every template and is let in if any one
+        passes, so with N templates the chance grows to about N times that rate. To keep the
+        card's rate per visitor, each comparison must pass at target_far / N, read from the
+        card's impostor table (benchmarks/identification.py measures the effect on LFW).
+        Never below the card's threshold.
+        """
+        card = self.card
+        if card.target_far is None or templates <= 1:
+            return self.threshold
+        return max(self.threshold, card.threshold_at_far(card.target_far / templates))
+
     def match(self, embeddings: np.ndarray, templates: np.ndarray, person_ids: np.ndarray) -> list[Match]:
-        """Match M x D embeddings against a gallery (e.g. Gallery.matrix()) at the card's threshold."""
+        """Match M x D embeddings against a gallery (e.g. Gallery.matrix()) at gallery_threshold()."""
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if embeddings.ndim == 1:
             embeddings = embeddings[None]
@@ -129,7 +144,7 @@ class FaceEngine:
             embeddings,
             templates,
             person_ids,
-            threshold=self.threshold,
+            threshold=self.gallery_threshold(len(templates)),
             ambiguity_margin=self.ambiguity_margin,
             strategy=self.strategy,
         )

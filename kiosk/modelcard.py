@@ -6,6 +6,7 @@ so a retrained model with another crop or threshold needs no code change.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,30 @@ class ModelCard:
     threshold: float
     threshold_rule: str
     raw: dict  # the whole card, for display (figures, training command, ...)
+    target_far: float | None = None  # the false-accept rate per pair the threshold was chosen for
+    # (false-accept rate, threshold) measured on held-out impostor pairs, rates ascending.
+    far_table: tuple[tuple[float, float], ...] = ()
+
+    def threshold_at_far(self, far: float) -> float:
+        """The similarity threshold whose false-accept rate per pair is `far` (from far_table).
+
+        Interpolated linearly in log(rate) between measured points. Outside the measured
+        range the nearest end is returned, so a rate below the smallest measured one gets
+        that one's threshold: the strictest the card can vouch for.
+        """
+        if not self.far_table:
+            return self.threshold
+        if not far > 0:
+            raise ValueError(f"far must be positive, got {far}")
+        rates = [math.log(rate) for rate, _ in self.far_table]
+        thresholds = [threshold for _, threshold in self.far_table]
+        x = math.log(far)
+        if x <= rates[0]:
+            return thresholds[0]
+        for (x0, t0), (x1, t1) in zip(zip(rates, thresholds), zip(rates[1:], thresholds[1:])):
+            if x <= x1:
+                return t0 + (t1 - t0) * (x - x0) / (x1 - x0)
+        return thresholds[-1]
 
     @classmethod
     def load(cls, model_path: str | os.PathLike) -> "ModelCard":
@@ -50,9 +75,27 @@ class ModelCard:
                 threshold=float(raw["threshold"]["value"]),
                 threshold_rule=str(raw["threshold"]["rule"]),
                 raw=raw,
+                target_far=_optional_float(raw["threshold"].get("target_far")),
+                far_table=_far_table(raw.get("impostor_far_table")),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelCardError(f"{card_path}: not a valid model card ({exc!r})") from exc
+
+
+def _optional_float(value) -> float | None:
+    return None if value is None else float(value)
+
+
+def _far_table(table: dict | None) -> tuple[tuple[float, float], ...]:
+    """{"thresholds": {"1e-05": 0.81, ...}} -> ((1e-05, 0.81), ...) by ascending rate."""
+    if not table:
+        return ()
+    points = sorted((float(rate), float(threshold)) for rate, threshold in table["thresholds"].items())
+    if any(rate <= 0 for rate, _ in points):
+        raise ValueError("impostor_far_table rates must be positive")
+    if any(t1 > t0 for (_, t0), (_, t1) in zip(points, points[1:])):
+        raise ValueError("impostor_far_table thresholds must fall as the rate rises")
+    return tuple(points)
 
 
 def card_path_for(model_path: str | os.PathLike) -> Path:

@@ -1,0 +1,62 @@
+"""The model card's impostor table and the gallery-size-aware threshold built on it."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from kiosk.modelcard import ModelCard, ModelCardError, card_path_for, default_model_path
+
+
+def _card_copy(tmp_path, edit) -> ModelCard:
+    model = default_model_path()
+    if not model.exists():
+        pytest.skip("no shipped model")
+    target = tmp_path / "m.keras"
+    shutil.copy(model, target)
+    raw = json.loads(card_path_for(model).read_text())
+    edit(raw)
+    card_path_for(target).write_text(json.dumps(raw))
+    return ModelCard.load(target)
+
+
+def _table(raw, thresholds):
+    raw["impostor_far_table"] = {"impostor_pairs": 1000, "thresholds": thresholds}
+
+
+def test_threshold_at_far_interpolates_in_log_rate_and_clamps(tmp_path):
+    card = _card_copy(tmp_path, lambda raw: _table(raw, {"0.01": 0.4, "0.0001": 0.6, "1e-06": 0.8}))
+    assert card.far_table == ((1e-06, 0.8), (0.0001, 0.6), (0.01, 0.4))
+    assert card.threshold_at_far(1e-4) == pytest.approx(0.6)
+    assert card.threshold_at_far(1e-3) == pytest.approx(0.5)  # halfway in log(rate)
+    assert card.threshold_at_far(1e-9) == pytest.approx(0.8)  # below the table: its strictest point
+    assert card.threshold_at_far(0.5) == pytest.approx(0.4)
+    with pytest.raises(ValueError):
+        card.threshold_at_far(0)
+
+
+def test_a_table_whose_thresholds_rise_with_the_rate_is_refused(tmp_path):
+    with pytest.raises(ModelCardError, match="fall as the rate rises"):
+        _card_copy(tmp_path, lambda raw: _table(raw, {"0.01": 0.6, "0.0001": 0.4}))
+
+
+def test_gallery_threshold_keeps_the_cards_rate_per_visitor(engine):
+    card = engine.card
+    assert engine.gallery_threshold(1) == engine.threshold
+    thresholds = [engine.gallery_threshold(n) for n in (1, 3, 30, 300, 3000)]
+    assert thresholds == sorted(thresholds) and thresholds[-1] > thresholds[0]
+    assert engine.gallery_threshold(30) == pytest.approx(max(card.threshold, card.threshold_at_far(card.target_far / 30)))
+    # match() uses it: a score between the card's and the gallery's threshold is no match in a big gallery.
+    import numpy as np
+
+    query = np.zeros(engine.embedding_size, np.float32)
+    query[0] = 1
+    score = (engine.threshold + engine.gallery_threshold(300)) / 2
+    template = np.zeros(engine.embedding_size, np.float32)
+    template[0], template[1] = score, np.sqrt(1 - score**2)
+    others = np.tile(-query, (299, 1))
+    templates = np.vstack([template, others])
+    person_ids = np.r_[1, np.arange(2, 301)]
+    assert engine.match(query, templates, person_ids)[0].verdict == "unknown"
+    assert engine.match(query, templates[:1], person_ids[:1])[0].verdict == "match"
