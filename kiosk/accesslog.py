@@ -1,8 +1,14 @@
-"""The access log: one row per access decision, with an optional face thumbnail."""
+"""The access log: one row per access decision, with an optional face thumbnail.
+
+Every write is also entered into the log's keyed hash chain (kiosk.logchain), so edits
+made to the database outside the kiosk show up in ``verify()``. Thumbnails are sealed
+(kiosk.sealing), bound to their event.
+"""
 
 from __future__ import annotations
 
 import csv
+import math
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
@@ -10,9 +16,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from kiosk import logchain
 from kiosk.atomic import atomic_open
 from kiosk.database import timestamp, transaction, utc_datetime
 from kiosk.gallery import name_key
+from kiosk.logchain import ChainReport
+from kiosk.sealing import access_thumbnail_aad, sealer
 
 DECISIONS = ("granted", "denied")
 
@@ -32,12 +41,13 @@ class AccessEvent:
     liveness: str | None
     door: str | None  # outcome of the door action, filled in after the decision
     has_thumbnail: bool
+    redacted: bool = False  # the person's details were erased (privacy); time and outcome remain
 
 
 _EVENT_COLUMNS = """
     SELECT e.id, e.time, e.camera, e.person_id, e.name, e.score, e.decision, e.reason,
            e.liveness, e.door,
-           EXISTS (SELECT 1 FROM access_thumbnail a WHERE a.event_id = e.id)
+           EXISTS (SELECT 1 FROM access_thumbnail a WHERE a.event_id = e.id), e.redacted
     FROM access_event e"""
 
 # Columns a free-text search looks in.
@@ -46,7 +56,7 @@ _CSV_COLUMNS = [f.name for f in fields(AccessEvent) if f.name != "has_thumbnail"
 
 
 def _event(row: Sequence) -> AccessEvent:
-    return AccessEvent(*row[:10], has_thumbnail=bool(row[10]))
+    return AccessEvent(*row[:10], has_thumbnail=bool(row[10]), redacted=bool(row[11]))
 
 
 def _check_decision(decision: str) -> None:
@@ -108,6 +118,7 @@ class AccessLog:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self._sealer = sealer(conn)  # refuses a connection without keys
 
     def record(
         self,
@@ -132,36 +143,46 @@ class AccessLog:
         stamp = timestamp(time)
         # sqlite3 cannot bind numpy scalars, which is what matching hands out.
         person_id = None if person_id is None else int(person_id)
-        score = None if score is None else float(score)
+        # SQLite would store NaN as NULL; say so up front so the chain covers what is stored.
+        score = None if score is None or math.isnan(float(score)) else float(score)
         with transaction(self._conn):
             if name is None and person_id is not None:
                 row = self._conn.execute(
                     "SELECT name FROM person WHERE id = ?", (person_id,)
                 ).fetchone()
                 name = row[0] if row else None
-            cursor = self._conn.execute(
+            event_id = self._conn.execute(
                 "INSERT INTO access_event"
                 " (time, camera, person_id, name, score, decision, reason, liveness)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (stamp, camera, person_id, name, score, decision, reason, liveness),
-            )
+            ).lastrowid
             if thumbnail is not None:
-                self._conn.execute(
-                    "INSERT INTO access_thumbnail (event_id, jpeg) VALUES (?, ?)",
-                    (cursor.lastrowid, bytes(thumbnail)),
+                key_id, sealed = self._sealer.seal(
+                    self._conn, bytes(thumbnail), access_thumbnail_aad(event_id)
                 )
+                self._conn.execute(
+                    "INSERT INTO access_thumbnail (event_id, key_id, jpeg) VALUES (?, ?, ?)",
+                    (event_id, key_id, sealed),
+                )
+            logchain.chain_event(self._conn, logchain.EventFields(
+                event_id, stamp, camera, decision, reason, thumbnail is not None,
+                person_id, name, score, liveness,
+            ))
         return AccessEvent(
-            cursor.lastrowid, stamp, camera, person_id, name, score, decision, reason,
+            event_id, stamp, camera, person_id, name, score, decision, reason,
             liveness, None, thumbnail is not None,
         )
 
     def set_door_outcome(self, event_id: int, outcome: str) -> None:
+        """Record what the door did for an event (chained as an entry of its own)."""
         with transaction(self._conn):
             cursor = self._conn.execute(
                 "UPDATE access_event SET door = ? WHERE id = ?", (outcome, int(event_id))
             )
             if cursor.rowcount == 0:
                 raise LookupError(f"no access event with id {event_id}")
+            logchain.chain_record(self._conn, "door", int(event_id), detail=outcome)
 
     def query(
         self,
@@ -198,9 +219,13 @@ class AccessLog:
 
     def thumbnail(self, event_id: int) -> bytes | None:
         row = self._conn.execute(
-            "SELECT jpeg FROM access_thumbnail WHERE event_id = ?", (int(event_id),)
+            "SELECT key_id, jpeg FROM access_thumbnail WHERE event_id = ?", (int(event_id),)
         ).fetchone()
-        return row[0] if row else None
+        if row is None:
+            return None
+        return self._sealer.open(
+            row[0], row[1], access_thumbnail_aad(event_id), f"thumbnail of event {event_id}"
+        )
 
     def export_csv(
         self,
@@ -227,12 +252,56 @@ class AccessLog:
         return rows
 
     def purge_older_than(self, days: float, now: When | None = None) -> int:
-        """Delete events (and their thumbnails) older than `days` days; returns how many."""
+        """Delete events (and their thumbnails) older than `days` days; returns how many.
+
+        The chain keeps verifying: its oldest entries go with them, behind a MACed anchor.
+        """
         if days < 0:
             raise ValueError("days must not be negative")
         cutoff = timestamp(utc_datetime(now) - timedelta(days=days))
         with transaction(self._conn):
-            return self._conn.execute("DELETE FROM access_event WHERE time < ?", (cutoff,)).rowcount
+            ids = [row[0] for row in self._conn.execute(
+                "SELECT id FROM access_event WHERE time < ? ORDER BY id", (cutoff,)
+            )]
+            if ids:
+                self._conn.execute("DELETE FROM access_event WHERE time < ?", (cutoff,))
+                logchain.forget_events(self._conn, ids)
+            return len(ids)
+
+    def erase_person(self, name: str) -> int:
+        """Erase a person's details from their events; returns how many events were erased.
+
+        The events are those ``query(person=name)`` shows, except other people's: linked to the
+        person now named so, or unlinked and logged under that name. Name, person link, score,
+        liveness and thumbnail go; time, camera, decision, reason and door stay, marked redacted
+        and chained as erased, so the chain still verifies and shows where erasure happened.
+        """
+        key = name_key(name)
+        with transaction(self._conn):
+            ids = [
+                event_id
+                for event_id, linked, logged in self._conn.execute(
+                    "SELECT id, person_id IN (SELECT id FROM person WHERE name_key = ?), name"
+                    " FROM access_event WHERE NOT redacted"
+                    " AND (person_id IS NULL AND name IS NOT NULL"
+                    "      OR person_id IN (SELECT id FROM person WHERE name_key = ?))"
+                    " ORDER BY id",
+                    (key, key),
+                )
+                if linked or (logged.strip() and name_key(logged) == key)
+            ]
+            for event_id in ids:
+                self._conn.execute(
+                    "UPDATE access_event SET person_id = NULL, name = NULL, score = NULL,"
+                    " liveness = NULL, redacted = 1 WHERE id = ?", (event_id,),
+                )
+                self._conn.execute("DELETE FROM access_thumbnail WHERE event_id = ?", (event_id,))
+                logchain.chain_record(self._conn, "erase", event_id)
+        return len(ids)
+
+    def verify(self) -> ChainReport:
+        """Check the log against its hash chain (see kiosk.logchain)."""
+        return logchain.verify(self._conn)
 
     def latest_id(self) -> int:
         """The newest event's id, 0 if none; poll query(after_id=...) for live updates."""

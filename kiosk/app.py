@@ -16,6 +16,8 @@ from PySide6.QtWidgets import QApplication
 
 from kiosk import __version__
 from kiosk.camera import ACCEPTED_SOURCES, Camera, CameraError
+from kiosk.datadir import resolve_data_dir
+from kiosk.settings import KioskSettings
 from kiosk.ui.kiosk_window import KioskWindow
 
 DEFAULT_SIZE = (1280, 720)  # windowed mode; shrunk to fit smaller screens
@@ -26,8 +28,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="face-kiosk",
         description="Face-recognition access kiosk: shows the camera and who is at the door.",
     )
-    parser.add_argument("--camera", metavar="SOURCE", default="0",
-                        help=f"{ACCEPTED_SOURCES} (default: 0)")
+    parser.add_argument("--camera", metavar="SOURCE",
+                        help=f"{ACCEPTED_SOURCES} (default: the camera in the admin settings, at first 0)")
     parser.add_argument("--fullscreen", action="store_true", help="fill the screen (for the kiosk itself)")
     parser.add_argument("--loop", action="store_true", help="play a video file or image folder over and over")
     parser.add_argument("--data-dir", type=Path, metavar="DIR",
@@ -39,8 +41,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
+    source = options.camera
+    if source is None:  # the camera chosen in admin mode, kept in the data dir's settings
+        source = KioskSettings.load(resolve_data_dir(options.data_dir)).camera
     try:
-        camera = Camera(options.camera, loop=options.loop).start()
+        camera = Camera(source, loop=options.loop).start()
     except CameraError as exc:
         print(f"face-kiosk: error: {exc}", file=sys.stderr)
         return 2
@@ -50,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         app.setApplicationName("face-kiosk")
         app.setApplicationDisplayName("Face kiosk")
         # Qt 6 scales for high-DPI screens by itself; the window sizes its fonts from its own size.
-        window = KioskWindow(camera, data_dir=options.data_dir)
+        window = KioskWindow(camera, data_dir=options.data_dir, loop=options.loop)
         # Python sees Ctrl+C only between Qt events; the window's timers provide those.
         signal.signal(signal.SIGINT, lambda *_: window.close())
         if options.fullscreen:

@@ -5,13 +5,19 @@ A crash or a full disk leaves either the old file or the new one, never half of 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import IO, Iterator
 
 import numpy as np
+
+# A temporary this old belongs to no write in progress: a killed process (SIGKILL, power cut) left
+# it, since its `finally` never ran. Removed at the next successful write of the same file.
+STALE_TEMPORARY_S = 3600.0
 
 
 @contextlib.contextmanager
@@ -32,6 +38,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.fsync(written.fileno())
         os.replace(temporary, path)
         _fsync_folder(path.parent)
+        _remove_stale_temporaries(path)
     finally:
         temporary.unlink(missing_ok=True)
 
@@ -62,6 +69,14 @@ def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
 def atomic_save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     with atomic_open(path, "wb") as stream:
         np.savez(stream, **arrays)
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    cutoff = time.time() - STALE_TEMPORARY_S
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        with contextlib.suppress(OSError):  # another process may be removing it too
+            if stale.stat().st_mtime < cutoff:
+                stale.unlink()
 
 
 def _fsync_folder(folder: Path) -> None:

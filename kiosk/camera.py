@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import re
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +25,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
+
+from kiosk.errors import InvalidImageError
+from kiosk.images import check_size, load_image
 
 log = logging.getLogger(__name__)
 
@@ -103,17 +107,30 @@ def parse_source(spec: str | int | os.PathLike[str]) -> SourceSpec:
     if urlsplit(text).scheme.lower() in STREAM_SCHEMES:
         return SourceSpec(SourceKind.STREAM, text)
     path = Path(text).expanduser()
-    if path.is_dir():
-        images = sorted(
-            (p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
-            key=_natural_key,
-        )
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise CameraError(f"no such file or folder: {text!r}; expected {ACCEPTED_SOURCES}") from None
+    except OSError as exc:  # permission denied, a symbolic link loop...
+        raise CameraError(f"cannot use {text!r} ({exc.strerror or exc}); expected {ACCEPTED_SOURCES}") from exc
+    if stat.S_ISDIR(mode):
+        try:
+            images = sorted(
+                (p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+                key=_natural_key,
+            )
+        except OSError as exc:
+            raise CameraError(f"cannot list folder {text!r} ({exc.strerror or exc})") from exc
         if not images:
             raise CameraError(f"no images in folder: {text!r}; expected {ACCEPTED_SOURCES}")
         return SourceSpec(SourceKind.FOLDER, path, tuple(images))
-    if path.exists():
-        return SourceSpec(SourceKind.VIDEO, path)
-    raise CameraError(f"no such file or folder: {text!r}; expected {ACCEPTED_SOURCES}")
+    if not stat.S_ISREG(mode):
+        # Opening a FIFO blocks until a writer comes, inside OpenCV and holding the GIL: the
+        # whole process would freeze. Devices are opened by index.
+        raise CameraError(
+            f"not a regular file: {text!r} (a pipe, socket or device); expected {ACCEPTED_SOURCES}"
+        )
+    return SourceSpec(SourceKind.VIDEO, path)
 
 
 def _natural_key(path: Path) -> list[int | str]:
@@ -169,25 +186,18 @@ class _FolderReader:
     def read(self) -> np.ndarray | None:
         while self._next < len(self._paths):
             path = self._paths[self._next]
-            image = _read_image(path)
-            if image is not None:
-                self._next += 1
-                return image
-            log.warning("skipping unreadable image %s", path)
-            del self._paths[self._next]
+            try:
+                rgb = load_image(path)  # the kiosk's checks: size before decoding, no pipes, no gigabytes
+            except InvalidImageError as exc:  # unreadable, deleted meanwhile, too small or too large
+                log.warning("skipping unreadable image %s", exc)
+                del self._paths[self._next]
+                continue
+            self._next += 1
+            return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
         return None
 
     def close(self) -> None:
         """Nothing is held open between images."""
-
-
-def _read_image(path: Path) -> np.ndarray | None:
-    # imdecode over np.fromfile because cv2.imread cannot open non-ASCII paths on Windows.
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError:
-        return None
-    return cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
 
 
 class Camera:
@@ -227,6 +237,7 @@ class Camera:
         self._backoff = (low, high)
         self._on_state = on_state
         self._images = list(self.spec.images)
+        self._refused: set[tuple[int, int]] = set()  # frame sizes skipped as unusable (reader thread only)
 
         self._cond = threading.Condition()  # guards everything below
         self._slot: Frame | None = None
@@ -428,6 +439,8 @@ class Camera:
             image = reader.read()
             if image is None:
                 break
+            if not self._usable(image):
+                continue
             timestamp = time.monotonic()
             index = self._publish(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), timestamp)
             read += 1
@@ -442,6 +455,18 @@ class Camera:
                 elif self._sleep(due - now):
                     break
         return read
+
+    def _usable(self, image: np.ndarray) -> bool:
+        """False (logged once per size) for frames the detector would refuse: too small, too large."""
+        height, width = image.shape[:2]
+        try:
+            check_size(width, height)
+        except InvalidImageError as exc:
+            if (width, height) not in self._refused:
+                self._refused.add((width, height))
+                log.warning("%s: skipping frames: %s", self.spec.label, exc)
+            return False
+        return True
 
     def _publish(self, rgb: np.ndarray, timestamp: float) -> int:
         with self._cond:

@@ -3,14 +3,17 @@
     python -m kiosk enroll "Ada Lovelace" ada1.jpg ada2.jpg ada3.jpg --badge 1042
     python -m kiosk identify visitor.jpg
     python -m kiosk verify a.jpg b.jpg
-    python -m kiosk people | people rename OLD NEW | people remove NAME
-    python -m kiosk log --since 2h --decision denied | log --export events.csv
+    python -m kiosk people | people rename OLD NEW | people remove NAME [--erase-log]
+    python -m kiosk log --since 2h --decision denied | log --export events.csv | log verify
+    python -m kiosk keys | keys rotate
     python -m kiosk run --camera 0 --headless --door-command "gpio-pulse 17"
 
 Global options (before or after the command): --data-dir (else $KIOSK_DATA_DIR, else the
 platform's per-user data folder), --model (else $KIOSK_MODEL, else the shipped model) and
 --json (one JSON object per line on stdout). Problems end with exit status 1 and one line
-``error: ...`` on stderr; usage mistakes with status 2.
+``error: ...`` on stderr; usage mistakes with status 2. Admin commands (enroll, people
+rename/remove, keys) refuse a data directory or database that group or others can write
+to (SECURITY.md).
 
 TensorFlow takes seconds to load, so it is imported only by the commands that need the
 model (enroll, identify, verify, run); --help, people and log start instantly.
@@ -86,13 +89,25 @@ def _engine(model: str | None):
     return shared_engine(model)
 
 
-def _open_database(args: argparse.Namespace) -> sqlite3.Connection:
+def _data_dir(args: argparse.Namespace) -> Path:
     from kiosk.datadir import resolve_data_dir
 
     try:
-        folder = resolve_data_dir(args.data_dir)
+        return resolve_data_dir(args.data_dir)
     except OSError as exc:
         raise CliError(f"cannot use the data directory {args.data_dir or ''}: {exc}") from exc
+
+
+def _open_database(args: argparse.Namespace) -> sqlite3.Connection:
+    return open_database(database_path(_data_dir(args)))
+
+
+def _open_admin_database(args: argparse.Namespace) -> sqlite3.Connection:
+    """The database, for a command that changes who gets in or how data is protected."""
+    from kiosk.datadir import require_private
+
+    folder = _data_dir(args)
+    require_private(folder, database_path(folder))
     return open_database(database_path(folder))
 
 
@@ -117,9 +132,9 @@ def cmd_enroll(args: argparse.Namespace, out: Output) -> int:
         normalise_name(args.name)
     except GalleryError as exc:
         raise CliError(str(exc)) from exc
-    engine = _engine(args.model)
-    conn = _open_database(args)
+    conn = _open_admin_database(args)  # before the model loads: a refusal should not wait for it
     try:
+        engine = _engine(args.model)
         gallery = Gallery(conn)
         existing = gallery.find_person(args.name)
         badge = (args.badge or "").strip() or None
@@ -210,7 +225,8 @@ def cmd_identify(args: argparse.Namespace, out: Output) -> int:
             elif score is None:
                 text = f"{image}: unknown (no one is enrolled)"
             else:
-                text = f"{image}: {match.verdict} (best score {score:.3f}, threshold {engine.threshold:.3f})"
+                threshold = engine.gallery_threshold(len(templates))
+                text = f"{image}: {match.verdict} (best score {score:.3f}, threshold {threshold:.3f})"
             if len(faces) > 1:
                 text += f" [largest of {len(faces)} faces]"
             out.emit({"image": image, "name": name, "score": score, "verdict": match.verdict, "faces": len(faces)}, text)
@@ -247,20 +263,24 @@ def cmd_verify(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_people(args: argparse.Namespace, out: Output) -> int:
-    conn = _open_database(args)
+    action = getattr(args, "people_command", None)
+    conn = _open_admin_database(args) if action else _open_database(args)
     try:
         gallery = Gallery(conn)
-        action = getattr(args, "people_command", None)
         if action == "rename":
             before = gallery.get_person(args.old)
             person = gallery.rename(before, args.new)
             out.emit({"renamed": before.name, "name": person.name, "person_id": person.id},
                      f"renamed {before.name} to {person.name}")
         elif action == "remove":
-            person = gallery.get_person(args.name)
-            removed = gallery.remove(person)
-            out.emit({"removed": person.name, "person_id": person.id, "templates": removed},
-                     f"removed {person.name} and {removed} template{'s' if removed != 1 else ''}")
+            from kiosk.privacy import remove_person
+
+            gone = remove_person(conn, args.name, erase_log=args.erase_log)
+            text = f"removed {gone.name} and {gone.templates} template{'s' if gone.templates != 1 else ''}"
+            if args.erase_log:
+                text += f"; erased {gone.events_erased} access event{'s' if gone.events_erased != 1 else ''}"
+            out.emit({"removed": gone.name, "person_id": gone.person_id, "templates": gone.templates,
+                      "events_erased": gone.events_erased}, text)
         else:
             people = gallery.people()
             if not people:
@@ -303,6 +323,8 @@ def cmd_log(args: argparse.Namespace, out: Output) -> int:
     conn = _open_database(args)
     try:
         access_log = AccessLog(conn)
+        if getattr(args, "log_command", None) == "verify":
+            return _verify_log(access_log, out)
         filters = {"since": args.since, "until": args.until, "person": args.person, "decision": args.decision}
         if args.export:
             rows = access_log.export_csv(args.export, limit=args.limit, **filters)
@@ -316,10 +338,58 @@ def cmd_log(args: argparse.Namespace, out: Output) -> int:
             score = _score(e.score)
             out.emit(
                 {"id": e.id, "time": e.time, "camera": e.camera, "decision": e.decision, "reason": e.reason,
-                 "person_id": e.person_id, "name": e.name, "score": score, "liveness": e.liveness, "door": e.door},
-                f"{e.time}  {e.decision:<7}  {e.reason:<13}  {e.name or '-':<20}  "
+                 "person_id": e.person_id, "name": e.name, "score": score, "liveness": e.liveness, "door": e.door,
+                 "redacted": e.redacted},
+                f"{e.time}  {e.decision:<7}  {e.reason:<13}  {'(erased)' if e.redacted else e.name or '-':<20}  "
                 f"{'-' if score is None else f'{score:.3f}':>6}  door {e.door or '-'}  {e.camera}",
             )
+    finally:
+        conn.close()
+    return 0
+
+
+def _verify_log(access_log: AccessLog, out: Output) -> int:
+    report = access_log.verify()
+    counts = (f"{report.entries} entries, {report.events} events ({report.redacted} erased), "
+              f"head {report.head_seq} {report.head_digest[:16]}"
+              + (f", entries up to {report.anchor_seq} purged" if report.anchor_seq else ""))
+    first = report.first
+    if first is None:
+        out.emit(report.as_dict(), f"access log intact: {counts}")
+        return 0
+    where = f"entry {first.seq}" if first.seq is not None else "outside the chain"
+    out.emit(report.as_dict(), "\n".join(
+        [f"access log BROKEN: {len(report.problems)} problem{'s' if len(report.problems) != 1 else ''}; {counts}"]
+        + [f"  {p.time or '-'}  {'entry ' + str(p.seq) if p.seq is not None else 'no entry'}: {p.problem}"
+           for p in report.problems]
+    ))
+    out.error(f"access log chain broken at {where} (event {first.event_id}, {first.time}): {first.problem}")
+    return 1
+
+
+# -- keys ------------------------------------------------------------------------
+
+
+def cmd_keys(args: argparse.Namespace, out: Output) -> int:
+    from kiosk.rotation import rotate_keys, rows_by_key
+
+    conn = _open_admin_database(args)
+    try:
+        if getattr(args, "keys_command", None) == "rotate":
+            done = rotate_keys(conn, progress=out.note)
+            out.emit({"rotated": True, "old_keys": list(done.old_keys), "new_key": done.new_key,
+                      "resealed": done.resealed},
+                     f"rotated to key {done.new_key}: re-sealed {done.resealed} rows; "
+                     f"old key{'s' if len(done.old_keys) != 1 else ''} "
+                     f"{', '.join(map(str, done.old_keys))} removed from the key file")
+            return 0
+        ring = conn.sealer.keyring
+        rows = rows_by_key(conn)
+        out.emit({"key_file": str(ring.path), "current_key": ring.current, "retiring": list(ring.retiring),
+                  "rows_by_key": {str(k): v for k, v in sorted(rows.items())}},
+                 f"key file {ring.path}: data key {ring.current} seals "
+                 f"{rows.get(ring.current, 0)} rows" + (f"; rotation from {list(ring.retiring)} unfinished"
+                                                       if ring.retiring else ""))
     finally:
         conn.close()
     return 0
@@ -331,8 +401,11 @@ def cmd_log(args: argparse.Namespace, out: Output) -> int:
 def cmd_run(args: argparse.Namespace, out: Output) -> int:
     from kiosk.camera import Camera, CameraError, parse_source
     from kiosk.door import DoorAction
+    from kiosk.liveness import LivenessGate
     from kiosk.policy import DecisionPolicy
+    from kiosk.retention import RetentionPurge
     from kiosk.runner import KioskRunner
+    from kiosk.settings import KioskSettings
 
     if not args.headless:
         raise CliError("the command line runs the kiosk with --headless only; the kiosk window is `face-kiosk`")
@@ -348,7 +421,9 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
         raise CliError(str(exc)) from exc
     engine = _engine(args.model)
     conn = _open_database(args)
+    retention = RetentionPurge(_data_dir(args))  # as the kiosk window does: at start, then hourly
     try:
+        retention.start(conn)
         camera.start()
         if camera.spec.live and camera.latest(timeout=args.start_timeout) is None:
             raise CliError(f"no picture from {camera.spec.label} within {args.start_timeout:g} s ({camera.message})")
@@ -357,33 +432,58 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
             if not out.json:
                 out.note(f"door for event {event_id}: {outcome}")
 
+        # The settings' liveness switch (on unless an admin turned it off): every grant waits
+        # for a head move (kiosk.liveness).
+        liveness = LivenessGate() if KioskSettings.load(_data_dir(args)).liveness else None
         runner = KioskRunner(
-            camera, engine, Gallery(conn), AccessLog(conn), DecisionPolicy(), door,
+            camera, engine, Gallery(conn), AccessLog(conn), DecisionPolicy(liveness=liveness), door,
             thumbnails=args.thumbnails, on_door_outcome=door_outcome,
         )
         counts = {"granted": 0, "denied": 0}
         with _stop_on_signals(runner):
             try:
                 for result in runner.run():
-                    event, decision = result.event, result.decision
-                    counts[decision.decision] += 1
-                    score = _score(decision.score)
-                    out.emit(
-                        {"time": event.time, "decision": decision.decision, "name": decision.name, "score": score,
-                         "reason": decision.reason, "person_id": decision.person_id, "event_id": event.id,
-                         "camera": event.camera},
-                        f"{event.time}  {decision.decision.upper():<7}  {decision.name or '-':<20}  "
-                        f"{'-' if score is None else f'{score:.3f}':>6}  {decision.reason}",
-                    )
+                    if result.decision is None:
+                        _emit_challenge(out, result)
+                    else:
+                        counts[result.decision.decision] += 1
+                        _emit_decision(out, result)
             except KeyboardInterrupt:
                 runner.stop()
         out.note(f"{camera.message}: {counts['granted']} granted, {counts['denied']} denied")
     except CameraError as exc:
         raise CliError(str(exc)) from exc
     finally:
+        retention.stop()
         camera.stop()
         conn.close()
     return 0
+
+
+def _emit_challenge(out: Output, result) -> None:
+    """The line that tells the person at the door what to do (a liveness challenge started)."""
+    from kiosk.database import timestamp
+
+    challenge = result.challenge
+    seconds = round(result.challenge_left_s)
+    out.emit({"time": timestamp(), "challenge": challenge.value, "prompt": challenge.prompt, "seconds": seconds},
+             f"{timestamp()}  CHALLENGE  {challenge.prompt} (within {seconds} s)")
+
+
+def _emit_decision(out: Output, result) -> None:
+    event, decision = result.event, result.decision
+    score = _score(decision.score)
+    # The reason, or what went wrong in words (liveness, rate limiting); a passed check is noted.
+    words = decision.detail or decision.reason
+    if decision.granted and decision.liveness:
+        words += ", liveness passed"
+    out.emit(
+        {"time": event.time, "decision": decision.decision, "name": decision.name, "score": score,
+         "reason": decision.reason, "detail": decision.detail, "liveness": decision.liveness,
+         "person_id": decision.person_id, "event_id": event.id, "camera": event.camera},
+        f"{event.time}  {decision.decision.upper():<7}  {decision.name or '-':<20}  "
+        f"{'-' if score is None else f'{score:.3f}':>6}  {words}",
+    )
 
 
 class _stop_on_signals:
@@ -464,6 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
     rename.add_argument("new", metavar="NEW")
     remove = command("remove", "remove a person and all their templates", cmd_people, parent=people_commands)
     remove.add_argument("name", metavar="NAME")
+    remove.add_argument("--erase-log", action="store_true",
+                        help="also erase their details (name, score, thumbnail) from the access log")
 
     log = command("log", "show or export the access log (newest first)", cmd_log)
     log.add_argument("--since", type=parse_when, metavar="TIME", help="from this time (ISO 8601, or an age: 2h, 7d)")
@@ -472,6 +574,13 @@ def build_parser() -> argparse.ArgumentParser:
     log.add_argument("--decision", choices=("granted", "denied"))
     log.add_argument("--limit", type=_positive(int), metavar="N", help="at most N events")
     log.add_argument("--export", metavar="FILE.csv", type=Path, help="write the events to a CSV file instead")
+    log_commands = log.add_subparsers(dest="log_command", metavar="ACTION")
+    command("verify", "check the access log's tamper-evident chain; exit status 1 if broken", cmd_log,
+            parent=log_commands)
+
+    keys = command("keys", "show the key file that protects templates and the log (or rotate its key)", cmd_keys)
+    keys_commands = keys.add_subparsers(dest="keys_command", metavar="ACTION")
+    command("rotate", "re-seal every template and thumbnail with a new key", cmd_keys, parent=keys_commands)
 
     run = command("run", "run the kiosk on a camera: recognise, decide, log, open the door", cmd_run)
     run.add_argument("--camera", metavar="SOURCE", default="0",

@@ -6,29 +6,45 @@ timeout (writers queue instead of failing with "database is locked") and
 writes go through ``transaction()``, which takes the write lock up front.
 A connection belongs to the thread that opened it (sqlite3's default); give
 each thread its own.
+
+Face templates and thumbnails are sealed (AES-GCM) and the access log is a keyed hash
+chain; the keys live in a separate key file (kiosk.keystore), which open_database() loads,
+or creates for a new database, and attaches to the connection.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Union
 
 from kiosk.errors import KioskError
+from kiosk.keystore import KeyFileError, Keyring, create_keyring, key_file_path, load_keyring
+from kiosk.sealing import Sealer
 
 log = logging.getLogger(__name__)
 
 DB_FILENAME = "kiosk.db"
 BUSY_TIMEOUT_S = 10.0
 
-# Each migration is a list of statements, applied in one transaction; migration
-# i (0-based) takes the schema from version i to i + 1. Only ever append.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
+
+def _seal_and_chain(conn: sqlite3.Connection) -> None:
+    from kiosk.seal_migration import migrate  # imports the log chain, which imports this module
+
+    migrate(conn)
+
+
+# Each migration is a list of statements, or a function of the connection (which carries its
+# keys), applied in one transaction; migration i (0-based) takes the schema from version i to
+# i + 1. Only ever append.
+Migration = Union[tuple[str, ...], Callable[[sqlite3.Connection], None]]
+MIGRATIONS: tuple[Migration, ...] = (
     (
         # name_key is the case-folded name: uniqueness must ignore case for all
         # scripts, and SQLite's NOCASE only folds ASCII.
@@ -92,6 +108,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             jpeg     BLOB NOT NULL
         )""",
     ),
+    # 2: templates and thumbnails sealed with the data key, the access log chained.
+    _seal_and_chain,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -105,13 +123,26 @@ def database_path(data_dir: str | Path) -> Path:
     return Path(data_dir) / DB_FILENAME
 
 
+class KioskConnection(sqlite3.Connection):
+    """A connection that carries its database's keys (set by open_database)."""
+
+    sealer: Sealer | None = None
+
+
 def open_database(path: str | Path) -> sqlite3.Connection:
     """Open (creating if needed) the kiosk database and bring its schema up to date.
 
-    Raises SchemaVersionError if the file comes from a newer kiosk version.
+    Loads the database's key file (kiosk.keystore.key_file_path), or creates it for a
+    database that holds no sealed data yet, and finishes a key rotation that was
+    interrupted. Raises SchemaVersionError if the file comes from a newer kiosk version,
+    KeyFileError if the key file is missing, not private, or not this database's.
     """
+    path = Path(path)
+    _create_private(path)
     # isolation_level=None: no implicit transactions; transaction() issues BEGIN itself.
-    conn = sqlite3.connect(os.fspath(path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    conn = sqlite3.connect(
+        os.fspath(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, factory=KioskConnection
+    )
     try:
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode != "wal":  # e.g. on a network file system; still correct, just more locking
@@ -120,12 +151,65 @@ def open_database(path: str | Path) -> sqlite3.Connection:
         # loss, and an access decision must be on disk before the door opens.
         # The price is one fsync per commit, a few per minute at a door.
         conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA foreign_keys = ON")
+        # Deleted rows (erased people, plain embeddings replaced by sealed ones) are
+        # overwritten, not left readable in free pages of the file.
+        conn.execute("PRAGMA secure_delete = ON")
+        conn.execute("PRAGMA foreign_keys = OFF")  # while migrating: table rebuilds must not cascade
+        conn.sealer = Sealer(_keyring(conn, path))
         _migrate(conn, path)
+        _check_keys(conn)
+        conn.execute("PRAGMA foreign_keys = ON")
+        from kiosk.rotation import finish_interrupted_rotation  # it imports this module
+
+        finish_interrupted_rotation(conn)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _create_private(path: Path) -> None:
+    # A new database file is owner-only (its -wal and -shm files take its mode).
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
+def _keyring(conn: sqlite3.Connection, path: Path) -> Keyring:
+    key_file = key_file_path(path.parent)
+    if key_file.exists():
+        return load_keyring(key_file)
+    if _has_key_state(conn):
+        # Never make a new key here: the data sealed with the old one would be lost for good.
+        raise KeyFileError(
+            f"{path} holds data sealed with a key, but its key file {key_file} is missing; "
+            f"restore the key file (or set $KIOSK_KEY_FILE to where it is kept)"
+        )
+    return create_keyring(key_file)
+
+
+def _has_key_state(conn: sqlite3.Connection) -> bool:
+    return conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'key_state'"
+    ).fetchone() is not None
+
+
+def _check_keys(conn: KioskConnection) -> None:
+    """Refuse a key file that is not the one this database was sealed with."""
+    sealer = conn.sealer
+    current, log_check = conn.execute("SELECT current_key, log_check FROM key_state").fetchone()
+    check = conn.execute("SELECT sealed FROM key_check WHERE key_id = ?", (current,)).fetchone()
+    if (
+        not sealer.has_key(current)
+        or check is None
+        or not sealer.matches_key_check(current, check[0])
+        or not hmac.compare_digest(log_check, sealer.log_key_check())
+    ):
+        raise KeyFileError(
+            f"the key file {sealer.keyring.path} does not hold this database's keys (data key "
+            f"{current} and the log key); is $KIOSK_KEY_FILE pointing at another kiosk's key file?"
+        )
 
 
 def _migrate(conn: sqlite3.Connection, path: str | Path) -> None:
@@ -136,11 +220,20 @@ def _migrate(conn: sqlite3.Connection, path: str | Path) -> None:
             # Re-read under the write lock: another process may have migrated meanwhile.
             version = _schema_version(conn)
             if version < known:
-                for statement in MIGRATIONS[version]:
-                    conn.execute(statement)
+                migration = MIGRATIONS[version]
+                if callable(migration):
+                    migration(conn)
+                else:
+                    for statement in migration:
+                        conn.execute(statement)
+                broken = conn.execute("PRAGMA foreign_key_check").fetchone()
+                if broken is not None:
+                    raise sqlite3.IntegrityError(f"migration {version + 1} broke a foreign key: {broken}")
                 version += 1
                 conn.execute(f"PRAGMA user_version = {version:d}")
                 log.info("%s: migrated schema to version %d", path, version)
+        # Move the replaced pages (zeroed by secure_delete) from the WAL into the file now.
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     if version > known:
         raise SchemaVersionError(
             f"{path} has schema version {version}, but this kiosk only knows versions "
@@ -161,8 +254,19 @@ def transaction(
     IMMEDIATE (for writes) takes the write lock at BEGIN, where the busy timeout
     applies; a deferred transaction that upgrades to writing in WAL mode fails
     at once with SQLITE_BUSY instead of waiting. DEFERRED gives a consistent
-    read snapshot without blocking writers.
+    read snapshot without blocking writers. Inside another transaction the block
+    becomes a savepoint of it: it commits with the outer one, or alone rolls back.
     """
+    if conn.in_transaction:
+        conn.execute("SAVEPOINT nested")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK TO nested")
+            conn.execute("RELEASE nested")
+            raise
+        conn.execute("RELEASE nested")
+        return
     conn.execute(f"BEGIN {mode}")
     try:
         yield conn
@@ -171,6 +275,18 @@ def transaction(
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+def next_id(conn: sqlite3.Connection, table: str) -> int:
+    """The id the next row of an AUTOINCREMENT table gets; call inside the write transaction.
+
+    Sealed blobs are bound to their row's id, so it must be known before the insert.
+    """
+    return conn.execute(
+        f"SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = ?), 0),"
+        f" coalesce((SELECT max(id) FROM {table}), 0)) + 1",
+        (table,),
+    ).fetchone()[0]
 
 
 def utc_datetime(when: datetime | str | None = None) -> datetime:

@@ -1,10 +1,13 @@
-"""Where the kiosk keeps its database: the per-user data directory."""
+"""Where the kiosk keeps its database: the per-user data directory, private to its owner."""
 
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from pathlib import Path
+
+from kiosk.errors import KioskError
 
 APP_NAME = "face-kiosk"
 ENV_VAR = "KIOSK_DATA_DIR"
@@ -35,3 +38,25 @@ def resolve_data_dir(explicit: str | Path | None = None) -> Path:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(path, 0o700)  # mkdir's mode is filtered through the umask
     return path
+
+
+class UnsafePermissionsError(KioskError):
+    """The data directory or database can be changed by other users: admin commands refuse."""
+
+
+def require_private(data_dir: str | Path, db_file: str | Path) -> None:
+    """Refuse (UnsafePermissionsError) if the data directory or the database file is
+    writable by group or others: anyone who can write there could replace the gallery,
+    so the admin commands will not vouch for it. See SECURITY.md."""
+    if os.name != "posix":
+        return
+    for path, what in ((Path(data_dir), "data directory"), (Path(db_file), "database")):
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & 0o022:
+            raise UnsafePermissionsError(
+                f"refusing an admin command: the {what} {path} is writable by group or others "
+                f"(mode {mode:04o}); make it private first: chmod go-w {path}"
+            )

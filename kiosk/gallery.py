@@ -1,4 +1,9 @@
-"""The gallery: enrolled people and their face templates (embeddings)."""
+"""The gallery: enrolled people and their face templates (embeddings).
+
+Embeddings and thumbnails are stored sealed (kiosk.sealing: AES-GCM, bound to the template's
+id, person and dimension), so a copy of the database file alone reveals no face. matrix()
+opens them once per gallery version and keeps the result in memory for matching.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kiosk.database import timestamp, transaction
+from kiosk.database import next_id, timestamp, transaction
 from kiosk.errors import KioskError
+from kiosk.sealing import sealer, template_aad, template_thumbnail_aad
 
 # Stored embedding format: float32, little-endian, whatever the host's byte order.
 _STORED_DTYPE = np.dtype("<f4")
@@ -65,17 +71,13 @@ _PERSON_COLUMNS = """
            (SELECT count(*) FROM template t WHERE t.person_id = p.id)
     FROM person p"""
 
-_TEMPLATE_COLUMNS = "SELECT id, person_id, embedding, quality, source, created FROM template"
+_TEMPLATE_COLUMNS = (
+    "SELECT id, person_id, dim, key_id, embedding, quality, source, created FROM template"
+)
 
 
 def _person(row: Sequence) -> Person:
     return Person(row[0], row[1], row[2], bool(row[3]), row[4], row[5])
-
-
-def _template(row: Sequence) -> Template:
-    embedding = np.frombuffer(row[2], dtype=_STORED_DTYPE).astype(np.float32, copy=False)
-    embedding.flags.writeable = False
-    return Template(row[0], row[1], embedding, row[3], row[4], row[5])
 
 
 def _as_embedding(value: np.ndarray, index: int) -> np.ndarray:
@@ -99,6 +101,7 @@ class Gallery:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self._sealer = sealer(conn)  # refuses a connection without keys
         self._matrix: tuple[np.ndarray, np.ndarray] | None = None
         self._matrix_version = -1
 
@@ -161,9 +164,10 @@ class Gallery:
             return self._person_by_id(person.id)
 
     def remove(self, name: PersonRef) -> int:
-        """Delete a person and their templates; returns the number of templates removed.
+        """Delete a person, their templates and thumbnails; returns the number of templates removed.
 
-        Access-log entries keep the name but lose the link (ON DELETE SET NULL).
+        The rows are overwritten on disk (secure_delete). Access-log entries keep the name but
+        lose the link (ON DELETE SET NULL); kiosk.privacy.remove_person can erase them too.
         """
         with transaction(self._conn):
             person = self.get_person(name)
@@ -200,18 +204,26 @@ class Gallery:
             if arrays:
                 self._check_dimension(arrays[0].size)
             ids = []
+            template_id = next_id(self._conn, "template")  # the sealed data is bound to it
             for array, quality, source, thumbnail in zip(arrays, qualities, sources, thumbnails):
-                cursor = self._conn.execute(
-                    "INSERT INTO template (person_id, dim, embedding, quality, source, created)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (person_id, array.size, array.tobytes(), float(quality), str(source), created),
+                key_id, sealed = self._sealer.seal(
+                    self._conn, array.tobytes(), template_aad(template_id, person_id, array.size)
                 )
-                ids.append(cursor.lastrowid)
+                self._conn.execute(
+                    "INSERT INTO template (id, person_id, dim, key_id, embedding, quality, source, created)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (template_id, person_id, array.size, key_id, sealed, float(quality), str(source), created),
+                )
+                ids.append(template_id)
                 if thumbnail is not None:
-                    self._conn.execute(
-                        "INSERT INTO template_thumbnail (template_id, jpeg) VALUES (?, ?)",
-                        (cursor.lastrowid, bytes(thumbnail)),
+                    key_id, sealed = self._sealer.seal(
+                        self._conn, bytes(thumbnail), template_thumbnail_aad(template_id)
                     )
+                    self._conn.execute(
+                        "INSERT INTO template_thumbnail (template_id, key_id, jpeg) VALUES (?, ?, ?)",
+                        (template_id, key_id, sealed),
+                    )
+                template_id += 1
             return [self._template_by_id(i) for i in ids]
 
     def templates(self, person: PersonRef | None = None) -> list[Template]:
@@ -222,7 +234,7 @@ class Gallery:
                 f"{_TEMPLATE_COLUMNS} WHERE person_id = ? ORDER BY id",
                 (self.get_person(person).id,),
             ).fetchall()
-        return [_template(row) for row in rows]
+        return [self._template(row) for row in rows]
 
     def remove_template(self, template_id: int) -> None:
         with transaction(self._conn):
@@ -232,9 +244,13 @@ class Gallery:
 
     def thumbnail(self, template_id: int) -> bytes | None:
         row = self._conn.execute(
-            "SELECT jpeg FROM template_thumbnail WHERE template_id = ?", (int(template_id),)
+            "SELECT key_id, jpeg FROM template_thumbnail WHERE template_id = ?", (int(template_id),)
         ).fetchone()
-        return row[0] if row else None
+        if row is None:
+            return None
+        return self._sealer.open(
+            row[0], row[1], template_thumbnail_aad(template_id), f"thumbnail of template {template_id}"
+        )
 
     # Matching
 
@@ -242,8 +258,9 @@ class Gallery:
         """(N x D float32 embeddings, N int64 person ids) of the active people's templates.
 
         Rows are grouped by person id, which lets matching skip a sort. The arrays
-        are cached and read-only; the cache is rebuilt when gallery_state.version
-        (bumped by triggers, so changes from other processes count) moves.
+        are cached and read-only; the cache is rebuilt (and the templates opened)
+        only when gallery_state.version (bumped by triggers, so changes from other
+        processes count) moves, never per query.
         """
         if self._matrix is not None and self._version() == self._matrix_version:
             return self._matrix
@@ -256,20 +273,29 @@ class Gallery:
             embeddings = np.empty((count, dim or 0), dtype=np.float32)
             person_ids = np.empty(count, dtype=np.int64)
             rows = self._conn.execute(
-                "SELECT t.person_id, t.embedding FROM template t"
+                "SELECT t.id, t.person_id, t.dim, t.key_id, t.embedding FROM template t"
                 " JOIN person p ON p.id = t.person_id WHERE p.active"
                 " ORDER BY t.person_id, t.id"
             )
             # Filled row by row so a large gallery is not held twice in memory.
-            for i, (person_id, blob) in enumerate(rows):
+            for i, (template_id, person_id, dim, key_id, blob) in enumerate(rows):
                 person_ids[i] = person_id
-                embeddings[i] = np.frombuffer(blob, dtype=_STORED_DTYPE)
+                embeddings[i] = self._open_embedding(template_id, person_id, dim, key_id, blob)
         embeddings.flags.writeable = False
         person_ids.flags.writeable = False
         self._matrix, self._matrix_version = (embeddings, person_ids), version
         return self._matrix
 
     # Helpers
+
+    def _open_embedding(self, template_id: int, person_id: int, dim: int, key_id: int, blob: bytes) -> np.ndarray:
+        plain = self._sealer.open(key_id, blob, template_aad(template_id, person_id, dim), f"template {template_id}")
+        return np.frombuffer(plain, dtype=_STORED_DTYPE)
+
+    def _template(self, row: Sequence) -> Template:
+        embedding = self._open_embedding(*row[:5]).astype(np.float32, copy=False)
+        embedding.flags.writeable = False
+        return Template(row[0], row[1], embedding, row[5], row[6], row[7])
 
     def _version(self) -> int:
         return self._conn.execute("SELECT version FROM gallery_state").fetchone()[0]
@@ -282,7 +308,7 @@ class Gallery:
 
     def _template_by_id(self, template_id: int) -> Template:
         row = self._conn.execute(f"{_TEMPLATE_COLUMNS} WHERE id = ?", (template_id,)).fetchone()
-        return _template(row)
+        return self._template(row)
 
     def _check_name_free(self, name: str, except_id: int | None = None) -> None:
         row = self._conn.execute(

@@ -1,4 +1,4 @@
-"""The decision policy: from per-frame observations to "granted" / "denied", pure Python.
+"""The decision policy: from per-frame observations to "granted" / "denied", no models.
 
 One frame is never trusted on its own. The kiosk feeds the policy one Observation per
 analysed frame (how many faces, the match of the largest face, its quality, the time) and
@@ -25,23 +25,38 @@ the policy answers None (keep looking) or a Decision. The rules:
    the visit gives no ``low_quality`` or ``several_faces`` denials: those come from the person
    just let in walking away, not from a new visitor.
 6. After any decision the history is cleared: the next decision needs fresh frames.
+7. Liveness (when the policy has a LivenessGate, see kiosk.liveness): when rule 2 would grant,
+   the person is first asked for a move (turn left, turn right or nod, drawn at random) and
+   nothing is decided meanwhile. The challenge passes when the tracked face makes the move as a
+   real head does (nose parallax, face shape, held for two frames: kiosk.liveness), and the
+   person is then recognised again (in that frame or a later one) before the time limit: only
+   then is the grant given. It fails, and the person is
+   denied with reason "liveness" and a specific ``detail``, on a timeout, a turn the wrong way,
+   a move like a flat picture, a jump of the tracked face, or a frame matching someone else.
+   Each challenge is a new attempt: a liveness denial is not limited to one per visit. Every
+   grant needs its own passed challenge. A face-less frame ends the challenge with the visit.
 
-Liveness is not checked here yet. An Observation carries a ``liveness`` value (None for now)
-that is passed through to the Decision and the access log; a liveness check will plug in at
-the grant rule (``_grant``) and deny with reason "liveness".
+The Decision's ``liveness`` says how the check went ("passed: turn left: ..." or "failed:
+..."), for the access log; None when it was not checked (no gate, or a denial before it).
 """
 from __future__ import annotations
 
 from collections import Counter, deque
 from dataclasses import dataclass
-from typing import Protocol
+from statistics import median
+from typing import Any, Protocol
+
+from kiosk.liveness import ChallengeRun, LivenessGate, LivenessResult, face_shape
 
 GRANTED, DENIED = "granted", "denied"
 MATCH, UNKNOWN, AMBIGUOUS, LOW_QUALITY, SEVERAL_FACES = (
     "match", "unknown", "ambiguous", "low_quality", "several_faces"
 )
+LIVENESS = "liveness"  # the liveness challenge failed
+RATE_LIMITED = "rate_limited"  # too many denials in a short time (kiosk.ratelimit, given by the runner)
 # Failure reasons, most definite first (breaks ties between equally frequent reasons).
 FAILURE_REASONS = (SEVERAL_FACES, AMBIGUOUS, UNKNOWN, LOW_QUALITY)
+VISIT_SHAPES = 30  # frames of the visit whose face shape the liveness check compares against
 
 
 class MatchLike(Protocol):
@@ -99,18 +114,20 @@ class Observation:
     match: MatchLike | None = None  # match of the largest face (None: no face or not matched)
     quality: QualityLike | None = None  # quality of the largest face (None: not gated)
     name: str | None = None  # the matched person's name, for the Decision
-    liveness: str | None = None  # passed through to the Decision; not judged here yet
+    landmarks: Any = None  # 5x2 landmarks of the largest face (needed with a LivenessGate)
+    box: Any = None  # its box x1, y1, x2, y2 (needed with a LivenessGate)
 
 
 @dataclass(frozen=True)
 class Decision:
     decision: str  # "granted" | "denied"
-    reason: str  # "match" | "unknown" | "ambiguous" | "low_quality" | "several_faces"
-    person_id: int | None  # the granted person; None for denials
+    reason: str  # "match" | "unknown" | "ambiguous" | "low_quality" | "several_faces" | "liveness" | "rate_limited"
+    person_id: int | None  # the granted person, or whom a failed liveness challenge was for; else None
     name: str | None
     score: float | None  # mean similarity of the deciding frames (None without a match score)
     time: float  # the Observation.time of the deciding frame
-    liveness: str | None = None
+    liveness: str | None = None  # how the liveness check went (for the log); None if not checked
+    detail: str | None = None  # what to tell the person, when the reason alone does not say it
 
     @property
     def granted(self) -> bool:
@@ -125,8 +142,22 @@ class _Vote:
     name: str | None
 
 
+@dataclass
+class _Pending:
+    """A liveness challenge in progress: whom it is for and how it goes."""
+
+    run: ChallengeRun
+    person_id: int
+    name: str | None
+    score: float
+
+
 class DecisionPolicy:
-    """Turns a stream of Observations into Decisions by the rules in the module docstring."""
+    """Turns a stream of Observations into Decisions by the rules in the module docstring.
+
+    ``liveness``: a LivenessGate makes every grant wait for a passed challenge (rule 7);
+    None grants on recognition alone.
+    """
 
     def __init__(
         self,
@@ -139,6 +170,7 @@ class DecisionPolicy:
         min_sharpness: float = QualityGates.min_sharpness,
         min_brightness: float = 40.0,
         max_brightness: float = 230.0,
+        liveness: LivenessGate | None = None,
     ) -> None:
         if not 1 <= frames_required <= window:
             raise ValueError(f"need 1 <= frames_required <= window, got {frames_required} and {window}")
@@ -148,16 +180,26 @@ class DecisionPolicy:
         self.window = window
         self.cooldown_s = cooldown_s
         self.gates = QualityGates(min_face_size, max_yaw, max_pitch, min_sharpness, min_brightness, max_brightness)
+        self.liveness = liveness
         self._votes: deque[_Vote] = deque(maxlen=window)
         self._denied: set[str] = set()  # reasons already denied in this visit
         self._granted_in_visit = False
         self._last_seen: dict[int, float] = {}  # granted person -> last time a frame matched them
+        self._pending: _Pending | None = None
+        self._shapes: deque[float] = deque(maxlen=VISIT_SHAPES)  # recent face shapes of the visit (liveness)
+
+    @property
+    def challenge(self) -> ChallengeRun | None:
+        """The liveness challenge in progress (its prompt is for the screen), or None."""
+        return self._pending.run if self._pending is not None else None
 
     def reset(self) -> None:
-        """Forget the current visit (cooldowns are kept)."""
+        """Forget the current visit and any challenge in progress (cooldowns are kept)."""
         self._votes.clear()
         self._denied.clear()
         self._granted_in_visit = False
+        self._pending = None
+        self._shapes.clear()
 
     def cooling_down(self, person_id: int, now: float) -> bool:
         seen = self._last_seen.get(person_id)
@@ -169,11 +211,18 @@ class DecisionPolicy:
         if observation.faces <= 0:
             self.reset()
             return None
+        if self.liveness is not None and (observation.landmarks is None or observation.box is None):
+            raise ValueError("with liveness on, an Observation with a face needs its landmarks and box")
+        if self.liveness is not None:
+            self._shapes.append(face_shape(observation.landmarks))
         vote = self._vote(observation)
         self._votes.append(vote)
         if vote.kind == MATCH and self.cooling_down(vote.person_id, now):
             self._last_seen[vote.person_id] = now  # still standing there: keep cooling down
-        decision = self._grant(now, observation) or self._deny(now, observation)
+        if self._pending is not None:
+            decision = self._follow_challenge(now, observation, vote)
+        else:
+            decision = self._grant(now, observation) or self._deny(now)
         if decision is not None:
             self._votes.clear()
         return decision
@@ -200,16 +249,44 @@ class DecisionPolicy:
         person_id, count = counts.most_common(1)[0]
         if count < self.frames_required or self.cooling_down(person_id, now):
             return None
-        # The liveness check, when there is one, belongs here: deny with reason "liveness".
         agreeing = [v for v in self._votes if v.kind == MATCH and v.person_id == person_id]
         name = next((v.name for v in reversed(agreeing) if v.name is not None), None)
         score = sum(v.score for v in agreeing) / len(agreeing)
+        if self.liveness is not None:
+            run = self.liveness.start(now, observation.landmarks, observation.box, median(self._shapes))
+            self._pending = _Pending(run, person_id, name, score)
+            return None
+        return self._granted(person_id, name, score, now, None)
+
+    def _granted(self, person_id: int, name: str | None, score: float, now: float,
+                 liveness: str | None) -> Decision:
         self._last_seen[person_id] = now
         self._denied.clear()
         self._granted_in_visit = True
-        return Decision(GRANTED, MATCH, person_id, name, score, now, observation.liveness)
+        return Decision(GRANTED, MATCH, person_id, name, score, now, liveness)
 
-    def _deny(self, now: float, observation: Observation) -> Decision | None:
+    def _follow_challenge(self, now: float, observation: Observation, vote: _Vote) -> Decision | None:
+        pending = self._pending
+        if vote.kind == MATCH and vote.person_id != pending.person_id:
+            return self._liveness_denied(pending, now, pending.run.fail("another person's face appeared"))
+        result = pending.run.update(now, observation.landmarks, observation.box)
+        if result is None:
+            return None
+        if not result.passed:
+            return self._liveness_denied(pending, now, result)
+        if vote.kind == MATCH:  # the same person, recognised again after the move
+            self._pending = None
+            return self._granted(pending.person_id, pending.name, pending.score, now, result.log_text)
+        if now > pending.run.deadline:
+            return self._liveness_denied(pending, now, pending.run.fail("the face was not recognised after the move"))
+        return None
+
+    def _liveness_denied(self, pending: _Pending, now: float, result: LivenessResult) -> Decision:
+        self._pending = None
+        return Decision(DENIED, LIVENESS, pending.person_id, pending.name, pending.score, now,
+                        result.log_text, f"liveness: {result.detail}")
+
+    def _deny(self, now: float) -> Decision | None:
         if any(v.kind == MATCH for v in self._votes):
             return None
         counts = Counter(v.kind for v in self._votes)
@@ -224,5 +301,5 @@ class DecisionPolicy:
             self._denied.add(reason)
             scores = [v.score for v in self._votes if v.kind == reason and v.score is not None]
             score = sum(scores) / len(scores) if scores else None
-            return Decision(DENIED, reason, None, None, score, now, observation.liveness)
+            return Decision(DENIED, reason, None, None, score, now)
         return None

@@ -7,9 +7,14 @@ Used by ``python -m kiosk run --headless`` and meant for the GUI's recognition w
    embed them all in one batch, match them against the gallery
    (Gallery.matrix() is re-read only when the gallery changed, so enrolments made meanwhile
    by another process count at once);
-3. feed the largest face's match and quality to the DecisionPolicy;
+3. feed the largest face's match, quality, landmarks and box to the DecisionPolicy, which with
+   liveness on asks for a move first (the challenge in progress is in each FrameResult);
 4. on a decision: record the event in the access log (committed to disk), only then open the
    door (on its own thread), then hand the decision to the caller.
+
+Repeated denials lock recognition out for a while (kiosk.ratelimit): the first frame of a
+lockout logs one denial with reason "rate_limited"; the frames after it are not analysed until
+the lockout ends (each FrameResult says how long is left).
 
 The runner uses its Gallery and AccessLog (and so their SQLite connection) on the thread
 that calls run() or process() only; door outcomes come back from the door's thread through
@@ -18,6 +23,7 @@ a queue and are written to the log by that same thread.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -32,8 +38,10 @@ from kiosk.door import DoorAction
 from kiosk.faces import Face
 from kiosk.gallery import Gallery, GalleryError
 from kiosk.images import encode_jpeg
+from kiosk.liveness import Challenge, LivenessGate
 from kiosk.matching import Match
-from kiosk.policy import Decision, DecisionPolicy, Observation
+from kiosk.policy import DENIED, RATE_LIMITED, Decision, DecisionPolicy, Observation
+from kiosk.ratelimit import RateLimiter
 from kiosk.tracking import FaceTracker
 
 log = logging.getLogger(__name__)
@@ -54,10 +62,18 @@ class FrameResult:
     decision: Decision | None = None
     event: AccessEvent | None = None  # the logged event of the decision
     door: DoorAction | None = field(default=None, repr=False)  # triggered for this event, if any
+    challenge: Challenge | None = None  # the liveness challenge in progress after this frame
+    challenge_started: bool = False  # this frame started it: tell the person what to do
+    challenge_left_s: float = 0.0  # seconds left to do it
+    locked_s: float = 0.0  # seconds left of a rate-limit lockout (nothing is analysed meanwhile)
 
 
 class KioskRunner:
-    """Runs the recognition loop over a camera until the source ends or stop() is called."""
+    """Runs the recognition loop over a camera until the source ends or stop() is called.
+
+    Without a policy the runner checks liveness (DecisionPolicy with a LivenessGate); without a
+    rate limiter it uses RateLimiter's defaults.
+    """
 
     def __init__(
         self,
@@ -72,12 +88,15 @@ class KioskRunner:
         camera_name: str | None = None,
         on_door_outcome: Callable[[int, str], None] | None = None,
         tracking: bool = True,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         self.camera = camera
         self.engine = engine
         self.gallery = gallery
         self.access_log = access_log
-        self.policy = policy if policy is not None else DecisionPolicy()
+        self.policy = policy if policy is not None else DecisionPolicy(liveness=LivenessGate())
+        self.rate_limiter = rate_limiter if rate_limiter is not None else RateLimiter()
+        self._lockout_logged = False
         self.door = door
         self.thumbnails = thumbnails
         self.camera_name = camera_name or camera.spec.label
@@ -96,7 +115,8 @@ class KioskRunner:
         return self._stop.is_set()
 
     def run(self, every_frame: bool = False) -> Iterator[FrameResult]:
-        """Analyse each newest frame; yield the results that carry a decision (all, if every_frame).
+        """Analyse each newest frame; yield the results that carry a decision or start a liveness
+        challenge (all, if every_frame).
 
         Ends when the source has ended, the camera was stopped, or stop() was called; waits for
         door actions still in flight before the end so their outcomes get logged.
@@ -113,7 +133,7 @@ class KioskRunner:
                     continue
                 last = frame.index
                 result = self.process(frame)
-                if every_frame or result.decision is not None:
+                if every_frame or result.decision is not None or result.challenge_started:
                     yield result
         finally:
             self.finish()
@@ -126,6 +146,10 @@ class KioskRunner:
 
     def process(self, frame: Frame) -> FrameResult:
         """Analyse one frame, feed the policy, and log (then act on) a decision if it makes one."""
+        locked = self.rate_limiter.remaining()
+        if locked > 0:
+            return self._locked_out(frame, locked)
+        self._lockout_logged = False
         rgb = frame.rgb
         faces = self.tracker.detect(rgb) if self.tracker is not None else self.engine.detect(rgb)
         matches: list[Match] = []
@@ -141,16 +165,37 @@ class KioskRunner:
             match=matches[0] if matches else None,
             quality=faces[0].quality if faces else None,
             name=names[0] if names else None,
+            landmarks=faces[0].landmarks if faces else None,
+            box=faces[0].box if faces else None,
         )
+        before = self.policy.challenge
         decision = self.policy.update(observation)
+        run = self.policy.challenge
+        challenge = {
+            "challenge": run.challenge if run is not None else None,
+            "challenge_started": run is not None and run is not before,
+            "challenge_left_s": run.time_left(frame.timestamp) if run is not None else 0.0,
+        }
         if decision is None:
-            return FrameResult(frame, faces, matches, names)
+            return FrameResult(frame, faces, matches, names, **challenge)
         event = self._log(decision, rgb, faces)
         triggered = None
         if decision.granted and self.door is not None:
             self.door.trigger(event.id, decision.name, self._door_outcomes_put)
             triggered = self.door
-        return FrameResult(frame, faces, matches, names, decision, event, triggered)
+        if not decision.granted:
+            self.rate_limiter.record_denial()
+        return FrameResult(frame, faces, matches, names, decision, event, triggered, **challenge)
+
+    def _locked_out(self, frame: Frame, locked: float) -> FrameResult:
+        """A frame during a lockout: not analysed; the first one logs the lockout."""
+        if self._lockout_logged:
+            return FrameResult(frame, [], [], [], locked_s=locked)
+        self._lockout_logged = True
+        self.policy.reset()  # the visit in progress ends here; afterwards everything starts afresh
+        decision = Decision(DENIED, RATE_LIMITED, None, None, None, frame.timestamp,
+                            detail=f"too many attempts, wait {math.ceil(locked)} s")
+        return FrameResult(frame, [], [], [], decision, self._log(decision, frame.rgb, []), locked_s=locked)
 
     def _name(self, match: Match) -> str | None:
         if match.verdict != "match" or match.person_id is None:

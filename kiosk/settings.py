@@ -34,7 +34,7 @@ ADMIN_TIMEOUT_RANGE_S = (15, 3600)
 class KioskSettings:
     camera: str = "0"  # as for --camera: device index, video file, image folder or stream URL
     threshold: float | None = None  # similarity override; None = the model card's threshold
-    liveness: bool = False  # stored here; checked once liveness detection exists
+    liveness: bool = True  # ask each recognised person for a head move before granting (kiosk.liveness)
     retention_days: int = 90  # access events older than this are purged; 0 keeps them forever
     door_command: str = ""  # run (split like a shell) on a grant; empty = none
     door_url: str = ""  # or POSTed to on a grant; empty = none

@@ -17,6 +17,7 @@ import pytest
 from kiosk.accesslog import AccessLog
 from kiosk.cli import main
 from kiosk.database import database_path, open_database
+from kiosk.settings import KioskSettings
 
 # LFW View 1 test people (never trained on) whose first 14 photos each show exactly one face.
 # These tests check the command line, not the model's accuracy (reports/ and the model card
@@ -195,6 +196,9 @@ def test_run_grants_the_enrolled_person_and_denies_the_stranger(enrolled, capsys
     # Two seconds of the enrolled person (photos never enrolled), then two of a stranger, at 5 fps.
     video = write_video(tmp_path / "door.avi", photos[PERSON][4:14] + photos[STRANGER][:10])
     opened = tmp_path / "door-opened"
+    # Liveness off (the settings' switch): this test is about recognition, the log and the door;
+    # `run` with the liveness challenge is tested in tests/test_liveness_pipeline.py.
+    KioskSettings(liveness=False).save(enrolled)
     code, out, err = cli(capsys, "--data-dir", enrolled, "--json", "run", "--camera", video, "--headless",
                          "--door-command", f"touch {opened}", "--thumbnails")
     assert code == 0, err

@@ -119,20 +119,25 @@ def test_foreign_keys_cascade(db_path):
         person = conn.execute(
             "INSERT INTO person (name, name_key, created) VALUES ('Ada', 'ada', '')"
         ).lastrowid
-        conn.execute(
-            "INSERT INTO template (person_id, dim, embedding, quality, source, created)"
-            " VALUES (?, 1, zeroblob(4), 1.0, 'test', '')",
+        template = conn.execute(
+            "INSERT INTO template (person_id, dim, key_id, embedding, quality, source, created)"
+            " VALUES (?, 1, 1, zeroblob(32), 1.0, 'test', '')",
             (person,),
+        ).lastrowid
+        conn.execute(
+            "INSERT INTO template_thumbnail (template_id, key_id, jpeg) VALUES (?, 1, x'00')",
+            (template,),
         )
     with pytest.raises(sqlite3.IntegrityError):
         with transaction(conn):
             conn.execute(
-                "INSERT INTO template (person_id, dim, embedding, quality, source, created)"
-                " VALUES (999, 1, zeroblob(4), 1.0, 'test', '')"
+                "INSERT INTO template (person_id, dim, key_id, embedding, quality, source, created)"
+                " VALUES (999, 1, 1, zeroblob(32), 1.0, 'test', '')"
             )
     with transaction(conn):
         conn.execute("DELETE FROM person WHERE id = ?", (person,))
     assert conn.execute("SELECT count(*) FROM template").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM template_thumbnail").fetchone()[0] == 0
     conn.close()
 
 
@@ -144,6 +149,38 @@ def test_transaction_rolls_back_on_error(db_path):
             raise RuntimeError("boom")
     assert not conn.in_transaction
     assert conn.execute("SELECT count(*) FROM person").fetchone()[0] == 0
+    conn.close()
+
+
+def test_nested_transaction_is_a_savepoint_of_the_outer_one(db_path):
+    conn = open_database(db_path)
+    with transaction(conn):
+        conn.execute("INSERT INTO person (name, name_key, created) VALUES ('A', 'a', '')")
+        with pytest.raises(RuntimeError):
+            with transaction(conn):
+                conn.execute("INSERT INTO person (name, name_key, created) VALUES ('B', 'b', '')")
+                raise RuntimeError("inner fails alone")
+        with transaction(conn):
+            conn.execute("INSERT INTO person (name, name_key, created) VALUES ('C', 'c', '')")
+        assert conn.in_transaction  # the inner blocks did not commit the outer one
+    assert [r[0] for r in conn.execute("SELECT name FROM person ORDER BY name")] == ["A", "C"]
+    with pytest.raises(RuntimeError):
+        with transaction(conn):
+            with transaction(conn):
+                conn.execute("INSERT INTO person (name, name_key, created) VALUES ('D', 'd', '')")
+            raise RuntimeError("outer fails: the inner block goes too")
+    assert conn.execute("SELECT count(*) FROM person").fetchone()[0] == 2
+    conn.close()
+
+
+def test_next_id_never_reuses_a_deleted_id(db_path):
+    conn = open_database(db_path)
+    with transaction(conn):
+        assert database.next_id(conn, "access_event") == 1
+        conn.execute("INSERT INTO access_event (id, time, camera, decision, reason) VALUES (5, '', '', 'denied', 'x')")
+        assert database.next_id(conn, "access_event") == 6
+        conn.execute("DELETE FROM access_event")
+        assert database.next_id(conn, "access_event") == 6
     conn.close()
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from kiosk.database import database_path, open_database
 from kiosk.gallery import Gallery, GalleryError
+from kiosk.sealing import template_aad
 
 DIM = 8
 
@@ -125,13 +126,15 @@ def test_embeddings_round_trip_bit_identical(gallery, db_path):
     assert [t.source for t in loaded] == ["cam", "cam", "file"]
 
 
-def test_templates_are_stored_little_endian_with_dim(gallery, conn):
+def test_templates_are_sealed_little_endian_with_dim(gallery, conn):
     gallery.add_person("Ada")
     embedding = unit(1)
-    gallery.add_templates("Ada", [embedding], [1.0], ["cam"])
-    dim, blob = conn.execute("SELECT dim, embedding FROM template").fetchone()
+    (template,) = gallery.add_templates("Ada", [embedding], [1.0], ["cam"])
+    dim, key_id, blob = conn.execute("SELECT dim, key_id, embedding FROM template").fetchone()
     assert dim == DIM
-    assert blob == embedding.astype("<f4").tobytes()
+    assert blob != embedding.astype("<f4").tobytes()  # sealed, see test_sealing.py
+    aad = template_aad(template.id, template.person_id, dim)
+    assert conn.sealer.open(key_id, blob, aad, "test") == embedding.astype("<f4").tobytes()
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,7 @@
-"""The decision policy: sequences of frames in, grants and denials out (pure, no models)."""
+"""The decision policy: sequences of frames in, grants and denials out (pure, no models).
+
+These are the rules without liveness (DecisionPolicy() has no LivenessGate); the liveness
+challenge on top of them is tested in tests/test_liveness.py."""
 import pytest
 
 from kiosk.matching import Match
@@ -36,12 +39,12 @@ class Feed:
         self.step = 1.0 / fps
         self.decisions: list[Decision] = []
 
-    def frames(self, n: int, match: Match | None = None, faces: int = 1, quality: Quality = GOOD,
-               liveness: str | None = None) -> list[Decision | None]:
+    def frames(self, n: int, match: Match | None = None, faces: int = 1,
+               quality: Quality = GOOD) -> list[Decision | None]:
         out = []
         for _ in range(n):
             name = NAMES.get(match.person_id) if match is not None and match.verdict == "match" else None
-            decision = self.policy.update(Observation(self.t, faces, match, quality, name, liveness))
+            decision = self.policy.update(Observation(self.t, faces, match, quality, name))
             out.append(decision)
             if decision is not None:
                 self.decisions.append(decision)
@@ -196,12 +199,6 @@ def test_empty_gallery_means_unknown():
     feed.frames(3, Match(None, float("-inf"), None, None, "unknown"))
     assert feed.summary() == [("denied", "unknown", None)]
     assert feed.decisions[0].score is None
-
-
-def test_liveness_is_passed_through_not_judged():
-    feed = Feed()
-    feed.frames(3, matched(ALICE), liveness="not-checked")
-    assert feed.decisions[0].granted and feed.decisions[0].liveness == "not-checked"
 
 
 def test_settings_are_validated():

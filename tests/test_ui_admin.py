@@ -404,8 +404,9 @@ def test_kiosk_admin_entry_asks_for_a_pin_then_opens_admin(qtbot, tmp_path, monk
 
         dialog = admin.people_tab.enroll_new()
         dialog.start_capture()  # the kiosk's camera frames reach the dialog's worker
-        qtbot.waitUntil(lambda: "model" in dialog.instruction.text(), timeout=5_000)
-        assert dialog.instruction.text().startswith("Look straight at the camera: analysis failed")
+        qtbot.waitUntil(lambda: "model" in dialog.feedback.text(), timeout=5_000)
+        assert dialog.instruction.text() == "Step 1 of 3: Look straight at the camera"
+        assert dialog.feedback.text().startswith("analysis failed")
     finally:
         window.close()
     assert window.admin_window is None and not admin.isVisible()
@@ -497,7 +498,11 @@ def test_guided_capture_takes_a_frontal_frame_then_asks_to_turn(qtbot, tmp_path,
 
     qtbot.waitUntil(offer, timeout=120_000)
     assert dialog.samples[0].source == "camera: look straight at the camera"
-    qtbot.waitUntil(lambda: offer() and "turn a little to your left" in dialog.instruction.text(), timeout=10_000)
+    assert dialog.instruction.text() == "Step 2 of 3: Turn your head a little to your left"
+    # The frame is frontal: the feedback asks for the turn and says how the head is now.
+    qtbot.waitUntil(lambda: offer() and dialog.feedback.text().startswith("turn a little to your left (now "),
+                    timeout=10_000)
+    assert dialog.status.text() == "1 sample ready"
     dialog.stop_capture()
     qtbot.waitUntil(lambda: not dialog.busy, timeout=10_000)
     with qtbot.waitSignal(dialog.saved, timeout=10_000):

@@ -8,7 +8,8 @@ enrolled, and saves person and templates through the worker.
 Guided capture: the kiosk window passes camera frames to ``offer_frame(rgb)``; while capturing,
 the newest frame goes to the worker whenever it is free (older ones are dropped), and each
 of the CAPTURE_STEPS (straight, a little left, a little right) takes the first frame that
-passes the quality gates and the step's pose.
+passes the quality gates and the step's pose. Under the step, a feedback line says what the
+newest frame lacks and how the head is turned now.
 """
 from __future__ import annotations
 
@@ -29,6 +30,25 @@ from kiosk.ui.enroll_worker import EngineFactory, EnrollWorker, SaveRequest, def
 from kiosk.ui.pixmaps import THUMB, pixmap_from_jpeg
 
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.webp *.tif *.tiff);;All files (*)"
+STRAIGHT_DEG = 4.0  # a head turned less than this reads as facing the camera
+FEEDBACK_STYLE = "color: #8a5a00;"  # amber: not yet, not an error
+
+
+def turn_words(yaw: float) -> str:
+    """The head's turn in the person's own terms (kiosk.quality: negative yaw = to their left)."""
+    if abs(yaw) < STRAIGHT_DEG:
+        return "facing the camera"
+    return f"turned {abs(yaw):.0f}° to your {'left' if yaw < 0 else 'right'}"
+
+
+def sample_label(sample: Sample) -> str:
+    """Short text under a sample's thumbnail: the file name, or the camera and the pose."""
+    if sample.face is None or not sample.source.startswith("camera:"):
+        return sample.source
+    yaw = sample.face.quality.yaw
+    if abs(yaw) < STRAIGHT_DEG:
+        return "camera: straight"
+    return f"camera: {abs(yaw):.0f}° {'left' if yaw < 0 else 'right'}"
 
 
 class EnrollDialog(QDialog):
@@ -73,15 +93,24 @@ class EnrollDialog(QDialog):
         sources.addWidget(self.capture_button)
         sources.addStretch(1)
 
-        self.instruction = QLabel()
+        self.instruction = QLabel()  # the capture step
         self.instruction.setWordWrap(True)
         self.instruction.setStyleSheet("font-weight: bold;")
         self.instruction.hide()
+        self.feedback = QLabel()  # what the newest camera frame lacks, live
+        self.feedback.setWordWrap(True)
+        self.feedback.setStyleSheet(FEEDBACK_STYLE)
+        self.feedback.hide()
 
         self.samples_view = QListWidget()
         self.samples_view.setViewMode(QListWidget.ViewMode.IconMode)
         self.samples_view.setIconSize(QSize(THUMB, THUMB))
         self.samples_view.setResizeMode(QListWidget.ResizeMode.Adjust)
+        self.samples_view.setMovement(QListWidget.Movement.Static)
+        # Fixed cells, one line of text each: five samples fit a row of the 640 px dialog.
+        self.samples_view.setGridSize(QSize(THUMB + 24, THUMB + 28))
+        self.samples_view.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.samples_view.setWordWrap(False)
         self.samples_view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.samples_view.setMinimumHeight(THUMB + 40)
         self.remove_button = QPushButton("Remove selected samples")
@@ -98,6 +127,7 @@ class EnrollDialog(QDialog):
         layout.addLayout(form)
         layout.addLayout(sources)
         layout.addWidget(self.instruction)
+        layout.addWidget(self.feedback)
         layout.addWidget(QLabel("Accepted samples"))
         layout.addWidget(self.samples_view, stretch=2)
         layout.addWidget(self.remove_button, alignment=Qt.AlignmentFlag.AlignLeft)
@@ -199,7 +229,7 @@ class EnrollDialog(QDialog):
         self.results_view.scrollToBottom()
         if sample.used:
             self._samples.append(sample)
-            thumb = QListWidgetItem(QIcon(pixmap_from_jpeg(sample.thumbnail)), sample.source)
+            thumb = QListWidgetItem(QIcon(pixmap_from_jpeg(sample.thumbnail)), sample_label(sample))
             thumb.setData(Qt.ItemDataRole.UserRole, sample)
             thumb.setToolTip(sample.source)
             self.samples_view.addItem(thumb)
@@ -230,13 +260,18 @@ class EnrollDialog(QDialog):
     def _on_capture_toggled(self, on: bool) -> None:
         self._capturing = on
         self._newest_frame = None
+        self.capture_button.setText("Stop capturing" if on else "Capture from camera")
         if on:
             self._step = 0
-            self.instruction.setText(f"{CAPTURE_STEPS[0].instruction} (waiting for the camera…)")
-            self.instruction.show()
-        else:
-            self.instruction.hide()
+            self._show_step()
+            self.feedback.setText("Waiting for the camera…")
+        self.instruction.setVisible(on)
+        self.feedback.setVisible(on)
         self._update_buttons()
+
+    def _show_step(self) -> None:
+        step = CAPTURE_STEPS[self._step]
+        self.instruction.setText(f"Step {self._step + 1} of {len(CAPTURE_STEPS)}: {step.instruction}")
 
     @property
     def capture_step(self) -> CaptureStep | None:
@@ -265,7 +300,8 @@ class EnrollDialog(QDialog):
             self._update_buttons()
             return
         if not sample.used:
-            self.instruction.setText(f"{step.instruction}: {sample.reason}")
+            now = f" (now {turn_words(sample.face.quality.yaw)})" if sample.face is not None else ""
+            self.feedback.setText(f"{sample.reason}{now}")
         else:
             self._add_result(sample)
             self._step += 1
@@ -273,7 +309,10 @@ class EnrollDialog(QDialog):
                 self.stop_capture()
                 self.status.setText(f"Capture complete. {self._summary()}")
                 return
-            self.instruction.setText(CAPTURE_STEPS[self._step].instruction)
+            self._show_step()
+            self.feedback.setText(f"Captured ({sample_label(sample)}).")
+            if not self._batches:
+                self.status.setText(self._summary())
         self._send_newest_frame()
 
     # -- saving ------------------------------------------------------------------------

@@ -2,15 +2,21 @@
 
 The GUI thread only paints: a timer shows the newest camera frame, and analysis results
 arrive by signal from the worker thread (see kiosk.ui.workers).
+
+Settings saved in admin mode apply at once (``apply_settings``): sound here, a new camera
+source opened here and handed to the recognition worker, the rest on the worker's thread
+between two frames (kiosk.live_settings).
 """
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sqlite3
 import html
 import time
 from collections import deque
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 
@@ -21,12 +27,15 @@ from PySide6.QtWidgets import (
 )
 
 from kiosk.admin_secret import AdminSecret, AdminSecretError
-from kiosk.camera import Camera, CameraState
+from kiosk.camera import Camera, CameraError, CameraState
 from kiosk.datadir import resolve_data_dir
 from kiosk.errors import KioskError
 from kiosk.faces import Face
 from kiosk.ui.admin_window import AdminWindow, load_card
-from kiosk.policy import AMBIGUOUS, LOW_QUALITY, SEVERAL_FACES, UNKNOWN, Decision
+from kiosk.live_settings import Applied
+from kiosk.policy import AMBIGUOUS, LIVENESS, LOW_QUALITY, RATE_LIMITED, SEVERAL_FACES, UNKNOWN, Decision
+from kiosk.settings import KioskSettings
+from kiosk.sound import SoundPlayer
 from kiosk.ui.pin_dialog import EnterPinDialog, SetPinDialog
 from kiosk.ui.recognition import EngineInfo, Recognition, RecognitionWorker
 from kiosk.ui.video_view import VideoView
@@ -45,14 +54,16 @@ DENIAL_WORDS = {
     SEVERAL_FACES: "several faces — one person at a time",
     LOW_QUALITY: "face not clear — look at the camera",
     AMBIGUOUS: "ambiguous match",
+    LIVENESS: "liveness check failed",
+    RATE_LIMITED: "too many attempts",
 }
 
 
 def verdict_words(decision: Decision) -> tuple[str, str]:
-    """("ACCESS GRANTED", name) or ("ACCESS DENIED", reason in words)."""
+    """("ACCESS GRANTED", name) or ("ACCESS DENIED", reason in words, the specific one if there is one)."""
     if decision.granted:
         return "ACCESS GRANTED", decision.name or "welcome"
-    return "ACCESS DENIED", DENIAL_WORDS.get(decision.reason, decision.reason.replace("_", " "))
+    return "ACCESS DENIED", decision.detail or DENIAL_WORDS.get(decision.reason, decision.reason.replace("_", " "))
 
 
 class Tone(Enum):
@@ -97,9 +108,10 @@ class KioskWindow(QMainWindow):
 
     def __init__(self, camera: Camera, analyse: Analyse | None = None,
                  data_dir: str | os.PathLike | None = None,
-                 model_path: str | os.PathLike | None = None) -> None:
+                 model_path: str | os.PathLike | None = None, *, loop: bool = False) -> None:
         """``analyse=None`` (the kiosk): recognition with the data dir's gallery, settings and log.
-        A callable instead runs only that on each frame (detection, for a screen without a gallery)."""
+        A callable instead runs only that on each frame (detection, for a screen without a gallery).
+        ``loop``: a video file or image folder chosen in the settings later plays over and over."""
         super().__init__()
         self.setWindowTitle("Face kiosk")
         self._camera = camera
@@ -117,13 +129,21 @@ class KioskWindow(QMainWindow):
         self._fatal: tuple[str, str] | None = None  # (banner, status details): recognition is off
         self._verdict: tuple[str, str, Tone] | None = None  # (headline, words, tone) on the banner
         self._verdict_until = 0.0
+        self._challenge: tuple[str, float] | None = None  # (prompt, time.monotonic() deadline) on the banner
+        self._locked_until = 0.0  # time.monotonic() when a rate-limit lockout ends
         self._gallery_people: int | None = None
+        self._threshold_in_use: float | None = None  # from the latest analysed frame
         self.banner_text = ""  # the banner in plain text (it is shown as rich text)
         self.decisions: list[Decision] = []  # every decision shown, oldest first
         self.frames_shown = 0
         self.frames_analysed = 0
         if self._recognising and self._data_dir is None:
             self._data_dir = resolve_data_dir()
+        self._loop = loop
+        # As last saved: a save changes the camera only when its camera field was changed.
+        self._settings = KioskSettings.load(self._data_dir) if self._recognising else None
+        # Enabled once the worker has read the settings (no verdict comes before that).
+        self._sound = SoundPlayer(enabled=False, fallback=QApplication.beep)
         self.admin_window: AdminWindow | None = None
 
         self.video = VideoView()
@@ -168,6 +188,7 @@ class KioskWindow(QMainWindow):
             self._worker.analysed.connect(self._on_recognition)
             self._worker.ready.connect(self._on_ready)
             self._worker.fatal.connect(self._on_fatal)
+            self._worker.reconfigured.connect(self._on_reconfigured)
         else:
             self._worker = AnalysisWorker(camera, analyse)
             self._worker.analysed.connect(self._on_analysis)
@@ -214,10 +235,14 @@ class KioskWindow(QMainWindow):
         result = recognition.result
         self._faces = list(result.faces)
         self._gallery_people = recognition.gallery_people
+        self._threshold_in_use = recognition.threshold
         self._analysis_rate.tick(recognition.seconds)
         self.frames_analysed += 1
         self._analysis_error = ""
         self.video.set_boxes((face.box for face in self._faces), (name is not None for name in result.names))
+        now = time.monotonic()
+        self._locked_until = now + result.locked_s if result.locked_s > 0 else 0.0
+        self._challenge = (result.challenge.prompt, now + result.challenge_left_s) if result.challenge else None
         if result.decision is not None:
             self._show_decision(result.decision)
         self._refresh_banner()
@@ -228,12 +253,12 @@ class KioskWindow(QMainWindow):
         self._verdict_until = time.monotonic() + VERDICT_S
         self._verdict_timer.start(round(VERDICT_S * 1000) + 20)
         self.decisions.append(decision)
-        if self._engine_info is not None and self._engine_info.sound:
-            QApplication.beep()  # QtMultimedia is not in PySide6-Essentials; the system bell it is
+        self._sound.play("grant" if decision.granted else "deny")  # in the background; never waits
 
     @Slot(object)
     def _on_ready(self, info: EngineInfo) -> None:
         self._engine_info = info
+        self._sound.enabled = info.sound
         self._faces = []  # ready: idle until the first frame says otherwise
         self._refresh_status()
 
@@ -256,7 +281,7 @@ class KioskWindow(QMainWindow):
         elif seconds is None:
             analysis = "analysis idle" if self._faces is not None else "analysis starting"
         else:
-            analysis = f"analysis {self._analysis_rate.rate():.1f}/s, {seconds * 1000:.0f} ms each"
+            analysis = f"analysis {self._analysis_rate.rate():.1f}/s ({seconds * 1000:.0f} ms)"
         parts = [self._camera.message, f"display {self._display_rate.rate():.1f} fps", analysis]
         if self._engine_info is not None:
             if self._gallery_people is not None:
@@ -264,8 +289,9 @@ class KioskWindow(QMainWindow):
             model = f"model {self._engine_info.model}"
             if self._engine_info.devtest_accuracy is not None:
                 model += f" (DevTest {self._engine_info.devtest_accuracy * 100:.1f}%)"
-            parts.append(model)
-        self.status.setText("   ·   ".join(parts))
+            threshold = self._threshold_in_use if self._threshold_in_use is not None else self._engine_info.threshold
+            parts.append(f"{model}, threshold {threshold:.3f}")
+        self.status.setText("  ·  ".join(parts))
         self._refresh_banner()  # the camera may have been lost or found since the last result
 
     def _refresh_banner(self) -> None:
@@ -276,6 +302,11 @@ class KioskWindow(QMainWindow):
         elif self._verdict is not None:
             headline, words, tone = self._verdict
             state = (f"{headline} — {words}", tone)
+        elif time.monotonic() < self._locked_until:
+            state = (f"Too many attempts — wait {math.ceil(self._locked_until - time.monotonic())} s", Tone.WARNING)
+        elif self._challenge is not None:
+            prompt, deadline = self._challenge  # the liveness challenge: what to do, and how long is left
+            state = (f"{prompt} ({max(math.ceil(deadline - time.monotonic()), 0)} s)", Tone.INFO)
         elif self._camera.state is CameraState.RECONNECTING:
             state = ("Camera unavailable", Tone.WARNING)
         elif self._faces is None:
@@ -317,7 +348,7 @@ class KioskWindow(QMainWindow):
         # text keeps its proportions from a 1024x600 panel to a 1080p screen, in either orientation.
         unit = min(self.width() / 16, self.height() / 9)
         banner_px = max(20, round(unit * 0.6))
-        status_px = max(12, round(unit * 0.2))
+        status_px = max(12, round(unit * 0.19))  # a full status line fits 1024 px
         font = QFont(self.font())
         font.setPixelSize(banner_px)
         font.setWeight(QFont.Weight.DemiBold)
@@ -376,12 +407,54 @@ class KioskWindow(QMainWindow):
             return
         window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         window.closed.connect(self._forget_admin)
+        window.settings_tab.saved.connect(self.apply_settings)
         self.admin_window = window
         window.show()
 
     @Slot()
     def _forget_admin(self) -> None:
         self.admin_window = None
+
+    # -- settings saved while running ------------------------------------------
+
+    @Slot(object)
+    def apply_settings(self, settings: KioskSettings) -> None:
+        """Use newly saved settings now (the admin window's Settings tab calls this on Save)."""
+        self._sound.enabled = settings.sound
+        if not self._recognising:  # a detection-only screen has no recogniser to reconfigure
+            return
+        outcome = "Saved; the kiosk is using it now."
+        if self._settings is not None and settings.camera != self._settings.camera:
+            outcome = self._switch_camera(settings.camera)
+        self._settings = settings
+        self._worker.apply_settings(settings)  # taken by the worker between two frames
+        if self.admin_window is not None:
+            self.admin_window.settings_tab.message.setText(outcome)
+
+    def _switch_camera(self, source: str) -> str:
+        """Open `source`, hand it to the worker, then stop the old camera; says how it went."""
+        try:
+            camera = Camera(source, loop=self._loop).start()
+        except CameraError as exc:  # e.g. a file OpenCV cannot decode: keep the camera that works
+            log.error("cannot switch to camera %r: %s", source, exc)
+            return f"Saved, but the camera cannot be used ({exc}); still using {self._camera.spec.label}."
+        old, self._camera = self._camera, camera
+        self._last_index = -1
+        self._worker.switch_camera(camera)
+        old.stop()  # also ends the worker's wait for the old camera's next frame
+        log.info("camera switched from %s to %s", old.spec.label, camera.spec.label)
+        self._refresh_status()
+        return f"Saved; the kiosk is using it now, with {camera.spec.label}."
+
+    @Slot(object)
+    def _on_reconfigured(self, applied: Applied) -> None:
+        if self._engine_info is not None:
+            self._engine_info = replace(self._engine_info, threshold=applied.threshold, sound=applied.settings.sound)
+            self._threshold_in_use = None  # until the next analysed frame says what the gallery needs
+        if applied.camera is not None:
+            self._faces = []  # boxes from the old camera's picture mean nothing on the new one
+            self.video.set_boxes([])
+        self._refresh_status()
 
     def _admin_problem(self, message: str) -> None:
         log.error("%s", message)
@@ -406,5 +479,6 @@ class KioskWindow(QMainWindow):
         self._status_timer.stop()
         self._worker.stop()
         self._camera.stop()  # also wakes the worker if it is waiting for a frame
+        self._sound.wait(1.0)  # let a verdict sound end rather than cut it (it is under a second)
         self._thread.quit()
         self._thread.wait()  # no timeout: destroying a QThread that still runs aborts the process

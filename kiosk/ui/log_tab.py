@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 
 from kiosk.accesslog import DECISIONS, AccessLog
 from kiosk.database import open_database
-from kiosk.ui.log_model import TIME_COLUMN, AccessLogModel
+from kiosk.ui.log_model import TIME_COLUMN, AccessLogModel, local_time
 from kiosk.ui.pixmaps import pixmap_from_jpeg
 
 SEARCH_DELAY_MS = 250  # wait for a pause in typing before querying
@@ -203,7 +203,7 @@ class LogTab(QWidget):
         score = "" if event.score is None else f"\nscore {event.score:.3f}"
         liveness = f"\nliveness {event.liveness}" if event.liveness else ""
         self.details.setText(f"{event.name or 'Unknown'}\n{event.decision} ({event.reason}){score}{liveness}"
-                             f"\n{event.time}")
+                             f"\n{local_time(event.time)}")
 
     def selected_thumbnail_shown(self) -> bool:
         return self.thumbnail.pixmap() is not None and not self.thumbnail.pixmap().isNull()

@@ -4,8 +4,13 @@ on the newest camera frame, inside one long-running ``run()`` on the worker's QT
 Everything that touches TensorFlow or SQLite happens on that thread: the engine is loaded on
 first use (the window says "Starting…" meanwhile), the database connection is opened there
 (SQLite connections belong to the thread that made them), and the retention purge from the
-settings runs there once at start. ``run()`` never returns to the thread's event loop until it
-is done: a queued slot per frame deadlocks with TensorFlow on the GIL.
+settings runs there at start, then hourly on a thread of its own (kiosk.retention, shared
+with `python -m kiosk run`). ``run()`` never returns to the thread's event loop until it is
+done: a queued slot per frame deadlocks with TensorFlow on the GIL.
+
+Settings saved in the admin window while the kiosk runs reach this thread through a
+SettingsMailbox (``apply_settings``, ``switch_camera``) and are applied between two frames
+(kiosk.live_settings); ``reconfigured`` reports what changed.
 """
 from __future__ import annotations
 
@@ -20,16 +25,20 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal, Slot
 
 from kiosk.accesslog import AccessLog
-from kiosk.camera import Camera
+from kiosk.camera import Camera, CameraState
 from kiosk.database import database_path, open_database
-from kiosk.door import DoorAction
 from kiosk.gallery import Gallery
+from kiosk.live_settings import Applied, LiveSettings, Pending, SettingsMailbox, door_from_settings
 from kiosk.matching import match_many
 from kiosk.modelcard import default_model_path
+from kiosk.liveness import LivenessGate
 from kiosk.policy import DecisionPolicy
+from kiosk.retention import RetentionPurge
 from kiosk.settings import KioskSettings
 
 log = logging.getLogger(__name__)
+
+POLL_S = 0.2  # between two sources: how often the waiting worker checks for stop()
 
 
 @dataclass(frozen=True)
@@ -38,7 +47,7 @@ class EngineInfo:
 
     model: str  # the model file's stem, e.g. "face_embedder"
     devtest_accuracy: float | None  # from the model card
-    threshold: float  # the threshold in use (the settings' override or the card's)
+    threshold: float  # the threshold in use at start (the override, or the card's for this gallery)
     purged: int  # access events removed by the retention purge at start
     sound: bool  # the settings' "sound on grant/deny"
 
@@ -48,18 +57,33 @@ class Recognition:
     result: object  # kiosk.runner.FrameResult
     seconds: float  # time taken for this frame
     gallery_people: int  # enrolled people with templates, as matched against
+    threshold: float  # the accept threshold this gallery was matched at
 
 
 class ThresholdEngine:
-    """A FaceEngine seen through another accept threshold (the settings' override)."""
+    """A FaceEngine whose accept threshold the admin may override.
 
-    def __init__(self, engine, threshold: float) -> None:
+    Without an override (None) a face is matched at the engine's gallery_threshold, which
+    rises with the number of enrolled templates so a stranger's chance stays at the model
+    card's rate; an override is used as it is, whatever the gallery's size.
+    """
+
+    def __init__(self, engine, override: float | None) -> None:
         self._engine = engine
-        self.threshold = float(threshold)
+        self.override = None if override is None else float(override)
 
     @property
     def detector(self):
         return self._engine.detector
+
+    @property
+    def threshold(self) -> float:
+        """The override, or the card's threshold for a single comparison."""
+        return self.override if self.override is not None else self._engine.threshold
+
+    def threshold_for(self, templates: int) -> float:
+        """The threshold a face is matched at against a gallery of `templates` templates."""
+        return self.override if self.override is not None else self._engine.gallery_threshold(templates)
 
     def detect(self, rgb: np.ndarray):
         return self._engine.detect(rgb)
@@ -71,7 +95,7 @@ class ThresholdEngine:
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if embeddings.ndim == 1:
             embeddings = embeddings[None]
-        return match_many(embeddings, templates, person_ids, threshold=self.threshold,
+        return match_many(embeddings, templates, person_ids, threshold=self.threshold_for(len(templates)),
                           ambiguity_margin=self._engine.ambiguity_margin, strategy=self._engine.strategy)
 
 
@@ -89,6 +113,7 @@ class RecognitionWorker(QObject):
     analysed = Signal(object)  # Recognition, one per analysed frame
     failed = Signal(str)  # one frame failed; one line for the status bar
     fatal = Signal(str, str)  # cannot recognise at all: (banner text, details for the status line)
+    reconfigured = Signal(object)  # kiosk.live_settings.Applied: new settings (or camera) in force
     finished = Signal()
 
     def __init__(self, camera: Camera, data_dir: str | os.PathLike,
@@ -100,6 +125,16 @@ class RecognitionWorker(QObject):
         self._stopping = threading.Event()
         self._runner = None
         self._lock = threading.Lock()
+        self._mailbox = SettingsMailbox()  # the GUI thread's way in: read between frames
+
+    def apply_settings(self, settings: KioskSettings) -> None:
+        """Use these settings from the next frame on; safe from any thread (never waits)."""
+        self._mailbox.put_settings(settings)
+
+    def switch_camera(self, camera: Camera) -> None:
+        """Recognise on this (started) camera from the next frame on; safe from any thread.
+        The caller then stops the old camera, which also ends a wait for its next frame."""
+        self._mailbox.put_camera(camera)
 
     def stop(self) -> None:
         """Ask run() to return after the current frame; safe from any thread."""
@@ -132,34 +167,29 @@ class RecognitionWorker(QObject):
             log.exception("cannot open the database in %s", self._data_dir)
             self.fatal.emit("Database unavailable — recognition is off", f"database in {self._data_dir}: {exc}")
             return
+        retention = RetentionPurge(self._data_dir)
         try:
-            self._recognise(conn, engine, settings)
+            self._recognise(conn, engine, settings, purged=retention.start(conn))
         finally:
+            retention.stop()
             conn.close()
 
-    def _recognise(self, conn, engine, settings: KioskSettings) -> None:
+    def _recognise(self, conn, engine, settings: KioskSettings, purged: int) -> None:
         from kiosk.runner import KioskRunner
 
         access_log = AccessLog(conn)
-        purged = 0
-        if settings.retention_days > 0:
-            try:
-                purged = access_log.purge_older_than(settings.retention_days)
-            except Exception:
-                log.exception("retention purge failed")
-        threshold = settings.threshold if settings.threshold is not None else engine.threshold
-        try:
-            door = DoorAction.from_config(settings.door_command, settings.door_url)
-        except ValueError as exc:
-            log.error("door action not usable (%s); the door will not be opened", exc)
-            door = None
+        door = door_from_settings(settings)
         gallery = Gallery(conn)
-        runner = KioskRunner(self._camera, ThresholdEngine(engine, threshold), gallery, access_log,
-                             DecisionPolicy(), door, thumbnails=settings.store_thumbnails)
+        matcher = ThresholdEngine(engine, settings.threshold)
+        threshold = matcher.threshold_for(len(gallery.matrix()[0]))
+        runner = KioskRunner(self._camera, matcher, gallery, access_log,
+                             DecisionPolicy(liveness=LivenessGate() if settings.liveness else None), door,
+                             thumbnails=settings.store_thumbnails)
         with self._lock:
             self._runner = runner
             if self._stopping.is_set():
                 return
+        live = LiveSettings(runner, settings, conn)
         devtest = engine.card.raw.get("devtest", {}) if isinstance(engine.card.raw, dict) else {}
         accuracy = devtest.get("accuracy") if isinstance(devtest, dict) else None
         self.ready.emit(EngineInfo(Path(engine.card.path).stem, accuracy, threshold, purged, settings.sound))
@@ -169,12 +199,17 @@ class RecognitionWorker(QObject):
         while True:
             try:
                 result = next(results)
-            except StopIteration:
-                break
-            except RuntimeError as exc:  # the camera was stopped before the runner started it
-                if self._stopping.is_set():
+            except (StopIteration, RuntimeError) as exc:
+                # RuntimeError: the camera was stopped before the runner started it.
+                if isinstance(exc, RuntimeError) and not self._stopping.is_set() \
+                        and runner.camera.state not in (CameraState.STOPPED, CameraState.ENDED):
+                    raise
+                # The source ended, or its camera was stopped: closing, or replaced by a new one.
+                if not self._await_camera(live):
                     break
-                raise exc
+                results = runner.run(every_frame=True)
+                started = time.perf_counter()
+                continue
             except Exception as exc:  # one bad frame must not end recognition
                 error = f"analysis failed: {exc}"
                 if error != last_error:
@@ -188,5 +223,23 @@ class RecognitionWorker(QObject):
             now = time.perf_counter()
             _, person_ids = gallery.matrix()  # cached until the gallery changes
             people = int(np.unique(person_ids).size) if len(person_ids) else 0
-            self.analysed.emit(Recognition(result, now - started, people))
+            self.analysed.emit(Recognition(result, now - started, people, matcher.threshold_for(len(person_ids))))
+            pending = self._mailbox.take()
+            if pending and self._apply(live, pending).camera is not None:
+                results.close()  # the old camera's frame loop; go on with the new one
+                results = runner.run(every_frame=True)
             started = time.perf_counter()
+
+    def _apply(self, live: LiveSettings, pending: Pending) -> Applied:
+        applied = live.apply(pending)
+        self.reconfigured.emit(applied)
+        return applied
+
+    def _await_camera(self, live: LiveSettings) -> bool:
+        """No source to read: apply settings as they come until a new camera arrives (True)
+        or stop() is called (False)."""
+        while not self._stopping.is_set():
+            if self._mailbox.wait(POLL_S):
+                if self._apply(live, self._mailbox.take()).camera is not None:
+                    return True
+        return False

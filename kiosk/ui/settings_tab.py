@@ -3,6 +3,9 @@
 The threshold override is limited to the model card's threshold ± THRESHOLD_SPAN (within
 [0, 1]): past that the card's measured error rates say nothing about what the door does.
 Without a model card the override cannot be edited (a stored one is kept as it is).
+
+Save writes the file and emits ``saved``; a running kiosk window applies the settings at once
+and puts how that went in ``message``.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from kiosk.admin_secret import AdminSecret
+from kiosk.camera import Camera, CameraError, parse_source
 from kiosk.modelcard import ModelCard
 from kiosk.settings import ADMIN_TIMEOUT_RANGE_S, MAX_RETENTION_DAYS, KioskSettings
 from kiosk.ui.pin_dialog import SetPinDialog
@@ -46,6 +50,18 @@ def card_summary(card: ModelCard) -> str:
     return "\n".join(parts)
 
 
+def camera_problem(source: str) -> str | None:
+    """Why `source` cannot be the kiosk's camera, or None. A file or folder is opened once (quick),
+    so that a broken one is refused before it is saved and the kiosk cannot start with it;
+    devices and streams are only parsed: they reconnect until they work."""
+    try:
+        if not parse_source(source).live:
+            Camera(source).start().stop()
+    except CameraError as exc:
+        return str(exc)
+    return None
+
+
 class SettingsTab(QWidget):
     saved = Signal(object)  # KioskSettings
 
@@ -57,7 +73,7 @@ class SettingsTab(QWidget):
         self._card = card
 
         self.camera_edit = QLineEdit()
-        self.camera_edit.setToolTip("Device number (0), video file, image folder or stream URL; used at next start")
+        self.camera_edit.setToolTip("Device number (0), video file, image folder or stream URL")
         self.threshold_check = QCheckBox("Override")
         self.threshold_spin = QDoubleSpinBox(decimals=3, singleStep=0.01)
         self.threshold_label = QLabel()
@@ -75,7 +91,7 @@ class SettingsTab(QWidget):
             self.threshold_check.setEnabled(False)
             self.threshold_spin.setRange(0.0, 1.0)
             self.threshold_label.setText("No model card found: the threshold cannot be changed here.")
-        self.liveness_check = QCheckBox("Check liveness (when available)")
+        self.liveness_check = QCheckBox("Check liveness: ask for a head turn or nod before granting")
         self.retention_spin = QSpinBox(minimum=0, maximum=MAX_RETENTION_DAYS, suffix=" days")
         self.retention_spin.setSpecialValueText("keep forever")
         self.door_command_edit = QLineEdit()
@@ -156,6 +172,10 @@ class SettingsTab(QWidget):
     def save(self) -> bool:
         settings = self.edited()
         problems = settings.problems()
+        if not problems and settings.camera != self._settings.camera:
+            problem = camera_problem(settings.camera)
+            if problem is not None:
+                problems.append(f"camera: {problem}")
         if problems:
             self.message.setText("Not saved: " + "; ".join(problems))
             return False
@@ -165,7 +185,7 @@ class SettingsTab(QWidget):
             self.message.setText(f"Not saved: {exc}")
             return False
         self._settings = settings
-        self.message.setText("Saved. Camera and door changes take effect when the kiosk restarts.")
+        self.message.setText("Saved.")
         self.saved.emit(settings)
         return True
 

@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""Make the README's screenshots by running the real kiosk program on a virtual screen.
+
+    export LFW_DIR=/path/to/lfw
+    xvfb-run -a -s "-screen 0 1280x800x24" .venv/bin/python docs/make_screenshots.py
+
+Everything is real: ``kiosk.app.main`` (what ``python main.py`` runs) on video files built from
+LFW photos, the shipped model, a fresh data directory. The script then works the kiosk the way
+an admin does (PIN dialog, Settings tab, People tab, enrollment dialog) and saves, in docs/:
+
+- kiosk-challenge.png George W Bush, enrolled from three other photos, is recognised and asked
+                      for a head move (liveness is on, as by default);
+- kiosk-granted.png   ...he makes it and is let in;
+- kiosk-denied.png    a stranger (Gerhard Schroeder) is turned away;
+- admin-log.png       the access log with the events of this run (nothing written by hand), his
+                      grant selected: its thumbnail and how the liveness check went;
+- enroll-dialog.png   enrolling Tony Blair: two photos from files, one file without a face, two
+                      guided captures from the camera, the live feedback for the third.
+
+LFW has no videos, so a visit is a sequence of LFW photos of the same person at different head
+poses (the photos tests/test_liveness_pipeline.py checks): frontal, a nod, frontal, a turn to
+his left, frontal, looped. The kiosk draws the move it asks for at random; a nod or a left turn
+passes, a right turn fails (he turns the other way), so the script waits for a visit that passes.
+The enrollment camera is switched in the Settings tab while the kiosk runs (no restart).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("QT_QPA_PLATFORM", "xcb")  # a real X server (Xvfb), as on a kiosk
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+from PySide6.QtCore import QEventLoop, QTimer  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from kiosk import app  # noqa: E402
+from kiosk.admin_secret import AdminSecret  # noqa: E402
+from kiosk.cli import main as cli_main  # noqa: E402
+from kiosk.settings import KioskSettings  # noqa: E402
+from kiosk.ui.kiosk_window import KioskWindow  # noqa: E402
+from kiosk.liveness import Challenge  # noqa: E402
+from training.lfw import LFW, ImageRef  # noqa: E402
+
+DOCS = REPO / "docs"
+FRAME = (640, 480)  # a webcam's picture
+FPS = 5
+PIN = "2468"
+# LFW photo numbers. The member's are tests/test_liveness_pipeline.py's (frontal photos to
+# enroll, another frontal one, a nod, a turn to his left); the newcomer's were read with the
+# detector (yaw +1, +0 and -16 degrees).
+MEMBER, MEMBER_NAME = "George_W_Bush", "George W Bush"
+MEMBER_ENROLL, MEMBER_FRONTAL, MEMBER_NOD, MEMBER_LEFT = (25, 31, 37), 15, 6, 5
+STRANGER, STRANGER_PHOTO = "Gerhard_Schroeder", 1
+NEWCOMER, NEWCOMER_NAME = "Tony_Blair", "Tony Blair"
+NEWCOMER_FILES, NEWCOMER_FRONTAL, NEWCOMER_LEFT = (18, 35), 2, 12
+
+
+def on_camera(photo: Path) -> np.ndarray:
+    """An LFW photo (250 x 250) as a 4:3 webcam picture: the middle rows, enlarged."""
+    image = cv2.imread(str(photo))
+    rows = round(image.shape[1] * FRAME[1] / FRAME[0])
+    top = (image.shape[0] - rows) // 2
+    return cv2.resize(image[top:top + rows], FRAME, interpolation=cv2.INTER_CUBIC)
+
+
+def empty_room() -> np.ndarray:
+    """The door with nobody in front of it: a dim wall, lighter at the top."""
+    shade = np.linspace(70, 35, FRAME[1], dtype=np.float32)[:, None, None]
+    return np.broadcast_to(shade * np.array([1.0, 0.95, 0.9]), (FRAME[1], FRAME[0], 3)).astype(np.uint8)
+
+
+def write_video(path: Path, frames: list[np.ndarray]) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, FRAME)
+    if not writer.isOpened():
+        raise RuntimeError("this OpenCV build cannot write MJPG .avi")
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Run the event loop until `condition()` holds; TimeoutError naming `what` otherwise."""
+    deadline = time.monotonic() + timeout_s
+    loop = QEventLoop()
+    timer = QTimer(interval=50)
+
+    def check() -> None:
+        if condition() or time.monotonic() > deadline:
+            loop.quit()
+
+    timer.timeout.connect(check)
+    timer.start()
+    loop.exec()
+    timer.stop()
+    if not condition():
+        raise TimeoutError(f"gave up after {timeout_s:.0f} s waiting for {what}")
+
+
+def pause(seconds: float) -> None:
+    loop = QEventLoop()
+    QTimer.singleShot(round(seconds * 1000), loop.quit)
+    loop.exec()
+
+
+def save(widget, name: str) -> None:
+    path = DOCS / name
+    if not widget.grab().save(str(path)):
+        raise RuntimeError(f"cannot write {path}")
+    print(f"wrote {path.relative_to(REPO)} ({widget.width()}x{widget.height()})")
+
+
+def prepare(work: Path, lfw: LFW) -> tuple[Path, Path, list[Path]]:
+    """The data dir (one person enrolled, PIN set, camera in the settings) and the two videos."""
+    def photo(name: str, number: int) -> Path:
+        return lfw.image_path(ImageRef(name, number))
+
+    data_dir = work / "data"
+    if cli_main(["--data-dir", str(data_dir), "enroll", MEMBER_NAME,
+                 *(str(photo(MEMBER, n)) for n in MEMBER_ENROLL)]):
+        raise RuntimeError("enrolling the member failed")
+    AdminSecret(data_dir).set_pin(PIN)
+    room = empty_room()
+    frontal, nod, left = (on_camera(photo(MEMBER, n)) for n in (MEMBER_FRONTAL, MEMBER_NOD, MEMBER_LEFT))
+    visit = [frontal] * 5 + [nod] * 2 + [frontal] * 3 + [left] * 2 + [frontal] * 4
+    door = write_video(work / "door.avi", [room] * 3 + visit + [room] * 4
+                       + [on_camera(photo(STRANGER, STRANGER_PHOTO))] * 12 + [room] * 4)
+    desk = write_video(work / "enrollment-desk.avi", [on_camera(photo(NEWCOMER, NEWCOMER_FRONTAL))] * 10
+                       + [on_camera(photo(NEWCOMER, NEWCOMER_LEFT))] * 10)
+    # main() opens the settings' camera; liveness is on (the default); thumbnails for the log's picture.
+    KioskSettings(camera=str(door), store_thumbnails=True).save(data_dir)
+    no_face = work / "badge-scan.png"
+    cv2.imwrite(str(no_face), np.tile(np.linspace(90, 200, 400, dtype=np.uint8), (300, 1)))
+    return data_dir, desk, [photo(NEWCOMER, n) for n in NEWCOMER_FILES] + [no_face]
+
+
+def drive(desk: Path, files: list[Path]) -> None:
+    """Inside main()'s event loop: work the kiosk like a visitor and an admin, taking pictures."""
+    window = next(w for w in QApplication.topLevelWidgets() if isinstance(w, KioskWindow))
+    window.resize(1024, 600)
+    wait_until(lambda: any(window.banner_text.startswith(c.prompt) for c in Challenge), 120, "a liveness challenge")
+    pause(0.6)  # a few more frames: the face box drawn on the one shown
+    save(window, "kiosk-challenge.png")
+    wait_until(lambda: window.banner_text == f"ACCESS GRANTED — {MEMBER_NAME}", 180, "a visit that passes")
+    save(window, "kiosk-granted.png")
+    wait_until(lambda: window.banner_text == "ACCESS DENIED — not recognised", 60, "the stranger's denial")
+    save(window, "kiosk-denied.png")
+
+    window.request_admin()
+    wait_until(lambda: window._pin_dialog is not None, 5, "the PIN dialog")
+    window._pin_dialog.pin.setText(PIN)
+    window._pin_dialog.ok_button.click()
+    wait_until(lambda: window.admin_window is not None, 10, "the admin window")
+    admin = window.admin_window
+    admin.resize(1000, 600)
+    log = admin.log_tab
+    wait_until(lambda: log.model.rowCount() >= 3, 10, "three access events in the log")
+    granted = next(row for row in range(log.model.rowCount()) if log.model.event_at(row).decision == "granted")
+    log.view.selectRow(granted)
+    pause(0.5)
+    save(admin, "admin-log.png")
+
+    admin.tabs.setCurrentWidget(admin.settings_tab)  # the enrollment desk's camera, without a restart
+    admin.settings_tab.camera_edit.setText(str(desk))
+    admin.settings_tab.save_button.click()
+    wait_until(lambda: "enrollment-desk.avi" in window.status.text(), 10, "the new camera")
+
+    admin.tabs.setCurrentWidget(admin.people_tab)
+    dialog = admin.people_tab.enroll_new()
+    dialog.name_edit.setText(NEWCOMER_NAME)
+    dialog.badge_edit.setText("B-0043")
+    dialog.add_files(files)
+    wait_until(lambda: not dialog.busy, 120, "the photos to be checked")
+    dialog.start_capture()
+    wait_until(lambda: len(dialog.samples) >= 4 and "(now " in dialog.feedback.text(),
+               120, "two captures, and live feedback for the third")
+    pause(0.3)
+    save(dialog, "enroll-dialog.png")
+    dialog.reject()
+    window.close()
+
+
+def main() -> int:
+    if os.environ["QT_QPA_PLATFORM"] == "xcb" and not os.environ.get("DISPLAY"):
+        sys.exit("no X display: run me under xvfb-run (see the docstring)")
+    lfw = LFW.locate(cache_dir=Path(os.environ.get("KIOSK_CACHE_DIR") or tempfile.mkdtemp()))
+    with tempfile.TemporaryDirectory(prefix="kiosk-screenshots-") as tmp:
+        data_dir, desk, files = prepare(Path(tmp), lfw)
+        failure: list[str] = []
+
+        def run() -> None:
+            try:
+                drive(desk, files)
+            except Exception:  # report it, and let main() return instead of hanging
+                failure.append(traceback.format_exc())
+                for window in QApplication.topLevelWidgets():
+                    if isinstance(window, KioskWindow):
+                        window.close()
+
+        QTimer.singleShot(0, run)
+        code = app.main(["--data-dir", str(data_dir), "--loop"])
+    if failure:
+        print(failure[0], file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

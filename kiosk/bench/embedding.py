@@ -1,0 +1,32 @@
+"""Section "embedding": aligned crops embedded per second at batch sizes 1, 8 and 32.
+
+Crops are real faces (the LFW photos the frames are built from, aligned as the kiosk aligns),
+repeated to fill the largest batch; each batch size is called once untimed, then timed.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from kiosk.alignment import align_face
+from kiosk.bench.options import EMBED_BATCHES
+from kiosk.bench.stats import latency, timed
+from kiosk.images import load_image
+
+PER_DETECTOR = False
+
+
+def run(ctx) -> dict:
+    engine = ctx.engine(ctx.reference_detector)
+    sources = ctx.sources(min(max(EMBED_BATCHES), ctx.options.warmup_frames + ctx.options.stage_frames))
+    faces = np.stack([align_face(load_image(ctx.lfw.images_dir / s.relpath), s.landmarks, engine.card.alignment)
+                      for s in sources])
+    crops = np.resize(faces, (max(EMBED_BATCHES),) + faces.shape[1:])  # repeats the faces in order
+    result = {"distinct_faces": len(faces), "crop": list(crops.shape[1:]), "batches": {}}
+    for batch in EMBED_BATCHES:
+        engine.embed_crops(crops[:batch])  # warm-up
+        calls = [timed(engine.embed_crops, crops[:batch])[1] for _ in range(ctx.options.embed_repeats)]
+        result["batches"][str(batch)] = {
+            "crops_per_s": round(batch * len(calls) / sum(calls), 2),
+            "per_call": latency(calls),
+        }
+    return result

@@ -1,0 +1,40 @@
+"""Section "matching": latency of matching one face against 1k, 10k and 100k templates.
+
+Templates are random unit vectors of the model's embedding size, three per person and grouped
+by person as Gallery.matrix() returns them; each query goes through kiosk.matching.match_many,
+the function FaceEngine.match calls, with the engine's strategy and ambiguity margin. The
+threshold (the model card's) only sets the verdicts, not the cost.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from kiosk.bench.options import GALLERY_SIZES
+from kiosk.bench.stats import latency, timed
+from kiosk.engine import DEFAULT_AMBIGUITY_MARGIN, DEFAULT_STRATEGY
+from kiosk.matching import match_many
+
+PER_DETECTOR = False
+TEMPLATES_PER_PERSON = 3
+
+
+def run(ctx) -> dict:
+    card = ctx.card
+    result = {"embedding_size": card.embedding_size, "strategy": DEFAULT_STRATEGY,
+              "templates_per_person": TEMPLATES_PER_PERSON, "templates": {}}
+    for size in GALLERY_SIZES:
+        rng = np.random.default_rng(size)
+        templates = unit_vectors(rng, size, card.embedding_size)
+        person_ids = np.arange(size, dtype=np.int64) // TEMPLATES_PER_PERSON
+        queries = unit_vectors(rng, ctx.options.match_repeats + 1, card.embedding_size)
+        settings = {"threshold": card.threshold, "ambiguity_margin": DEFAULT_AMBIGUITY_MARGIN,
+                    "strategy": DEFAULT_STRATEGY}
+        match_many(queries[:1], templates, person_ids, **settings)  # warm-up
+        seconds = [timed(match_many, q[None], templates, person_ids, **settings)[1] for q in queries[1:]]
+        result["templates"][str(size)] = latency(seconds)
+    return result
+
+
+def unit_vectors(rng: np.random.Generator, count: int, dim: int) -> np.ndarray:
+    vectors = rng.normal(size=(count, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)

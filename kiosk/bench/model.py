@@ -1,0 +1,110 @@
+"""Section "model": size of the shipped model, its weights, and training images/s.
+
+Training speed runs the training code's own pipeline and step (training.train: the tf.data
+input with augmentation, the recipe's loss and optimiser) for a few steps of the shipped
+model's recipe, from scratch, on the prepared LFW crops when `python -m training prepare`
+has made them, else on synthetic crops; the report says which.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+PER_DETECTOR = False
+
+
+def run(ctx) -> dict:
+    import keras
+
+    import training.model  # noqa: F401  registers the custom layers of the saved model
+
+    card = ctx.card
+    model = keras.saving.load_model(card.path, compile=False)
+    return {
+        "file": card.path.name,
+        "bytes": card.path.stat().st_size,
+        "parameters": int(model.count_params()),
+        "parameters_in_card": card.raw.get("parameters"),
+        "training": training_speed(ctx),
+    }
+
+
+def training_speed(ctx) -> dict:
+    import keras
+
+    from training import train
+    from training.model import build_backbone
+    from training.recipe import Recipe
+
+    options = ctx.options
+    fields = {f.name for f in dataclasses.fields(Recipe)}
+    shipped = {k: v for k, v in (ctx.card.raw.get("recipe") or {}).items() if k in fields}
+    recipe = dataclasses.replace(Recipe(**{**shipped, "init": None, "freeze": False}),
+                                 widths=tuple(shipped.get("widths", Recipe.widths)))
+    crops, labels, data = _training_crops(ctx, options.train_images)
+    batch = recipe.identities_per_batch * recipe.images_per_identity
+    images = train._model_inputs(crops, np.arange(len(crops)), recipe.input_size)
+    dataset = iter(train._dataset(images, labels, recipe, batch))
+    backbone = build_backbone(recipe.input_size, recipe.embedding_size, recipe.widths)
+    head = train._head(recipe, int(labels.max()) + 1)
+    variables = backbone.trainable_variables + (head.trainable_variables if head else [])
+    optimizer = keras.optimizers.AdamW(recipe.learning_rate, weight_decay=recipe.weight_decay)
+    step = train._train_step(recipe, backbone, head, optimizer, variables)
+
+    def run_steps(count: int, first: int) -> float:
+        import tensorflow as tf
+
+        start = time.perf_counter()
+        for index in range(first, first + count):
+            x, y = next(dataset)
+            float(step(x, y, tf.constant([recipe.seed, index], tf.int32)))  # float() waits for the step
+        return time.perf_counter() - start
+
+    run_steps(options.train_warmup_steps, 0)  # the first step traces the graph
+    seconds = run_steps(options.train_steps, options.train_warmup_steps)
+    return {
+        "data": data,
+        "loss": recipe.loss,
+        "input_size": recipe.input_size,
+        "augment": recipe.augment,
+        "batch": batch,
+        "steps": options.train_steps,
+        "seconds": round(seconds, 3),
+        "images_per_s": round(options.train_steps * batch / seconds, 2),
+    }
+
+
+def _training_crops(ctx, count: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """(crops, identity labels, where they came from): prepared LFW crops if cached, else synthetic."""
+    prepared = _largest_prepared_cache(ctx.card.alignment)
+    if prepared is None:
+        rng = np.random.default_rng(0)
+        size = ctx.card.alignment.size
+        crops = rng.integers(0, 256, size=(count, size, size, 3), dtype=np.uint8)
+        # Four images per identity, as the P x K batches draw them.
+        return crops, np.arange(count, dtype=np.int32) // 4, "synthetic crops (no prepared LFW cache; see `python -m training prepare`)"
+    # Spread over the whole cache so that a batch finds enough different people.
+    rows = np.linspace(0, len(prepared.records) - 1, min(count, len(prepared.records))).astype(int)
+    names = [prepared.records[row]["name"] for row in rows]
+    ids = {name: i for i, name in enumerate(sorted(set(names)))}
+    labels = np.array([ids[name] for name in names], dtype=np.int32)
+    return (np.asarray(prepared.crops[rows]), labels,
+            f"prepared LFW crops ({len(rows)} of the {len(prepared.records)} in {prepared.folder})")
+
+
+def _largest_prepared_cache(spec):
+    """The finished prepare cache with the most images and the model's crop geometry, if any.
+
+    Any will do: the speed of a training step does not depend on which detector settings made
+    the crops, only on their number and size.
+    """
+    from training.prepare import PreparedLFW, default_cache_dir
+
+    best = None
+    for index in sorted((default_cache_dir() / "prepared").glob("*/index.json")):
+        prepared = PreparedLFW.load(index.parent)
+        if prepared.spec == spec and (best is None or len(prepared.records) > len(best.records)):
+            best = prepared
+    return best

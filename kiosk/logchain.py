@@ -1,0 +1,346 @@
+"""The access log's tamper-evident hash chain, keyed with the log key (HMAC-SHA256).
+
+Every change to the log appends one chained entry (``log_entry``), numbered 1, 2, 3, ...:
+
+- ``event``: an access decision (its time, camera, decision, reason, plus two keyed MACs:
+  one of the personal fields name/score/liveness/has-thumbnail, one of the person link);
+- ``door``: the door's outcome for an event, which arrives after the event;
+- ``erase``: a privacy erasure of an event's personal fields (the row stays, marked redacted,
+  with its MACs, so its place and time stay verifiable);
+- ``purge``: an event deleted by the retention purge while later entries had to stay.
+
+digest(n) = HMAC(log key, digest(n - 1) || entry n). Without the key, which is kept apart
+from the database, nobody who edits the database can make a changed, inserted, deleted or
+reordered entry verify. The retention purge deletes the oldest entries and leaves an anchor
+(the last deleted entry's number and digest, itself MACed) that the rest chains from.
+
+Not detectable by the chain alone: deleting the newest entries (or all of them) at the end;
+``verify`` reports the head so that it can be compared with an earlier record of it.
+"""
+from __future__ import annotations
+
+import bisect
+import hashlib
+import hmac
+import json
+import sqlite3
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from kiosk.database import timestamp, transaction
+from kiosk.sealing import SealError, access_thumbnail_aad, sealer
+
+GENESIS = bytes(32)  # the "previous digest" of entry 1
+KINDS = ("event", "door", "erase", "purge")
+_IN_CHUNK = 500  # ids per IN (...) list, below SQLite's variable limit
+_COVERED = {  # what an entry's digest covers, for the report
+    "event": "the event's time, camera, decision or reason",
+    "door": "the door outcome",
+    "erase": "the erasure record",
+    "purge": "the purge record",
+}
+
+SCHEMA = (
+    f"""CREATE TABLE log_entry (
+        seq          INTEGER PRIMARY KEY,
+        kind         TEXT NOT NULL CHECK (kind IN {KINDS!r}),
+        event_id     INTEGER NOT NULL,
+        time         TEXT NOT NULL,
+        detail       TEXT,
+        personal_mac BLOB,
+        link_mac     BLOB,
+        digest       BLOB NOT NULL
+    )""",
+    "CREATE INDEX log_entry_event ON log_entry (event_id, kind)",
+    """CREATE TABLE log_anchor (
+        id     INTEGER PRIMARY KEY CHECK (id = 1),
+        seq    INTEGER NOT NULL,
+        digest BLOB NOT NULL,
+        time   TEXT NOT NULL,
+        mac    BLOB NOT NULL
+    )""",
+)
+
+
+@dataclass(frozen=True)
+class EventFields:
+    """An access event as the chain authenticates it."""
+
+    event_id: int
+    time: str
+    camera: str
+    decision: str
+    reason: str
+    thumbnail: bool
+    person_id: int | None
+    name: str | None
+    score: float | None
+    liveness: str | None
+
+
+@dataclass(frozen=True)
+class ChainProblem:
+    seq: int | None  # the chain entry; None for an event that has no entry
+    event_id: int | None
+    time: str | None
+    problem: str
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    entries: int
+    events: int  # event entries still in the chain
+    redacted: int  # of those, erased
+    anchor_seq: int  # entries up to this number were purged (0: none)
+    head_seq: int  # the newest entry's number (anchor_seq when the chain is empty)
+    head_digest: str  # its digest, hex
+    problems: tuple[ChainProblem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def first(self) -> ChainProblem | None:
+        return self.problems[0] if self.problems else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok, "first": asdict(self.first) if self.first else None,
+                "problems": [asdict(p) for p in self.problems]}
+
+
+# -- writing (inside the caller's write transaction) --------------------------------
+
+
+def chain_event(conn: sqlite3.Connection, event: EventFields) -> int:
+    """Append an event entry; returns its number."""
+    key = sealer(conn).log_key
+    personal = _personal_mac(key, event.event_id, event.name, event.score, event.liveness, event.thumbnail)
+    link = _link_mac(key, event.event_id, event.person_id)
+    body = _event_body(event.camera, event.decision, event.reason, personal, link)
+    return _append(conn, "event", event.event_id, event.time, body, personal=personal, link=link)
+
+
+def chain_record(
+    conn: sqlite3.Connection, kind: str, event_id: int, detail: str | None = None, time: str | None = None
+) -> int:
+    """Append a door, erase or purge entry about an event; returns its number."""
+    if kind not in KINDS[1:]:
+        raise ValueError(f"kind must be one of {KINDS[1:]}, got {kind!r}")
+    return _append(conn, kind, event_id, time or timestamp(), _record_body(kind, detail), detail=detail)
+
+
+def forget_events(conn: sqlite3.Connection, event_ids: list[int]) -> None:
+    """After the purge deleted these events: drop the chain's prefix that no longer refers to any
+    remaining event (anchoring the rest), and append a purge entry for each deleted event
+    whose entry had to stay because later entries follow it."""
+    keep_from = conn.execute(
+        "SELECT min(l.seq) FROM log_entry l"
+        " WHERE EXISTS (SELECT 1 FROM access_event e WHERE e.id = l.event_id)"
+    ).fetchone()[0]
+    _trim_before(conn, keep_from)
+    stayed: list[int] = []
+    for start in range(0, len(event_ids), _IN_CHUNK):
+        chunk = event_ids[start:start + _IN_CHUNK]
+        stayed += [row[0] for row in conn.execute(
+            f"SELECT event_id FROM log_entry WHERE kind = 'event' AND event_id IN ({_marks(chunk)})"
+            " ORDER BY seq", chunk,
+        )]
+    for event_id in stayed:
+        chain_record(conn, "purge", event_id)
+
+
+def _append(
+    conn: sqlite3.Connection, kind: str, event_id: int, time: str, body: dict[str, Any], *,
+    detail: str | None = None, personal: bytes | None = None, link: bytes | None = None,
+) -> int:
+    key = sealer(conn).log_key
+    seq, previous = _head(conn)
+    seq += 1
+    digest = _digest(key, previous, seq, kind, event_id, time, body)
+    conn.execute(
+        "INSERT INTO log_entry (seq, kind, event_id, time, detail, personal_mac, link_mac, digest)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (seq, kind, int(event_id), time, detail, personal, link, digest),
+    )
+    return seq
+
+
+def _head(conn: sqlite3.Connection) -> tuple[int, bytes]:
+    row = conn.execute("SELECT seq, digest FROM log_entry ORDER BY seq DESC LIMIT 1").fetchone()
+    if row is None:
+        row = conn.execute("SELECT seq, digest FROM log_anchor").fetchone()
+    return (row[0], row[1]) if row else (0, GENESIS)
+
+
+def _trim_before(conn: sqlite3.Connection, keep_from: int | None) -> None:
+    """Delete the entries numbered below keep_from (all if None); anchor at the last deleted."""
+    where, params = ("WHERE seq < ?", [keep_from]) if keep_from is not None else ("", [])
+    last = conn.execute(
+        f"SELECT seq, digest FROM log_entry {where} ORDER BY seq DESC LIMIT 1", params
+    ).fetchone()
+    if last is None:
+        return
+    conn.execute("DELETE FROM log_entry WHERE seq <= ?", (last[0],))
+    now = timestamp()
+    mac = _anchor_mac(sealer(conn).log_key, last[0], last[1], now)
+    conn.execute(
+        "INSERT OR REPLACE INTO log_anchor (id, seq, digest, time, mac) VALUES (1, ?, ?, ?, ?)",
+        (last[0], last[1], now, mac),
+    )
+
+
+# -- verifying ------------------------------------------------------------------------
+
+
+_ENTRIES = """
+    SELECT l.seq, l.kind, l.event_id, l.time, l.detail, l.personal_mac, l.link_mac, l.digest,
+           e.id, e.time, e.camera, e.person_id, e.name, e.score, e.decision, e.reason, e.liveness,
+           e.door, e.redacted, t.key_id, t.jpeg
+    FROM log_entry l
+    LEFT JOIN access_event e ON l.kind = 'event' AND e.id = l.event_id
+    LEFT JOIN access_thumbnail t ON l.kind = 'event' AND t.event_id = l.event_id
+    ORDER BY l.seq"""
+
+
+def verify(conn: sqlite3.Connection) -> ChainReport:
+    """Check the whole chain and every event against it; problems in chain order."""
+    keys = sealer(conn)
+    key = keys.log_key
+    with transaction(conn, "DEFERRED"):  # one consistent snapshot
+        problems: list[tuple[float, ChainProblem]] = []
+        anchor = conn.execute("SELECT seq, digest, time, mac FROM log_anchor").fetchone()
+        previous, expected = GENESIS, 1
+        if anchor is not None:
+            previous, expected = anchor[1], anchor[0] + 1
+            if not hmac.compare_digest(anchor[3], _anchor_mac(key, anchor[0], anchor[1], anchor[2])):
+                problems.append((anchor[0], ChainProblem(
+                    anchor[0], None, anchor[2], "the purge anchor was altered (entries deleted at the start?)")))
+        later = {(kind, event_id): seq for kind, event_id, seq in conn.execute(
+            "SELECT kind, event_id, max(seq) FROM log_entry WHERE kind != 'event' GROUP BY kind, event_id")}
+        last_door = {event_id: detail for event_id, detail in conn.execute(
+            "SELECT event_id, detail FROM log_entry WHERE kind = 'door' ORDER BY seq")}
+        entries = events = redacted = 0
+        event_positions: list[tuple[int, int]] = []  # (event id, seq), to place orphan events
+        for row in conn.execute(_ENTRIES):
+            seq, kind, event_id, time, detail, personal, link, stored = row[:8]
+            found: list[str] = []
+            trouble: list[str] = []
+            if kind == "event":
+                events += 1
+                event_positions.append((event_id, seq))
+                body, trouble = _check_event(keys, row, later, last_door)
+                redacted += bool(row[18])
+                time = row[9] or time  # the event's own time is what the digest covers
+            else:
+                body = _record_body(kind, detail)
+            if seq != expected:  # which also breaks this entry's digest: one problem, not two
+                missing = f"entry {expected}" if seq == expected + 1 else f"entries {expected} to {seq - 1}"
+                found.append(f"{missing} missing (deleted from the log)")
+            elif body is not None and not hmac.compare_digest(
+                stored, _digest(key, previous, seq, kind, event_id, time, body)
+            ):
+                found.append(f"{_COVERED[kind]} altered, or entries reordered or forged (digest mismatch)")
+            for text in found + trouble:
+                problems.append((seq, ChainProblem(seq, event_id, time, text)))
+            previous, expected = stored, seq + 1
+            entries += 1
+        problems += _orphans(conn, event_positions)
+    head_seq, head = expected - 1, previous
+    return ChainReport(
+        entries, events, redacted, anchor[0] if anchor else 0, head_seq, head.hex(),
+        tuple(problem for _, problem in sorted(problems, key=lambda p: p[0])),
+    )
+
+
+def _check_event(keys, row, later: dict, last_door: dict) -> tuple[dict[str, Any] | None, list[str]]:
+    """The digest body of an event entry (None when its row was purged) and its problems."""
+    key = keys.log_key
+    seq, _, event_id, _, _, personal, link = row[:7]
+    (row_id, _, camera, person_id, name, score, decision, reason, liveness, door, is_redacted,
+     thumb_key, thumb) = row[8:]
+    if row_id is None:
+        if later.get(("purge", event_id), -1) > seq:
+            return None, []  # purged by the retention rule: nothing left to check
+        return None, [f"event {event_id} was deleted from the log"]
+    trouble: list[str] = []
+    if is_redacted:
+        if later.get(("erase", event_id), -1) < seq:
+            trouble.append(f"event {event_id} is marked erased, but no erasure was logged")
+    elif not hmac.compare_digest(
+        personal or b"", _personal_mac(key, event_id, name, score, liveness, thumb is not None)
+    ):
+        trouble.append(f"event {event_id}: name, score, liveness or thumbnail altered")
+    if person_id is not None and not hmac.compare_digest(link or b"", _link_mac(key, event_id, person_id) or b""):
+        trouble.append(f"event {event_id}: linked to another person than it was logged for")
+    if thumb is not None:
+        try:
+            keys.open(thumb_key, thumb, access_thumbnail_aad(event_id), f"thumbnail of event {event_id}")
+        except SealError as exc:
+            trouble.append(str(exc))
+    if door != last_door.get(event_id):
+        trouble.append(f"event {event_id}: door outcome {door!r} differs from the logged {last_door.get(event_id)!r}")
+    return _event_body(camera, decision, reason, personal, link), trouble
+
+
+def _orphans(conn: sqlite3.Connection, positions: list[tuple[int, int]]) -> list[tuple[float, ChainProblem]]:
+    """Events with no chain entry: each placed just before the entry of the next later event."""
+    positions = sorted(positions)
+    ids = [event_id for event_id, _ in positions]
+    following = [float("inf")] * (len(positions) + 1)  # smallest seq among events from index i on
+    for i in range(len(positions) - 1, -1, -1):
+        following[i] = min(following[i + 1], positions[i][1])
+    found = []
+    for event_id, time in conn.execute(
+        "SELECT e.id, e.time FROM access_event e WHERE NOT EXISTS"
+        " (SELECT 1 FROM log_entry l WHERE l.kind = 'event' AND l.event_id = e.id) ORDER BY e.id"
+    ):
+        place = following[bisect.bisect_right(ids, event_id)] - 0.5
+        found.append((place, ChainProblem(
+            None, event_id, time, f"event {event_id} is not in the chain: inserted into the database directly (forged)"
+        )))
+    return found
+
+
+# -- digests --------------------------------------------------------------------------
+
+
+def _canonical(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _mac(key: bytes, label: bytes, value: dict[str, Any]) -> bytes:
+    return hmac.new(key, label + b"\0" + _canonical(value), hashlib.sha256).digest()
+
+
+def _personal_mac(key: bytes, event_id: int, name, score, liveness, thumbnail: bool) -> bytes:
+    return _mac(key, b"personal", {"event": event_id, "name": name, "score": score,
+                                   "liveness": liveness, "thumbnail": bool(thumbnail)})
+
+
+def _link_mac(key: bytes, event_id: int, person_id: int | None) -> bytes | None:
+    # Checked only while the link exists: removing a person unlinks their events (SET NULL).
+    return None if person_id is None else _mac(key, b"link", {"event": event_id, "person": int(person_id)})
+
+
+def _anchor_mac(key: bytes, seq: int, digest: bytes, time: str) -> bytes:
+    return _mac(key, b"anchor", {"seq": seq, "digest": digest.hex(), "time": time})
+
+
+def _event_body(camera, decision, reason, personal: bytes | None, link: bytes | None) -> dict[str, Any]:
+    return {"camera": camera, "decision": decision, "reason": reason,
+            "personal": personal.hex() if personal else None, "link": link.hex() if link else None}
+
+
+def _record_body(kind: str, detail: str | None) -> dict[str, Any]:
+    return {"outcome": detail} if kind == "door" else {}
+
+
+def _digest(key: bytes, previous: bytes, seq: int, kind: str, event_id: int, time: str,
+            body: dict[str, Any]) -> bytes:
+    entry = _canonical({"seq": seq, "kind": kind, "event": event_id, "time": time, **body})
+    return hmac.new(key, previous + entry, hashlib.sha256).digest()
+
+
+def _marks(values: list) -> str:
+    return ", ".join("?" * len(values))

@@ -1,0 +1,112 @@
+"""Settings applied while the kiosk runs (kiosk.live_settings), without a screen: the mailbox
+between threads, and LiveSettings on a real KioskRunner (the shipped model, a real SQLite file,
+a real image folder as the camera)."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import cv2
+import numpy as np
+import pytest
+
+from kiosk.accesslog import AccessLog
+from kiosk.camera import Camera
+from kiosk.database import database_path, open_database
+from kiosk.gallery import Gallery
+from kiosk.live_settings import LiveSettings, Pending, SettingsMailbox
+from kiosk.liveness import LivenessGate
+from kiosk.policy import DecisionPolicy
+from kiosk.settings import KioskSettings
+
+
+def test_mailbox_hands_over_the_newest_and_wakes_a_waiting_thread(tmp_path):
+    mailbox = SettingsMailbox()
+    assert not mailbox.take() and mailbox.wait(0.01) is False
+    first, second = KioskSettings(threshold=0.5), KioskSettings(threshold=0.6)
+    mailbox.put_settings(first)
+    mailbox.put_settings(second)  # newest wins: the worker never applies a stale one
+    assert mailbox.take() == Pending(second, None)
+    assert not mailbox.take()  # taken: empty again
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "0.png"), np.full((120, 160, 3), 90, np.uint8))
+    camera = Camera(str(frames))
+    woke = []
+    waiter = threading.Thread(target=lambda: woke.append((mailbox.wait(5.0), time.monotonic())))
+    waiter.start()
+    time.sleep(0.1)
+    put_at = time.monotonic()
+    mailbox.put_camera(camera)
+    waiter.join(5)
+    assert woke and woke[0][0] is True and woke[0][1] - put_at < 1.0
+    assert mailbox.take() == Pending(None, camera)
+
+
+@pytest.fixture
+def runner(tmp_path, engine):
+    from kiosk.runner import KioskRunner
+    from kiosk.ui.recognition import ThresholdEngine
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "0.png"), np.full((120, 160, 3), 90, np.uint8))
+    conn = open_database(database_path(tmp_path))
+    runner = KioskRunner(Camera(str(frames)), ThresholdEngine(engine, None), Gallery(conn),
+                         AccessLog(conn), DecisionPolicy(), None, tracking=False)
+    yield runner, conn
+    conn.close()
+
+
+def test_live_settings_apply_each_change_to_the_runner(runner, tmp_path, engine, caplog):
+    runner, conn = runner
+    log = AccessLog(conn)
+    now = datetime.now(timezone.utc)
+    for days in (100, 40, 1):
+        log.record(camera="door", decision="denied", reason="unknown", time=now - timedelta(days=days))
+    start = KioskSettings(liveness=False)  # as the runner's policy was built
+    live = LiveSettings(runner, start, conn)
+
+    same = live.apply(Pending(KioskSettings(liveness=False)))
+    assert same.changes == () and same.threshold == pytest.approx(engine.threshold) and same.camera is None
+
+    caplog.set_level(logging.INFO, logger="kiosk.live_settings")
+    new = KioskSettings(threshold=0.55, door_command="open-door --seconds 3", store_thumbnails=True,
+                        liveness=True, retention_days=30)
+    applied = live.apply(Pending(new))
+    assert runner.engine.threshold == pytest.approx(0.55) and applied.threshold == pytest.approx(0.55)
+    assert runner.door.command == ["open-door", "--seconds", "3"]
+    assert runner.thumbnails is True
+    assert isinstance(runner.policy.liveness, LivenessGate)
+    assert applied.changes == ("threshold 0.550", "door command open-door --seconds 3", "thumbnails on",
+                               "liveness on", "retention 30 days (purged 2 access events)")
+    assert len(log.query()) == 1  # the one from yesterday is kept
+    assert "settings applied: threshold 0.550" in caplog.text
+    assert live.settings == new
+
+    # Back to the card's threshold; an unusable door command leaves no door (and says why).
+    off = KioskSettings(threshold=None, door_command='open "door', liveness=False, retention_days=30)
+    applied = live.apply(Pending(off))
+    assert runner.engine.threshold == pytest.approx(engine.threshold)
+    assert runner.door is None and "door action not usable" in caplog.text
+    assert runner.policy.liveness is None and runner.thumbnails is False
+    assert runner.engine.threshold_for(30) == pytest.approx(engine.gallery_threshold(30))
+    assert runner.engine.threshold_for(30) > engine.threshold  # 30 templates: stricter than one comparison
+    assert applied.changes == ("threshold: the model card's for the gallery's size", "door none", "thumbnails off",
+                               "liveness off")
+
+
+def test_live_settings_switch_the_runners_camera(runner, tmp_path, engine):
+    runner, conn = runner
+    live = LiveSettings(runner, KioskSettings(), conn)
+    folder = tmp_path / "second"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "0.png"), np.full((120, 160, 3), 30, np.uint8))
+    camera = Camera(str(folder))
+    applied = live.apply(Pending(camera=camera))
+    assert applied.camera is camera and applied.changes == ("image folder second",)
+    assert runner.camera is camera and runner.camera_name == "image folder second"
+    assert live.settings == KioskSettings()  # a camera alone changes no other setting
