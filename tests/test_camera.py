@@ -18,8 +18,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from videos import write_video
 
-from kiosk.camera import Camera, CameraError, CameraState, Frame, SourceKind, parse_source
+from kiosk.camera import (
+    Camera,
+    CameraError,
+    CameraState,
+    Frame,
+    SourceKind,
+    parse_source,
+)
 
 W, H = 64, 48
 N = 30  # frames per test clip
@@ -32,15 +40,6 @@ def grey(i: int) -> np.ndarray:
 
 def number_of(frame: Frame) -> int:
     return round((float(frame.rgb.mean()) - LEVEL0) / STEP)
-
-
-def write_video(path: Path, images: list[np.ndarray], fps: float = 25.0) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (W, H))
-    assert writer.isOpened(), "this OpenCV build cannot write MJPG .avi"
-    for image in images:
-        writer.write(image)
-    writer.release()
-    return path
 
 
 def reader_threads() -> list[threading.Thread]:
@@ -85,7 +84,7 @@ def no_leaked_readers() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_video(tmp_path_factory.mktemp("video") / "clip.avi", [grey(i) for i in range(N)])
+    return write_video(tmp_path_factory.mktemp("video") / "clip.avi", [grey(i) for i in range(N)], fps=25.0)
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +173,7 @@ def test_corrupt_video_fails_at_start(tmp_path: Path) -> None:
 def test_rgb_order(tmp_path: Path) -> None:
     red_bgr = np.zeros((H, W, 3), np.uint8)
     red_bgr[..., 2] = 255
-    video = write_video(tmp_path / "red.avi", [red_bgr] * 3)
+    video = write_video(tmp_path / "red.avi", [red_bgr] * 3, fps=25.0)
     with Camera(video, realtime=False) as camera:
         frame = camera.latest(timeout=5)
     assert frame is not None and frame.rgb.dtype == np.uint8 and frame.rgb.shape == (H, W, 3)

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 from PySide6.QtCore import QThread
+from videos import read_bgr, write_video
 
 from kiosk.accesslog import AccessLog
 from kiosk.camera import Camera
@@ -36,21 +37,6 @@ LEAD_IN, A_FRAMES, GAP, STRANGER_FRAMES = 4, 12, 6, 12
 @pytest.fixture(scope="module")
 def photos(lfw) -> dict[str, list[Path]]:
     return {name: [lfw.image_path(ref) for ref in lfw.images_of([name])[:14]] for name in (PERSON, STRANGER)}
-
-
-def write_video(path: Path, frames: list[np.ndarray]) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (SIDE, SIDE))
-    assert writer.isOpened(), "this OpenCV build cannot write MJPG .avi"
-    for bgr in frames:
-        writer.write(bgr)
-    writer.release()
-    return path
-
-
-def read_bgr(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path))
-    assert image is not None, path
-    return cv2.resize(image, (SIDE, SIDE)) if image.shape[:2] != (SIDE, SIDE) else image
 
 
 def test_kiosk_grants_the_enrolled_person_and_denies_a_stranger(qtbot, tmp_path, engine, photos, capsys):

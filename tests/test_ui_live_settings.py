@@ -10,12 +10,12 @@ video and the new threshold, the old camera is stopped, and he is denied there.
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from PySide6.QtCore import QThread
+from videos import read_bgr, write_video
 
 from kiosk.accesslog import AccessLog
 from kiosk.admin_secret import AdminSecret
@@ -27,23 +27,8 @@ from kiosk.ui.kiosk_window import KioskWindow
 
 PERSON, STRANGER = "Jennifer_Capriati", "Gerhard_Schroeder"
 NAME = "Jennifer Capriati"
-SIDE, FPS = 250, 5
+SIDE = 250
 PIN = "2468"
-
-
-def write_video(path: Path, frames: list[np.ndarray]) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (SIDE, SIDE))
-    assert writer.isOpened(), "this OpenCV build cannot write MJPG .avi"
-    for bgr in frames:
-        writer.write(bgr)
-    writer.release()
-    return path
-
-
-def read_bgr(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path))
-    assert image is not None, path
-    return cv2.resize(image, (SIDE, SIDE))
 
 
 @pytest.mark.lfw
