@@ -176,14 +176,11 @@ def cmd_enroll(args: argparse.Namespace, out: Output) -> int:
                 f"no usable face in {len(args.images)} image{'s' if len(args.images) != 1 else ''}; "
                 f"{args.name} was not {'changed' if existing else 'enrolled'}"
             )
-        person = existing or gallery.add_person(args.name, badge)
-        try:
-            gallery.add_templates(person, embeddings, qualities, sources, thumbnails)
-        except BaseException:
-            if existing is None:  # all or nothing: no person without templates
-                gallery.remove(person.id)
-            raise
-        person = gallery.get_person(person.id)
+        if existing is None:
+            person = gallery.enroll(args.name, badge, embeddings, qualities, sources, thumbnails)
+        else:
+            gallery.add_templates(existing, embeddings, qualities, sources, thumbnails)
+            person = gallery.get_person(existing.id)
     finally:
         conn.close()
     added = len(embeddings)

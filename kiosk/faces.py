@@ -159,7 +159,7 @@ class FaceDetector:
         if longest <= self.max_side:
             return rgb, 1.0
         factor = self.max_side / longest
-        size = (round(rgb.shape[1] * factor), round(rgb.shape[0] * factor))
+        size = (max(1, round(rgb.shape[1] * factor)), max(1, round(rgb.shape[0] * factor)))
         return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), factor
 
     @staticmethod

@@ -122,6 +122,26 @@ class Gallery:
             )
             return self._person_by_id(cursor.lastrowid)
 
+    def enroll(
+        self,
+        name: str,
+        external_id: str | None,
+        embeddings: Sequence[np.ndarray],
+        qualities: Sequence[float],
+        sources: Sequence[str],
+        thumbnails: Sequence[bytes | None] | None = None,
+    ) -> Person:
+        """Add a new person with their templates in one transaction: both or neither.
+
+        A process killed half-way, or a full disk, never leaves a person without templates.
+        """
+        if not len(embeddings):
+            raise GalleryError("a new person needs at least one template")
+        with transaction(self._conn):
+            person = self.add_person(name, external_id)
+            self.add_templates(person, embeddings, qualities, sources, thumbnails)
+            return self._person_by_id(person.id)
+
     def get_person(self, name_or_id: PersonRef) -> Person:
         """The person by id, name or Person; raises GalleryError if there is none."""
         if isinstance(name_or_id, Person):

@@ -178,17 +178,13 @@ class EnrollWorker(QObject):
         used = [s for s in request.samples if s.used and s.embedding is not None]
         if not used:
             raise KioskError("no usable sample to save")
-        new = request.person_id is None
-        person = gallery.add_person(request.name, request.badge) if new else gallery.get_person(request.person_id)
-        try:
-            # One transaction for all the templates: they are stored all or none.
-            gallery.add_templates(person, [s.embedding for s in used], [s.quality for s in used],
-                                  [f"enroll {s.source}" for s in used], [s.thumbnail for s in used])
-        except BaseException:
-            if new:  # no person without templates: undo the person too
-                gallery.remove(person.id)
-            raise
-        return gallery.get_person(person.id)
+        # One transaction: the templates (and a new person with them) are stored all or none.
+        templates = ([s.embedding for s in used], [s.quality for s in used],
+                     [f"enroll {s.source}" for s in used], [s.thumbnail for s in used])
+        if request.person_id is None:
+            return gallery.enroll(request.name, request.badge, *templates)
+        gallery.add_templates(request.person_id, *templates)
+        return gallery.get_person(request.person_id)
 
     def _gallery_matrix(self) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
         conn = open_database(self._db_path)
