@@ -1,8 +1,8 @@
 """The kiosk screen recognising people end to end: real widgets (offscreen), the shipped model,
 real SQLite in tmp_path, a real video file as the camera, real LFW photos.
 
-Person A is enrolled through the real command line (in-process), then a video shows A, nobody,
-then a stranger: the banner must say ACCESS GRANTED with A's name, then ACCESS DENIED (not
+Person A is enrolled through the real enrollment dialog (from three photos), then a video shows
+A, nobody, then a stranger: the banner must say ACCESS GRANTED with A's name, then ACCESS DENIED (not
 recognised), and the access log must hold both events.
 """
 from __future__ import annotations
@@ -19,9 +19,10 @@ from videos import read_bgr, write_video
 
 from kiosk.accesslog import AccessLog
 from kiosk.camera import Camera
-from kiosk.cli import main as cli_main
 from kiosk.database import database_path, open_database
+from kiosk.datadir import resolve_data_dir
 from kiosk.settings import KioskSettings
+from kiosk.ui.enroll_dialog import EnrollDialog
 from kiosk.ui.kiosk_window import KioskWindow
 
 # The people and photos of tests/test_cli.py, chosen to sit well clear of the shipped model's
@@ -39,10 +40,22 @@ def photos(lfw) -> dict[str, list[Path]]:
     return {name: [lfw.image_path(ref) for ref in lfw.images_of([name])[:14]] for name in (PERSON, STRANGER)}
 
 
-def test_kiosk_grants_the_enrolled_person_and_denies_a_stranger(qtbot, tmp_path, engine, photos, capsys):
+def enroll_through_the_dialog(qtbot, data_dir: Path, name: str, files: list[Path]) -> None:
+    resolve_data_dir(data_dir)  # created owner-only, as the kiosk does
+    dialog = EnrollDialog(database_path(data_dir))
+    qtbot.addWidget(dialog)
+    dialog.name_edit.setText(name)
+    dialog.add_files(files)
+    qtbot.waitUntil(lambda: not dialog.busy, timeout=120_000)
+    assert len(dialog.samples) == len(files), [(s.source, s.reason) for s in dialog.results]
+    with qtbot.waitSignal(dialog.saved, timeout=10_000):
+        dialog.save()
+    dialog.close()
+
+
+def test_kiosk_grants_the_enrolled_person_and_denies_a_stranger(qtbot, tmp_path, engine, photos):
     data_dir = tmp_path / "data"
-    code = cli_main(["--data-dir", str(data_dir), "enroll", NAME, *map(str, photos[PERSON][ENROLL])])
-    assert code == 0, capsys.readouterr().err
+    enroll_through_the_dialog(qtbot, data_dir, NAME, photos[PERSON][ENROLL])
     # Liveness off: this test is about the screen's grant/deny flow on plain photos; the liveness
     # challenge on this screen is tested in tests/test_liveness_pipeline.py.
     KioskSettings(liveness=False).save(data_dir)
