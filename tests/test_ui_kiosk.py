@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 from PySide6.QtCore import QThread
+from qt_threads import assert_no_thread_left
 from videos import read_bgr, write_video
 
 from kiosk.accesslog import AccessLog
@@ -83,13 +84,7 @@ def test_kiosk_grants_the_enrolled_person_and_denies_a_stranger(qtbot, tmp_path,
         shown, analysed = window.frames_shown, window.frames_analysed
     finally:
         window.close()
-    threads = window.findChildren(QThread)
-    assert threads and not any(t.isRunning() for t in threads)
-    # threading.current_thread() on a QThread (Thread.join does it) registers a "Dummy" thread,
-    # which Python 3.11 reports alive for ever.
-    leftover = [t for t in threading.enumerate() if t not in threads_before and t.is_alive()
-                and not isinstance(t, threading._DummyThread)]
-    assert leftover == []
+    assert_no_thread_left(window, threads_before)
 
     print(f"\nkiosk GUI over {elapsed:.1f} s: display {shown / elapsed:.1f} frames/s, "
           f"recognition {analysed / elapsed:.1f} frames/s (video {FPS} fps); status: {status}")

@@ -14,7 +14,7 @@ import threading
 import cv2
 import numpy as np
 import pytest
-from PySide6.QtCore import QThread
+from qt_threads import assert_no_thread_left
 from videos import read_bgr, write_video
 
 from kiosk.accesslog import AccessLog
@@ -87,13 +87,7 @@ def test_threshold_and_camera_changes_apply_without_a_restart(qtbot, tmp_path, e
         assert "video door2.avi" in window.status.text()
     finally:
         window.close()
-    threads = window.findChildren(QThread)
-    assert threads and not any(t.isRunning() for t in threads)
-    # threading.current_thread() on a QThread (Thread.join does it) registers a "Dummy" thread,
-    # which Python 3.11 reports alive for ever.
-    leftover = [t for t in threading.enumerate() if t not in threads_before and t.is_alive()
-                and not isinstance(t, threading._DummyThread)]
-    assert leftover == []  # camera readers, retention purge, sound: all ended
+    assert_no_thread_left(window, threads_before)
 
     conn = open_database(database_path(data_dir))
     try:
