@@ -274,8 +274,9 @@ def gallery_sizes(engine, templates: np.ndarray, template_ids: np.ndarray, probe
     rows = []
     people = np.unique(template_ids)
     for n in [size for size in GALLERY_SIZES if size < len(people)] + [len(people)]:
+        enrolled = set(people[:n].tolist())
         keep = np.isin(template_ids, people[:n])
-        chosen = [(pid, e) for pid, e in probes if pid is None or pid in set(people[:n].tolist())]
+        chosen = [(pid, e) for pid, e in probes if pid is None or pid in enrolled]
         row = {"people": int(n), "templates": int(keep.sum())}
         for name, threshold in (("card", engine.threshold), ("gallery", engine.gallery_threshold(int(keep.sum())))):
             scored = score_strategy("best", threshold, templates[keep], template_ids[keep], chosen,

@@ -141,7 +141,7 @@ class CompiledMTCNN:
         ]
         self._run_rnet = tf.function(self._patch_stage(self._rnet, 24), input_signature=patch_signature)
         self._run_onet = tf.function(self._patch_stage(self._onet, 48), input_signature=patch_signature)
-        self._pyramids: dict[tuple[int, int], object] = {}
+        self._pyramids: dict[tuple[int, int], tuple[object, list]] = {}  # size -> (compiled, levels)
         self._lock = threading.Lock()  # guards the cache of compiled pyramids
 
     def detect(self, rgb: np.ndarray) -> np.ndarray:
@@ -149,8 +149,9 @@ class CompiledMTCNN:
         height, width = rgb.shape[:2]
         if min(height, width) * PNET_WINDOW / self.min_face_size < PNET_WINDOW:
             return EMPTY_ROWS  # smaller than the smallest face looked for
-        image, outputs = self._pyramid(height, width)(rgb[None])
-        rows = self._proposals(outputs, pyramid_shapes(height, width, self.min_face_size))
+        compiled, levels = self._pyramid(height, width)
+        image, outputs = compiled(rgb[None])
+        rows = self._proposals(outputs, levels)
         if len(rows):
             rows = self._refine_with_rnet(image, rows, height, width)
         if len(rows):
@@ -159,18 +160,19 @@ class CompiledMTCNN:
 
     # -- stage 1: the pyramid --------------------------------------------------
 
-    def _pyramid(self, height: int, width: int):
+    def _pyramid(self, height: int, width: int) -> tuple[object, list[tuple[int, int, float]]]:
+        """(the compiled pyramid + PNet for this frame size, its levels)."""
         key = (height, width)
         with self._lock:
-            compiled = self._pyramids.get(key)
-            if compiled is None:
+            pyramid = self._pyramids.get(key)
+            if pyramid is None:
                 if len(self._pyramids) >= MAX_TRACED_SIZES:
                     self._pyramids.pop(next(iter(self._pyramids)))
-                compiled = self._compile_pyramid(height, width)
-                self._pyramids[key] = compiled
-        return compiled
+                pyramid = self._compile_pyramid(height, width)
+                self._pyramids[key] = pyramid
+        return pyramid
 
-    def _compile_pyramid(self, height: int, width: int):
+    def _compile_pyramid(self, height: int, width: int) -> tuple[object, list[tuple[int, int, float]]]:
         tf = self._tf
         levels = pyramid_shapes(height, width, self.min_face_size)
 
@@ -183,7 +185,7 @@ class CompiledMTCNN:
                 outputs.append((reg[0], prob[0, :, :, 1]))
             return image, outputs
 
-        return tf.function(run, input_signature=[tf.TensorSpec((1, height, width, 3), tf.uint8)])
+        return tf.function(run, input_signature=[tf.TensorSpec((1, height, width, 3), tf.uint8)]), levels
 
     def _proposals(self, outputs, levels) -> np.ndarray:
         per_level = []

@@ -55,7 +55,7 @@ def test_no_retracing_across_frames_of_one_size(compiled, astronaut):
     frames = [_door_frame(astronaut[::2, ::2], seed) for seed in range(4)]
     for frame in frames:
         assert len(compiled.detect(frame)) == 1
-    pyramid = compiled._pyramid(480, 640)
+    pyramid, _ = compiled._pyramid(480, 640)
     assert pyramid.experimental_get_tracing_count() == 1
     assert compiled._run_rnet.experimental_get_tracing_count() == 1
     assert compiled._run_onet.experimental_get_tracing_count() == 1

@@ -21,6 +21,9 @@ from training.metrics import accuracy_at, best_threshold
 from training.plots import markdown_table
 from training.recipe import Recipe
 
+THRESHOLD_RULE = ("the accuracy-maximising cosine on the run's validation pairs (people held out from its "
+                  "training, from the other nine folds), applied unchanged to the test fold")
+
 
 def view2(recipe: Recipe, lfw, prepared, runs_dir: Path, out_dir: Path, command: str, log=print) -> Path:
     rows = []
@@ -58,10 +61,6 @@ def view2(recipe: Recipe, lfw, prepared, runs_dir: Path, out_dir: Path, command:
                      f"test fold instead (not the protocol's rule): {within_fold.mean() * 100:.2f}% ± "
                      f"{within_fold.std() * 100:.2f}.\n\n```\n{command}\n```\n\n{table}\n")
     return path
-
-
-THRESHOLD_RULE = ("the accuracy-maximising cosine on the run's validation pairs (people held out from its "
-                  "training, from the other nine folds), applied unchanged to the test fold")
 
 
 def held_out_threshold_accuracy(scores: dict) -> tuple[float, float]:

@@ -195,6 +195,7 @@ class RecognitionWorker(QObject):
         self.ready.emit(EngineInfo(Path(engine.card.path).stem, accuracy, threshold, purged, settings.sound))
         started = time.perf_counter()
         last_error = ""
+        counted_ids, people = None, 0  # the gallery's person ids, and how many people they name
         results = runner.run(every_frame=True)
         while True:
             try:
@@ -222,7 +223,8 @@ class RecognitionWorker(QObject):
             last_error = ""
             now = time.perf_counter()
             _, person_ids = gallery.matrix()  # cached until the gallery changes
-            people = int(np.unique(person_ids).size) if len(person_ids) else 0
+            if person_ids is not counted_ids:  # a new matrix: count its people once, not every frame
+                counted_ids, people = person_ids, int(np.unique(person_ids).size)
             self.analysed.emit(Recognition(result, now - started, people, matcher.threshold_for(len(person_ids))))
             pending = self._mailbox.take()
             if pending and self._apply(live, pending).camera is not None:
