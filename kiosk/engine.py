@@ -135,8 +135,12 @@ class FaceEngine:
             return self.threshold
         return max(self.threshold, card.threshold_at_far(card.target_far / templates))
 
-    def match(self, embeddings: np.ndarray, templates: np.ndarray, person_ids: np.ndarray) -> list[Match]:
-        """Match M x D embeddings against a gallery (e.g. Gallery.matrix()) at gallery_threshold()."""
+    def match(self, embeddings: np.ndarray, templates: np.ndarray, person_ids: np.ndarray,
+              threshold: float | None = None) -> list[Match]:
+        """Match M x D embeddings against a gallery (e.g. Gallery.matrix()).
+
+        At `threshold` when given (an admin's override), else at gallery_threshold().
+        """
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if embeddings.ndim == 1:
             embeddings = embeddings[None]
@@ -144,7 +148,7 @@ class FaceEngine:
             embeddings,
             templates,
             person_ids,
-            threshold=self.gallery_threshold(len(templates)),
+            threshold=self.gallery_threshold(len(templates)) if threshold is None else threshold,
             ambiguity_margin=self.ambiguity_margin,
             strategy=self.strategy,
         )

@@ -29,7 +29,6 @@ from kiosk.camera import Camera, CameraState
 from kiosk.database import database_path, open_database
 from kiosk.gallery import Gallery
 from kiosk.live_settings import Applied, LiveSettings, Pending, SettingsMailbox, door_from_settings
-from kiosk.matching import match_many
 from kiosk.modelcard import default_model_path
 from kiosk.liveness import LivenessGate
 from kiosk.policy import DecisionPolicy
@@ -92,11 +91,7 @@ class ThresholdEngine:
         return self._engine.embed_faces(rgb, faces)
 
     def match(self, embeddings: np.ndarray, templates: np.ndarray, person_ids: np.ndarray):
-        embeddings = np.asarray(embeddings, dtype=np.float32)
-        if embeddings.ndim == 1:
-            embeddings = embeddings[None]
-        return match_many(embeddings, templates, person_ids, threshold=self.threshold_for(len(templates)),
-                          ambiguity_margin=self._engine.ambiguity_margin, strategy=self._engine.strategy)
+        return self._engine.match(embeddings, templates, person_ids, threshold=self.override)
 
 
 def load_engine(model_path: str | os.PathLike | None = None):
