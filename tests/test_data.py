@@ -70,6 +70,15 @@ def test_pk_batches_draw_identities_uniformly_not_by_image_count():
     assert picks[0] < 1.15 * expected
 
 
+def test_capped_pk_batches_draw_people_by_images_up_to_k():
+    # 1, 2, 4 and 50 images with K = 4: weights 1 : 2 : 4 : 4.
+    labels = np.repeat([0, 1, 2, 3], [1, 2, 4, 50])
+    generator = pk_batches(labels, 1, 4, np.random.default_rng(3), capped=True)
+    picks = Counter(int(labels[next(generator)[0]]) for _ in range(5500))
+    for label, expected in {0: 500, 1: 1000, 2: 2000, 3: 2000}.items():
+        assert abs(picks[label] - expected) < 0.1 * expected, f"identity {label} picked {picks[label]} times"
+
+
 # _random_pairs
 
 def check_pairs(pairs, rows_of):
@@ -215,6 +224,18 @@ def test_view1_split_is_identity_disjoint(tiny):
     check_split(split, prepared, lfw.pairs("devtest"))
     assert set(split.train_names) <= set(lfw.people("devtrain"))
     assert "P1_3" not in split.train_names  # named by a test pair, though a DevTrain person
+
+
+def test_single_photo_people_train_only_when_asked_and_never_from_the_test(tiny):
+    lfw, prepared = tiny
+    counts = Counter(record["name"] for record in prepared.records)
+    default = view1_split(lfw, prepared, validation_fraction=0.25)
+    with_singles = view1_split(lfw, prepared, validation_fraction=0.25, min_images=1)
+    check_split(with_singles, prepared, lfw.pairs("devtest"), min_images=1)
+    singles = set(with_singles.train_names) - set(default.train_names)
+    assert singles and all(counts[name] == 1 for name in singles)
+    # The held-out validation people do not depend on who trains.
+    np.testing.assert_array_equal(default.validation.a, with_singles.validation.a)
 
 
 def test_splits_are_deterministic_for_a_seed(tiny):

@@ -18,6 +18,10 @@ def test_bad_recipes_are_refused():
         Recipe(loss="hinge")
     with pytest.raises(ValueError, match="--freeze needs --init"):
         Recipe(freeze=True)
+    with pytest.raises(ValueError, match="unknown sampling"):
+        Recipe(sampling="by_name")
+    with pytest.raises(ValueError, match="min_images"):
+        Recipe(min_images=0)
 
 
 def test_training_command_is_rebuilt_from_the_recorded_recipes(tmp_path):
@@ -34,3 +38,20 @@ def test_training_command_is_rebuilt_from_the_recorded_recipes(tmp_path):
 def test_training_command_for_a_plain_run(tmp_path):
     command = training_command(tmp_path, {"recipe": Recipe(loss="pair_bce", augment=False).as_json()})
     assert command == f"python -m training train --loss pair_bce --no-augment --out {tmp_path}"
+
+
+def test_training_command_keeps_the_pretraining_people_and_sampling(tmp_path):
+    (tmp_path / "pretrain").mkdir()
+    pretrain = Recipe(loss="cosface", epochs=30, min_images=1, sampling="capped")
+    (tmp_path / "pretrain" / "summary.json").write_text(json.dumps({"recipe": pretrain.as_json()}))
+    final = Recipe(loss="triplet", epochs=10, init=str(tmp_path / "pretrain" / "backbone.weights.h5"))
+    command = training_command(tmp_path, {"recipe": final.as_json()})
+    assert command == (f"python -m training train --loss triplet --pretrain-epochs 30 --pretrain-min-images 1 "
+                       f"--pretrain-sampling capped --epochs 10 --out {tmp_path}")
+
+
+def test_training_command_of_a_run_recorded_before_min_images_existed(tmp_path):
+    recorded = Recipe(loss="triplet", epochs=4).as_json()
+    del recorded["min_images"], recorded["sampling"]
+    assert training_command(tmp_path, {"recipe": recorded}) == (
+        f"python -m training train --loss triplet --epochs 4 --out {tmp_path}")

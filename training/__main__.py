@@ -55,14 +55,16 @@ def _train(args: argparse.Namespace) -> int:
 
     recipe = Recipe(loss=args.loss, augment=not args.no_augment, init=args.init, freeze=args.freeze,
                     epochs=args.epochs, steps_per_epoch=args.steps, input_size=args.input_size,
-                    learning_rate=args.learning_rate, seed=args.seed)
+                    learning_rate=args.learning_rate, weight_decay=args.weight_decay, seed=args.seed,
+                    min_images=args.min_images, sampling=args.sampling)
     lfw, prepared = _load_data(args)
     out_dir = args.out or Path("runs") / (recipe.name if args.view == 1 else f"{recipe.name}-fold{args.fold}")
     pretrain_seconds = 0.0
     if args.pretrain_epochs:
         # Phase 1: margin-softmax pre-training over the same training identities; phase 2 starts from it.
         pretrain = replace(recipe, loss="cosface", init=None, freeze=False, epochs=args.pretrain_epochs,
-                           learning_rate=Recipe().learning_rate)
+                           learning_rate=Recipe().learning_rate, min_images=args.pretrain_min_images,
+                           sampling=args.pretrain_sampling)
         pretrained = run(pretrain, lfw, prepared, out_dir / "pretrain", view=args.view, fold=args.fold,
                          target_far=args.target_far)
         pretrain_seconds = pretrained["train_seconds"]
@@ -121,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--json", action="store_true", help="print the summary as JSON")
     prepare.set_defaults(handler=_prepare)
 
-    from training.recipe import DEFAULT_TARGET_FAR, LOSSES, Recipe
+    from training.recipe import DEFAULT_TARGET_FAR, LOSSES, SAMPLINGS, Recipe
 
     defaults = Recipe()
     train = commands.add_parser("train", help="train one recipe, report on the held-out test pairs",
@@ -133,10 +135,21 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--freeze", action="store_true", help="with --init: train only the embedding layers")
     train.add_argument("--pretrain-epochs", type=int, default=0,
                        help="first pre-train a backbone with CosFace for N epochs, then train --loss from it")
+    train.add_argument("--pretrain-min-images", type=int, default=defaults.min_images,
+                       help="pre-training classes: people with at least N training images (1 adds the "
+                            f"single-photo people); default {defaults.min_images}")
+    train.add_argument("--pretrain-sampling", choices=SAMPLINGS, default=defaults.sampling,
+                       help="how pre-training batches pick people (capped: by images, at most K each); "
+                            f"default {defaults.sampling}")
+    train.add_argument("--min-images", type=int, default=defaults.min_images,
+                       help=f"train on people with at least N images; default {defaults.min_images}")
+    train.add_argument("--sampling", choices=SAMPLINGS, default=defaults.sampling, help=f"default {defaults.sampling}")
     train.add_argument("--epochs", type=int, default=defaults.epochs, help=f"default {defaults.epochs}")
     train.add_argument("--steps", type=int, default=defaults.steps_per_epoch, help=f"steps per epoch; default {defaults.steps_per_epoch}")
     train.add_argument("--input-size", type=int, default=defaults.input_size, help=f"network input in px; default {defaults.input_size}")
     train.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    train.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
+                       help=f"AdamW's decoupled decay (both phases); default {defaults.weight_decay:g}")
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument("--view", type=int, choices=(1, 2), default=1, help="1: DevTrain/DevTest; 2: one fold of pairs.txt")
     train.add_argument("--fold", type=int, default=0, help="with --view 2: the test fold 0-9")

@@ -109,19 +109,25 @@ def _random_pairs(rows_of: dict[str, list[int]], count: int, rng: np.random.Gene
 
 
 def pk_batches(labels: np.ndarray, identities_per_batch: int, images_per_identity: int,
-               rng: np.random.Generator):
+               rng: np.random.Generator, capped: bool = False):
     """Endless batches of P identities x K images (row positions into `labels`).
 
     Identities are drawn uniformly, not by image count, so George W. Bush's 530 photos do not
     dominate; people with fewer than K images repeat images (augmentation makes them differ).
+    With `capped`, a person is drawn in proportion to min(images, K): a one-photo person a
+    K-th as often as a person with K photos or more.
     """
     members: dict[int, np.ndarray] = {}
     for position, label in enumerate(labels):
         members.setdefault(int(label), []).append(position)
     members = {label: np.array(rows) for label, rows in members.items()}
     identities = np.array(sorted(members))
+    weights = None
+    if capped:
+        weights = np.array([min(len(members[label]), images_per_identity) for label in identities], dtype=float)
+        weights /= weights.sum()
     while True:
-        chosen = rng.choice(identities, size=identities_per_batch, replace=False)
+        chosen = rng.choice(identities, size=identities_per_batch, replace=False, p=weights)
         batch = [rng.choice(members[label], size=images_per_identity, replace=len(members[label]) < images_per_identity)
                  for label in chosen]
         yield np.concatenate(batch)

@@ -25,7 +25,8 @@ from training.recipe import DEFAULT_TARGET_FAR
 
 def run(recipe: Recipe, lfw: LFW, prepared: PreparedLFW, out_dir: Path, view: int = 1, fold: int = 0,
         target_far: float = DEFAULT_TARGET_FAR, log=print) -> dict:
-    split = view1_split(lfw, prepared, seed=recipe.seed) if view == 1 else view2_split(lfw, prepared, fold, seed=recipe.seed)
+    split = (view1_split(lfw, prepared, min_images=recipe.min_images, seed=recipe.seed) if view == 1
+             else view2_split(lfw, prepared, fold, min_images=recipe.min_images, seed=recipe.seed))
     log(f"{split.description}: {len(split.train_rows)} training images of {len(split.train_names)} people, "
         f"{len(split.validation)} validation pairs, {len(split.test)} test pairs")
     result = train(recipe, split, prepared, log=log)

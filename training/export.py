@@ -126,16 +126,29 @@ def training_command(run_dir: Path, summary: dict) -> str:
     parts = ["python -m training train", f"--loss {recipe['loss']}"]
     pretrain_path = run_dir / "pretrain" / "summary.json"
     if pretrain_path.exists():
-        parts.append(f"--pretrain-epochs {json.loads(pretrain_path.read_text())['recipe']['epochs']}")
+        pretrain = json.loads(pretrain_path.read_text())["recipe"]
+        parts.append(f"--pretrain-epochs {pretrain['epochs']}")
+        parts += _non_default_flags(pretrain, defaults, (("min_images", "--pretrain-min-images"),
+                                                         ("sampling", "--pretrain-sampling")))
     elif recipe["init"]:
         parts.append(f"--init {recipe['init']}" + (" --freeze" if recipe["freeze"] else ""))
     if not recipe["augment"]:
         parts.append("--no-augment")
-    for key, flag in (("epochs", "--epochs"), ("steps_per_epoch", "--steps"), ("input_size", "--input-size"),
-                      ("learning_rate", "--learning-rate"), ("seed", "--seed")):
-        if recipe[key] != getattr(defaults, key):
-            parts.append(f"{flag} {recipe[key]:g}" if isinstance(recipe[key], float) else f"{flag} {recipe[key]}")
+    parts += _non_default_flags(recipe, defaults, (
+        ("min_images", "--min-images"), ("sampling", "--sampling"), ("epochs", "--epochs"),
+        ("steps_per_epoch", "--steps"), ("input_size", "--input-size"), ("learning_rate", "--learning-rate"),
+        ("weight_decay", "--weight-decay"), ("seed", "--seed")))
     return " ".join(parts + [f"--out {run_dir}"])
+
+
+def _non_default_flags(recipe: dict, defaults, flags: tuple[tuple[str, str], ...]) -> list[str]:
+    """`--flag value` for each recipe field that differs from the default (older runs lack some fields)."""
+    parts = []
+    for key, flag in flags:
+        value = recipe.get(key, getattr(defaults, key))
+        if value != getattr(defaults, key):
+            parts.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
+    return parts
 
 
 # Why the door's threshold is set by a false-accept rate, and this one by default.

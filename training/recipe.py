@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 DEFAULT_TARGET_FAR = 0.01
 
 LOSSES = ("pair_bce", "contrastive", "triplet", "semihard", "cosface")
+SAMPLINGS = ("uniform", "capped")
 
 
 @dataclass(frozen=True)
@@ -31,12 +32,22 @@ class Recipe:
     margin: float | None = None  # None: the loss's own default
     patience: int = 6
     seed: int = 0
+    # People need this many training images to be trained on. 1 adds DevTrain's single-photo
+    # people: useless as triplet positives, but extra classes (and negatives) for a margin softmax.
+    min_images: int = 2
+    # How a batch picks its P people: "uniform" (every person alike) or "capped" (in proportion
+    # to their images, capped at K), so one-photo people do not fill most of a batch.
+    sampling: str = "uniform"
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
         if self.freeze and not self.init:
             raise ValueError("--freeze needs --init: there is nothing pretrained to freeze")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"unknown sampling {self.sampling!r}; choose one of {', '.join(SAMPLINGS)}")
+        if self.min_images < 1:
+            raise ValueError("min_images must be at least 1")
 
     @property
     def name(self) -> str:

@@ -99,7 +99,8 @@ def _model_inputs(crops: np.ndarray, rows: np.ndarray, input_size: int) -> np.nd
 
 def _dataset(images: np.ndarray, labels: np.ndarray, recipe: Recipe, batch: int) -> tf.data.Dataset:
     rng = np.random.default_rng(recipe.seed)
-    generator = lambda: pk_batches(labels, recipe.identities_per_batch, recipe.images_per_identity, rng)
+    generator = lambda: pk_batches(labels, recipe.identities_per_batch, recipe.images_per_identity, rng,
+                                   capped=recipe.sampling == "capped")
     augment = make_augmenter(AugmentConfig() if recipe.augment else NO_AUGMENTATION)
     images_tensor, labels_tensor = tf.constant(images), tf.constant(labels)
     return (

@@ -29,8 +29,8 @@ from kiosk.camera import Camera, CameraState
 from kiosk.database import database_path, open_database
 from kiosk.gallery import Gallery
 from kiosk.live_settings import Applied, LiveSettings, Pending, SettingsMailbox, door_from_settings
-from kiosk.modelcard import default_model_path
 from kiosk.liveness import LivenessGate
+from kiosk.modelcard import default_model_path
 from kiosk.policy import DecisionPolicy
 from kiosk.retention import RetentionPurge
 from kiosk.settings import KioskSettings
