@@ -105,6 +105,11 @@ class Gallery:
         self._matrix: tuple[np.ndarray, np.ndarray] | None = None
         self._matrix_version = -1
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The database connection this gallery works through (for changes that span tables)."""
+        return self._conn
+
     # People
 
     def add_person(self, name: str, external_id: str | None = None) -> Person:

@@ -329,6 +329,42 @@ def test_people_rename_deactivate_delete_reach_the_database(qtbot, admin, tmp_pa
         check.close()
 
 
+def test_deleting_a_person_can_erase_their_log_entries(qtbot, admin, tmp_path):
+    tab, log = admin.people_tab, admin.log_tab
+    assert ("door-2", "granted", "Grace") in shown(log.model)
+    # Ticking the question's box erases Grace's entries as well as her samples.
+    answered = []
+
+    def tick_and_confirm() -> None:
+        box = QApplication.activeModalWidget()
+        if not isinstance(box, QMessageBox):
+            QTimer.singleShot(20, tick_and_confirm)
+            return
+        answered.append(box.text())
+        box.checkBox().setChecked(True)
+        box.button(QMessageBox.StandardButton.Yes).click()
+
+    assert tab.select("Grace")
+    QTimer.singleShot(20, tick_and_confirm)
+    assert tab.delete_selected()
+    assert "erased 1 log entry" in tab.message.text()
+    assert ("door-2", "granted", "") in shown(log.model) and "Grace" not in {row[2] for row in shown(log.model)}
+    names = [log.model.data(log.model.index(row, 2)) for row in range(log.model.rowCount())]
+    assert names.count("(erased)") == 1
+
+    # Without the box ticked the name stays in the log, unlinked.
+    assert tab.select("Ada") and tab.delete_selected(confirm=False)
+    assert [row[2] for row in shown(log.model)].count("Ada") == 2
+    check = open_database(database_path(tmp_path))
+    try:
+        access_log = AccessLog(check)
+        assert access_log.verify().ok
+        erased = [event for event in access_log.query() if event.redacted]
+        assert len(erased) == 1 and erased[0].name is None and erased[0].score is None
+    finally:
+        check.close()
+
+
 def test_settings_tab_limits_the_threshold_around_the_card(qtbot, tmp_path):
     raw = {"threshold": {"value": 0.42, "target_far": 0.001}, "devtest": {"accuracy": 0.93, "tar_at_far_1e3": 0.61}}
     card = ModelCard(Path("m.keras"), AlignmentSpec(112, 0.0), 128, 0.42, "far", raw)

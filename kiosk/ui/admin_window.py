@@ -72,6 +72,7 @@ class AdminWindow(QMainWindow):
         self.tabs.addTab(self.settings_tab, "Settings")
         self.setCentralWidget(self.tabs)
         self.people_tab.people_changed.connect(self.log_tab.refresh_people)
+        self.people_tab.log_erased.connect(self.log_tab.reload)
         self.settings_tab.saved.connect(self._on_settings_saved)
 
         self.idle = IdleWatcher(self, self.settings.admin_timeout_s)

@@ -123,7 +123,7 @@ class AccessLogModel(QAbstractTableModel):
         if column == 1:
             return event.camera
         if column == 2:
-            return event.name or "—"
+            return "(erased)" if event.redacted else event.name or "—"
         if column == 3:
             return event.decision
         if column == 4:

@@ -143,6 +143,11 @@ class LogTab(QWidget):
         if current is not None and index < 0:
             self.apply_filters()  # the person filtered on is gone (renamed or removed)
 
+    @Slot()
+    def reload(self) -> None:
+        """Read the shown events again (after entries were changed in place, e.g. erased)."""
+        self.model.refresh()
+
     def date_range(self) -> tuple[datetime | None, datetime | None]:
         """[since, until) from the date edits, as local midnights (aware), when enabled."""
         if not self.dates_check.isChecked():

@@ -13,11 +13,12 @@ import numpy as np
 from PySide6.QtCore import QSize, Qt, Signal, Slot
 from PySide6.QtGui import QIcon, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QAbstractItemView, QHBoxLayout, QHeaderView, QInputDialog, QLabel, QLineEdit, QMessageBox, QPushButton,
-    QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+    QAbstractItemView, QCheckBox, QHBoxLayout, QHeaderView, QInputDialog, QLabel, QLineEdit, QMessageBox,
+    QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
 from kiosk.gallery import Gallery, GalleryError, Person
+from kiosk.privacy import remove_person
 from kiosk.ui.enroll_dialog import EnrollDialog
 from kiosk.ui.enroll_worker import EngineFactory, default_engine
 from kiosk.ui.pixmaps import pixmap_from_jpeg
@@ -28,6 +29,7 @@ COLUMNS = ("Name", "Badge", "Samples", "Active", "Enrolled")
 
 class PeopleTab(QWidget):
     people_changed = Signal()
+    log_erased = Signal()  # a deleted person's access-log entries were redacted
 
     def __init__(self, gallery: Gallery, db_path: Path, *, threshold: Callable[[], float | None] = lambda: None,
                  engine_factory: EngineFactory = default_engine, parent: QWidget | None = None) -> None:
@@ -152,29 +154,41 @@ class PeopleTab(QWidget):
         verb = "Activated" if not person.active else "Deactivated"
         return self._change(lambda: self._gallery.set_active(person.id, not person.active), f"{verb} {{}}")
 
-    def delete_selected(self, confirm: bool = True) -> bool:
-        """Delete the selected person and all their templates (after asking, unless `confirm` is False)."""
+    def delete_selected(self, confirm: bool = True, erase_log: bool = False) -> bool:
+        """Delete the selected person and all their templates (after asking, unless `confirm` is False).
+
+        With `erase_log` (or its box ticked in the question) their access-log entries are
+        redacted too: a person who asks to be forgotten leaves no name, score or photo behind,
+        and the tamper-evident chain still verifies.
+        """
         person = self.selected_person()
         if person is None:
             return False
         if confirm:
-            answer = QMessageBox.question(
-                self, "Delete",
-                f"Delete {person.name} and all {person.template_count} of their face samples?\n"
-                "Their access-log entries keep the name. This cannot be undone.",
-                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
-                QMessageBox.StandardButton.Cancel,
-            )
-            if answer != QMessageBox.StandardButton.Yes or self._closing:
+            box = QMessageBox(QMessageBox.Icon.Question, "Delete",
+                              f"Delete {person.name} and all {person.template_count} of their face samples?\n"
+                              "This cannot be undone.",
+                              QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, self)
+            box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+            erase_box = QCheckBox("Also erase their name, scores and photos from the access log")
+            erase_box.setChecked(erase_log)
+            box.setCheckBox(erase_box)
+            box.exec()
+            if box.clickedButton() is not box.button(QMessageBox.StandardButton.Yes) or self._closing:
                 return False
+            erase_log = erase_box.isChecked()
         try:
-            removed = self._gallery.remove(person.id)
+            removal = remove_person(self._gallery.connection, person.id, erase_log=erase_log)
         except GalleryError as exc:
             self.message.setText(str(exc))
             return False
         self.refresh()
-        self.message.setText(f"Deleted {person.name} and {removed} sample{'s' if removed != 1 else ''}")
+        samples = f"{removal.templates} sample{'s' if removal.templates != 1 else ''}"
+        erased = f"; erased {removal.events_erased} log entr{'ies' if removal.events_erased != 1 else 'y'}"
+        self.message.setText(f"Deleted {person.name} and {samples}" + (erased if erase_log else ""))
         self.people_changed.emit()
+        if removal.events_erased:
+            self.log_erased.emit()
         return True
 
     def _change(self, action: Callable[[], Person], done: str) -> bool:
