@@ -193,6 +193,8 @@ class KioskRunner:
             return FrameResult(frame, [], [], [], locked_s=locked)
         self._lockout_logged = True
         self.policy.reset()  # the visit in progress ends here; afterwards everything starts afresh
+        if self.tracker is not None:
+            self.tracker.reset()  # whoever stands there after the lockout is found by a full search
         decision = Decision(DENIED, RATE_LIMITED, None, None, None, frame.timestamp,
                             detail=f"too many attempts, wait {math.ceil(locked)} s")
         return FrameResult(frame, [], [], [], decision, self._log(decision, frame.rgb, []), locked_s=locked)

@@ -39,6 +39,11 @@ class FaceTracker:
         self.full_searches = 0  # counters for benchmarks and tests
         self.region_searches = 0
 
+    @property
+    def following(self) -> bool:
+        """Whether a face from an earlier frame narrows the next search."""
+        return self._last is not None
+
     def reset(self) -> None:
         """Forget the tracked face (e.g. when the camera restarts)."""
         self._last = None

@@ -202,6 +202,30 @@ def test_repeated_denials_lock_the_kiosk_out(tmp_path, lfw, engine, enrolled, ca
     assert [e.reason for e in events] == ["unknown"] * 5 + ["rate_limited"]  # one lockout event, then nothing
 
 
+def test_a_lockout_forgets_the_followed_face(tmp_path, lfw, engine, enrolled):
+    from kiosk.camera import Frame
+    from kiosk.runner import KioskRunner
+
+    now = [0.0]
+    limiter = RateLimiter(max_denials=1, clock=lambda: now[0])
+    frame = genuine_frames([photo(lfw, STRANGER, 1)], seed=0)[0]
+    conn = open_database(database_path(enrolled))
+    try:
+        runner = KioskRunner(Camera(str(write_video(tmp_path / "one.avi", [frame]))), engine, Gallery(conn),
+                             AccessLog(conn), DecisionPolicy(), None, rate_limiter=limiter)
+        runner.process(Frame(frame, 0, 0.0))
+        assert runner.tracker.following
+        limiter.record_denial()
+        locked = runner.process(Frame(frame, 1, 0.1))
+        assert locked.decision.reason == "rate_limited" and not runner.tracker.following
+        now[0] = 31.0  # after the lockout the face is found afresh by a full search
+        searches = runner.tracker.full_searches
+        runner.process(Frame(frame, 2, 31.0))
+        assert runner.tracker.full_searches == searches + 1 and runner.tracker.following
+    finally:
+        conn.close()
+
+
 def test_the_kiosk_screen_shows_the_challenge(qtbot, tmp_path, lfw, engine, enrolled):
     from kiosk.ui.kiosk_window import KioskWindow
 
