@@ -103,6 +103,7 @@ class KioskRunner:
         self.on_door_outcome = on_door_outcome
         # Between full-frame searches, look for the face only around where it was (kiosk/tracking.py).
         self.tracker = FaceTracker(engine.detector) if tracking else None
+        self.last_frame_index = -1  # the frame run() analysed (or tried to) most recently
         self._stop = threading.Event()
         self._door_outcomes: queue.Queue[tuple[int, str]] = queue.Queue()
 
@@ -114,15 +115,17 @@ class KioskRunner:
     def stopped(self) -> bool:
         return self._stop.is_set()
 
-    def run(self, every_frame: bool = False) -> Iterator[FrameResult]:
+    def run(self, every_frame: bool = False, newer_than: int = -1) -> Iterator[FrameResult]:
         """Analyse each newest frame; yield the results that carry a decision or start a liveness
         challenge (all, if every_frame).
 
+        Starts after frame index `newer_than`: to go on after process() raised, pass
+        `last_frame_index`, so the frame that failed is not analysed again.
         Ends when the source has ended, the camera was stopped, or stop() was called; waits for
         door actions still in flight before the end so their outcomes get logged.
         """
         self.camera.start()
-        last = -1
+        last = newer_than
         try:
             while not self._stop.is_set():
                 self._record_door_outcomes()
@@ -131,7 +134,7 @@ class KioskRunner:
                     if self.camera.state in (CameraState.ENDED, CameraState.STOPPED):
                         break
                     continue
-                last = frame.index
+                last = self.last_frame_index = frame.index
                 result = self.process(frame)
                 if every_frame or result.decision is not None or result.challenge_started:
                     yield result

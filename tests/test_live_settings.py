@@ -110,3 +110,27 @@ def test_live_settings_switch_the_runners_camera(runner, tmp_path, engine):
     assert applied.camera is camera and applied.changes == ("image folder second",)
     assert runner.camera is camera and runner.camera_name == "image folder second"
     assert live.settings == KioskSettings()  # a camera alone changes no other setting
+
+
+def test_after_a_failed_frame_the_runner_goes_on_with_the_next_one(tmp_path, engine, astronaut):
+    from kiosk.runner import KioskRunner
+
+    frames = tmp_path / "faces"
+    frames.mkdir()
+    for index in range(3):
+        cv2.imwrite(str(frames / f"{index}.png"), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    conn = open_database(database_path(tmp_path))
+    runner = KioskRunner(Camera(str(frames), realtime=False), engine, Gallery(conn), AccessLog(conn),
+                         DecisionPolicy(), None)
+    conn.close()  # every frame with a face now fails where it reads the gallery
+    tried, results = [], runner.run(every_frame=True)
+    while len(tried) < 10:  # the old restart analysed the source's last frame forever
+        try:
+            next(results)
+        except StopIteration:
+            break
+        except Exception as exc:  # noqa: BLE001 (the worker catches everything too)
+            assert "closed database" in str(exc)
+            tried.append(runner.last_frame_index)
+            results = runner.run(every_frame=True, newer_than=runner.last_frame_index)
+    assert tried == [0, 1, 2]

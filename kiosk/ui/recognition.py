@@ -212,7 +212,8 @@ class RecognitionWorker(QObject):
                     log.exception("%s", error)
                 last_error = error
                 self.failed.emit(error)
-                results = runner.run(every_frame=True)  # a generator that raised is finished
+                # A generator that raised is finished; go on after the frame that failed.
+                results = runner.run(every_frame=True, newer_than=runner.last_frame_index)
                 started = time.perf_counter()
                 continue
             last_error = ""
