@@ -55,3 +55,35 @@ def test_training_command_of_a_run_recorded_before_min_images_existed(tmp_path):
     del recorded["min_images"], recorded["sampling"]
     assert training_command(tmp_path, {"recipe": recorded}) == (
         f"python -m training train --loss triplet --epochs 4 --out {tmp_path}")
+
+
+def fake_summary(recipe: Recipe, accuracy: float, seconds: float) -> dict:
+    figures = {"accuracy": accuracy, "accuracy_std": 0.03, "accuracy_at_threshold": accuracy - 0.1, "auc": 0.93,
+               "eer": 0.14, "tar_at_far_1e2": 0.5, "tar_at_far_1e3": 0.3}
+    return {"recipe": recipe.as_json(), "test": figures, "validation": {"auc": 0.91}, "best_epoch": 3,
+            "train_seconds": seconds}
+
+
+def test_runs_table_adds_pretraining_time_and_gives_each_command(tmp_path):
+    from training.__main__ import main
+    from training.runs_table import runs_table
+
+    plain, staged = tmp_path / "plain", tmp_path / "staged"
+    (staged / "pretrain").mkdir(parents=True)
+    plain.mkdir()
+    (plain / "summary.json").write_text(json.dumps(fake_summary(Recipe(loss="cosface", epochs=10), 0.807, 365.2)))
+    (staged / "pretrain" / "summary.json").write_text(
+        json.dumps(fake_summary(Recipe(loss="cosface", epochs=30, weight_decay=0.05), 0.835, 872.0)))
+    final = Recipe(loss="triplet", epochs=10, weight_decay=0.05, init=str(staged / "pretrain" / "backbone.weights.h5"))
+    (staged / "summary.json").write_text(json.dumps(fake_summary(final, 0.867, 340.4)))
+
+    table = runs_table([plain, staged])
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert rows[0].startswith(f"| `{plain}` | 91.00% | 80.70% | ±3.00 | 70.70% |") and rows[0].endswith("| 365 |")
+    assert rows[1].startswith(f"| `{staged}` | 91.00% | 86.70% |") and rows[1].endswith("| 1212 |")
+    assert f"- `{staged}`: `python -m training train --loss triplet --pretrain-epochs 30 --epochs 10 " \
+           f"--weight-decay 0.05 --out {staged}`" in table
+
+    out = tmp_path / "table.md"
+    assert main(["runs", str(plain), str(staged), "--out", str(out)]) == 0 and out.read_text() == table
+    assert main(["runs", str(tmp_path / "missing")]) == 2

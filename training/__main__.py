@@ -110,6 +110,21 @@ def _view2(args: argparse.Namespace) -> int:
     return 0
 
 
+def _runs(args: argparse.Namespace) -> int:
+    from kiosk.atomic import atomic_write_bytes
+    from training.runs_table import runs_table
+
+    missing = [str(run) for run in args.run if not (run / "summary.json").exists()]
+    if missing:
+        print(f"not a finished run folder (no summary.json): {', '.join(missing)}", file=sys.stderr)
+        return 2
+    table = runs_table(args.run)
+    if args.out:
+        atomic_write_bytes(args.out, table.encode())
+    print(table, end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -177,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--reports", type=Path, default=Path("reports"), help="where compare.md/json/png go")
     compare.add_argument("--only", nargs="*", help="only these cells (names as in the table)")
     compare.set_defaults(handler=_compare)
+
+    runs = commands.add_parser("runs", help="finished run folders side by side (markdown), with their commands",
+                               description="Tabulate the DevTest figures of finished run folders.")
+    runs.add_argument("run", type=Path, nargs="+", help="run folders written by `train`")
+    runs.add_argument("--out", type=Path, help="also write the table to this file")
+    runs.set_defaults(handler=_runs)
 
     view2 = commands.add_parser("view2", help="LFW View 2: ten trainings, one per fold of pairs.txt",
                                 description="Train one model per View 2 fold and report mean and std over folds.")

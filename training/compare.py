@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kiosk.atomic import atomic_write_json, atomic_open
+from kiosk.atomic import atomic_open, atomic_write_json
 from training.experiment import describe, run
 from training.plots import markdown_table, plot_roc
 from training.recipe import Recipe
@@ -59,20 +59,8 @@ def compare(lfw, prepared, out_dir: Path, runs_dir: Path, epochs: int, steps: in
 
 def write_comparison(summaries: dict[str, dict], out_dir: Path, epochs: int, steps: int, command: str) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for name, summary in summaries.items():
-        recipe, test = summary["recipe"], summary["test"]
-        rows.append({
-            "name": name, "loss": recipe["loss"], "augment": "yes" if recipe["augment"] else "no",
-            "start": "scratch" if not recipe["init"] else ("frozen" if recipe["freeze"] else "fine-tuned"),
-            "accuracy": test["accuracy"], "std": f"±{test['accuracy_std'] * 100:.2f}",
-            "accuracy at threshold": test["accuracy_at_threshold"], "auc": test["auc"], "eer": test["eer"],
-            "tar_far1": test["tar_at_far_1e2"], "tar_far01": test["tar_at_far_1e3"],
-            "epoch": summary["best_epoch"], "seconds": round(summary["train_seconds"]),
-        })
-    columns = [("loss", "loss"), ("augment", "aug"), ("start", "start"), ("accuracy", "DevTest accuracy"),
-               ("std", "± (10 folds)"), ("accuracy at threshold", "accuracy at val. threshold"), ("auc", "AUC"),
-               ("eer", "EER"), ("tar_far1", "TAR @ FAR 1%"), ("tar_far01", "TAR @ FAR 0.1%"),
+    rows = [summary_row(name, summary) for name, summary in summaries.items()]
+    columns = [("loss", "loss"), ("augment", "aug"), ("start", "start"), *FIGURE_COLUMNS,
                ("epoch", "best epoch"), ("seconds", "train s")]
     plot_roc({f"{name} (AUC {s['test']['auc']:.3f})": (np.array(s["roc"]["far"]), np.array(s["roc"]["tar"]))
               for name, s in summaries.items()}, out_dir / "compare_roc.png", title="LFW View 1 DevTest")
@@ -83,6 +71,26 @@ def write_comparison(summaries: dict[str, dict], out_dir: Path, epochs: int, ste
         stream.write(_REPORT.format(command=command, epochs=epochs, steps=steps, images=epochs * steps * 128,
                                     table=markdown_table(rows, columns)))
     return path
+
+
+# The DevTest figures of a run, as columns of a markdown table.
+FIGURE_COLUMNS = [("accuracy", "DevTest accuracy"), ("std", "± (10 folds)"),
+                  ("accuracy at threshold", "accuracy at val. threshold"), ("auc", "AUC"), ("eer", "EER"),
+                  ("tar_far1", "TAR @ FAR 1%"), ("tar_far01", "TAR @ FAR 0.1%")]
+
+
+def summary_row(name: str, summary: dict) -> dict:
+    """One table row from a run's summary.json: its recipe's main choices and its DevTest figures."""
+    recipe, test = summary["recipe"], summary["test"]
+    return {
+        "name": name, "loss": recipe["loss"], "augment": "yes" if recipe["augment"] else "no",
+        "start": "scratch" if not recipe["init"] else ("frozen" if recipe["freeze"] else "fine-tuned"),
+        "accuracy": test["accuracy"], "std": f"±{test['accuracy_std'] * 100:.2f}",
+        "accuracy at threshold": test["accuracy_at_threshold"], "auc": test["auc"], "eer": test["eer"],
+        "tar_far1": test["tar_at_far_1e2"], "tar_far01": test["tar_at_far_1e3"],
+        "validation_auc": summary["validation"]["auc"], "epoch": summary["best_epoch"],
+        "seconds": round(summary["train_seconds"]),
+    }
 
 
 _REPORT = """# The study's comparison on LFW View 1

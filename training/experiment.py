@@ -17,10 +17,8 @@ from training.metrics import roc_curve, threshold_for_far, verification_report
 from training.model import build_serving_model
 from training.plots import plot_roc, plot_training_curves
 from training.prepare import PreparedLFW
-from training.recipe import Recipe
+from training.recipe import DEFAULT_TARGET_FAR, Recipe
 from training.train import TrainResult, embed_rows, pair_scores, train
-
-from training.recipe import DEFAULT_TARGET_FAR
 
 
 def run(recipe: Recipe, lfw: LFW, prepared: PreparedLFW, out_dir: Path, view: int = 1, fold: int = 0,

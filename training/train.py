@@ -14,6 +14,7 @@ pairs); the best epoch's weights are kept and training stops when it stops impro
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import keras
@@ -23,10 +24,11 @@ import tensorflow as tf
 from training import losses
 from training.augment import NO_AUGMENTATION, AugmentConfig, make_augmenter
 from training.data import PairSet, Split, pk_batches
-from training.metrics import best_threshold, accuracy_at, roc_auc
+from training.metrics import accuracy_at, best_threshold, roc_auc
 from training.model import CosineClassifier, PairHead, build_backbone, build_serving_model, resize_crops
 from training.prepare import PreparedLFW
 from training.recipe import Recipe
+
 
 @dataclass
 class TrainResult:
@@ -41,36 +43,21 @@ def train(recipe: Recipe, split: Split, prepared: PreparedLFW, log=print) -> Tra
     """Train `recipe` on `split`'s training identities; keep the best epoch on its validation pairs."""
     keras.utils.set_random_seed(recipe.seed)
     started = time.perf_counter()
-    images = _model_inputs(prepared.crops, split.train_rows, recipe.input_size)
-    labels = split.train_labels.astype(np.int32)
-    batch = recipe.identities_per_batch * recipe.images_per_identity
-    dataset = _dataset(images, labels, recipe, batch)
-
-    backbone = build_backbone(recipe.input_size, recipe.embedding_size, tuple(recipe.widths))
-    if recipe.init:
-        backbone.load_weights(recipe.init)
-        if recipe.freeze:
-            for layer in backbone.layers:
-                layer.trainable = layer.name.startswith(("embedding", "dropout"))
-    head = _head(recipe, int(labels.max()) + 1)
-    variables = backbone.trainable_variables + (head.trainable_variables if head else [])
+    images = model_inputs(prepared.crops, split.train_rows, recipe.input_size)
     total_steps = recipe.epochs * recipe.steps_per_epoch
     schedule = keras.optimizers.schedules.CosineDecay(
         0.0, max(total_steps - recipe.steps_per_epoch, 1), alpha=0.01,
         warmup_target=recipe.learning_rate, warmup_steps=recipe.steps_per_epoch)
-    optimizer = keras.optimizers.AdamW(schedule, weight_decay=recipe.weight_decay)
-    step = _train_step(recipe, backbone, head, optimizer, variables)
+    training = build_training(recipe, images, split.train_labels, schedule)
+    backbone = training.backbone
 
     serving = build_serving_model(backbone, prepared.crops.shape[1])
     history: dict[str, list[float]] = {"loss": [], "val_auc": [], "val_accuracy": []}
     best = (-1.0, 0, backbone.get_weights())
-    iterator = iter(dataset)
     for epoch in range(recipe.epochs):
         epoch_loss = 0.0
         for index in range(recipe.steps_per_epoch):
-            x, y = next(iterator)
-            seed = tf.constant([recipe.seed, epoch * recipe.steps_per_epoch + index], tf.int32)
-            epoch_loss += float(step(x, y, seed))
+            epoch_loss += training.step(epoch * recipe.steps_per_epoch + index)
         scores = pair_scores(serving, prepared.crops, split.validation)
         auc = roc_auc(scores, split.validation.same)
         accuracy = accuracy_at(scores, split.validation.same, best_threshold(scores, split.validation.same))
@@ -88,7 +75,40 @@ def train(recipe: Recipe, split: Split, prepared: PreparedLFW, log=print) -> Tra
     return TrainResult(backbone, history, best[1] + 1, time.perf_counter() - started, recipe)
 
 
-def _model_inputs(crops: np.ndarray, rows: np.ndarray, input_size: int) -> np.ndarray:
+@dataclass
+class Training:
+    """A backbone (and head) with its optimizer and augmented P x K batches, ready to step."""
+
+    recipe: Recipe
+    backbone: keras.Model
+    batches: Iterator[tuple[tf.Tensor, tf.Tensor]]
+    train_step: Callable
+
+    def step(self, index: int) -> float:
+        """One optimiser step on the next batch; its loss (waits for the step to finish)."""
+        x, y = next(self.batches)
+        return float(self.train_step(x, y, tf.constant([self.recipe.seed, index], tf.int32)))
+
+
+def build_training(recipe: Recipe, images: np.ndarray, labels: np.ndarray, learning_rate) -> Training:
+    """Everything `recipe` trains with, on `images` (at the network's input size) and their
+    identity labels; `learning_rate` is a number or a Keras schedule."""
+    labels = labels.astype(np.int32)
+    batch = recipe.identities_per_batch * recipe.images_per_identity
+    backbone = build_backbone(recipe.input_size, recipe.embedding_size, tuple(recipe.widths))
+    if recipe.init:
+        backbone.load_weights(recipe.init)
+        if recipe.freeze:
+            for layer in backbone.layers:
+                layer.trainable = layer.name.startswith(("embedding", "dropout"))
+    head = _head(recipe, int(labels.max()) + 1)
+    variables = backbone.trainable_variables + (head.trainable_variables if head else [])
+    optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=recipe.weight_decay)
+    step = _train_step(recipe, backbone, head, optimizer, variables)
+    return Training(recipe, backbone, iter(_dataset(images, labels, recipe, batch)), step)
+
+
+def model_inputs(crops: np.ndarray, rows: np.ndarray, input_size: int) -> np.ndarray:
     """Training images at the network's input size, resized by the same op the serving model uses."""
     out = []
     for start in range(0, len(rows), 1024):

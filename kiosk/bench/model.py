@@ -32,11 +32,8 @@ def run(ctx) -> dict:
 
 
 def training_speed(ctx) -> dict:
-    import keras
-
-    from training import train
-    from training.model import build_backbone
     from training.recipe import Recipe
+    from training.train import build_training, model_inputs
 
     options = ctx.options
     fields = {f.name for f in dataclasses.fields(Recipe)}
@@ -45,21 +42,13 @@ def training_speed(ctx) -> dict:
                                  widths=tuple(shipped.get("widths", Recipe.widths)))
     crops, labels, data = _training_crops(ctx, options.train_images)
     batch = recipe.identities_per_batch * recipe.images_per_identity
-    images = train._model_inputs(crops, np.arange(len(crops)), recipe.input_size)
-    dataset = iter(train._dataset(images, labels, recipe, batch))
-    backbone = build_backbone(recipe.input_size, recipe.embedding_size, recipe.widths)
-    head = train._head(recipe, int(labels.max()) + 1)
-    variables = backbone.trainable_variables + (head.trainable_variables if head else [])
-    optimizer = keras.optimizers.AdamW(recipe.learning_rate, weight_decay=recipe.weight_decay)
-    step = train._train_step(recipe, backbone, head, optimizer, variables)
+    training = build_training(recipe, model_inputs(crops, np.arange(len(crops)), recipe.input_size), labels,
+                              recipe.learning_rate)
 
     def run_steps(count: int, first: int) -> float:
-        import tensorflow as tf
-
         start = time.perf_counter()
         for index in range(first, first + count):
-            x, y = next(dataset)
-            float(step(x, y, tf.constant([recipe.seed, index], tf.int32)))  # float() waits for the step
+            training.step(index)
         return time.perf_counter() - start
 
     run_steps(options.train_warmup_steps, 0)  # the first step traces the graph
