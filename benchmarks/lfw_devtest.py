@@ -14,7 +14,7 @@ Detection is one image per call (`engine.detect`), as the kiosk detects each fra
 batched call (`detector.detect_batch`, `--batch 32`) is about 4x faster on the equal-size LFW
 images but does not give exactly the same faces (run twice, one batch gives the same result;
 the same image in another batch or alone can come out about a pixel apart, presumably from
-floating-point differences that tip which proposal survives). On DevTest (shipped model,
+floating-point differences that tip which proposal survives). On DevTest (the first shipped model,
 2026-11) that changed 51 of the 1,000 pair scores by
 more than 0.001 (at most by 0.04) and no decision at the card threshold; the
 cross-validated accuracy was 85.9% batched vs 86.1% one by one. So `--batch` is a quick

@@ -117,7 +117,7 @@ How to read it: one seed per cell (augmentation draws are not seeded, so augment
 between reruns), and DevTest accuracy varies by 3-5 points between its ten folds,
 so differences of two or three points are within noise. The schedule is short: forms that converge
 fast are favoured, and augmentation, which makes the task harder, has not paid off yet at this
-length (the shipped model, trained 5x longer with augmentation, reaches 85.9%). Wall-clock times
+length (the shipped model trains far longer, with augmentation: see its model card). Wall-clock times
 were measured while other jobs shared the two cores.
 
 ![ROC curves](compare_roc.png)
