@@ -174,9 +174,11 @@ class PeopleTab(QWidget):
             erase_box.setChecked(erase_log)
             box.setCheckBox(erase_box)
             box.exec()
-            if box.clickedButton() is not box.button(QMessageBox.StandardButton.Yes) or self._closing:
-                return False
+            confirmed = box.clickedButton() is box.button(QMessageBox.StandardButton.Yes)
             erase_log = erase_box.isChecked()
+            box.deleteLater()
+            if not confirmed or self._closing:
+                return False
         try:
             removal = remove_person(self._gallery.connection, person.id, erase_log=erase_log)
         except GalleryError as exc:
