@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,6 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kiosk.atomic import atomic_write_bytes, atomic_write_json  # noqa: E402
+from kiosk.bench.stats import latency, timed  # noqa: E402
 
 
 def convert(model_path: Path, quantize: bool) -> tuple[bytes, int]:
@@ -80,29 +79,24 @@ class LiteEmbedder:
         return summed / np.linalg.norm(summed, axis=1, keepdims=True)
 
 
-def timed(function, crops: np.ndarray, repeats: int) -> dict:
-    function(crops)  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function(crops)
-        times.append((time.perf_counter() - start) * 1000)
-    return {"median_ms": round(statistics.median(times), 3), "p90_ms": round(float(np.percentile(times, 90)), 3)}
+def call_latency(function, crops: np.ndarray, repeats: int) -> dict:
+    """Median and p90 (ms) of `repeats` calls, after one warm-up call."""
+    function(crops)
+    return latency([timed(function, crops)[1] for _ in range(repeats)])
 
 
-def test_crops(count: int, crop_size: int) -> tuple[np.ndarray, str]:
-    from training.prepare import PreparedLFW, default_cache_dir
+def sample_crops(count: int, spec) -> tuple[np.ndarray, str]:
+    """Real aligned LFW crops of the model's geometry if a prepare cache exists, else a test photo."""
+    from training.prepare import largest_prepared
 
-    folders = sorted((default_cache_dir() / "prepared").glob("*/index.json"))
-    if folders:
-        crops = PreparedLFW.load(folders[-1].parent).crops
-        if crops.shape[1] == crop_size:
-            rows = np.random.default_rng(0).choice(len(crops), size=min(count, len(crops)), replace=False)
-            return np.asarray(crops[np.sort(rows)]), f"{len(rows)} aligned LFW crops from the prepare cache"
+    prepared = largest_prepared(spec)
+    if prepared is not None:
+        rows = np.random.default_rng(0).choice(len(prepared.crops), size=min(count, len(prepared.crops)), replace=False)
+        return np.asarray(prepared.crops[np.sort(rows)]), f"{len(rows)} aligned LFW crops from the prepare cache"
     import cv2
     from skimage import data
 
-    face = cv2.resize(data.astronaut()[30:230, 130:330], (crop_size, crop_size))
+    face = cv2.resize(data.astronaut()[30:230, 130:330], (spec.size, spec.size))
     crops = np.stack([np.roll(face, (dy, dx), axis=(0, 1)) for dy in range(-4, 4) for dx in range(-4, 4)])
     return crops[:count], f"{min(count, len(crops))} shifted copies of the astronaut photo (no prepare cache)"
 
@@ -125,21 +119,20 @@ def main(argv: list[str] | None = None) -> int:
     from kiosk.embedder import Embedder
 
     embedder = Embedder(args.model)
-    size = embedder.crop_size
-    crops, source = test_crops(args.crops, size)
+    crops, source = sample_crops(args.crops, embedder.card.alignment)
     reference = embedder.embed_crops(crops)
     variants = {"keras (the kiosk's Embedder)": {
         "bytes": embedder.card.path.stat().st_size,
-        "batch_1": timed(embedder.embed_crops, crops[:1], args.repeats),
-        "batch_32": timed(embedder.embed_crops, crops[:32], max(args.repeats // 10, 5)),
+        "batch_1": call_latency(embedder.embed_crops, crops[:1], args.repeats),
+        "batch_32": call_latency(embedder.embed_crops, crops[:32], max(args.repeats // 10, 5)),
     }}
     for name, quantize in (("tflite float32", False), ("tflite int8 weights", True)):
         flatbuffer, input_size = convert(embedder.card.path, quantize)
         one, many = LiteEmbedder(flatbuffer, 1, input_size), LiteEmbedder(flatbuffer, 32, input_size)
         embedded = np.concatenate([many(chunk) if len(chunk) == 32 else np.concatenate([one(c[None]) for c in chunk])
                                    for chunk in np.array_split(crops, range(32, len(crops), 32))])
-        variants[name] = {"bytes": len(flatbuffer), "batch_1": timed(one, crops[:1], args.repeats),
-                          "batch_32": timed(many, crops[:32], max(args.repeats // 10, 5)),
+        variants[name] = {"bytes": len(flatbuffer), "batch_1": call_latency(one, crops[:1], args.repeats),
+                          "batch_32": call_latency(many, crops[:32], max(args.repeats // 10, 5)),
                           **agreement(reference, embedded)}
     report = {"benchmark": "TFLite vs Keras for the shipped embedder (benchmarks/tflite.py)",
               "model": embedder.card.path.name, "model_sha256": embedder.card.raw.get("model_sha256"),

@@ -71,6 +71,20 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("KIOSK_CACHE_DIR", Path.home() / ".cache" / "face-kiosk"))
 
 
+def largest_prepared(spec: AlignmentSpec, cache_dir: Path | None = None) -> PreparedLFW | None:
+    """The finished prepare cache with the most images and crops of `spec`'s geometry, if any.
+
+    For speed and agreement checks, where any real aligned crops will do: which detector
+    settings made them does not matter, only their geometry.
+    """
+    best = None
+    for index in sorted(((cache_dir or default_cache_dir()) / "prepared").glob("*/index.json")):
+        prepared = PreparedLFW.load(index.parent)
+        if prepared.spec == spec and (best is None or len(prepared.records) > len(best.records)):
+            best = prepared
+    return best
+
+
 def prepare(
     lfw: LFW,
     cache_dir: Path,

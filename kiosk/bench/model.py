@@ -67,7 +67,9 @@ def training_speed(ctx) -> dict:
 
 def _training_crops(ctx, count: int) -> tuple[np.ndarray, np.ndarray, str]:
     """(crops, identity labels, where they came from): prepared LFW crops if cached, else synthetic."""
-    prepared = _largest_prepared_cache(ctx.card.alignment)
+    from training.prepare import largest_prepared
+
+    prepared = largest_prepared(ctx.card.alignment)
     if prepared is None:
         rng = np.random.default_rng(0)
         size = ctx.card.alignment.size
@@ -81,19 +83,3 @@ def _training_crops(ctx, count: int) -> tuple[np.ndarray, np.ndarray, str]:
     labels = np.array([ids[name] for name in names], dtype=np.int32)
     return (np.asarray(prepared.crops[rows]), labels,
             f"prepared LFW crops ({len(rows)} of the {len(prepared.records)} in {prepared.folder})")
-
-
-def _largest_prepared_cache(spec):
-    """The finished prepare cache with the most images and the model's crop geometry, if any.
-
-    Any will do: the speed of a training step does not depend on which detector settings made
-    the crops, only on their number and size.
-    """
-    from training.prepare import PreparedLFW, default_cache_dir
-
-    best = None
-    for index in sorted((default_cache_dir() / "prepared").glob("*/index.json")):
-        prepared = PreparedLFW.load(index.parent)
-        if prepared.spec == spec and (best is None or len(prepared.records) > len(best.records)):
-            best = prepared
-    return best
