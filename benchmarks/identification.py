@@ -37,7 +37,7 @@ from kiosk.atomic import atomic_write_json  # noqa: E402
 from kiosk.faces import face_nearest_center  # noqa: E402
 from kiosk.images import load_image  # noqa: E402
 from kiosk.matching import STRATEGIES, match_many  # noqa: E402
-from training.export import sha256_of  # noqa: E402
+from kiosk.modelcard import sha256_of  # noqa: E402
 from training.lfw import LFW, ImageRef  # noqa: E402
 
 ENROLL_IMAGES = 3

@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from kiosk.atomic import atomic_write_bytes, atomic_write_json  # noqa: E402
 from kiosk.faces import IMPLEMENTATIONS, Face, face_nearest_center  # noqa: E402
 from kiosk.images import load_image  # noqa: E402
-from training.export import sha256_of  # noqa: E402
+from kiosk.modelcard import sha256_of  # noqa: E402
 from training.lfw import LFW, ImageRef  # noqa: E402
 from training.metrics import verification_report  # noqa: E402
 

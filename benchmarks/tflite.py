@@ -1,12 +1,12 @@
-"""Would a TFLite copy of the shipped model make the kiosk faster?
+"""TFLite against Keras for the shipped embedder: what the kiosk gains by serving TFLite.
 
-Converts the embedder of `assets/face_embedder.keras` (crop and mirror through the backbone,
-summed and normalised) to TFLite twice, float32 and with dynamic-range int8 weights, and
-measures on this machine, against the kiosk's own `Embedder` (a Keras model behind one
-tf.function), both from the aligner's uint8 crop:
+Measures, on this machine and from the aligner's uint8 crop, the kiosk's `Embedder` with each
+runtime: the `.keras` model, the float32 TFLite backbone that export ships beside it (the
+kiosk's default), and the same backbone with dynamic-range int8 weights (not shipped; measured
+to show what it would cost in agreement):
 
 - latency of one crop (the kiosk embeds one face a frame) and throughput at batch 32;
-- agreement: cosine between each crop's TFLite and Keras embeddings, and the largest change
+- agreement: cosine between each crop's embedding and the Keras one, and the largest change
   in a pair's similarity, over real aligned LFW crops when a prepare cache exists (else the
   astronaut test photo, shifted).
 
@@ -15,7 +15,9 @@ tf.function), both from the aligner's uint8 crop:
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import sys
 import tempfile
 from datetime import datetime, timezone
@@ -27,56 +29,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kiosk.atomic import atomic_write_bytes, atomic_write_json  # noqa: E402
 from kiosk.bench.stats import latency, timed  # noqa: E402
+from kiosk.embedder import Embedder  # noqa: E402
+from kiosk.modelcard import card_path_for, sha256_of  # noqa: E402
 
 
-def convert(model_path: Path, quantize: bool) -> tuple[bytes, int]:
-    """The embedder's backbone as TFLite; and its input size.
-
-    TFLite has no kernel for the antialiased resize inside the Keras model (ScaleAndTranslate,
-    not even as a Flex op), so only the backbone is converted; LiteEmbedder resizes and mirrors
-    with the same TensorFlow ops first and sums and normalises after, as the Keras model does.
-    """
+def int8_copy(model_path: Path, folder: Path) -> Path:
+    """A copy of the model in `folder` whose card lists an int8-weight TFLite backbone."""
     import keras
-    import tensorflow as tf
 
     import training.model  # noqa: F401  registers the custom layers of the saved model
+    from training.export import backbone_to_tflite
 
+    copy = folder / model_path.name
+    shutil.copy(model_path, copy)
     backbone = keras.saving.load_model(model_path, compile=False).get_layer("embedder").backbone
-    with tempfile.TemporaryDirectory() as folder:
-        backbone.export(folder, format="tf_saved_model", verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
-        if quantize:
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        return converter.convert(), backbone.input_shape[1]
-
-
-class LiteEmbedder:
-    """uint8 crops -> embeddings: resize and mirror (TensorFlow), backbone (TFLite), sum and normalise."""
-
-    def __init__(self, flatbuffer: bytes, batch: int, input_size: int) -> None:
-        import tensorflow as tf
-
-        from training.model import resize_crops
-
-        self.interpreter = tf.lite.Interpreter(model_content=flatbuffer, num_threads=os.cpu_count())
-        index = self.interpreter.get_input_details()[0]["index"]
-        self.interpreter.resize_tensor_input(index, [2 * batch, input_size, input_size, 3])
-        self.interpreter.allocate_tensors()
-        self.input = index
-        self.output = self.interpreter.get_output_details()[0]["index"]
-
-        def prepare(crops):
-            x = resize_crops(tf.cast(crops, tf.float32) / 255.0, input_size)
-            return tf.concat([x, tf.reverse(x, axis=[2])], axis=0)
-
-        self.prepare = tf.function(prepare)
-
-    def __call__(self, crops: np.ndarray) -> np.ndarray:
-        self.interpreter.set_tensor(self.input, np.asarray(self.prepare(crops)))
-        self.interpreter.invoke()
-        both = self.interpreter.get_tensor(self.output)
-        summed = both[:len(crops)] + both[len(crops):]
-        return summed / np.linalg.norm(summed, axis=1, keepdims=True)
+    tflite = folder / "int8.tflite"
+    tflite.write_bytes(backbone_to_tflite(backbone, quantize=True))
+    card = json.loads(card_path_for(model_path).read_text())
+    card["tflite"] = {**card["tflite"], "file": tflite.name, "sha256": sha256_of(tflite), "bytes": tflite.stat().st_size}
+    card_path_for(copy).write_text(json.dumps(card))
+    return copy
 
 
 def call_latency(function, crops: np.ndarray, repeats: int) -> dict:
@@ -116,26 +88,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("reports/tflite.json"))
     args = parser.parse_args(argv)
 
-    from kiosk.embedder import Embedder
-
-    embedder = Embedder(args.model)
-    crops, source = sample_crops(args.crops, embedder.card.alignment)
-    reference = embedder.embed_crops(crops)
-    variants = {"keras (the kiosk's Embedder)": {
-        "bytes": embedder.card.path.stat().st_size,
-        "batch_1": call_latency(embedder.embed_crops, crops[:1], args.repeats),
-        "batch_32": call_latency(embedder.embed_crops, crops[:32], max(args.repeats // 10, 5)),
-    }}
-    for name, quantize in (("tflite float32", False), ("tflite int8 weights", True)):
-        flatbuffer, input_size = convert(embedder.card.path, quantize)
-        one, many = LiteEmbedder(flatbuffer, 1, input_size), LiteEmbedder(flatbuffer, 32, input_size)
-        embedded = np.concatenate([many(chunk) if len(chunk) == 32 else np.concatenate([one(c[None]) for c in chunk])
-                                   for chunk in np.array_split(crops, range(32, len(crops), 32))])
-        variants[name] = {"bytes": len(flatbuffer), "batch_1": call_latency(one, crops[:1], args.repeats),
-                          "batch_32": call_latency(many, crops[:32], max(args.repeats // 10, 5)),
-                          **agreement(reference, embedded)}
-    report = {"benchmark": "TFLite vs Keras for the shipped embedder (benchmarks/tflite.py)",
-              "model": embedder.card.path.name, "model_sha256": embedder.card.raw.get("model_sha256"),
+    keras_embedder = Embedder(args.model, runtime="keras")
+    crops, source = sample_crops(args.crops, keras_embedder.card.alignment)
+    reference = keras_embedder.embed_crops(crops)
+    variants = {}
+    with tempfile.TemporaryDirectory() as folder:
+        runtimes = {"keras": keras_embedder,
+                    "tflite float32 (the kiosk's default)": Embedder(args.model, runtime="tflite"),
+                    "tflite int8 weights (not shipped)":
+                        Embedder(int8_copy(keras_embedder.card.path, Path(folder)), runtime="tflite")}
+        for name, embedder in runtimes.items():
+            embedded = np.concatenate([embedder.embed_crops(chunk) for chunk in np.array_split(crops, range(32, len(crops), 32))])
+            served = embedder.card.path if embedder.runtime == "keras" else embedder.card.tflite_path
+            variants[name] = {
+                "bytes": served.stat().st_size,
+                "batch_1": call_latency(embedder.embed_crops, crops[:1], args.repeats),
+                "batch_32": call_latency(embedder.embed_crops, crops[:32], max(args.repeats // 10, 5)),
+                **agreement(reference, embedded)}
+    report = {"benchmark": "The kiosk's Embedder on TFLite and on Keras (benchmarks/tflite.py)",
+              "model": keras_embedder.card.path.name, "model_sha256": keras_embedder.card.raw.get("model_sha256"),
               "crops": source, "cpu_cores": os.cpu_count(), "variants": variants,
               "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     atomic_write_json(args.out, report)

@@ -73,6 +73,11 @@ class FaceEngine:
         return self._embedder.card.embedding_size
 
     @property
+    def embedder_runtime(self) -> str:
+        """"tflite" or "keras": which copy of the model embeds (kiosk.embedder)."""
+        return self._embedder.runtime
+
+    @property
     def detector(self) -> FaceDetector:
         return self._detector
 

@@ -5,6 +5,7 @@ so a retrained model with another crop or threshold needs no code change.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -80,6 +81,37 @@ class ModelCard:
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelCardError(f"{card_path}: not a valid model card ({exc!r})") from exc
+
+
+    @property
+    def tflite_path(self) -> Path | None:
+        """The TFLite copy of the backbone that export wrote beside the model, if the card lists one."""
+        entry = self.raw.get("tflite")
+        return self.path.with_name(entry["file"]) if entry else None
+
+    def verified_tflite_path(self) -> Path:
+        """`tflite_path`, after checking that the file is the one the card describes.
+
+        A stale TFLite file (say, left from an earlier export) would embed with another network
+        than the card's threshold was set for, and every decision would be quietly wrong.
+        """
+        path, entry = self.tflite_path, self.raw.get("tflite")
+        if path is None:
+            raise ModelCardError(f"{card_path_for(self.path)} lists no TFLite file; re-export the model to make one")
+        if not path.exists():
+            raise ModelCardError(f"TFLite file not found: {path} (its card lists it; re-export the model)")
+        if sha256_of(path) != entry["sha256"]:
+            raise ModelCardError(f"{path} is not the file its card describes (SHA-256 differs); "
+                                 f"re-export the model so the two match")
+        return path
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _optional_float(value) -> float | None:

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from training.data import PairSet, Split
+from training.metrics import roc_auc
 from training.model import build_backbone, build_serving_model, resize_crops
 from training.prepare import PreparedLFW
 from training.recipe import LOSSES, Recipe
-from training.train import train
+from training.train import pair_scores, train
 
 EMBEDDING = 16
 CROP = 48
@@ -120,3 +121,29 @@ def test_train_smoke_triplet(tiny_data):
 @pytest.mark.parametrize("loss", LOSSES)
 def test_train_smoke_every_loss(tiny_data, loss):
     smoke(loss, *tiny_data, augment=True)
+
+
+def test_a_mixed_precision_backbone_computes_in_bfloat16_and_embeds_in_float32():
+    backbone = build_backbone(input_size=32, widths=(8, 16, 16, 16), blocks=(1, 1, 1, 1), embedding_size=EMBEDDING,
+                              mixed_precision=True)
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is left as it was
+    assert backbone.get_layer("stem_conv").compute_dtype == "bfloat16"
+    assert {backbone.get_layer(name).compute_dtype for name in ("embedding_dense", "embedding_bn", "embedding")} == {"float32"}
+    assert {weight.dtype for weight in backbone.weights} == {"float32"}
+    images = np.random.default_rng(5).uniform(0, 1, (3, 32, 32, 3)).astype("float32")
+    embeddings = backbone(images, training=False)
+    assert embeddings.dtype == "float32"
+    assert_unit(np.asarray(embeddings))
+
+
+def test_mixed_precision_training_returns_the_float32_backbone_it_validated(tiny_data):
+    split, prepared = tiny_data
+    recipe = Recipe(loss="cosface", epochs=2, steps_per_epoch=2, identities_per_batch=4, images_per_identity=2,
+                    input_size=32, embedding_size=EMBEDDING, mixed_precision=True)
+    result = train(recipe, split, prepared, log=lambda line: None)
+    assert {layer.compute_dtype for layer in result.backbone.layers} == {"float32"}
+    assert np.isfinite(result.history["loss"]).all()
+    # Its validation AUC is the one recorded for the epoch it kept: the same network, the same precision.
+    serving = build_serving_model(result.backbone, prepared.crops.shape[1])
+    scores = pair_scores(serving, prepared.crops, split.validation)
+    assert roc_auc(scores, split.validation.same) == pytest.approx(result.history["val_auc"][result.best_epoch - 1])

@@ -87,3 +87,8 @@ def test_runs_table_adds_pretraining_time_and_gives_each_command(tmp_path):
     out = tmp_path / "table.md"
     assert main(["runs", str(plain), str(staged), "--out", str(out)]) == 0 and out.read_text() == table
     assert main(["runs", str(tmp_path / "missing")]) == 2
+
+
+def test_training_command_passes_mixed_precision_as_a_switch(tmp_path):
+    command = training_command(tmp_path, {"recipe": Recipe(loss="triplet", mixed_precision=True).as_json()})
+    assert command == f"python -m training train --loss triplet --mixed-precision --out {tmp_path}"

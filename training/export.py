@@ -1,31 +1,24 @@
-"""Save a trained backbone as the kiosk's model: `.keras` serving model + model card JSON."""
+"""Save a trained backbone as the kiosk's model: `.keras` serving model, TFLite backbone, model card JSON."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from kiosk.atomic import atomic_path, atomic_write_json
-from kiosk.modelcard import card_path_for
+from kiosk.atomic import atomic_path, atomic_write_bytes, atomic_write_json
+from kiosk.modelcard import card_path_for, sha256_of
 from training.model import build_serving_model
 
 
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def export_model(backbone: keras.Model, crop_size: int, alignment: dict, out_path: str | Path, card: dict) -> Path:
-    """Write the serving model to `out_path` and its card beside it; both atomically."""
+    """Write the serving model to `out_path`, its TFLite backbone beside it, then the card that
+    describes both (last, so a card never names files that are not there yet); each atomically."""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     serving = build_serving_model(backbone, crop_size)
@@ -35,6 +28,8 @@ def export_model(backbone: keras.Model, crop_size: int, alignment: dict, out_pat
     with atomic_path(out_path) as temporary:
         temporary.write_bytes(staging.read_bytes())
     staging.unlink()
+    tflite_path = out_path.with_suffix(".tflite")
+    atomic_write_bytes(tflite_path, backbone_to_tflite(backbone))
     full_card = {
         "format": 1,
         "model_file": out_path.name,
@@ -47,6 +42,14 @@ def export_model(backbone: keras.Model, crop_size: int, alignment: dict, out_pat
             "normalisation": f"inside the model: x / 255, resized to {backbone.input_shape[1]} px "
                              "(bilinear, antialiased), mirrored copy embedded too and the two summed",
         },
+        "tflite": {
+            "file": tflite_path.name,
+            "sha256": sha256_of(tflite_path),
+            "bytes": tflite_path.stat().st_size,
+            "input_size": int(backbone.input_shape[1]),
+            "covers": "the backbone only (float32): the kiosk resizes and mirrors the crop before it and sums and "
+                      "normalises after it with the model's own operations, so both files give the same embeddings",
+        },
         "embedding_size": int(backbone.output_shape[-1]),
         "similarity": "cosine (dot product of unit vectors); higher = more alike",
         **card,
@@ -55,6 +58,22 @@ def export_model(backbone: keras.Model, crop_size: int, alignment: dict, out_pat
     }
     atomic_write_json(card_path_for(out_path), full_card)
     return out_path
+
+
+def backbone_to_tflite(backbone: keras.Model, quantize: bool = False) -> bytes:
+    """The backbone as a TFLite flatbuffer: float32, or with int8 weights if `quantize`.
+
+    Only the backbone: TFLite has no kernel for the serving model's antialiased resize
+    (ScaleAndTranslate, not even as a Flex op), so kiosk.embedder runs that part in TensorFlow.
+    """
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory() as folder:
+        backbone.export(folder, format="tf_saved_model", verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+        if quantize:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        return converter.convert()
 
 
 def _version(module: str) -> str:
@@ -137,7 +156,7 @@ def training_command(run_dir: Path, summary: dict) -> str:
     parts += _non_default_flags(recipe, defaults, (
         ("min_images", "--min-images"), ("sampling", "--sampling"), ("epochs", "--epochs"),
         ("steps_per_epoch", "--steps"), ("input_size", "--input-size"), ("learning_rate", "--learning-rate"),
-        ("weight_decay", "--weight-decay"), ("seed", "--seed")))
+        ("weight_decay", "--weight-decay"), ("mixed_precision", "--mixed-precision"), ("seed", "--seed")))
     return " ".join(parts + [f"--out {run_dir}"])
 
 
@@ -146,7 +165,11 @@ def _non_default_flags(recipe: dict, defaults, flags: tuple[tuple[str, str], ...
     parts = []
     for key, flag in flags:
         value = recipe.get(key, getattr(defaults, key))
-        if value != getattr(defaults, key):
+        if value == getattr(defaults, key):
+            continue
+        if isinstance(value, bool):
+            parts.append(flag)  # a switch: only ever written when on (off is the default)
+        else:
             parts.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
     return parts
 

@@ -8,6 +8,9 @@ preprocessing of its own.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import keras
 from keras import layers, ops
 
@@ -44,8 +47,29 @@ def build_backbone(
     widths: tuple[int, ...] = (32, 64, 128, 160),
     blocks: tuple[int, ...] = (1, 2, 2, 1),
     dropout: float = 0.2,
+    mixed_precision: bool = False,
 ) -> keras.Model:
-    """Crop (input_size x input_size x 3, float in [0, 1]) -> unit embedding."""
+    """Crop (input_size x input_size x 3, float in [0, 1]) -> unit embedding.
+
+    With `mixed_precision` the convolutions compute in bfloat16 (for training speed); the weights
+    are float32 either way, so its weights load into a float32 backbone of the same shape.
+    """
+    with _dtype_policy("mixed_bfloat16" if mixed_precision else "float32"):
+        return _backbone(input_size, embedding_size, widths, blocks, dropout)
+
+
+@contextmanager
+def _dtype_policy(name: str) -> Iterator[None]:
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _backbone(input_size: int, embedding_size: int, widths: tuple[int, ...], blocks: tuple[int, ...],
+              dropout: float) -> keras.Model:
     inputs = keras.Input((input_size, input_size, 3), name="crop")
     x = layers.Rescaling(2.0, offset=-1.0, name="to_unit_range")(inputs)
     # A strided stem: the first residual stage then works at a quarter of the pixels, which is
@@ -60,9 +84,10 @@ def build_backbone(
     x = layers.BatchNormalization(name="gdc_bn")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
-    x = layers.Dense(embedding_size, use_bias=False, name="embedding_dense")(x)
-    x = layers.BatchNormalization(name="embedding_bn")(x)
-    outputs = L2Normalize(name="embedding")(x)
+    # The embedding itself is float32 under any policy: the losses' margins and scale need its precision.
+    x = layers.Dense(embedding_size, use_bias=False, name="embedding_dense", dtype="float32")(x)
+    x = layers.BatchNormalization(name="embedding_bn", dtype="float32")(x)
+    outputs = L2Normalize(name="embedding", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="backbone")
 
 

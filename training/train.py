@@ -50,14 +50,18 @@ def train(recipe: Recipe, split: Split, prepared: PreparedLFW, log=print) -> Tra
         warmup_target=recipe.learning_rate, warmup_steps=recipe.steps_per_epoch)
     training = build_training(recipe, images, split.train_labels, schedule)
     backbone = training.backbone
-
-    serving = build_serving_model(backbone, prepared.crops.shape[1])
+    # Validation scores the backbone as the kiosk will run it: in float32, whatever it trains in.
+    evaluated = (build_backbone(recipe.input_size, recipe.embedding_size, tuple(recipe.widths))
+                 if recipe.mixed_precision else backbone)
+    serving = build_serving_model(evaluated, prepared.crops.shape[1])
     history: dict[str, list[float]] = {"loss": [], "val_auc": [], "val_accuracy": []}
     best = (-1.0, 0, backbone.get_weights())
     for epoch in range(recipe.epochs):
         epoch_loss = 0.0
         for index in range(recipe.steps_per_epoch):
             epoch_loss += training.step(epoch * recipe.steps_per_epoch + index)
+        if evaluated is not backbone:
+            evaluated.set_weights(backbone.get_weights())
         scores = pair_scores(serving, prepared.crops, split.validation)
         auc = roc_auc(scores, split.validation.same)
         accuracy = accuracy_at(scores, split.validation.same, best_threshold(scores, split.validation.same))
@@ -71,8 +75,8 @@ def train(recipe: Recipe, split: Split, prepared: PreparedLFW, log=print) -> Tra
         elif epoch - best[1] >= recipe.patience:
             log(f"[{recipe.name}] stopping early: no better validation AUC for {recipe.patience} epochs")
             break
-    backbone.set_weights(best[2])
-    return TrainResult(backbone, history, best[1] + 1, time.perf_counter() - started, recipe)
+    evaluated.set_weights(best[2])
+    return TrainResult(evaluated, history, best[1] + 1, time.perf_counter() - started, recipe)
 
 
 @dataclass
@@ -95,7 +99,8 @@ def build_training(recipe: Recipe, images: np.ndarray, labels: np.ndarray, learn
     identity labels; `learning_rate` is a number or a Keras schedule."""
     labels = labels.astype(np.int32)
     batch = recipe.identities_per_batch * recipe.images_per_identity
-    backbone = build_backbone(recipe.input_size, recipe.embedding_size, tuple(recipe.widths))
+    backbone = build_backbone(recipe.input_size, recipe.embedding_size, tuple(recipe.widths),
+                              mixed_precision=recipe.mixed_precision)
     if recipe.init:
         backbone.load_weights(recipe.init)
         if recipe.freeze:

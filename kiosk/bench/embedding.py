@@ -21,7 +21,8 @@ def run(ctx) -> dict:
     faces = np.stack([align_face(load_image(ctx.lfw.images_dir / s.relpath), s.landmarks, engine.card.alignment)
                       for s in sources])
     crops = np.resize(faces, (max(EMBED_BATCHES),) + faces.shape[1:])  # repeats the faces in order
-    result = {"distinct_faces": len(faces), "crop": list(crops.shape[1:]), "batches": {}}
+    result = {"runtime": engine.embedder_runtime, "distinct_faces": len(faces), "crop": list(crops.shape[1:]),
+              "batches": {}}
     for batch in EMBED_BATCHES:
         engine.embed_crops(crops[:batch])  # warm-up
         calls = [timed(engine.embed_crops, crops[:batch])[1] for _ in range(ctx.options.embed_repeats)]

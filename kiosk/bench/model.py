@@ -58,6 +58,7 @@ def training_speed(ctx) -> dict:
         "loss": recipe.loss,
         "input_size": recipe.input_size,
         "augment": recipe.augment,
+        "mixed_precision": recipe.mixed_precision,
         "batch": batch,
         "steps": options.train_steps,
         "seconds": round(seconds, 3),

@@ -94,7 +94,8 @@ def _endtoend(result: dict) -> list[str]:
 
 
 def _embedding(result: dict) -> list[str]:
-    lines = ["| batch | crops/s | ms per call (median / p90) |", "|---|---|---|"]
+    lines = [f"Runtime: {result.get('runtime', 'keras')} (kiosk.embedder).", "",
+             "| batch | crops/s | ms per call (median / p90) |", "|---|---|---|"]
     lines += [f"| {b} | {r['crops_per_s']} | {_ms(r['per_call'])} |" for b, r in result["batches"].items()]
     return lines
 
@@ -110,7 +111,8 @@ def _matching(result: dict) -> list[str]:
 def _model(result: dict) -> list[str]:
     t = result["training"]
     return [f"`{result['file']}`: {result['bytes']:,} bytes, {result['parameters']:,} weights.", "",
-            (f"Training ({t['loss']}, {t['input_size']} px, augment {t['augment']}, batch {t['batch']}): "
+            (f"Training ({t['loss']}, {t['input_size']} px, augment {t['augment']}, "
+             f"{'bfloat16 compute' if t.get('mixed_precision') else 'float32'}, batch {t['batch']}): "
              f"**{t['images_per_s']} images/s** over {t['steps']} steps; data: {t['data']}.")]
 
 
