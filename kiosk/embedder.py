@@ -1,9 +1,10 @@
 """Load the Siamese model with its card and turn aligned crops into unit embeddings.
 
 Two runtimes give the same embeddings. The TFLite copy of the backbone that export writes
-beside the `.keras` file runs on LiteRT's XNNPACK kernels, about 2.5x faster for one face on a
+beside the `.keras` file runs on LiteRT's XNNPACK kernels, over 2x faster for one face on a
 CPU (reports/tflite.md); the `.keras` model is used where the card lists no TFLite file or
-LiteRT is not installed (it has no wheel for Windows, say), or when asked for.
+LiteRT is not installed (pyproject.toml installs it only where it publishes wheels), or when
+asked for.
 """
 from __future__ import annotations
 
