@@ -82,7 +82,6 @@ class ModelCard:
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelCardError(f"{card_path}: not a valid model card ({exc!r})") from exc
 
-
     @property
     def tflite_path(self) -> Path | None:
         """The TFLite copy of the backbone that export wrote beside the model, if the card lists one."""
