@@ -44,7 +44,7 @@ class Embedder:
         return np.asarray(self._embed(crops), dtype=np.float32)
 
 
-def litert_available() -> bool:
+def _litert_available() -> bool:
     try:
         import ai_edge_litert.interpreter  # noqa: F401
     except ImportError:
@@ -53,9 +53,12 @@ def litert_available() -> bool:
 
 
 def _chosen_runtime(card: ModelCard, runtime: str) -> str:
-    if runtime == "keras" or (runtime == "auto" and (card.tflite_path is None or not litert_available())):
+    if runtime == "keras":
         return "keras"
-    if not litert_available():
+    available = _litert_available()
+    if runtime == "auto":
+        return "tflite" if available and card.tflite_path is not None else "keras"
+    if not available:
         raise ModelCardError("the TFLite runtime needs LiteRT: pip install ai-edge-litert")
     return "tflite"
 
@@ -84,7 +87,7 @@ class _LiteEmbedding:
         import tensorflow as tf
         from ai_edge_litert.interpreter import Interpreter
 
-        from training.model import resize_crops
+        from training.model import crops_and_mirrors
 
         path = card.verified_tflite_path()
         try:
@@ -96,12 +99,7 @@ class _LiteEmbedding:
         self._rows = 0  # the batch the interpreter's tensors are allocated for
         self._lock = threading.Lock()  # an interpreter must not run two batches at once
         input_size, size = int(card.raw["tflite"]["input_size"]), card.alignment.size
-
-        def crops_and_mirrors(crops):
-            x = resize_crops(tf.cast(crops, tf.float32) / 255.0, input_size)
-            return tf.concat([x, tf.reverse(x, axis=[2])], axis=0)
-
-        self._prepare = tf.function(crops_and_mirrors,
+        self._prepare = tf.function(lambda crops: crops_and_mirrors(crops, input_size),
                                     input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8)])
 
     def __call__(self, crops: np.ndarray) -> np.ndarray:

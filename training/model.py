@@ -131,11 +131,8 @@ class CropToEmbedding(layers.Layer):
         self.input_size = input_size
 
     def call(self, crops):
-        x = ops.cast(crops, "float32") / 255.0
-        x = resize_crops(x, self.input_size)
-        both = ops.concatenate([x, ops.flip(x, axis=2)], axis=0)
-        embeddings = self.backbone(both, training=False)
-        count = ops.shape(x)[0]
+        embeddings = self.backbone(crops_and_mirrors(crops, self.input_size), training=False)
+        count = ops.shape(crops)[0]
         summed = embeddings[:count] + embeddings[count:]
         return summed / ops.sqrt(ops.maximum(ops.sum(ops.square(summed), axis=-1, keepdims=True), 1e-12))
 
@@ -147,6 +144,15 @@ class CropToEmbedding(layers.Layer):
     def from_config(cls, config):
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         return cls(**config)
+
+
+def crops_and_mirrors(crops, input_size: int):
+    """uint8 crops -> the backbone's input: the crops scaled to [0, 1] and resized, then their mirror images.
+
+    The serving model and the kiosk's TFLite runtime (kiosk.embedder) both start here.
+    """
+    x = resize_crops(ops.cast(crops, "float32") / 255.0, input_size)
+    return ops.concatenate([x, ops.flip(x, axis=2)], axis=0)
 
 
 def resize_crops(x, size: int):
