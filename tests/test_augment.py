@@ -9,6 +9,8 @@ import pytest
 import tensorflow as tf
 
 from training.augment import NO_AUGMENTATION, AugmentConfig, augment_image, make_augmenter
+from training.recipe import Recipe
+from training.train import augmentation
 
 OFF = NO_AUGMENTATION.to_dict()
 
@@ -163,6 +165,25 @@ def test_blur_smooths_and_jpeg_stays_close():
     assert 0 < np.abs(jpeg - smooth).mean() < 0.03
 
 
+def test_occlusion_covers_one_flat_rectangle_of_the_set_area():
+    image = random_image(64, 80)
+    boxes = set()
+    for i in range(12):
+        out = run(image, only(occlusion_prob=1.0), i)
+        changed = np.any(out != image, axis=-1)
+        rows, cols = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
+        top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+        assert changed[top:bottom, left:right].all()          # one solid rectangle, nothing else touched
+        assert changed.sum() == (bottom - top) * (right - left)
+        assert changed.mean() <= 0.2 + 0.02                   # at most the largest area (+ rounding)
+        patch = out[top:bottom, left:right].reshape(-1, 3)
+        np.testing.assert_array_equal(patch, np.broadcast_to(patch[0], patch.shape))   # one flat colour
+        boxes.add((top, bottom, left, right))
+    assert len(boxes) == 12                                   # every seed puts it somewhere else
+    unoccluded = sum(np.array_equal(run(image, only(occlusion_prob=0.25), i), image) for i in range(40))
+    assert 20 <= unoccluded <= 38
+
+
 def test_works_inside_dataset_map_in_graph_mode():
     images = np.stack([random_image(rng_seed=k) for k in range(4)])
     modes = []
@@ -193,7 +214,7 @@ def test_extreme_settings_give_no_nans():
     extreme = AugmentConfig(
         flip=True, max_rotation_deg=180.0, scale_range=(0.2, 5.0), max_shift_frac=1.0, brightness=1.0,
         contrast=(0.0, 5.0), saturation=(0.0, 5.0), hue=0.5, blur_prob=1.0, noise_std=1.0, jpeg_prob=1.0,
-        grayscale_prob=0.5)
+        grayscale_prob=0.5, occlusion_prob=1.0)
     images = [random_image(), np.zeros((64, 64, 3), np.float32), np.ones((64, 64, 3), np.float32),
               random_image(5, 7)]
     for image in images:
@@ -218,3 +239,11 @@ def test_config_round_trips_through_json_and_rejects_nonsense():
             AugmentConfig(**settings)
     with pytest.raises(ValueError):
         AugmentConfig.from_dict({"sharpness": 1.0})
+    with pytest.raises(ValueError, match="occlusion_prob"):
+        AugmentConfig(occlusion_prob=1.5)
+
+
+def test_a_recipe_chooses_its_training_augmentation():
+    assert augmentation(Recipe()) == AugmentConfig()                       # occluders off by default
+    assert augmentation(Recipe(occlusion_prob=0.3)) == AugmentConfig(occlusion_prob=0.3)
+    assert augmentation(Recipe(augment=False)).is_identity

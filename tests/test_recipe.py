@@ -22,6 +22,10 @@ def test_bad_recipes_are_refused():
         Recipe(sampling="by_name")
     with pytest.raises(ValueError, match="min_images"):
         Recipe(min_images=0)
+    with pytest.raises(ValueError, match="occlusion_prob"):
+        Recipe(occlusion_prob=1.5)
+    with pytest.raises(ValueError, match="needs augmentation"):
+        Recipe(augment=False, occlusion_prob=0.3)
 
 
 def test_training_command_is_rebuilt_from_the_recorded_recipes(tmp_path):
@@ -92,3 +96,8 @@ def test_runs_table_adds_pretraining_time_and_gives_each_command(tmp_path):
 def test_training_command_passes_mixed_precision_as_a_switch(tmp_path):
     command = training_command(tmp_path, {"recipe": Recipe(loss="triplet", mixed_precision=True).as_json()})
     assert command == f"python -m training train --loss triplet --mixed-precision --out {tmp_path}"
+
+
+def test_training_command_writes_the_occlusion_probability(tmp_path):
+    command = training_command(tmp_path, {"recipe": Recipe(occlusion_prob=0.25, mixed_precision=True).as_json()})
+    assert command == f"python -m training train --loss triplet --mixed-precision --occlusion-prob 0.25 --out {tmp_path}"

@@ -56,7 +56,8 @@ def _train(args: argparse.Namespace) -> int:
     recipe = Recipe(loss=args.loss, augment=not args.no_augment, init=args.init, freeze=args.freeze,
                     epochs=args.epochs, steps_per_epoch=args.steps, input_size=args.input_size,
                     learning_rate=args.learning_rate, weight_decay=args.weight_decay, seed=args.seed,
-                    min_images=args.min_images, sampling=args.sampling, mixed_precision=args.mixed_precision)
+                    min_images=args.min_images, sampling=args.sampling, mixed_precision=args.mixed_precision,
+                    occlusion_prob=args.occlusion_prob)
     lfw, prepared = _load_data(args)
     out_dir = args.out or Path("runs") / (recipe.name if args.view == 1 else f"{recipe.name}-fold{args.fold}")
     pretrain_seconds = 0.0
@@ -168,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--mixed-precision", action="store_true",
                        help="compute in bfloat16, keep float32 weights (both phases): faster on CPUs with "
                             "AVX512-BF16 or AMX and on GPUs, slower elsewhere; evaluation stays float32")
+    train.add_argument("--occlusion-prob", type=float, default=defaults.occlusion_prob,
+                       help="chance that a training image gets a flat-coloured occluder over 2-20%% of it "
+                            f"(both phases); default {defaults.occlusion_prob:g}")
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument("--view", type=int, choices=(1, 2), default=1, help="1: DevTrain/DevTest; 2: one fold of pairs.txt")
     train.add_argument("--fold", type=int, default=0, help="with --view 2: the test fold 0-9")

@@ -42,6 +42,11 @@ __all__ = ["AugmentConfig", "NO_AUGMENTATION", "augment_image", "make_augmenter"
 FILL_MODE = "REFLECT"
 BLUR_SIGMA_RANGE = (0.3, 1.2)
 JPEG_QUALITY_RANGE = (35, 90)          # inclusive
+# An occluder covers this fraction of the crop, with a width/height ratio in OCCLUSION_ASPECT_RANGE
+# (random erasing, Zhong et al. 2017, with a flat colour: a hand or a phone is smooth, and the
+# blur, noise and JPEG stages that follow give it a camera's texture).
+OCCLUSION_AREA_RANGE = (0.02, 0.2)
+OCCLUSION_ASPECT_RANGE = (0.3, 3.3)
 # Taps either side of the blur kernel's centre: 3.3 sigma at the largest sigma.
 _BLUR_RADIUS = math.ceil(3 * BLUR_SIGMA_RANGE[1])
 
@@ -69,6 +74,7 @@ class AugmentConfig:
     noise_std: float = 0.02               # max std of Gaussian sensor noise (std itself drawn uniformly in [0, noise_std]); per pixel, shared by the channels
     jpeg_prob: float = 0.3                # re-encode as JPEG with quality in (35, 90)
     grayscale_prob: float = 0.05
+    occlusion_prob: float = 0.0           # a flat-coloured rectangle over 2-20% of the crop (hand, phone, scarf)
 
     def __post_init__(self) -> None:
         # Accept lists (a config read back from JSON) but store tuples, so the config stays hashable.
@@ -94,7 +100,7 @@ class AugmentConfig:
             raise ValueError(f"max_rotation_deg must be at most 180, got {self.max_rotation_deg!r}")
         if self.hue > 0.5:
             raise ValueError(f"hue must be at most 0.5 (half the hue circle), got {self.hue!r}")
-        for name in ("blur_prob", "jpeg_prob", "grayscale_prob"):
+        for name in ("blur_prob", "jpeg_prob", "grayscale_prob", "occlusion_prob"):
             value = getattr(self, name)
             if not (_is_number(value) and 0 <= value <= 1):
                 raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
@@ -116,7 +122,7 @@ class AugmentConfig:
     def is_identity(self) -> bool:
         """True when the config leaves every image unchanged."""
         return (not self.flip and not self.geometric and not self.colour and self.blur_prob == 0
-                and self.noise_std == 0 and self.jpeg_prob == 0)
+                and self.noise_std == 0 and self.jpeg_prob == 0 and self.occlusion_prob == 0)
 
     def to_dict(self) -> dict:
         """Plain JSON-ready values (pairs as lists); ``from_dict`` reads it back."""
@@ -138,7 +144,7 @@ def _is_number(value: object) -> bool:
 NO_AUGMENTATION = AugmentConfig(
     flip=False, max_rotation_deg=0.0, scale_range=(1.0, 1.0), max_shift_frac=0.0, brightness=0.0,
     contrast=(1.0, 1.0), saturation=(1.0, 1.0), hue=0.0, blur_prob=0.0, noise_std=0.0, jpeg_prob=0.0,
-    grayscale_prob=0.0,
+    grayscale_prob=0.0, occlusion_prob=0.0,
 )
 
 
@@ -150,8 +156,9 @@ def augment_image(image: tf.Tensor, config: AugmentConfig, seed: tf.Tensor | Non
     (``Dataset.map``, ``tf.function``); height and width may even be dynamic.  With blur on,
     the image must be at least 5 pixels each way (reflect padding of the kernel).
 
-    Order, as in a camera: pose (warp), optics (blur), exposure and white balance (colour),
-    sensor noise, clipping to the sensor's range, JPEG compression.
+    Order, as in a camera: pose (warp), what stands in front of the face (occlusion), optics
+    (blur), exposure and white balance (colour), sensor noise, clipping to the sensor's range,
+    JPEG compression.
     """
     image = tf.convert_to_tensor(image, dtype=tf.float32)
     static_shape = image.shape
@@ -171,6 +178,8 @@ def augment_image(image: tf.Tensor, config: AugmentConfig, seed: tf.Tensor | Non
         image = _affine(image, config, draws)
     elif config.flip:
         image = tf.cond(draws.flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
+    if config.occlusion_prob > 0:
+        image = tf.cond(draws.occlude, lambda: _occlude(image, draws), lambda: image)
     if config.blur_prob > 0:
         image = tf.cond(draws.blur, lambda: _gaussian_blur(image, draws.blur_sigma), lambda: image)
     if config.colour:
@@ -227,17 +236,27 @@ class _Draws:
             (0.0, config.noise_std),
             (0.0, 1.0),                                     # JPEG coin
             (JPEG_QUALITY_RANGE[0], JPEG_QUALITY_RANGE[1] + 1.0),
+            (0.0, 1.0),                                     # occlusion coin
+            OCCLUSION_AREA_RANGE,
+            (math.log(OCCLUSION_ASPECT_RANGE[0]), math.log(OCCLUSION_ASPECT_RANGE[1])),
+            (0.0, 1.0),                                     # occluder centre x, as a fraction of the width
+            (0.0, 1.0),                                     # occluder centre y
+            (0.0, 1.0), (0.0, 1.0), (0.0, 1.0),             # occluder colour
         ]
         low = np.array([r[0] for r in ranges], np.float32)
         width = np.array([r[1] - r[0] for r in ranges], np.float32)
         u = tf.random.stateless_uniform([len(ranges)], seed=seed)
         (flip, self.rotation, self.scale, self.shift_x, self.shift_y, self.brightness, self.contrast,
          self.saturation, self.hue, grey, blur, self.blur_sigma, self.noise_std, jpeg,
-         quality) = tf.unstack(low + width * u)
+         quality, occlude, self.occlusion_area, log_aspect, self.occlusion_x, self.occlusion_y,
+         *colour) = tf.unstack(low + width * u)
+        self.occlusion_aspect = tf.exp(log_aspect)
+        self.occlusion_colour = tf.stack(colour)
         self.flip = flip < 0.5
         self.grayscale = grey < config.grayscale_prob
         self.blur = blur < config.blur_prob
         self.jpeg = jpeg < config.jpeg_prob
+        self.occlude = occlude < config.occlusion_prob
         self.jpeg_quality = tf.minimum(tf.cast(quality, tf.int32), JPEG_QUALITY_RANGE[1])
 
 
@@ -297,6 +316,20 @@ def _colour(image: tf.Tensor, config: AugmentConfig, draws: _Draws) -> tf.Tensor
     offset = (1.0 - contrast) * mean + draws.brightness
     pixels = tf.reshape(image, [-1, 3]) @ (contrast * matrix) + offset
     return tf.reshape(pixels, tf.shape(image))
+
+
+def _occlude(image: tf.Tensor, draws: _Draws) -> tf.Tensor:
+    """A flat-coloured rectangle of the drawn area fraction and aspect ratio, centred at the drawn
+    point (clipped at the borders, so an occluder at an edge covers less)."""
+    shape = tf.shape(image)
+    height, width = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
+    box_height = height * tf.sqrt(draws.occlusion_area / draws.occlusion_aspect)
+    box_width = width * tf.sqrt(draws.occlusion_area * draws.occlusion_aspect)
+    rows = tf.range(height)[:, None] + 0.5
+    cols = tf.range(width)[None, :] + 0.5
+    inside = ((tf.abs(rows - draws.occlusion_y * height) < box_height / 2)
+              & (tf.abs(cols - draws.occlusion_x * width) < box_width / 2))
+    return tf.where(inside[:, :, None], draws.occlusion_colour, image)
 
 
 def _gaussian_blur(image: tf.Tensor, sigma: tf.Tensor) -> tf.Tensor:

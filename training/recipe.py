@@ -42,6 +42,9 @@ class Recipe:
     # a training step ran 1.35x faster, a whole run 1.11x (the augmentation shares the cores);
     # slower where bfloat16 is emulated.
     mixed_precision: bool = False
+    # Chance that a training image gets a flat-coloured occluder over 2-20% of it (augment.py);
+    # 0 leaves the webcam augmentation as it was.
+    occlusion_prob: float = 0.0
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -52,6 +55,10 @@ class Recipe:
             raise ValueError(f"unknown sampling {self.sampling!r}; choose one of {', '.join(SAMPLINGS)}")
         if self.min_images < 1:
             raise ValueError("min_images must be at least 1")
+        if not 0.0 <= self.occlusion_prob <= 1.0:
+            raise ValueError(f"occlusion_prob must be a probability in [0, 1], got {self.occlusion_prob!r}")
+        if self.occlusion_prob and not self.augment:
+            raise ValueError("an occlusion probability needs augmentation on (drop --no-augment)")
 
     @property
     def name(self) -> str:

@@ -126,7 +126,7 @@ def _dataset(images: np.ndarray, labels: np.ndarray, recipe: Recipe, batch: int)
     rng = np.random.default_rng(recipe.seed)
     generator = lambda: pk_batches(labels, recipe.identities_per_batch, recipe.images_per_identity, rng,
                                    capped=recipe.sampling == "capped")
-    augment = make_augmenter(AugmentConfig() if recipe.augment else NO_AUGMENTATION)
+    augment = make_augmenter(augmentation(recipe))
     images_tensor, labels_tensor = tf.constant(images), tf.constant(labels)
     return (
         tf.data.Dataset.from_generator(generator, output_signature=tf.TensorSpec([batch], tf.int64))
@@ -136,6 +136,12 @@ def _dataset(images: np.ndarray, labels: np.ndarray, recipe: Recipe, batch: int)
         .batch(batch, drop_remainder=True)
         .prefetch(2)
     )
+
+
+def augmentation(recipe: Recipe) -> AugmentConfig:
+    """What the training pipeline does to each image: the webcam augmentation (plus occluders
+    when the recipe asks for them), or nothing."""
+    return AugmentConfig(occlusion_prob=recipe.occlusion_prob) if recipe.augment else NO_AUGMENTATION
 
 
 def _head(recipe: Recipe, classes: int) -> keras.layers.Layer | None:
