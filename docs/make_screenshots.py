@@ -46,9 +46,9 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 from kiosk import app  # noqa: E402
 from kiosk.admin_secret import AdminSecret  # noqa: E402
 from kiosk.cli import main as cli_main  # noqa: E402
+from kiosk.liveness import Challenge  # noqa: E402
 from kiosk.settings import KioskSettings  # noqa: E402
 from kiosk.ui.kiosk_window import KioskWindow  # noqa: E402
-from kiosk.liveness import Challenge  # noqa: E402
 from training.lfw import LFW, ImageRef  # noqa: E402
 
 DOCS = REPO / "docs"

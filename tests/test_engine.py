@@ -65,7 +65,6 @@ def test_embed_faces_embeds_every_face_in_one_batch(engine, astronaut):
 @pytest.mark.lfw
 def test_same_person_scores_above_different_people(engine, lfw):
     from kiosk.images import load_image
-
     from training.lfw import ImageRef
 
     # LFW View 1 test people (never trained on), three photos each that the shipped model places

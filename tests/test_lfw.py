@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from training import lfw
-from training.lfw import LFW, IMAGE_FOLDERS, ImageRef, LFWError, Pair
+from training.lfw import IMAGE_FOLDERS, LFW, ImageRef, LFWError, Pair
 
 # A JPEG's first bytes are enough: the module finds and lists images, it never decodes them.
 FAKE_JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00fake\xff\xd9"

@@ -9,21 +9,29 @@ between two frames (kiosk.live_settings).
 """
 from __future__ import annotations
 
+import html
 import logging
 import math
 import os
 import sqlite3
-import html
 import time
 from collections import deque
 from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 
-from PySide6.QtCore import QThread, QTimer, Qt, Slot
+from PySide6.QtCore import Qt, QThread, QTimer, Slot
 from PySide6.QtGui import QCloseEvent, QFont, QKeySequence, QResizeEvent, QShortcut
 from PySide6.QtWidgets import (
-    QApplication, QHBoxLayout, QLabel, QMainWindow, QMessageBox, QPushButton, QSizePolicy, QVBoxLayout, QWidget,
+    QApplication,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
 )
 
 from kiosk.admin_secret import AdminSecret, AdminSecretError
@@ -31,11 +39,11 @@ from kiosk.camera import Camera, CameraError, CameraState
 from kiosk.datadir import resolve_data_dir
 from kiosk.errors import KioskError
 from kiosk.faces import Face
-from kiosk.ui.admin_window import AdminWindow, load_card
 from kiosk.live_settings import Applied
 from kiosk.policy import AMBIGUOUS, LIVENESS, LOW_QUALITY, RATE_LIMITED, SEVERAL_FACES, UNKNOWN, Decision
 from kiosk.settings import KioskSettings
 from kiosk.sound import SoundPlayer
+from kiosk.ui.admin_window import AdminWindow, load_card
 from kiosk.ui.pin_dialog import EnterPinDialog, SetPinDialog
 from kiosk.ui.recognition import EngineInfo, Recognition, RecognitionWorker
 from kiosk.ui.video_view import VideoView

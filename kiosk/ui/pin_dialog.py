@@ -12,7 +12,12 @@ from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit, QVBoxLayout, QWidget
 
 from kiosk.admin_secret import (
-    MIN_PIN_LENGTH, AdminLockedError, AdminSecret, AdminSecretError, check_new_pin, format_delay,
+    MIN_PIN_LENGTH,
+    AdminLockedError,
+    AdminSecret,
+    AdminSecretError,
+    check_new_pin,
+    format_delay,
 )
 
 
