@@ -156,8 +156,8 @@ def training_command(run_dir: Path, summary: dict) -> str:
     parts += _non_default_flags(recipe, defaults, (
         ("min_images", "--min-images"), ("sampling", "--sampling"), ("epochs", "--epochs"),
         ("steps_per_epoch", "--steps"), ("input_size", "--input-size"), ("learning_rate", "--learning-rate"),
-        ("weight_decay", "--weight-decay"), ("mixed_precision", "--mixed-precision"), ("occlusion_prob", "--occlusion-prob"),
-        ("seed", "--seed")))
+        ("weight_decay", "--weight-decay"), ("mixed_precision", "--mixed-precision"),
+        ("occlusion_prob", "--occlusion-prob"), ("seed", "--seed")))
     return " ".join(parts + [f"--out {run_dir}"])
 
 
