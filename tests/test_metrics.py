@@ -11,11 +11,11 @@ from training.metrics import (
     best_threshold,
     cross_validated_accuracy,
     equal_error_rate,
+    impostor_threshold,
     roc_auc,
     roc_curve,
     stratified_folds,
     tar_at_far,
-    threshold_for_far,
     verification_report,
 )
 from training.plots import _metric_families, markdown_table, plot_roc, plot_training_curves
@@ -78,38 +78,45 @@ def test_equal_error_rate_hand_examples(scores, same, eer: float, threshold: flo
     assert equal_error_rate(scores, same) == pytest.approx((eer, threshold))
 
 
-@pytest.mark.parametrize(
-    ("far", "tar", "threshold"),
-    [(0.0, 2 / 3, 0.8), (0.33, 2 / 3, 0.8), (1 / 3, 1.0, 0.3), (0.5, 1.0, 0.3), (1.0, 1.0, 0.1)],
-)
-def test_tar_at_far_and_threshold_for_far_hand_example(far: float, tar: float, threshold: float) -> None:
+@pytest.mark.parametrize(("far", "tar"), [(0.0, 2 / 3), (0.33, 2 / 3), (1 / 3, 1.0), (0.5, 1.0), (1.0, 1.0)])
+def test_tar_at_far_hand_example(far: float, tar: float) -> None:
     assert tar_at_far(HAND_SCORES, HAND_SAME, far) == pytest.approx(tar)
-    assert threshold_for_far(HAND_SCORES, HAND_SAME, far) == pytest.approx(threshold)
 
 
 def test_top_scoring_impostor_means_nobody_is_accepted_at_far_0() -> None:
-    scores, same = [0.5, 0.9, 0.1], [True, False, False]
-    assert tar_at_far(scores, same, 0.0) == 0.0
-    assert threshold_for_far(scores, same, 0.0) == np.inf
+    assert tar_at_far([0.5, 0.9, 0.1], [True, False, False], 0.0) == 0.0
+
+
+@pytest.mark.parametrize(("far", "threshold"), [(0.0, 0.700001), (0.2, 0.700001), (0.25, 0.200001),
+                                                (0.5, 0.100001), (1.0, 0.05)])
+def test_impostor_threshold_hand_example(far: float, threshold: float) -> None:
+    # Four impostor scores: 0.7, 0.2, 0.1, 0.05. A quarter may pass at 0.25: only 0.7.
+    assert impostor_threshold([0.1, 0.7, 0.05, 0.2], far) == pytest.approx(threshold)
 
 
 @pytest.mark.parametrize("target", [0.0, 0.001, 0.01, 0.05, 0.1, 0.3])
-def test_threshold_for_far_keeps_far_on_the_data_and_is_the_lowest(target: float) -> None:
-    scores, same = random_pairs(3)
-    threshold = threshold_for_far(scores, same, target)
-    accepted = scores >= threshold
-    assert accepted[~same].mean() <= target
-    assert accepted[same].mean() == pytest.approx(tar_at_far(scores, same, target))
-    # The next distinct score below would break the target.
-    lower = scores[scores < threshold].max()
-    assert (scores[~same] >= lower).mean() > target
+def test_impostor_threshold_keeps_far_on_the_data_and_is_the_lowest(target: float) -> None:
+    scores, same = random_pairs(3, n=3000)
+    impostor = scores[~same]  # two decimals: many ties
+    threshold = impostor_threshold(impostor, target)
+    assert (impostor >= threshold).mean() <= target
+    # The next score below would break the target.
+    lower = impostor[impostor < threshold].max()
+    assert (impostor >= lower).mean() > target
+
+
+def test_impostor_threshold_needs_scores() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        impostor_threshold([], 0.01)
+    with pytest.raises(ValueError, match="finite"):
+        impostor_threshold([0.2, float("nan")], 0.01)
 
 
 def test_rates_must_be_fractions() -> None:
     with pytest.raises(ValueError):
         tar_at_far(HAND_SCORES, HAND_SAME, 1.5)
     with pytest.raises(ValueError):
-        threshold_for_far(HAND_SCORES, HAND_SAME, -0.1)
+        impostor_threshold(HAND_SCORES, -0.1)
 
 
 @pytest.mark.parametrize(

@@ -97,7 +97,8 @@ def tiny_data():
     validation = PairSet(np.array([18, 18, 19, 20]), np.array([19, 20, 21, 21]), np.array([True, False, False, True]))
     split = Split(train_rows, labels, tuple(f"person_{i}" for i in range(6)), validation, validation,
                   frozenset(), "tiny synthetic split")
-    return split, PreparedLFW(Path("unused"), crops, [], {})
+    names = [f"person_{i}" for i in labels] + ["val_a", "val_a", "val_b", "val_b"]
+    return split, PreparedLFW(Path("unused"), crops, [{"name": name, "detected": True} for name in names], {})
 
 
 def smoke(loss: str, split: Split, prepared: PreparedLFW, augment: bool) -> None:
@@ -147,3 +148,50 @@ def test_mixed_precision_training_returns_the_float32_backbone_it_validated(tiny
     serving = build_serving_model(result.backbone, prepared.crops.shape[1])
     scores = pair_scores(serving, prepared.crops, split.validation)
     assert roc_auc(scores, split.validation.same) == pytest.approx(result.history["val_auc"][result.best_epoch - 1])
+
+
+def test_a_run_sets_its_door_threshold_on_every_held_out_impostor_pair(tiny_data):
+    from training.experiment import evaluate_run
+    from training.metrics import accuracy_at, impostor_threshold
+
+    split, prepared = tiny_data
+    recipe = Recipe(loss="triplet", augment=False, epochs=1, steps_per_epoch=1, identities_per_batch=4,
+                    images_per_identity=2, input_size=32, embedding_size=EMBEDDING)
+    result = train(recipe, split, prepared, log=lambda line: None)
+    summary = evaluate_run(result, split, prepared, target_far=0.25)
+    # The four validation images (two people) make four different-person pairs: one may pass.
+    vectors = np.asarray(build_serving_model(result.backbone, prepared.crops.shape[1])(prepared.crops[18:]))
+    impostor = [float(vectors[a] @ vectors[b]) for a, b in ((0, 2), (0, 3), (1, 2), (1, 3))]
+    threshold = summary["threshold"]["value"]
+    assert threshold == pytest.approx(impostor_threshold(impostor, 0.25), abs=2e-6)
+    assert "4 different-person pairs" in summary["threshold"]["rule"]
+    assert summary["test"]["accuracy_at_threshold"] == accuracy_at(summary["scores"]["test"], split.test.same, threshold)
+    assert summary["validation_rank1"] in (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def test_weight_average_hand_example():
+    from training.train import WeightAverage
+
+    average = WeightAverage([np.array([1.0, -2.0])], decay=0.5)
+    average.update([np.array([3.0, 2.0])])
+    np.testing.assert_allclose(average.weights[0], [2.0, 0.0])
+    average.update([np.array([3.0, 2.0])])
+    np.testing.assert_allclose(average.weights[0], [2.5, 1.0])
+
+
+def test_a_recipe_with_a_weight_average_keeps_and_validates_the_average(tiny_data, tmp_path):
+    split, prepared = tiny_data
+    start = build_backbone(32, EMBEDDING, Recipe().widths)
+    start.save_weights(tmp_path / "start.weights.h5")
+    common = dict(loss="triplet", augment=False, init=str(tmp_path / "start.weights.h5"), epochs=2, steps_per_epoch=2,
+                  identities_per_batch=4, images_per_identity=2, input_size=32, embedding_size=EMBEDDING,
+                  learning_rate=0.05)
+    trained = train(Recipe(**common), split, prepared, log=lambda line: None)
+    # An average that barely moves stays at the starting weights, though training moved them.
+    averaged = train(Recipe(**common, ema_decay=0.999999), split, prepared, log=lambda line: None)
+    moved = max(float(np.abs(a - b).max()) for a, b in zip(trained.backbone.get_weights(), start.get_weights()))
+    kept = max(float(np.abs(a - b).max()) for a, b in zip(averaged.backbone.get_weights(), start.get_weights()))
+    assert moved > 1e-2 and kept < 1e-4
+    serving = build_serving_model(averaged.backbone, prepared.crops.shape[1])
+    scores = pair_scores(serving, prepared.crops, split.validation)
+    assert roc_auc(scores, split.validation.same) == pytest.approx(averaged.history["val_auc"][averaged.best_epoch - 1])

@@ -26,6 +26,8 @@ def test_bad_recipes_are_refused():
         Recipe(occlusion_prob=1.5)
     with pytest.raises(ValueError, match="needs augmentation"):
         Recipe(augment=False, occlusion_prob=0.3)
+    with pytest.raises(ValueError, match="ema_decay"):
+        Recipe(ema_decay=1.0)
 
 
 def test_training_command_is_rebuilt_from_the_recorded_recipes(tmp_path):
@@ -79,12 +81,13 @@ def test_runs_table_adds_pretraining_time_and_gives_each_command(tmp_path):
     (staged / "pretrain" / "summary.json").write_text(
         json.dumps(fake_summary(Recipe(loss="cosface", epochs=30, weight_decay=0.05), 0.835, 872.0)))
     final = Recipe(loss="triplet", epochs=10, weight_decay=0.05, init=str(staged / "pretrain" / "backbone.weights.h5"))
-    (staged / "summary.json").write_text(json.dumps(fake_summary(final, 0.867, 340.4)))
+    (staged / "summary.json").write_text(json.dumps({**fake_summary(final, 0.867, 340.4), "validation_rank1": 0.4321}))
 
     table = runs_table([plain, staged])
     rows = [line for line in table.splitlines() if line.startswith("| `")]
-    assert rows[0].startswith(f"| `{plain}` | 91.00% | 80.70% | ±3.00 | 70.70% |") and rows[0].endswith("| 365 |")
-    assert rows[1].startswith(f"| `{staged}` | 91.00% | 86.70% |") and rows[1].endswith("| 1212 |")
+    # A run scored before validation rank-1 existed shows a dash there.
+    assert rows[0].startswith(f"| `{plain}` | 91.00% | — | 80.70% | ±3.00 | 70.70% |") and rows[0].endswith("| 365 |")
+    assert rows[1].startswith(f"| `{staged}` | 91.00% | 43.21% | 86.70% |") and rows[1].endswith("| 1212 |")
     assert f"- `{staged}`: `python -m training train --loss triplet --pretrain-epochs 30 --epochs 10 " \
            f"--weight-decay 0.05 --out {staged}`" in table
 
@@ -101,3 +104,8 @@ def test_training_command_passes_mixed_precision_as_a_switch(tmp_path):
 def test_training_command_writes_the_occlusion_probability(tmp_path):
     command = training_command(tmp_path, {"recipe": Recipe(occlusion_prob=0.25, mixed_precision=True).as_json()})
     assert command == f"python -m training train --loss triplet --mixed-precision --occlusion-prob 0.25 --out {tmp_path}"
+
+
+def test_training_command_writes_the_weight_average(tmp_path):
+    command = training_command(tmp_path, {"recipe": Recipe(ema_decay=0.99).as_json()})
+    assert command == f"python -m training train --loss triplet --ema-decay 0.99 --out {tmp_path}"

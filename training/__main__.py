@@ -57,7 +57,7 @@ def _train(args: argparse.Namespace) -> int:
                     epochs=args.epochs, steps_per_epoch=args.steps, input_size=args.input_size,
                     learning_rate=args.learning_rate, weight_decay=args.weight_decay, seed=args.seed,
                     min_images=args.min_images, sampling=args.sampling, mixed_precision=args.mixed_precision,
-                    occlusion_prob=args.occlusion_prob)
+                    occlusion_prob=args.occlusion_prob, ema_decay=args.ema_decay)
     lfw, prepared = _load_data(args)
     out_dir = args.out or Path("runs") / (recipe.name if args.view == 1 else f"{recipe.name}-fold{args.fold}")
     pretrain_seconds = 0.0
@@ -108,6 +108,19 @@ def _view2(args: argparse.Namespace) -> int:
     lfw, prepared = _load_data(args)
     path = view2(recipe, lfw, prepared, args.runs, args.reports, command=" ".join(["python -m training", *sys.argv[1:]]))
     print(f"View 2 report written to {path}")
+    return 0
+
+
+def _rescore(args: argparse.Namespace) -> int:
+    from training.experiment import describe, rescore
+
+    lfw, prepared = _load_data(args)
+    for run_dir in args.run:
+        try:
+            print(describe(rescore(run_dir, lfw, prepared, args.target_far)))
+        except ValueError as exc:  # a View 2 run
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     return 0
 
 
@@ -172,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--occlusion-prob", type=float, default=defaults.occlusion_prob,
                        help="chance that a training image gets a flat-coloured occluder over 2-20%% of it "
                             f"(both phases); default {defaults.occlusion_prob:g}")
+    train.add_argument("--ema-decay", type=float, default=defaults.ema_decay,
+                       help="validate and keep a moving average of the weights, updated every step with this "
+                            f"decay, e.g. 0.99 (both phases); default {defaults.ema_decay:g} (off)")
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument("--view", type=int, choices=(1, 2), default=1, help="1: DevTrain/DevTest; 2: one fold of pairs.txt")
     train.add_argument("--fold", type=int, default=0, help="with --view 2: the test fold 0-9")
@@ -199,6 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--reports", type=Path, default=Path("reports"), help="where compare.md/json/png go")
     compare.add_argument("--only", nargs="*", help="only these cells (names as in the table)")
     compare.set_defaults(handler=_compare)
+
+    rescore = commands.add_parser("rescore", help="score finished View 1 run folders again with today's evaluation",
+                                  description="Recompute a run's figures (threshold, DevTest, validation rank-1) "
+                                              "from its saved weights, without training; rewrites its summary.json.")
+    _add_data_options(rescore)
+    rescore.add_argument("run", type=Path, nargs="+", help="run folders written by `train`")
+    rescore.add_argument("--target-far", type=float, default=DEFAULT_TARGET_FAR,
+                         help=f"false-accept rate that sets the threshold; default {DEFAULT_TARGET_FAR}")
+    rescore.set_defaults(handler=_rescore)
 
     runs = commands.add_parser("runs", help="finished run folders side by side (markdown), with their commands",
                                description="Tabulate the DevTest figures of finished run folders.")

@@ -89,6 +89,7 @@ def summary_row(name: str, summary: dict) -> dict:
         "accuracy at threshold": test["accuracy_at_threshold"], "auc": test["auc"], "eer": test["eer"],
         "tar_far1": test["tar_at_far_1e2"], "tar_far01": test["tar_at_far_1e3"],
         "validation_auc": summary["validation"]["auc"], "epoch": summary["best_epoch"],
+        "validation_rank1": summary.get("validation_rank1"),  # absent from runs scored before it existed
         "seconds": round(summary["train_seconds"]),
     }
 

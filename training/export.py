@@ -88,10 +88,10 @@ def data_checksums(lfw_root: Path, files: tuple[str, ...]) -> dict[str, str]:
 
 
 def export_run(run_dir: Path, lfw, prepared, out_path: Path, target_far: float) -> Path:
-    """Export the backbone of a finished run folder; the threshold is set on its validation pairs."""
+    """Export the backbone of a finished run folder; the threshold is set on its validation people."""
     from training.data import view1_split
-    from training.experiment import impostor_far_table, protocol_checksums
-    from training.metrics import accuracy_at, threshold_for_far
+    from training.experiment import HeldOutPeople, protocol_checksums
+    from training.metrics import accuracy_at
     from training.model import build_backbone
 
     summary = json.loads((Path(run_dir) / "summary.json").read_text())
@@ -100,20 +100,14 @@ def export_run(run_dir: Path, lfw, prepared, out_path: Path, target_far: float) 
     recipe, scores = summary["recipe"], summary["scores"]
     backbone = build_backbone(recipe["input_size"], recipe["embedding_size"], tuple(recipe["widths"]))
     backbone.load_weights(Path(run_dir) / "backbone.weights.h5")
-    validation_same = np.array(scores["validation_same"])
-    threshold = threshold_for_far(np.array(scores["validation"]), validation_same, target_far)
+    held_out = HeldOutPeople.embed(build_serving_model(backbone, prepared.crops.shape[1]), prepared,
+                                   view1_split(lfw, prepared, min_images=recipe["min_images"], seed=recipe["seed"]))
+    threshold, rule = held_out.door_threshold(target_far)
     test = dict(summary["test"])
     test["accuracy_at_threshold"] = accuracy_at(np.array(scores["test"]), np.array(scores["same"]), threshold)
     card = {
-        "threshold": {
-            "value": round(float(threshold), 6),
-            "target_far": target_far,
-            "rule": f"lowest cosine with FAR <= {target_far:g} on the {int((~validation_same).sum())} different-person "
-                    f"validation pairs of people held out from training",
-            "why": THRESHOLD_WHY,
-        },
-        "impostor_far_table": impostor_far_table(build_serving_model(backbone, prepared.crops.shape[1]), prepared,
-                                                 view1_split(lfw, prepared, seed=recipe["seed"])),
+        "threshold": {"value": threshold, "target_far": target_far, "rule": rule, "why": THRESHOLD_WHY},
+        "impostor_far_table": held_out.far_table(),
         "devtest": {key: test[key] for key in ("pairs", "accuracy", "accuracy_std", "auc", "eer", "tar_at_far_1e2",
                                               "tar_at_far_1e3", "accuracy_at_threshold")},
         "devtest_protocol": "LFW View 1: trained on peopleDevTrain.txt only (minus a held-out validation slice); "
@@ -157,7 +151,7 @@ def training_command(run_dir: Path, summary: dict) -> str:
         ("min_images", "--min-images"), ("sampling", "--sampling"), ("epochs", "--epochs"),
         ("steps_per_epoch", "--steps"), ("input_size", "--input-size"), ("learning_rate", "--learning-rate"),
         ("weight_decay", "--weight-decay"), ("mixed_precision", "--mixed-precision"),
-        ("occlusion_prob", "--occlusion-prob"), ("seed", "--seed")))
+        ("occlusion_prob", "--occlusion-prob"), ("ema_decay", "--ema-decay"), ("seed", "--seed")))
     return " ".join(parts + [f"--out {run_dir}"])
 
 

@@ -8,6 +8,7 @@ evaluation runs wherever training does; scikit-learn serves as the reference in 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,18 +103,23 @@ def tar_at_far(scores: ArrayLike, same: ArrayLike, far: float) -> float:
     return float(tar[_last_within(far_curve, far)])
 
 
-def threshold_for_far(scores: ArrayLike, same: ArrayLike, far: float) -> float:
-    """The lowest threshold (one of the scores) whose FAR on these pairs is <= `far`.
+def impostor_threshold(impostor: ArrayLike, far: float) -> float:
+    """The lowest threshold that accepts at most `far` of these different-person scores.
 
-    Its TAR is `tar_at_far(scores, same, far)`. Any lower value would accept one more
-    distinct score and exceed `far`. FAR is measured in steps of 1 / (impostor pairs): with
-    fewer than 1 / far impostors no false accept is allowed, so the threshold lands just
-    above the single highest impostor score and is optimistic for new faces; use enough
-    impostor pairs for the target. It is +inf when even the top score breaks the target.
+    With n scores, floor(far * n) may pass: the threshold lies just above the next one down
+    (rounded up to 6 decimals, as a model card stores it). Use enough scores: a target that
+    allows no accept at all puts the threshold just above the highest score.
     """
     _check_rate(far)
-    far_curve, _, thresholds = roc_curve(scores, same)
-    return float(thresholds[_last_within(far_curve, far)])
+    ranked = np.sort(np.asarray(impostor, dtype=np.float64).ravel())[::-1]
+    if ranked.size == 0:
+        raise ValueError("need at least one different-person score")
+    if not np.isfinite(ranked).all():
+        raise ValueError("scores must be finite (a NaN would sort arbitrarily)")
+    allowed = int(far * ranked.size)
+    if allowed >= ranked.size:
+        return math.floor(float(ranked[-1]) * 1e6) / 1e6  # every score may pass
+    return round(float(ranked[allowed]) + 1e-6, 6)
 
 
 def accuracy_at(scores: ArrayLike, same: ArrayLike, threshold: float) -> float:

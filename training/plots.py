@@ -19,8 +19,8 @@ from kiosk.atomic import atomic_path
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-# Keys holding rates stored as fractions, shown as percentages (accuracy, val_accuracy, tar_at_far_1e3, ...).
-_PERCENT_KEY = re.compile(r"(?<![a-z])(accuracy|tar|eer|auc)(?![a-z])")
+# Keys holding rates stored as fractions, shown as percentages (accuracy, val_accuracy, tar_at_far_1e3, rank1, ...).
+_PERCENT_KEY = re.compile(r"(?<![a-z])(accuracy|tar|eer|auc|rank1)(?![a-z])")
 _MISSING = "—"
 
 

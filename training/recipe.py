@@ -45,6 +45,10 @@ class Recipe:
     # Chance that a training image gets a flat-coloured occluder over 2-20% of it (augment.py);
     # 0 leaves the webcam augmentation as it was.
     occlusion_prob: float = 0.0
+    # Validate and keep an exponential moving average of the weights (updated after every step)
+    # instead of the weights themselves: an average over the last ~1 / (1 - decay) steps, a cheap
+    # cousin of an ensemble. 0 keeps the weights as trained.
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -57,6 +61,8 @@ class Recipe:
             raise ValueError("min_images must be at least 1")
         if not 0.0 <= self.occlusion_prob <= 1.0:
             raise ValueError(f"occlusion_prob must be a probability in [0, 1], got {self.occlusion_prob!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.occlusion_prob and not self.augment:
             raise ValueError("an occlusion probability needs augmentation on (drop --no-augment)")
 

@@ -12,7 +12,8 @@ from training.compare import FIGURE_COLUMNS, summary_row
 from training.export import training_command
 from training.plots import markdown_table
 
-COLUMNS = [("run", "run"), ("validation_auc", "validation AUC"), *FIGURE_COLUMNS,
+COLUMNS = [("run", "run"), ("validation_auc", "validation AUC"), ("validation_rank1", "validation rank-1"),
+           *FIGURE_COLUMNS,
            ("seconds", "training s (with pre-training)")]
 
 

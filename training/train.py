@@ -50,17 +50,23 @@ def train(recipe: Recipe, split: Split, prepared: PreparedLFW, log=print) -> Tra
         warmup_target=recipe.learning_rate, warmup_steps=recipe.steps_per_epoch)
     training = build_training(recipe, images, split.train_labels, schedule)
     backbone = training.backbone
-    # Validation scores the backbone as the kiosk will run it: in float32, whatever it trains in.
+    # Validation scores the backbone as the kiosk will run it: in float32, whatever it trains in,
+    # and with the averaged weights when the recipe keeps an average (on a copy: training goes on).
     evaluated = (build_backbone(recipe.input_size, recipe.embedding_size, tuple(recipe.widths))
-                 if recipe.mixed_precision else backbone)
+                 if recipe.mixed_precision or recipe.ema_decay else backbone)
     serving = build_serving_model(evaluated, prepared.crops.shape[1])
     history: dict[str, list[float]] = {"loss": [], "val_auc": [], "val_accuracy": []}
     best = (-1.0, 0, backbone.get_weights())
+    average = WeightAverage(backbone.get_weights(), recipe.ema_decay) if recipe.ema_decay else None
     for epoch in range(recipe.epochs):
         epoch_loss = 0.0
         for index in range(recipe.steps_per_epoch):
             epoch_loss += training.step(epoch * recipe.steps_per_epoch + index)
-        if evaluated is not backbone:
+            if average:
+                average.update(backbone.get_weights())
+        if average:
+            evaluated.set_weights(average.weights)
+        elif evaluated is not backbone:
             evaluated.set_weights(backbone.get_weights())
         scores = pair_scores(serving, prepared.crops, split.validation)
         auc = roc_auc(scores, split.validation.same)
@@ -71,12 +77,26 @@ def train(recipe: Recipe, split: Split, prepared: PreparedLFW, log=print) -> Tra
         log(f"[{recipe.name}] epoch {epoch + 1}/{recipe.epochs} loss {history['loss'][-1]:.4f} "
             f"val AUC {auc:.4f} val acc {accuracy:.4f} ({time.perf_counter() - started:.0f} s)")
         if auc > best[0]:
-            best = (auc, epoch, backbone.get_weights())
+            best = (auc, epoch, evaluated.get_weights())
         elif epoch - best[1] >= recipe.patience:
             log(f"[{recipe.name}] stopping early: no better validation AUC for {recipe.patience} epochs")
             break
     evaluated.set_weights(best[2])
     return TrainResult(evaluated, history, best[1] + 1, time.perf_counter() - started, recipe)
+
+
+class WeightAverage:
+    """An exponential moving average of a network's weights (all of them, batch-norm statistics
+    included): weights = decay * weights + (1 - decay) * latest, starting from the first."""
+
+    def __init__(self, weights: list[np.ndarray], decay: float):
+        self.weights = [np.array(w, dtype=np.float32) for w in weights]
+        self.decay = decay
+
+    def update(self, latest: list[np.ndarray]) -> None:
+        for average, new in zip(self.weights, latest):
+            average *= self.decay
+            average += (1.0 - self.decay) * new
 
 
 @dataclass
