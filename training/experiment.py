@@ -167,6 +167,7 @@ def describe(summary: dict) -> str:
             f"(10-fold CV threshold), {test['accuracy_at_threshold'] * 100:.2f}% at the shipped threshold "
             f"{summary['threshold']['value']:.3f}; AUC {test['auc']:.4f}, EER {test['eer'] * 100:.2f}%, "
             f"TAR@FAR1% {test['tar_at_far_1e2'] * 100:.1f}%, TAR@FAR0.1% {test['tar_at_far_1e3'] * 100:.1f}%; "
-            f"validation AUC {validation['auc']:.4f}; {summary['train_seconds']:.0f} s training")
+            f"validation AUC {validation['auc']:.4f}, rank-1 {summary['validation_rank1'] * 100:.1f}%; "
+            f"{summary['train_seconds']:.0f} s training")
 
 
