@@ -2,7 +2,7 @@
 
 Real widgets (offscreen), the shipped model, a real SQLite file, real LFW photos in real video
 files as cameras. Jennifer Capriati is enrolled; Gerhard Schroeder's second photo scores at best about 0.17
-against her templates (the shipped threshold is 0.450). The kiosk starts with a threshold of
+against her templates (the shipped threshold is 0.482). The kiosk starts with a threshold of
 0.0 in its settings file, so he is let in as her; then the admin, through the Settings tab,
 sets the threshold to 0.5 and switches to a second video: the status line names the new
 video and the new threshold, the old camera is stopped, and he is denied there.
