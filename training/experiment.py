@@ -86,9 +86,9 @@ FAR_TABLE_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.05, 0.1, 0.
 
 @dataclass(frozen=True)
 class HeldOutPeople:
-    """Embeddings of every validation image (people held out from training), for the figures
-    that need more than the 1,000 + 1,000 validation pairs: the door's threshold, the impostor
-    table and 1:N identification."""
+    """Embeddings of every image in the validation pairs (people held out from training; 686
+    images of 118 people for View 1), for the figures that need more than the 1,000 + 1,000
+    pairs themselves: the door's threshold, the impostor table and 1:N identification."""
 
     vectors: np.ndarray  # N x D unit embeddings
     names: np.ndarray  # N person names
