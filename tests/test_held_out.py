@@ -22,7 +22,7 @@ def people() -> HeldOutPeople:
 
 
 def test_impostor_scores_are_every_different_person_pair(people):
-    scores = np.sort(people.impostor_scores())
+    scores = np.sort(people.impostor_scores)
     # 10 pairs of 5 images, less the 2 same-person pairs.
     expected = np.sort(np.cos(np.deg2rad([50, 55, 120, 40, 45, 110, 5, 70])))
     np.testing.assert_allclose(scores, expected, atol=1e-12)

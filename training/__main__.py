@@ -118,7 +118,7 @@ def _rescore(args: argparse.Namespace) -> int:
     for run_dir in args.run:
         try:
             print(describe(rescore(run_dir, lfw, prepared, args.target_far)))
-        except ValueError as exc:  # a View 2 run
+        except ValueError as exc:  # e.g. a View 2 run, or a recipe this version refuses
             print(f"error: {exc}", file=sys.stderr)
             return 2
     return 0

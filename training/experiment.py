@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -100,8 +101,9 @@ class HeldOutPeople:
         return cls(np.stack([vectors[row] for row in rows.tolist()]),
                    np.array([prepared.records[row]["name"] for row in rows.tolist()]))
 
+    @cached_property
     def impostor_scores(self) -> np.ndarray:
-        """Cosine of every different-person pair (about 229,000 for View 1)."""
+        """Cosine of every different-person pair (about 229,000 for View 1); computed once."""
         upper = np.triu_indices(len(self.names), k=1)
         return (self.vectors @ self.vectors.T)[upper][self.names[upper[0]] != self.names[upper[1]]]
 
@@ -112,7 +114,7 @@ class HeldOutPeople:
         rate rests on 10 pairs; it then agrees with the impostor table the kiosk reads for
         galleries of several templates, so the threshold does not jump between 1 and 2.
         """
-        impostor = self.impostor_scores()
+        impostor = self.impostor_scores
         rule = (f"lowest cosine with FAR <= {target_far:g} over all {len(impostor)} different-person pairs "
                 f"of the validation images ({len(set(self.names.tolist()))} people held out from training)")
         return impostor_threshold(impostor, target_far), rule
@@ -123,7 +125,7 @@ class HeldOutPeople:
         A kiosk compares a stranger with every enrolled template, so it needs far smaller
         per-comparison rates than a 1:1 check; this table lets it choose one for its gallery size.
         """
-        impostor = self.impostor_scores()
+        impostor = self.impostor_scores
         rates = [rate for rate in FAR_TABLE_RATES if rate * len(impostor) >= 1]
         return {"impostor_pairs": int(len(impostor)),
                 "thresholds": {f"{rate:g}": impostor_threshold(impostor, rate) for rate in rates}}
@@ -134,8 +136,8 @@ class HeldOutPeople:
         measure this, and a model can verify better yet identify worse."""
         similarity = self.vectors @ self.vectors.T
         np.fill_diagonal(similarity, -np.inf)
-        counts = {name: int((self.names == name).sum()) for name in set(self.names.tolist())}
-        probes = np.array([counts[name] >= 2 for name in self.names.tolist()])
+        _, person, images = np.unique(self.names, return_inverse=True, return_counts=True)
+        probes = images[person] >= 2
         nearest = np.argmax(similarity[probes], axis=1)
         return float(np.mean(self.names[nearest] == self.names[probes]))
 
