@@ -49,3 +49,21 @@ def engine(detector):
     from kiosk.engine import shared_engine
 
     return shared_engine(model, detector)
+
+
+@pytest.fixture(scope="session")
+def tiny_data():
+    """A tiny synthetic training split: 6 identities x 3 crops to train on, 4 more crops of 2
+    other people to validate on (random pixels: for training mechanics, not accuracy)."""
+    from training.data import PairSet, Split
+    from training.prepare import PreparedLFW
+
+    rng = np.random.default_rng(3)
+    crops = rng.integers(0, 256, (22, 40, 40, 3), dtype=np.uint8)
+    train_rows = np.arange(18)
+    labels = np.repeat(np.arange(6), 3)
+    validation = PairSet(np.array([18, 18, 19, 20]), np.array([19, 20, 21, 21]), np.array([True, False, False, True]))
+    split = Split(train_rows, labels, tuple(f"person_{i}" for i in range(6)), validation, validation,
+                  frozenset(), "tiny synthetic split")
+    names = [f"person_{i}" for i in labels] + ["val_a", "val_a", "val_b", "val_b"]
+    return split, PreparedLFW(Path("unused"), crops, [{"name": name, "detected": True} for name in names], {})

@@ -1,13 +1,11 @@
 """The embedding network, its serving wrapper, saving it, and a smoke run of every training loss."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import keras
 import numpy as np
 import pytest
 
-from training.data import PairSet, Split
+from training.data import Split
 from training.metrics import roc_auc
 from training.model import build_backbone, build_serving_model, resize_crops
 from training.prepare import PreparedLFW
@@ -86,20 +84,6 @@ def test_backbone_save_load_round_trip(backbone, tmp_path):
 
 
 # train(): a couple of steps on a tiny synthetic split, for every loss.
-
-@pytest.fixture(scope="module")
-def tiny_data():
-    """6 identities x 3 crops to train on, 4 more crops of 2 other people to validate on."""
-    rng = np.random.default_rng(3)
-    crops = rng.integers(0, 256, (22, 40, 40, 3), dtype=np.uint8)
-    train_rows = np.arange(18)
-    labels = np.repeat(np.arange(6), 3)
-    validation = PairSet(np.array([18, 18, 19, 20]), np.array([19, 20, 21, 21]), np.array([True, False, False, True]))
-    split = Split(train_rows, labels, tuple(f"person_{i}" for i in range(6)), validation, validation,
-                  frozenset(), "tiny synthetic split")
-    names = [f"person_{i}" for i in labels] + ["val_a", "val_a", "val_b", "val_b"]
-    return split, PreparedLFW(Path("unused"), crops, [{"name": name, "detected": True} for name in names], {})
-
 
 def smoke(loss: str, split: Split, prepared: PreparedLFW, augment: bool) -> None:
     recipe = Recipe(loss=loss, augment=augment, epochs=1, steps_per_epoch=2, identities_per_batch=4,

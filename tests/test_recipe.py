@@ -10,7 +10,7 @@ def test_recipe_json_round_trip_matches_a_stored_summary():
     recipe = Recipe(loss="contrastive", epochs=3, widths=(8, 16, 16, 16))
     stored = json.loads(json.dumps({"recipe": recipe.as_json()}))["recipe"]
     assert stored == recipe.as_json()
-    assert Recipe(**{**stored, "widths": tuple(stored["widths"])}) == recipe
+    assert Recipe.from_json(stored) == recipe
 
 
 def test_bad_recipes_are_refused():
@@ -28,6 +28,8 @@ def test_bad_recipes_are_refused():
         Recipe(augment=False, occlusion_prob=0.3)
     with pytest.raises(ValueError, match="ema_decay"):
         Recipe(ema_decay=1.0)
+    with pytest.raises(ValueError, match="distill_weight"):
+        Recipe(distill_weight=0.0)
 
 
 def test_training_command_is_rebuilt_from_the_recorded_recipes(tmp_path):
@@ -109,3 +111,11 @@ def test_training_command_writes_the_occlusion_probability(tmp_path):
 def test_training_command_writes_the_weight_average(tmp_path):
     command = training_command(tmp_path, {"recipe": Recipe(ema_decay=0.99).as_json()})
     assert command == f"python -m training train --loss triplet --ema-decay 0.99 --out {tmp_path}"
+
+
+def test_training_command_names_the_teachers_of_a_distilled_run(tmp_path):
+    recipe = Recipe(distill_from=("runs/a", "runs/b"), distill_weight=5.0)
+    command = training_command(tmp_path, {"recipe": recipe.as_json()})
+    assert command == (f"python -m training train --loss triplet --distill-from runs/a runs/b "
+                       f"--distill-weight 5 --out {tmp_path}")
+    assert Recipe.from_json(json.loads(json.dumps(recipe.as_json()))) == recipe

@@ -41,7 +41,7 @@ def rescore(run_dir: Path, lfw: LFW, prepared: PreparedLFW, target_far: float = 
     old = json.loads((run_dir / "summary.json").read_text())
     if not old["split"].startswith("View 1"):
         raise ValueError(f"{run_dir}: only View 1 runs can be rescored (this one is {old['split']!r})")
-    recipe = Recipe(**{**old["recipe"], "widths": tuple(old["recipe"]["widths"])})
+    recipe = Recipe.from_json(old["recipe"])
     backbone = build_backbone(recipe.input_size, recipe.embedding_size, recipe.widths)
     backbone.load_weights(run_dir / "backbone.weights.h5")
     split = view1_split(lfw, prepared, min_images=recipe.min_images, seed=recipe.seed)

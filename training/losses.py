@@ -60,6 +60,17 @@ def cosface_loss(cosines: tf.Tensor, labels: tf.Tensor, scale: float = 30.0, mar
     return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(one_hot, logits))
 
 
+def relational_distillation_loss(embeddings: tf.Tensor, teacher_vectors: tf.Tensor) -> tf.Tensor:
+    """Park et al. 2019 (relational knowledge distillation), in cosine form: the student's cosine
+    between every two images of the batch should equal the teachers'. `teacher_vectors` are rows
+    whose dot products are the teachers' cosines (several teachers' embeddings side by side, each
+    scaled by 1 / sqrt(teachers), give their mean), so teachers of any embedding size can teach."""
+    student = tf.matmul(embeddings, embeddings, transpose_b=True)
+    teacher = tf.matmul(teacher_vectors, teacher_vectors, transpose_b=True)
+    off_diagonal = 1.0 - tf.eye(tf.shape(student)[0], dtype=student.dtype)
+    return tf.reduce_sum(tf.square(student - teacher) * off_diagonal) / tf.reduce_sum(off_diagonal)
+
+
 def mine_pairs(embeddings: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor, hard_fraction: float = 0.5):
     """Balanced pairs from a P x K batch: for every anchor one random positive and one negative,
     the nearest (hardest) negative for `hard_fraction` of the anchors, a random one otherwise.

@@ -49,6 +49,11 @@ class Recipe:
     # instead of the weights themselves: an average over the last ~1 / (1 - decay) steps, a cheap
     # cousin of an ensemble. 0 keeps the weights as trained.
     ema_decay: float = 0.0
+    # Run folders of finished models (teachers) whose mean cosine between every two images of a
+    # batch the network also learns to match (losses.relational_distillation_loss), weighted by
+    # `distill_weight` against the recipe's own loss: an ensemble's knowledge in one network.
+    distill_from: tuple[str, ...] = ()
+    distill_weight: float = 10.0
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -63,14 +68,22 @@ class Recipe:
             raise ValueError(f"occlusion_prob must be a probability in [0, 1], got {self.occlusion_prob!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
+        if self.distill_weight <= 0.0:
+            raise ValueError(f"distill_weight must be positive, got {self.distill_weight!r}")
         if self.occlusion_prob and not self.augment:
             raise ValueError("an occlusion probability needs augmentation on (drop --no-augment)")
 
     @property
     def name(self) -> str:
         start = "scratch" if not self.init else ("frozen" if self.freeze else "finetuned")
-        return f"{self.loss}-{'aug' if self.augment else 'noaug'}-{start}"
+        return f"{self.loss}-{'aug' if self.augment else 'noaug'}-{start}" + ("-distilled" if self.distill_from else "")
 
     def as_json(self) -> dict:
         """The recipe as a run's summary.json stores it (JSON turns tuples into lists)."""
         return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_json(cls, recorded: dict) -> "Recipe":
+        """The recipe a run's summary.json recorded (the inverse of `as_json`)."""
+        return cls(**{**recorded, "widths": tuple(recorded["widths"]),
+                      "distill_from": tuple(recorded.get("distill_from", ()))})

@@ -24,6 +24,7 @@ import tensorflow as tf
 from training import losses
 from training.augment import NO_AUGMENTATION, AugmentConfig, make_augmenter
 from training.data import PairSet, Split, pk_batches
+from training.distill import teacher_vectors
 from training.metrics import accuracy_at, best_threshold, roc_auc
 from training.model import CosineClassifier, PairHead, build_backbone, build_serving_model, resize_crops
 from training.prepare import PreparedLFW
@@ -48,7 +49,8 @@ def train(recipe: Recipe, split: Split, prepared: PreparedLFW, log=print) -> Tra
     schedule = keras.optimizers.schedules.CosineDecay(
         0.0, max(total_steps - recipe.steps_per_epoch, 1), alpha=0.01,
         warmup_target=recipe.learning_rate, warmup_steps=recipe.steps_per_epoch)
-    training = build_training(recipe, images, split.train_labels, schedule)
+    teachers = teacher_vectors(recipe, split.description, images) if recipe.distill_from else None
+    training = build_training(recipe, images, split.train_labels, schedule, teachers)
     backbone = training.backbone
     # Validation scores the backbone as the kiosk will run it: in float32, whatever it trains in,
     # and with the averaged weights when the recipe keeps an average (on a copy: training goes on).
@@ -105,18 +107,20 @@ class Training:
 
     recipe: Recipe
     backbone: keras.Model
-    batches: Iterator[tuple[tf.Tensor, tf.Tensor]]
+    batches: Iterator[tuple[tf.Tensor, tf.Tensor, tf.Tensor]]  # images, labels, their rows in `images`
     train_step: Callable
 
     def step(self, index: int) -> float:
         """One optimiser step on the next batch; its loss (waits for the step to finish)."""
-        x, y = next(self.batches)
-        return float(self.train_step(x, y, tf.constant([self.recipe.seed, index], tf.int32)))
+        x, y, rows = next(self.batches)
+        return float(self.train_step(x, y, rows, tf.constant([self.recipe.seed, index], tf.int32)))
 
 
-def build_training(recipe: Recipe, images: np.ndarray, labels: np.ndarray, learning_rate) -> Training:
+def build_training(recipe: Recipe, images: np.ndarray, labels: np.ndarray, learning_rate,
+                   teachers: np.ndarray | None = None) -> Training:
     """Everything `recipe` trains with, on `images` (at the network's input size) and their
-    identity labels; `learning_rate` is a number or a Keras schedule."""
+    identity labels; `learning_rate` is a number or a Keras schedule; `teachers`, for a recipe
+    that distills, holds the teachers' vectors of each image (`distill.teacher_vectors`)."""
     labels = labels.astype(np.int32)
     batch = recipe.identities_per_batch * recipe.images_per_identity
     backbone = build_backbone(recipe.input_size, recipe.embedding_size, tuple(recipe.widths),
@@ -129,7 +133,7 @@ def build_training(recipe: Recipe, images: np.ndarray, labels: np.ndarray, learn
     head = _head(recipe, int(labels.max()) + 1)
     variables = backbone.trainable_variables + (head.trainable_variables if head else [])
     optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=recipe.weight_decay)
-    step = _train_step(recipe, backbone, head, optimizer, variables)
+    step = _train_step(recipe, backbone, head, optimizer, variables, teachers)
     return Training(recipe, backbone, iter(_dataset(images, labels, recipe, batch)), step)
 
 
@@ -151,7 +155,7 @@ def _dataset(images: np.ndarray, labels: np.ndarray, recipe: Recipe, batch: int)
     return (
         tf.data.Dataset.from_generator(generator, output_signature=tf.TensorSpec([batch], tf.int64))
         .unbatch()
-        .map(lambda row: (augment(tf.gather(images_tensor, row)), tf.gather(labels_tensor, row)),
+        .map(lambda row: (augment(tf.gather(images_tensor, row)), tf.gather(labels_tensor, row), row),
              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .batch(batch, drop_remainder=True)
         .prefetch(2)
@@ -176,8 +180,9 @@ def _head(recipe: Recipe, classes: int) -> keras.layers.Layer | None:
     return None
 
 
-def _train_step(recipe: Recipe, backbone, head, optimizer, variables):
+def _train_step(recipe: Recipe, backbone, head, optimizer, variables, teachers: np.ndarray | None):
     margin = recipe.margin
+    teacher_table = tf.constant(teachers, tf.float32) if teachers is not None else None
 
     def loss_of(embeddings, labels, seed):
         if recipe.loss == "triplet":
@@ -194,9 +199,13 @@ def _train_step(recipe: Recipe, backbone, head, optimizer, variables):
         return losses.contrastive_loss(distance, same, margin if margin is not None else 1.0)
 
     @tf.function(reduce_retracing=True)
-    def step(images, labels, seed):
+    def step(images, labels, rows, seed):
         with tf.GradientTape() as tape:
-            loss = loss_of(backbone(images, training=True), labels, seed)
+            embeddings = backbone(images, training=True)
+            loss = loss_of(embeddings, labels, seed)
+            if teacher_table is not None:
+                loss += recipe.distill_weight * losses.relational_distillation_loss(
+                    embeddings, tf.gather(teacher_table, rows))
         gradients = tape.gradient(loss, variables)
         optimizer.apply_gradients(zip(gradients, variables))
         return loss

@@ -38,7 +38,8 @@ def training_speed(ctx) -> dict:
     options = ctx.options
     fields = {f.name for f in dataclasses.fields(Recipe)}
     shipped = {k: v for k, v in (ctx.card.raw.get("recipe") or {}).items() if k in fields}
-    recipe = dataclasses.replace(Recipe(**{**shipped, "init": None, "freeze": False}),
+    # Speed of the recipe's own training steps: from scratch, no teachers.
+    recipe = dataclasses.replace(Recipe(**{**shipped, "init": None, "freeze": False, "distill_from": ()}),
                                  widths=tuple(shipped.get("widths", Recipe.widths)))
     crops, labels, data = _training_crops(ctx, options.train_images)
     batch = recipe.identities_per_batch * recipe.images_per_identity
