@@ -48,7 +48,7 @@ pytestmark = pytest.mark.slow
 
 PERSON, NAME = "George_W_Bush", "George W Bush"
 ENROLL = (25, 31, 37)  # frontal photos
-PROBES = (15, 78)  # other frontal photos, recognised at 0.78 and 0.76 (threshold 0.44)
+PROBES = (15, 78)  # other frontal photos that the shipped model recognises well above its threshold
 # Photos of him turned (or nodding) the way of each challenge, two each, and how far from the
 # probes (degrees, as the detector reads them on the composited frames).
 MOVES = {

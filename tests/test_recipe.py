@@ -88,8 +88,8 @@ def test_runs_table_adds_pretraining_time_and_gives_each_command(tmp_path):
     table = runs_table([plain, staged])
     rows = [line for line in table.splitlines() if line.startswith("| `")]
     # A run scored before validation rank-1 existed shows a dash there.
-    assert rows[0].startswith(f"| `{plain}` | 91.00% | — | 80.70% | ±3.00 | 70.70% |") and rows[0].endswith("| 365 |")
-    assert rows[1].startswith(f"| `{staged}` | 91.00% | 43.21% | 86.70% |") and rows[1].endswith("| 1212 |")
+    assert rows[0].startswith(f"| `{plain}` | 91.00% | — | 80.70% | ±3.00 | 70.70% |") and rows[0].endswith("| 365 | 365 |")
+    assert rows[1].startswith(f"| `{staged}` | 91.00% | 43.21% | 86.70% |") and rows[1].endswith("| 1212 | 1212 |")
     assert f"- `{staged}`: `python -m training train --loss triplet --pretrain-epochs 30 --epochs 10 " \
            f"--weight-decay 0.05 --out {staged}`" in table
 
@@ -119,3 +119,29 @@ def test_training_command_names_the_teachers_of_a_distilled_run(tmp_path):
     assert command == (f"python -m training train --loss triplet --distill-from runs/a runs/b "
                        f"--distill-weight 5 --out {tmp_path}")
     assert Recipe.from_json(json.loads(json.dumps(recipe.as_json()))) == recipe
+
+
+def test_a_distilled_run_needs_its_teachers_first_and_counts_their_time(tmp_path):
+    from training.chain import chain, chain_seconds
+    from training.runs_table import runs_table
+
+    teacher, other, student = tmp_path / "teacher", tmp_path / "other", tmp_path / "student"
+    (teacher / "pretrain").mkdir(parents=True)
+    other.mkdir()
+    student.mkdir()
+    teacher_init = str(teacher / "pretrain" / "backbone.weights.h5")
+    (teacher / "pretrain" / "summary.json").write_text(json.dumps(fake_summary(Recipe(loss="cosface"), 0.8, 1000.0)))
+    (teacher / "summary.json").write_text(json.dumps(fake_summary(Recipe(init=teacher_init), 0.85, 400.0)))
+    (other / "summary.json").write_text(json.dumps(fake_summary(Recipe(), 0.84, 300.0)))
+    distilled = Recipe(init=teacher_init, distill_from=(str(teacher), str(other)))
+    (student / "summary.json").write_text(json.dumps(fake_summary(distilled, 0.87, 500.0)))
+
+    # The run whose pre-training it starts from (also a teacher here) comes first, once.
+    assert chain(student) == [teacher, other, student]
+    assert chain_seconds(student) == 1000.0 + 400.0 + 300.0 + 500.0
+    assert chain_seconds(teacher) == 1400.0
+    row = next(line for line in runs_table([student]).splitlines() if line.startswith("| `"))
+    assert row.endswith("| 2200 | 500 |")
+    (other / "summary.json").unlink()
+    with pytest.raises(FileNotFoundError, match="not a finished run folder"):
+        chain(student)

@@ -13,6 +13,7 @@ import numpy as np
 
 from kiosk.atomic import atomic_path, atomic_write_bytes, atomic_write_json
 from kiosk.modelcard import card_path_for, sha256_of
+from training.chain import chain, chain_seconds, read_summary
 from training.model import build_serving_model
 
 
@@ -94,9 +95,7 @@ def export_run(run_dir: Path, lfw, prepared, out_path: Path, target_far: float) 
     from training.metrics import accuracy_at
     from training.model import build_backbone
 
-    summary = json.loads((Path(run_dir) / "summary.json").read_text())
-    pretrain_path = Path(run_dir) / "pretrain" / "summary.json"
-    pretrain = json.loads(pretrain_path.read_text()) if pretrain_path.exists() else None
+    summary = read_summary(Path(run_dir))
     recipe, scores = summary["recipe"], summary["scores"]
     backbone = build_backbone(recipe["input_size"], recipe["embedding_size"], tuple(recipe["widths"]))
     backbone.load_weights(Path(run_dir) / "backbone.weights.h5")
@@ -118,7 +117,9 @@ def export_run(run_dir: Path, lfw, prepared, out_path: Path, target_far: float) 
         "recipe": recipe,
         "training": {
             "command": training_command(Path(run_dir), summary),
-            "seconds": round(summary["train_seconds"] + (pretrain["train_seconds"] if pretrain else 0.0), 1),
+            # A distilled model needs its teachers first: their commands, in order, and their time.
+            "needs_first": [training_command(folder, read_summary(folder)) for folder in chain(Path(run_dir))[:-1]],
+            "seconds": round(chain_seconds(Path(run_dir)), 1),
             "best_epoch": summary["best_epoch"],
             "images": summary["train_images"],
             "identities": summary["train_identities"],
