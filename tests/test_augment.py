@@ -184,6 +184,22 @@ def test_occlusion_covers_one_flat_rectangle_of_the_set_area():
     assert 20 <= unoccluded <= 38
 
 
+def test_sunglasses_darken_both_eyes_and_nothing_else():
+    image = np.full((112, 112, 3), 0.8, np.float32)
+    for i in range(6):
+        out = run(image, only(sunglasses_prob=1.0), i)
+        changed = np.any(out != image, axis=-1)
+        # The lenses sit on the aligner's eye positions (38, 52) and (74, 52) of a 112 px crop.
+        for eye_x in (38, 74):
+            assert changed[52, eye_x] and out[52, eye_x].max() < 0.8 * 0.25 + 0.3 * 0.8 + 0.05
+        assert not changed[:30].any() and not changed[75:].any()          # brow and mouth untouched
+        assert 0.06 < changed.mean() < 0.2
+        left, right = changed[:, :56].sum(), changed[:, 56:].sum()
+        assert abs(left - right) < 0.05 * left                               # one lens each side
+    unchanged = sum(np.array_equal(run(image, only(sunglasses_prob=0.3), i), image) for i in range(40))
+    assert 20 <= unchanged <= 38
+
+
 def test_works_inside_dataset_map_in_graph_mode():
     images = np.stack([random_image(rng_seed=k) for k in range(4)])
     modes = []
@@ -214,7 +230,7 @@ def test_extreme_settings_give_no_nans():
     extreme = AugmentConfig(
         flip=True, max_rotation_deg=180.0, scale_range=(0.2, 5.0), max_shift_frac=1.0, brightness=1.0,
         contrast=(0.0, 5.0), saturation=(0.0, 5.0), hue=0.5, blur_prob=1.0, noise_std=1.0, jpeg_prob=1.0,
-        grayscale_prob=0.5, occlusion_prob=1.0)
+        grayscale_prob=0.5, occlusion_prob=1.0, sunglasses_prob=1.0)
     images = [random_image(), np.zeros((64, 64, 3), np.float32), np.ones((64, 64, 3), np.float32),
               random_image(5, 7)]
     for image in images:
@@ -241,9 +257,12 @@ def test_config_round_trips_through_json_and_rejects_nonsense():
         AugmentConfig.from_dict({"sharpness": 1.0})
     with pytest.raises(ValueError, match="occlusion_prob"):
         AugmentConfig(occlusion_prob=1.5)
+    with pytest.raises(ValueError, match="sunglasses_prob"):
+        AugmentConfig(sunglasses_prob=-0.1)
 
 
 def test_a_recipe_chooses_its_training_augmentation():
     assert augmentation(Recipe()) == AugmentConfig()                       # occluders off by default
     assert augmentation(Recipe(occlusion_prob=0.3)) == AugmentConfig(occlusion_prob=0.3)
+    assert augmentation(Recipe(sunglasses_prob=0.2)) == AugmentConfig(sunglasses_prob=0.2)
     assert augmentation(Recipe(augment=False)).is_identity

@@ -26,6 +26,10 @@ def test_bad_recipes_are_refused():
         Recipe(occlusion_prob=1.5)
     with pytest.raises(ValueError, match="needs augmentation"):
         Recipe(augment=False, occlusion_prob=0.3)
+    with pytest.raises(ValueError, match="needs augmentation"):
+        Recipe(augment=False, sunglasses_prob=0.3)
+    with pytest.raises(ValueError, match="sunglasses_prob"):
+        Recipe(sunglasses_prob=2.0)
     with pytest.raises(ValueError, match="ema_decay"):
         Recipe(ema_decay=1.0)
     with pytest.raises(ValueError, match="distill_weight"):
@@ -103,9 +107,11 @@ def test_training_command_passes_mixed_precision_as_a_switch(tmp_path):
     assert command == f"python -m training train --loss triplet --mixed-precision --out {tmp_path}"
 
 
-def test_training_command_writes_the_occlusion_probability(tmp_path):
-    command = training_command(tmp_path, {"recipe": Recipe(occlusion_prob=0.25, mixed_precision=True).as_json()})
-    assert command == f"python -m training train --loss triplet --mixed-precision --occlusion-prob 0.25 --out {tmp_path}"
+def test_training_command_writes_the_occluder_probabilities(tmp_path):
+    recipe = Recipe(occlusion_prob=0.25, sunglasses_prob=0.1, mixed_precision=True)
+    command = training_command(tmp_path, {"recipe": recipe.as_json()})
+    assert command == (f"python -m training train --loss triplet --mixed-precision --occlusion-prob 0.25 "
+                       f"--sunglasses-prob 0.1 --out {tmp_path}")
 
 
 def test_training_command_writes_the_weight_average(tmp_path):

@@ -57,7 +57,8 @@ def _train(args: argparse.Namespace) -> int:
                     epochs=args.epochs, steps_per_epoch=args.steps, input_size=args.input_size,
                     learning_rate=args.learning_rate, weight_decay=args.weight_decay, seed=args.seed,
                     min_images=args.min_images, sampling=args.sampling, mixed_precision=args.mixed_precision,
-                    occlusion_prob=args.occlusion_prob, ema_decay=args.ema_decay,
+                    occlusion_prob=args.occlusion_prob, sunglasses_prob=args.sunglasses_prob,
+                    ema_decay=args.ema_decay,
                     distill_from=tuple(args.distill_from), distill_weight=args.distill_weight)
     lfw, prepared = _load_data(args)
     out_dir = args.out or Path("runs") / (recipe.name if args.view == 1 else f"{recipe.name}-fold{args.fold}")
@@ -186,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--occlusion-prob", type=float, default=defaults.occlusion_prob,
                        help="chance that a training image gets a flat-coloured occluder over 2-20%% of it "
                             f"(both phases); default {defaults.occlusion_prob:g}")
+    train.add_argument("--sunglasses-prob", type=float, default=defaults.sunglasses_prob,
+                       help="chance that a training image gets dark lenses over both eyes (both phases); "
+                            f"default {defaults.sunglasses_prob:g}")
     train.add_argument("--ema-decay", type=float, default=defaults.ema_decay,
                        help="validate and keep a moving average of the weights, updated every step with this "
                             f"decay, e.g. 0.99 (both phases); default {defaults.ema_decay:g} (off)")

@@ -35,6 +35,8 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 import tensorflow as tf
 
+from kiosk.alignment import REFERENCE_LANDMARKS_112
+
 __all__ = ["AugmentConfig", "NO_AUGMENTATION", "augment_image", "make_augmenter"]
 
 # Padding of the affine warp: mirrors the crop (d c b a | a b c d), so a rotated or shifted
@@ -47,6 +49,16 @@ JPEG_QUALITY_RANGE = (35, 90)          # inclusive
 # blur, noise and JPEG stages that follow give it a camera's texture).
 OCCLUSION_AREA_RANGE = (0.02, 0.2)
 OCCLUSION_ASPECT_RANGE = (0.3, 3.3)
+# Sunglasses: two dark elliptical lenses centred on the eyes where the kiosk's aligner puts them
+# (training crops are always made with the default template, no margin), half-axes as fractions
+# of the crop, scaled together by a factor in SUNGLASSES_SCALE_RANGE; lenses are dark, slightly
+# tinted and let a little of the eye through. Sunglasses and caps were most of the lowest-scoring
+# same-person DevTest pairs (session 7), and nothing else in the pipeline makes them.
+SUNGLASSES_EYES = REFERENCE_LANDMARKS_112[:2] / 112.0
+SUNGLASSES_HALF_AXES = (0.15, 0.10)
+SUNGLASSES_SCALE_RANGE = (0.9, 1.25)
+SUNGLASSES_SHADE_RANGE = (0.0, 0.25)
+SUNGLASSES_OPACITY_RANGE = (0.75, 1.0)
 # Taps either side of the blur kernel's centre: 3.3 sigma at the largest sigma.
 _BLUR_RADIUS = math.ceil(3 * BLUR_SIGMA_RANGE[1])
 
@@ -75,6 +87,7 @@ class AugmentConfig:
     jpeg_prob: float = 0.3                # re-encode as JPEG with quality in (35, 90)
     grayscale_prob: float = 0.05
     occlusion_prob: float = 0.0           # a flat-coloured rectangle over 2-20% of the crop (hand, phone, scarf)
+    sunglasses_prob: float = 0.0          # dark lenses over both eyes (drawn before the pose warp: worn, they move with the face)
 
     def __post_init__(self) -> None:
         # Accept lists (a config read back from JSON) but store tuples, so the config stays hashable.
@@ -100,7 +113,7 @@ class AugmentConfig:
             raise ValueError(f"max_rotation_deg must be at most 180, got {self.max_rotation_deg!r}")
         if self.hue > 0.5:
             raise ValueError(f"hue must be at most 0.5 (half the hue circle), got {self.hue!r}")
-        for name in ("blur_prob", "jpeg_prob", "grayscale_prob", "occlusion_prob"):
+        for name in ("blur_prob", "jpeg_prob", "grayscale_prob", "occlusion_prob", "sunglasses_prob"):
             value = getattr(self, name)
             if not (_is_number(value) and 0 <= value <= 1):
                 raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
@@ -122,7 +135,8 @@ class AugmentConfig:
     def is_identity(self) -> bool:
         """True when the config leaves every image unchanged."""
         return (not self.flip and not self.geometric and not self.colour and self.blur_prob == 0
-                and self.noise_std == 0 and self.jpeg_prob == 0 and self.occlusion_prob == 0)
+                and self.noise_std == 0 and self.jpeg_prob == 0 and self.occlusion_prob == 0
+                and self.sunglasses_prob == 0)
 
     def to_dict(self) -> dict:
         """Plain JSON-ready values (pairs as lists); ``from_dict`` reads it back."""
@@ -144,7 +158,7 @@ def _is_number(value: object) -> bool:
 NO_AUGMENTATION = AugmentConfig(
     flip=False, max_rotation_deg=0.0, scale_range=(1.0, 1.0), max_shift_frac=0.0, brightness=0.0,
     contrast=(1.0, 1.0), saturation=(1.0, 1.0), hue=0.0, blur_prob=0.0, noise_std=0.0, jpeg_prob=0.0,
-    grayscale_prob=0.0, occlusion_prob=0.0,
+    grayscale_prob=0.0, occlusion_prob=0.0, sunglasses_prob=0.0,
 )
 
 
@@ -156,7 +170,8 @@ def augment_image(image: tf.Tensor, config: AugmentConfig, seed: tf.Tensor | Non
     (``Dataset.map``, ``tf.function``); height and width may even be dynamic.  With blur on,
     the image must be at least 5 pixels each way (reflect padding of the kernel).
 
-    Order, as in a camera: pose (warp), what stands in front of the face (occlusion), optics
+    Order, as in a camera: what the person wears (sunglasses), pose (warp), what stands in front
+    of the face (occlusion), optics
     (blur), exposure and white balance (colour), sensor noise, clipping to the sensor's range,
     JPEG compression.
     """
@@ -174,6 +189,8 @@ def augment_image(image: tf.Tensor, config: AugmentConfig, seed: tf.Tensor | Non
         seed = tf.ensure_shape(seed, [2])
     draws = _Draws(config, seed)
 
+    if config.sunglasses_prob > 0:
+        image = tf.cond(draws.sunglasses, lambda: _sunglasses(image, draws), lambda: image)
     if config.geometric:
         image = _affine(image, config, draws)
     elif config.flip:
@@ -242,6 +259,11 @@ class _Draws:
             (0.0, 1.0),                                     # occluder centre x, as a fraction of the width
             (0.0, 1.0),                                     # occluder centre y
             (0.0, 1.0), (0.0, 1.0), (0.0, 1.0),             # occluder colour
+            (0.0, 1.0),                                     # sunglasses coin
+            SUNGLASSES_SCALE_RANGE,
+            SUNGLASSES_SHADE_RANGE,
+            SUNGLASSES_OPACITY_RANGE,
+            (-0.05, 0.05), (-0.05, 0.05), (-0.05, 0.05),    # lens tint, added to the shade per channel
         ]
         low = np.array([r[0] for r in ranges], np.float32)
         width = np.array([r[1] - r[0] for r in ranges], np.float32)
@@ -249,9 +271,12 @@ class _Draws:
         (flip, self.rotation, self.scale, self.shift_x, self.shift_y, self.brightness, self.contrast,
          self.saturation, self.hue, grey, blur, self.blur_sigma, self.noise_std, jpeg,
          quality, occlude, self.occlusion_area, log_aspect, self.occlusion_x, self.occlusion_y,
-         *colour) = tf.unstack(low + width * u)
+         red, green, blue, sunglasses, self.lens_scale, lens_shade, self.lens_opacity,
+         *lens_tint) = tf.unstack(low + width * u)
         self.occlusion_aspect = tf.exp(log_aspect)
-        self.occlusion_colour = tf.stack(colour)
+        self.occlusion_colour = tf.stack([red, green, blue])
+        self.lens_colour = lens_shade + tf.stack(lens_tint)
+        self.sunglasses = sunglasses < config.sunglasses_prob
         self.flip = flip < 0.5
         self.grayscale = grey < config.grayscale_prob
         self.blur = blur < config.blur_prob
@@ -330,6 +355,20 @@ def _occlude(image: tf.Tensor, draws: _Draws) -> tf.Tensor:
     inside = ((tf.abs(rows - draws.occlusion_y * height) < box_height / 2)
               & (tf.abs(cols - draws.occlusion_x * width) < box_width / 2))
     return tf.where(inside[:, :, None], draws.occlusion_colour, image)
+
+
+def _sunglasses(image: tf.Tensor, draws: _Draws) -> tf.Tensor:
+    """Two dark, slightly see-through elliptical lenses over the template's eye positions."""
+    shape = tf.shape(image)
+    height, width = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
+    rows = (tf.range(height)[:, None] + 0.5) / height
+    cols = (tf.range(width)[None, :] + 0.5) / width
+    half_x, half_y = (draws.lens_scale * axis for axis in SUNGLASSES_HALF_AXES)
+    lens = tf.zeros_like(rows * cols, dtype=tf.bool)
+    for eye_x, eye_y in SUNGLASSES_EYES.tolist():
+        lens |= tf.square((cols - eye_x) / half_x) + tf.square((rows - eye_y) / half_y) < 1.0
+    opacity = tf.where(lens, draws.lens_opacity, 0.0)[:, :, None]
+    return image * (1.0 - opacity) + draws.lens_colour * opacity
 
 
 def _gaussian_blur(image: tf.Tensor, sigma: tf.Tensor) -> tf.Tensor:

@@ -45,6 +45,9 @@ class Recipe:
     # Chance that a training image gets a flat-coloured occluder over 2-20% of it (augment.py);
     # 0 leaves the webcam augmentation as it was.
     occlusion_prob: float = 0.0
+    # Chance that a training image gets dark lenses over both eyes (augment.py): sunglasses were
+    # the commonest thing on the worst-scored same-person pairs. 0 leaves them out.
+    sunglasses_prob: float = 0.0
     # Validate and keep an exponential moving average of the weights (updated after every step)
     # instead of the weights themselves: an average over the last ~1 / (1 - decay) steps, a cheap
     # cousin of an ensemble. 0 keeps the weights as trained.
@@ -70,8 +73,10 @@ class Recipe:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.distill_weight <= 0.0:
             raise ValueError(f"distill_weight must be positive, got {self.distill_weight!r}")
-        if self.occlusion_prob and not self.augment:
-            raise ValueError("an occlusion probability needs augmentation on (drop --no-augment)")
+        if not 0.0 <= self.sunglasses_prob <= 1.0:
+            raise ValueError(f"sunglasses_prob must be a probability in [0, 1], got {self.sunglasses_prob!r}")
+        if (self.occlusion_prob or self.sunglasses_prob) and not self.augment:
+            raise ValueError("an occlusion or sunglasses probability needs augmentation on (drop --no-augment)")
 
     @property
     def name(self) -> str:

@@ -163,9 +163,10 @@ def _dataset(images: np.ndarray, labels: np.ndarray, recipe: Recipe, batch: int)
 
 
 def augmentation(recipe: Recipe) -> AugmentConfig:
-    """What the training pipeline does to each image: the webcam augmentation (plus occluders
-    when the recipe asks for them), or nothing."""
-    return AugmentConfig(occlusion_prob=recipe.occlusion_prob) if recipe.augment else NO_AUGMENTATION
+    """What the training pipeline does to each image: the webcam augmentation (plus occluders and
+    sunglasses when the recipe asks for them), or nothing."""
+    return (AugmentConfig(occlusion_prob=recipe.occlusion_prob, sunglasses_prob=recipe.sunglasses_prob)
+            if recipe.augment else NO_AUGMENTATION)
 
 
 def _head(recipe: Recipe, classes: int) -> keras.layers.Layer | None:
