@@ -154,6 +154,32 @@ def test_batch_hard_triplet_loss_is_zero_without_any_positive():
     assert float(losses.batch_hard_triplet_loss(e, tf.constant([0, 1, 2]), MARGIN)) == 0.0
 
 
+def test_batch_hard_triplet_loss_seeks_the_nearest_impostor_in_the_memory_too():
+    # The batch of the hand example above, and a memory holding: an impostor at 20 degrees
+    # (nearer anchor 0 than the batch's 60), an image of person 0 at 10 degrees (same person: not an
+    # impostor) and an empty row (label -1) at 1 degree.
+    e, labels = on_circle(0, 60, 180), tf.constant([0, 1, 0])
+    memory, memory_labels = on_circle(20, 10, 1), tf.constant([5, 0, -1])
+    # Anchor 0: nearest negative now 20 deg away; anchor 2 (180): still 60 deg away in the batch (120 deg).
+    expected = ((MARGIN + 2 - chord(20)) + (MARGIN + 2 - math.sqrt(3))) / 2
+    got = losses.batch_hard_triplet_loss(e, labels, MARGIN, memory=memory, memory_labels=memory_labels)
+    assert float(got) == pytest.approx(expected, abs=1e-5)
+    # An empty memory changes nothing.
+    empty = losses.batch_hard_triplet_loss(e, labels, MARGIN, memory=memory, memory_labels=tf.constant([-1, -1, -1]))
+    assert float(empty) == pytest.approx(float(losses.batch_hard_triplet_loss(e, labels, MARGIN)), abs=1e-6)
+
+
+def test_cross_batch_memory_keeps_the_latest_rows_and_wraps_around():
+    memory = losses.CrossBatchMemory(size=5, dimension=2)
+    assert memory.labels.numpy().tolist() == [-1] * 5
+    memory.push(tf.constant([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]]), tf.constant([1, 2, 3]))
+    memory.push(tf.constant([[0.8, 0.6], [-1.0, 0.0], [0.0, -1.0]]), tf.constant([4, 5, 6]))
+    # Six rows into five: the first row was overwritten by the last.
+    assert memory.labels.numpy().tolist() == [6, 2, 3, 4, 5]
+    np.testing.assert_allclose(memory.embeddings.numpy()[0], [0.0, -1.0])
+    assert int(memory.next_row.numpy()) == 1
+
+
 # semi_hard_triplet_loss
 
 def test_semi_hard_triplet_loss_by_hand():

@@ -179,3 +179,19 @@ def test_a_recipe_with_a_weight_average_keeps_and_validates_the_average(tiny_dat
     serving = build_serving_model(averaged.backbone, prepared.crops.shape[1])
     scores = pair_scores(serving, prepared.crops, split.validation)
     assert roc_auc(scores, split.validation.same) == pytest.approx(averaged.history["val_auc"][averaged.best_epoch - 1])
+
+
+def test_a_triplet_recipe_with_a_memory_fills_it_with_the_batches_it_trained_on(tiny_data):
+    from training.train import build_training, model_inputs
+
+    split, prepared = tiny_data
+    recipe = Recipe(loss="triplet", augment=False, input_size=32, embedding_size=EMBEDDING, identities_per_batch=4,
+                    images_per_identity=2, memory_batches=2)
+    training = build_training(recipe, model_inputs(prepared.crops, split.train_rows, 32), split.train_labels, 0.01)
+    assert training.memory.size == 16
+    for index in range(3):
+        assert np.isfinite(training.step(index))
+    # Three batches of 8 into 16 rows: full, the oldest batch overwritten, the next write at row 8.
+    assert int(training.memory.next_row.numpy()) == 8
+    assert set(training.memory.labels.numpy().tolist()) <= set(split.train_labels.tolist())
+    np.testing.assert_allclose(np.linalg.norm(training.memory.embeddings.numpy(), axis=1), 1.0, atol=1e-5)

@@ -34,6 +34,10 @@ def test_bad_recipes_are_refused():
         Recipe(ema_decay=1.0)
     with pytest.raises(ValueError, match="distill_weight"):
         Recipe(distill_weight=0.0)
+    with pytest.raises(ValueError, match="memory_batches"):
+        Recipe(memory_batches=-1)
+    with pytest.raises(ValueError, match="--loss triplet only"):
+        Recipe(loss="contrastive", memory_batches=4)
 
 
 def test_training_command_is_rebuilt_from_the_recorded_recipes(tmp_path):
@@ -114,9 +118,9 @@ def test_training_command_writes_the_occluder_probabilities(tmp_path):
                        f"--sunglasses-prob 0.1 --out {tmp_path}")
 
 
-def test_training_command_writes_the_weight_average(tmp_path):
-    command = training_command(tmp_path, {"recipe": Recipe(ema_decay=0.99).as_json()})
-    assert command == f"python -m training train --loss triplet --ema-decay 0.99 --out {tmp_path}"
+def test_training_command_writes_the_weight_average_and_the_memory(tmp_path):
+    command = training_command(tmp_path, {"recipe": Recipe(ema_decay=0.99, memory_batches=20).as_json()})
+    assert command == f"python -m training train --loss triplet --ema-decay 0.99 --memory-batches 20 --out {tmp_path}"
 
 
 def test_training_command_names_the_teachers_of_a_distilled_run(tmp_path):

@@ -59,13 +59,15 @@ def _train(args: argparse.Namespace) -> int:
                     min_images=args.min_images, sampling=args.sampling, mixed_precision=args.mixed_precision,
                     occlusion_prob=args.occlusion_prob, sunglasses_prob=args.sunglasses_prob,
                     ema_decay=args.ema_decay,
-                    distill_from=tuple(args.distill_from), distill_weight=args.distill_weight)
+                    distill_from=tuple(args.distill_from), distill_weight=args.distill_weight,
+                    memory_batches=args.memory_batches)
     lfw, prepared = _load_data(args)
     out_dir = args.out or Path("runs") / (recipe.name if args.view == 1 else f"{recipe.name}-fold{args.fold}")
     pretrain_seconds = 0.0
     if args.pretrain_epochs:
         # Phase 1: margin-softmax pre-training over the same training identities; phase 2 starts from it.
-        pretrain = replace(recipe, loss="cosface", init=None, freeze=False, distill_from=(), epochs=args.pretrain_epochs,
+        pretrain = replace(recipe, loss="cosface", init=None, freeze=False, distill_from=(), memory_batches=0,
+                           epochs=args.pretrain_epochs,
                            learning_rate=Recipe().learning_rate, min_images=args.pretrain_min_images,
                            sampling=args.pretrain_sampling)
         pretrained = run(pretrain, lfw, prepared, out_dir / "pretrain", view=args.view, fold=args.fold,
@@ -198,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "images the network also learns to match; not the pre-training")
     train.add_argument("--distill-weight", type=float, default=defaults.distill_weight,
                        help=f"weight of that distillation loss; default {defaults.distill_weight:g}")
+    train.add_argument("--memory-batches", type=int, default=defaults.memory_batches,
+                       help="with --loss triplet: also seek each anchor's nearest impostor among the embeddings "
+                            f"of the last N batches (cross-batch memory); default {defaults.memory_batches} (off)")
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument("--view", type=int, choices=(1, 2), default=1, help="1: DevTrain/DevTest; 2: one fold of pairs.txt")
     train.add_argument("--fold", type=int, default=0, help="with --view 2: the test fold 0-9")

@@ -153,7 +153,7 @@ def training_command(run_dir: Path, summary: dict) -> str:
         ("steps_per_epoch", "--steps"), ("input_size", "--input-size"), ("learning_rate", "--learning-rate"),
         ("weight_decay", "--weight-decay"), ("mixed_precision", "--mixed-precision"),
         ("occlusion_prob", "--occlusion-prob"), ("sunglasses_prob", "--sunglasses-prob"),
-        ("ema_decay", "--ema-decay"), ("seed", "--seed")))
+        ("ema_decay", "--ema-decay"), ("memory_batches", "--memory-batches"), ("seed", "--seed")))
     if recipe.get("distill_from"):
         parts.append("--distill-from " + " ".join(recipe["distill_from"]))
         parts += _non_default_flags(recipe, defaults, (("distill_weight", "--distill-weight"),))

@@ -21,14 +21,25 @@ def pair_bce_loss(probability: tf.Tensor, same: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.keras.losses.binary_crossentropy(tf.cast(same, probability.dtype)[:, None], probability[:, None]))
 
 
-def batch_hard_triplet_loss(embeddings: tf.Tensor, labels: tf.Tensor, margin: float = 0.3) -> tf.Tensor:
-    """Hermans et al. 2017: each anchor against its farthest positive and nearest negative in the batch."""
+def batch_hard_triplet_loss(embeddings: tf.Tensor, labels: tf.Tensor, margin: float = 0.3,
+                            memory: tf.Tensor | None = None, memory_labels: tf.Tensor | None = None) -> tf.Tensor:
+    """Hermans et al. 2017: each anchor against its farthest positive and nearest negative in the batch.
+
+    With a `memory` of earlier batches' embeddings (Wang et al. 2020, cross-batch memory) the
+    nearest negative is sought there too: a batch of 32 people offers each anchor 31 impostors,
+    the memory hundreds, and rare close impostors are what a door's low false-accept rates are
+    made of. Memory rows are constants (no gradient); a label of -1 marks an empty row.
+    """
     distances = pairwise_distances(embeddings)
     same = tf.equal(labels[:, None], labels[None, :])
     not_self = tf.logical_not(tf.eye(tf.shape(labels)[0], dtype=tf.bool))
     positive = tf.logical_and(same, not_self)
     hardest_positive = tf.reduce_max(tf.where(positive, distances, 0.0), axis=1)
     hardest_negative = tf.reduce_min(tf.where(same, 4.0, distances), axis=1)
+    if memory is not None:
+        to_memory = tf.sqrt(tf.maximum(2.0 - 2.0 * tf.matmul(embeddings, memory, transpose_b=True), 1e-12))
+        impostor = tf.logical_and(memory_labels[None, :] >= 0, tf.not_equal(labels[:, None], memory_labels[None, :]))
+        hardest_negative = tf.minimum(hardest_negative, tf.reduce_min(tf.where(impostor, to_memory, 4.0), axis=1))
     has_positive = tf.reduce_any(positive, axis=1)
     losses = tf.nn.relu(margin + hardest_positive - hardest_negative)
     return tf.reduce_sum(tf.where(has_positive, losses, 0.0)) / tf.maximum(tf.reduce_sum(tf.cast(has_positive, losses.dtype)), 1.0)
@@ -58,6 +69,24 @@ def cosface_loss(cosines: tf.Tensor, labels: tf.Tensor, scale: float = 30.0, mar
     one_hot = tf.one_hot(labels, tf.shape(cosines)[1], dtype=cosines.dtype)
     logits = scale * (cosines - margin * one_hot)
     return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(one_hot, logits))
+
+
+class CrossBatchMemory:
+    """The last `size` training embeddings and their labels, a ring buffer of TensorFlow variables
+    that a compiled training step reads and fills (for `batch_hard_triplet_loss`'s `memory`)."""
+
+    def __init__(self, size: int, dimension: int):
+        self.embeddings = tf.Variable(tf.zeros([size, dimension]), trainable=False, name="memory_embeddings")
+        self.labels = tf.Variable(-tf.ones([size], tf.int32), trainable=False, name="memory_labels")
+        self.next_row = tf.Variable(0, trainable=False, name="memory_next_row")
+        self.size = size
+
+    def push(self, embeddings: tf.Tensor, labels: tf.Tensor) -> None:
+        """Overwrite the oldest rows with a batch (which must not be larger than the memory)."""
+        rows = (self.next_row + tf.range(tf.shape(labels)[0])) % self.size
+        self.embeddings.scatter_nd_update(rows[:, None], tf.stop_gradient(tf.cast(embeddings, tf.float32)))
+        self.labels.scatter_nd_update(rows[:, None], tf.cast(labels, tf.int32))
+        self.next_row.assign((self.next_row + tf.shape(labels)[0]) % self.size)
 
 
 def relational_distillation_loss(embeddings: tf.Tensor, teacher_vectors: tf.Tensor) -> tf.Tensor:

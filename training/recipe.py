@@ -57,6 +57,9 @@ class Recipe:
     # `distill_weight` against the recipe's own loss: an ensemble's knowledge in one network.
     distill_from: tuple[str, ...] = ()
     distill_weight: float = 10.0
+    # Batch-hard triplets also look for each anchor's nearest impostor among the embeddings of the
+    # last `memory_batches` batches (cross-batch memory, losses.CrossBatchMemory); 0 is off.
+    memory_batches: int = 0
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -71,6 +74,10 @@ class Recipe:
             raise ValueError(f"occlusion_prob must be a probability in [0, 1], got {self.occlusion_prob!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
+        if self.memory_batches < 0:
+            raise ValueError(f"memory_batches must be 0 (off) or more, got {self.memory_batches!r}")
+        if self.memory_batches and self.loss != "triplet":
+            raise ValueError("a cross-batch memory (--memory-batches) works with --loss triplet only")
         if self.distill_weight <= 0.0:
             raise ValueError(f"distill_weight must be positive, got {self.distill_weight!r}")
         if not 0.0 <= self.sunglasses_prob <= 1.0:

@@ -109,6 +109,7 @@ class Training:
     backbone: keras.Model
     batches: Iterator[tuple[tf.Tensor, tf.Tensor, tf.Tensor]]  # images, labels, their rows in `images`
     train_step: Callable
+    memory: losses.CrossBatchMemory | None = None
 
     def step(self, index: int) -> float:
         """One optimiser step on the next batch; its loss (waits for the step to finish)."""
@@ -133,8 +134,10 @@ def build_training(recipe: Recipe, images: np.ndarray, labels: np.ndarray, learn
     head = _head(recipe, int(labels.max()) + 1)
     variables = backbone.trainable_variables + (head.trainable_variables if head else [])
     optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=recipe.weight_decay)
-    step = _train_step(recipe, backbone, head, optimizer, variables, teachers)
-    return Training(recipe, backbone, iter(_dataset(images, labels, recipe, batch)), step)
+    memory = (losses.CrossBatchMemory(recipe.memory_batches * batch, recipe.embedding_size)
+              if recipe.memory_batches else None)
+    step = _train_step(recipe, backbone, head, optimizer, variables, teachers, memory)
+    return Training(recipe, backbone, iter(_dataset(images, labels, recipe, batch)), step, memory)
 
 
 def model_inputs(crops: np.ndarray, rows: np.ndarray, input_size: int) -> np.ndarray:
@@ -181,13 +184,16 @@ def _head(recipe: Recipe, classes: int) -> keras.layers.Layer | None:
     return None
 
 
-def _train_step(recipe: Recipe, backbone, head, optimizer, variables, teachers: np.ndarray | None):
+def _train_step(recipe: Recipe, backbone, head, optimizer, variables, teachers: np.ndarray | None,
+                memory: losses.CrossBatchMemory | None):
     margin = recipe.margin
     teacher_table = tf.constant(teachers, tf.float32) if teachers is not None else None
 
     def loss_of(embeddings, labels, seed):
         if recipe.loss == "triplet":
-            return losses.batch_hard_triplet_loss(embeddings, labels, margin if margin is not None else 0.3)
+            return losses.batch_hard_triplet_loss(
+                embeddings, labels, margin if margin is not None else 0.3,
+                memory=memory.embeddings if memory else None, memory_labels=memory.labels if memory else None)
         if recipe.loss == "semihard":
             return losses.semi_hard_triplet_loss(embeddings, labels, margin if margin is not None else 0.3)
         if recipe.loss == "cosface":
@@ -209,6 +215,8 @@ def _train_step(recipe: Recipe, backbone, head, optimizer, variables, teachers: 
                     embeddings, tf.gather(teacher_table, rows))
         gradients = tape.gradient(loss, variables)
         optimizer.apply_gradients(zip(gradients, variables))
+        if memory:
+            memory.push(embeddings, labels)
         return loss
 
     return step
