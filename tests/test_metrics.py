@@ -238,3 +238,13 @@ def test_markdown_table_formats_rates_numbers_and_gaps() -> None:
         r"| a\|b | 87.35% | 50.00% | 0.4123 | 6000 |",
         "| base | 90.00% | — | — | — |",
     ]
+
+
+def test_true_accept_rate_counts_same_person_pairs_at_or_above_the_threshold():
+    from training.metrics import true_accept_rate
+
+    scores, same = [0.9, 0.5, 0.49, 0.95, 0.1], [True, True, True, False, False]
+    assert true_accept_rate(scores, same, 0.5) == pytest.approx(2 / 3)   # impostor scores play no part
+    assert true_accept_rate(scores, same, 0.0) == 1.0
+    with pytest.raises(ValueError, match="no same-person pairs"):
+        true_accept_rate([0.3], [False], 0.5)

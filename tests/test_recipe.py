@@ -76,8 +76,10 @@ def test_training_command_of_a_run_recorded_before_min_images_existed(tmp_path):
 def fake_summary(recipe: Recipe, accuracy: float, seconds: float) -> dict:
     figures = {"accuracy": accuracy, "accuracy_std": 0.03, "accuracy_at_threshold": accuracy - 0.1, "auc": 0.93,
                "eer": 0.14, "tar_at_far_1e2": 0.5, "tar_at_far_1e3": 0.3}
+    # One of the two same-person validation pairs clears the threshold: 50% accepted at the door.
     return {"recipe": recipe.as_json(), "test": figures, "validation": {"auc": 0.91}, "best_epoch": 3,
-            "train_seconds": seconds}
+            "train_seconds": seconds, "threshold": {"value": 0.5},
+            "scores": {"validation": [0.9, 0.3, 0.6, 0.2], "validation_same": [True, True, False, False]}}
 
 
 def test_runs_table_adds_pretraining_time_and_gives_each_command(tmp_path):
@@ -96,8 +98,8 @@ def test_runs_table_adds_pretraining_time_and_gives_each_command(tmp_path):
     table = runs_table([plain, staged])
     rows = [line for line in table.splitlines() if line.startswith("| `")]
     # A run scored before validation rank-1 existed shows a dash there.
-    assert rows[0].startswith(f"| `{plain}` | 91.00% | — | 80.70% | ±3.00 | 70.70% |") and rows[0].endswith("| 365 | 365 |")
-    assert rows[1].startswith(f"| `{staged}` | 91.00% | 43.21% | 86.70% |") and rows[1].endswith("| 1212 | 1212 |")
+    assert rows[0].startswith(f"| `{plain}` | 91.00% | — | 50.00% | 80.70% | ±3.00 | 70.70% |") and rows[0].endswith("| 365 | 365 |")
+    assert rows[1].startswith(f"| `{staged}` | 91.00% | 43.21% | 50.00% | 86.70% |") and rows[1].endswith("| 1212 | 1212 |")
     assert f"- `{staged}`: `python -m training train --loss triplet --pretrain-epochs 30 --epochs 10 " \
            f"--weight-decay 0.05 --out {staged}`" in table
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from kiosk.atomic import atomic_open, atomic_write_json
-from training.experiment import describe, run
+from training.experiment import describe, door_true_accept_rate, run
 from training.plots import markdown_table, plot_roc
 from training.recipe import Recipe
 
@@ -90,6 +90,7 @@ def summary_row(name: str, summary: dict) -> dict:
         "tar_far1": test["tar_at_far_1e2"], "tar_far01": test["tar_at_far_1e3"],
         "validation_auc": summary["validation"]["auc"], "epoch": summary["best_epoch"],
         "validation_rank1": summary.get("validation_rank1"),  # absent from runs scored before it existed
+        "validation_door_tar": door_true_accept_rate(summary),
         "seconds": round(summary["train_seconds"]),
     }
 

@@ -130,6 +130,14 @@ def accuracy_at(scores: ArrayLike, same: ArrayLike, threshold: float) -> float:
     return float(np.mean((scores >= threshold) == same))
 
 
+def true_accept_rate(scores: ArrayLike, same: ArrayLike, threshold: float) -> float:
+    """Fraction of the same-person pairs accepted (score >= threshold)."""
+    scores, same = _pairs(scores, same)
+    if not same.any():
+        raise ValueError("no same-person pairs")
+    return float(np.mean(scores[same] >= threshold))
+
+
 def best_threshold(scores: ArrayLike, same: ArrayLike) -> float:
     """The threshold with the highest accuracy on these pairs.
 

@@ -13,6 +13,7 @@ from training.export import training_command
 from training.plots import markdown_table
 
 COLUMNS = [("run", "run"), ("validation_auc", "validation AUC"), ("validation_rank1", "validation rank-1"),
+           ("validation_door_tar", "validation TAR at its threshold"),
            *FIGURE_COLUMNS,
            ("seconds", "training s (whole chain)"), ("own_seconds", "of which this run")]
 
