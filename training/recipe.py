@@ -46,7 +46,7 @@ class Recipe:
     # 0 leaves the webcam augmentation as it was.
     occlusion_prob: float = 0.0
     # Chance that a training image gets dark lenses over both eyes (augment.py): sunglasses were
-    # the commonest thing on the worst-scored same-person pairs. 0 leaves them out.
+    # on 7 of the 24 worst-scored same-person DevTest pairs. 0 leaves them out.
     sunglasses_prob: float = 0.0
     # Validate and keep an exponential moving average of the weights (updated after every step)
     # instead of the weights themselves: an average over the last ~1 / (1 - decay) steps, a cheap
