@@ -120,9 +120,10 @@ def test_training_command_writes_the_occluder_probabilities(tmp_path):
                        f"--sunglasses-prob 0.1 --out {tmp_path}")
 
 
-def test_training_command_writes_the_weight_average_and_the_memory(tmp_path):
-    command = training_command(tmp_path, {"recipe": Recipe(ema_decay=0.99, memory_batches=20).as_json()})
-    assert command == f"python -m training train --loss triplet --ema-decay 0.99 --memory-batches 20 --out {tmp_path}"
+def test_training_command_writes_the_embedding_size_weight_average_and_memory(tmp_path):
+    command = training_command(tmp_path, {"recipe": Recipe(ema_decay=0.99, memory_batches=20, embedding_size=256).as_json()})
+    assert command == (f"python -m training train --loss triplet --embedding-size 256 --ema-decay 0.99 "
+                       f"--memory-batches 20 --out {tmp_path}")
 
 
 def test_training_command_names_the_teachers_of_a_distilled_run(tmp_path):

@@ -55,6 +55,7 @@ def _train(args: argparse.Namespace) -> int:
 
     recipe = Recipe(loss=args.loss, augment=not args.no_augment, init=args.init, freeze=args.freeze,
                     epochs=args.epochs, steps_per_epoch=args.steps, input_size=args.input_size,
+                    embedding_size=args.embedding_size,
                     learning_rate=args.learning_rate, weight_decay=args.weight_decay, seed=args.seed,
                     min_images=args.min_images, sampling=args.sampling, mixed_precision=args.mixed_precision,
                     occlusion_prob=args.occlusion_prob, sunglasses_prob=args.sunglasses_prob,
@@ -180,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=defaults.epochs, help=f"default {defaults.epochs}")
     train.add_argument("--steps", type=int, default=defaults.steps_per_epoch, help=f"steps per epoch; default {defaults.steps_per_epoch}")
     train.add_argument("--input-size", type=int, default=defaults.input_size, help=f"network input in px; default {defaults.input_size}")
+    train.add_argument("--embedding-size", type=int, default=defaults.embedding_size,
+                       help=f"length of the face embedding; default {defaults.embedding_size}")
     train.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     train.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
                        help=f"AdamW's decoupled decay (both phases); default {defaults.weight_decay:g}")
