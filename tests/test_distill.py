@@ -39,12 +39,13 @@ def test_relational_distillation_loss_is_zero_for_the_same_relations_in_another_
     assert float(relational_distillation_loss(tf.constant(student, tf.float32), tf.constant(teacher[::-1], tf.float32))) > 0.01
 
 
-def save_teacher(folder: Path, seed: int, split: str = SPLIT, recipe_seed: int = 0) -> keras.Model:
+def save_teacher(folder: Path, seed: int, split: str = SPLIT, recipe_seed: int = 0,
+                 split_seed: int | None = None) -> keras.Model:
     keras.utils.set_random_seed(seed)
     backbone = build_backbone(SIZE, 16, WIDTHS)
     folder.mkdir(parents=True)
     backbone.save_weights(folder / "backbone.weights.h5")
-    recipe = Recipe(input_size=SIZE, embedding_size=16, widths=WIDTHS, seed=recipe_seed)
+    recipe = Recipe(input_size=SIZE, embedding_size=16, widths=WIDTHS, seed=recipe_seed, split_seed=split_seed)
     (folder / "summary.json").write_text(json.dumps({"recipe": recipe.as_json(), "split": split}))
     return backbone
 
@@ -71,6 +72,9 @@ def test_a_teacher_that_may_have_seen_the_students_validation_people_is_refused(
         load_teacher(tmp_path / "other_split", student, SPLIT)
     with pytest.raises(FileNotFoundError, match="not a finished run folder"):
         load_teacher(tmp_path / "missing", student, SPLIT)
+    # Another seed that held out the same people (--split-seed) may teach.
+    save_teacher(tmp_path / "same_people", 1, recipe_seed=1, split_seed=0)
+    assert load_teacher(tmp_path / "same_people", student, SPLIT).input_shape[1] == SIZE
 
 
 def test_distillation_teaches_the_relations_of_the_very_images_in_each_batch(tiny_data):

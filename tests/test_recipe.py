@@ -158,3 +158,13 @@ def test_a_distilled_run_needs_its_teachers_first_and_counts_their_time(tmp_path
     (other / "summary.json").unlink()
     with pytest.raises(FileNotFoundError, match="not a finished run folder"):
         chain(student)
+
+
+def test_the_split_seed_chooses_the_validation_people_and_defaults_to_the_seed(tmp_path):
+    assert Recipe(seed=3).held_out_seed == 3
+    assert Recipe(seed=3, split_seed=0).held_out_seed == 0
+    command = training_command(tmp_path, {"recipe": Recipe(seed=3, split_seed=0).as_json()})
+    assert command == f"python -m training train --loss triplet --seed 3 --split-seed 0 --out {tmp_path}"
+    recorded = Recipe(seed=3).as_json()
+    del recorded["split_seed"]  # a run recorded before --split-seed existed
+    assert Recipe.from_json(recorded).held_out_seed == 3

@@ -57,6 +57,7 @@ def _train(args: argparse.Namespace) -> int:
                     epochs=args.epochs, steps_per_epoch=args.steps, input_size=args.input_size,
                     embedding_size=args.embedding_size,
                     learning_rate=args.learning_rate, weight_decay=args.weight_decay, seed=args.seed,
+                    split_seed=args.split_seed,
                     min_images=args.min_images, sampling=args.sampling, mixed_precision=args.mixed_precision,
                     occlusion_prob=args.occlusion_prob, sunglasses_prob=args.sunglasses_prob,
                     ema_decay=args.ema_decay,
@@ -206,7 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--memory-batches", type=int, default=defaults.memory_batches,
                        help="with --loss triplet: also seek each anchor's nearest impostor among the embeddings "
                             f"of the last N batches (cross-batch memory); default {defaults.memory_batches} (off)")
-    train.add_argument("--seed", type=int, default=defaults.seed)
+    train.add_argument("--seed", type=int, default=defaults.seed,
+                       help="initialisation, batches, augmentation and (unless --split-seed) the validation people")
+    train.add_argument("--split-seed", type=int, default=None,
+                       help="which people are held out for validation; default: --seed. Fix it to compare "
+                            "seeds on one validation slice, or to let runs of several seeds teach one student")
     train.add_argument("--view", type=int, choices=(1, 2), default=1, help="1: DevTrain/DevTest; 2: one fold of pairs.txt")
     train.add_argument("--fold", type=int, default=0, help="with --view 2: the test fold 0-9")
     train.add_argument("--target-far", type=float, default=DEFAULT_TARGET_FAR,

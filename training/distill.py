@@ -23,7 +23,7 @@ def teacher_vectors(recipe: Recipe, split_description: str, images: np.ndarray, 
     crops in [0, 1] at the student's input size): every teacher's unit embeddings side by side,
     each scaled by 1 / sqrt(teachers).
 
-    A teacher must have held out the student's validation people (same split and seed): it has
+    A teacher must have held out the student's validation people (same split and split seed): it has
     then never trained on them, so the student's threshold and early stopping stay honest.
     """
     parts = [_embed(load_teacher(Path(run_dir), recipe, split_description), images, batch)
@@ -38,11 +38,11 @@ def load_teacher(run_dir: Path, student: Recipe, split_description: str):
         raise FileNotFoundError(f"distillation teacher {run_dir}: no summary.json (not a finished run folder)")
     summary = json.loads(summary_path.read_text())
     teacher = Recipe.from_json(summary["recipe"])
-    if summary["split"] != split_description or teacher.seed != student.seed:
+    if summary["split"] != split_description or teacher.held_out_seed != student.held_out_seed:
         raise ValueError(
-            f"distillation teacher {run_dir} was trained on another split ({summary['split']!r}, seed "
-            f"{teacher.seed}) than the student ({split_description!r}, seed {student.seed}): it may have "
-            "trained on the student's validation people")
+            f"distillation teacher {run_dir} was trained on another split ({summary['split']!r}, split seed "
+            f"{teacher.held_out_seed}) than the student ({split_description!r}, split seed "
+            f"{student.held_out_seed}): it may have trained on the student's validation people")
     backbone = build_backbone(teacher.input_size, teacher.embedding_size, teacher.widths)
     backbone.load_weights(run_dir / "backbone.weights.h5")
     return backbone

@@ -15,6 +15,7 @@ from kiosk.atomic import atomic_path, atomic_write_bytes, atomic_write_json
 from kiosk.modelcard import card_path_for, sha256_of
 from training.chain import chain, chain_seconds, read_summary
 from training.model import build_serving_model
+from training.recipe import Recipe
 
 
 def export_model(backbone: keras.Model, crop_size: int, alignment: dict, out_path: str | Path, card: dict) -> Path:
@@ -100,7 +101,8 @@ def export_run(run_dir: Path, lfw, prepared, out_path: Path, target_far: float) 
     backbone = build_backbone(recipe["input_size"], recipe["embedding_size"], tuple(recipe["widths"]))
     backbone.load_weights(Path(run_dir) / "backbone.weights.h5")
     held_out = HeldOutPeople.embed(build_serving_model(backbone, prepared.crops.shape[1]), prepared,
-                                   view1_split(lfw, prepared, min_images=recipe["min_images"], seed=recipe["seed"]))
+                                   view1_split(lfw, prepared, min_images=recipe["min_images"],
+                                               seed=Recipe.from_json(recipe).held_out_seed))
     threshold, rule = held_out.door_threshold(target_far)
     test = dict(summary["test"])
     test["accuracy_at_threshold"] = accuracy_at(np.array(scores["test"]), np.array(scores["same"]), threshold)
@@ -134,8 +136,6 @@ def export_run(run_dir: Path, lfw, prepared, out_path: Path, target_far: float) 
 
 def training_command(run_dir: Path, summary: dict) -> str:
     """The `train` command that reproduces a run, rebuilt from the recipes it recorded."""
-    from training.recipe import Recipe
-
     recipe, defaults = summary["recipe"], Recipe()
     parts = ["python -m training train", f"--loss {recipe['loss']}"]
     pretrain_path = run_dir / "pretrain" / "summary.json"
@@ -154,7 +154,8 @@ def training_command(run_dir: Path, summary: dict) -> str:
         ("embedding_size", "--embedding-size"), ("learning_rate", "--learning-rate"),
         ("weight_decay", "--weight-decay"), ("mixed_precision", "--mixed-precision"),
         ("occlusion_prob", "--occlusion-prob"), ("sunglasses_prob", "--sunglasses-prob"),
-        ("ema_decay", "--ema-decay"), ("memory_batches", "--memory-batches"), ("seed", "--seed")))
+        ("ema_decay", "--ema-decay"), ("memory_batches", "--memory-batches"), ("seed", "--seed"),
+        ("split_seed", "--split-seed")))
     if recipe.get("distill_from"):
         parts.append("--distill-from " + " ".join(recipe["distill_from"]))
         parts += _non_default_flags(recipe, defaults, (("distill_weight", "--distill-weight"),))

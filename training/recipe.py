@@ -32,6 +32,10 @@ class Recipe:
     margin: float | None = None  # None: the loss's own default
     patience: int = 6
     seed: int = 0
+    # Which people are held out for validation (and the validation pairs); None: `seed`. Fixing it
+    # while `seed` varies compares seeds on one validation slice (paired), and lets runs of several
+    # seeds teach one student.
+    split_seed: int | None = None
     # People need this many training images to be trained on. 1 adds DevTrain's single-photo
     # people: useless as triplet positives, but extra classes (and negatives) for a margin softmax.
     min_images: int = 2
@@ -84,6 +88,11 @@ class Recipe:
             raise ValueError(f"sunglasses_prob must be a probability in [0, 1], got {self.sunglasses_prob!r}")
         if (self.occlusion_prob or self.sunglasses_prob) and not self.augment:
             raise ValueError("an occlusion or sunglasses probability needs augmentation on (drop --no-augment)")
+
+    @property
+    def held_out_seed(self) -> int:
+        """The seed that chooses the validation people and pairs."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     @property
     def name(self) -> str:
