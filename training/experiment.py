@@ -25,14 +25,20 @@ from training.train import TrainResult, embed_rows, pair_scores, train
 
 def run(recipe: Recipe, lfw: LFW, prepared: PreparedLFW, out_dir: Path, view: int = 1, fold: int = 0,
         target_far: float = DEFAULT_TARGET_FAR, log=print) -> dict:
-    split = (view1_split(lfw, prepared, min_images=recipe.min_images, seed=recipe.held_out_seed) if view == 1
-             else view2_split(lfw, prepared, fold, min_images=recipe.min_images, seed=recipe.held_out_seed))
+    split = split_for(recipe, lfw, prepared, view, fold)
     log(f"{split.description}: {len(split.train_rows)} training images of {len(split.train_names)} people, "
         f"{len(split.validation)} validation pairs, {len(split.test)} test pairs")
     result = train(recipe, split, prepared, log=log)
     summary = evaluate_run(result, split, prepared, target_far)
     write_run(out_dir, result, split, summary)
     return summary
+
+
+def split_for(recipe: Recipe, lfw: LFW, prepared: PreparedLFW, view: int = 1, fold: int = 0) -> Split:
+    """The people and pairs `recipe` trains, validates and tests on (its split seed holds people out)."""
+    if view == 1:
+        return view1_split(lfw, prepared, min_images=recipe.min_images, seed=recipe.held_out_seed)
+    return view2_split(lfw, prepared, fold, min_images=recipe.min_images, seed=recipe.held_out_seed)
 
 
 def rescore(run_dir: Path, lfw: LFW, prepared: PreparedLFW, target_far: float = DEFAULT_TARGET_FAR) -> dict:
@@ -44,7 +50,7 @@ def rescore(run_dir: Path, lfw: LFW, prepared: PreparedLFW, target_far: float = 
     recipe = Recipe.from_json(old["recipe"])
     backbone = build_backbone(recipe.input_size, recipe.embedding_size, recipe.widths)
     backbone.load_weights(run_dir / "backbone.weights.h5")
-    split = view1_split(lfw, prepared, min_images=recipe.min_images, seed=recipe.held_out_seed)
+    split = split_for(recipe, lfw, prepared)
     result = TrainResult(backbone, old["history"], old["best_epoch"], old["train_seconds"], recipe)
     summary = {**old, **evaluate_run(result, split, prepared, target_far)}
     write_run(run_dir, result, split, summary)

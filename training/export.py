@@ -91,8 +91,7 @@ def data_checksums(lfw_root: Path, files: tuple[str, ...]) -> dict[str, str]:
 
 def export_run(run_dir: Path, lfw, prepared, out_path: Path, target_far: float) -> Path:
     """Export the backbone of a finished run folder; the threshold is set on its validation people."""
-    from training.data import view1_split
-    from training.experiment import HeldOutPeople, protocol_checksums
+    from training.experiment import HeldOutPeople, protocol_checksums, split_for
     from training.metrics import accuracy_at
     from training.model import build_backbone
 
@@ -101,8 +100,7 @@ def export_run(run_dir: Path, lfw, prepared, out_path: Path, target_far: float) 
     backbone = build_backbone(recipe["input_size"], recipe["embedding_size"], tuple(recipe["widths"]))
     backbone.load_weights(Path(run_dir) / "backbone.weights.h5")
     held_out = HeldOutPeople.embed(build_serving_model(backbone, prepared.crops.shape[1]), prepared,
-                                   view1_split(lfw, prepared, min_images=recipe["min_images"],
-                                               seed=Recipe.from_json(recipe).held_out_seed))
+                                   split_for(Recipe.from_json(recipe), lfw, prepared))
     threshold, rule = held_out.door_threshold(target_far)
     test = dict(summary["test"])
     test["accuracy_at_threshold"] = accuracy_at(np.array(scores["test"]), np.array(scores["same"]), threshold)
