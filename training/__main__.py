@@ -9,6 +9,61 @@ from pathlib import Path
 from training.lfw import LFW_ENV_VAR
 
 
+def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
+    """Every choice of a training recipe, for `train` and `view2` alike."""
+    from training.recipe import LOSSES, SAMPLINGS, Recipe
+
+    defaults = Recipe()
+    parser.add_argument("--loss", choices=LOSSES, default=defaults.loss, help=f"default {defaults.loss}")
+    parser.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    parser.add_argument("--init", help="weights of a pretrained backbone (e.g. runs/<cosface run>/backbone.weights.h5)")
+    parser.add_argument("--freeze", action="store_true", help="with --init: train only the embedding layers")
+    parser.add_argument("--pretrain-epochs", type=int, default=0,
+                       help="first pre-train a backbone with CosFace for N epochs, then train --loss from it")
+    parser.add_argument("--pretrain-min-images", type=int, default=defaults.min_images,
+                       help="pre-training classes: people with at least N training images (1 adds the "
+                            f"single-photo people); default {defaults.min_images}")
+    parser.add_argument("--pretrain-sampling", choices=SAMPLINGS, default=defaults.sampling,
+                       help="how pre-training batches pick people (capped: by images, at most K each); "
+                            f"default {defaults.sampling}")
+    parser.add_argument("--min-images", type=int, default=defaults.min_images,
+                       help=f"train on people with at least N images; default {defaults.min_images}")
+    parser.add_argument("--sampling", choices=SAMPLINGS, default=defaults.sampling, help=f"default {defaults.sampling}")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help=f"default {defaults.epochs}")
+    parser.add_argument("--steps", type=int, default=defaults.steps_per_epoch, help=f"steps per epoch; default {defaults.steps_per_epoch}")
+    parser.add_argument("--input-size", type=int, default=defaults.input_size, help=f"network input in px; default {defaults.input_size}")
+    parser.add_argument("--embedding-size", type=int, default=defaults.embedding_size,
+                       help=f"length of the face embedding; default {defaults.embedding_size}")
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
+                       help=f"AdamW's decoupled decay (both phases); default {defaults.weight_decay:g}")
+    parser.add_argument("--mixed-precision", action="store_true",
+                       help="compute in bfloat16, keep float32 weights (both phases): faster on CPUs with "
+                            "AVX512-BF16 or AMX and on GPUs, slower elsewhere; evaluation stays float32")
+    parser.add_argument("--occlusion-prob", type=float, default=defaults.occlusion_prob,
+                       help="chance that a training image gets a flat-coloured occluder over 2-20%% of it "
+                            f"(both phases); default {defaults.occlusion_prob:g}")
+    parser.add_argument("--sunglasses-prob", type=float, default=defaults.sunglasses_prob,
+                       help="chance that a training image gets dark lenses over both eyes (both phases); "
+                            f"default {defaults.sunglasses_prob:g}")
+    parser.add_argument("--ema-decay", type=float, default=defaults.ema_decay,
+                       help="validate and keep a moving average of the weights, updated every step with this "
+                            f"decay, e.g. 0.99 (both phases); default {defaults.ema_decay:g} (off)")
+    parser.add_argument("--distill-from", nargs="+", default=[], metavar="RUN",
+                       help="finished run folders (same split and seed) whose mean cosine between training "
+                            "images the network also learns to match; not the pre-training")
+    parser.add_argument("--distill-weight", type=float, default=defaults.distill_weight,
+                       help=f"weight of that distillation loss; default {defaults.distill_weight:g}")
+    parser.add_argument("--memory-batches", type=int, default=defaults.memory_batches,
+                       help="with --loss triplet: also seek each anchor's nearest impostor among the embeddings "
+                            f"of the last N batches (cross-batch memory); default {defaults.memory_batches} (off)")
+    parser.add_argument("--seed", type=int, default=defaults.seed,
+                       help="initialisation, batches, augmentation and (unless --split-seed) the validation people")
+    parser.add_argument("--split-seed", type=int, default=None,
+                       help="which people are held out for validation; default: --seed. Fix it to compare "
+                            "seeds on one validation slice, or to let runs of several seeds teach one student")
+
+
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lfw-dir", help=f"LFW folder (images or .tgz + protocol files); default ${LFW_ENV_VAR}")
     parser.add_argument("--cache-dir", type=Path, help="where aligned crops are cached; default $KIOSK_CACHE_DIR or ~/.cache/face-kiosk")
@@ -47,10 +102,9 @@ def _load_data(args: argparse.Namespace):
     return lfw, prepare(lfw, args.cache_dir or default_cache_dir())
 
 
-def _train(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from training.experiment import describe, run
+def _recipe_from_args(args: argparse.Namespace):
+    """The recipe (and the CosFace pre-training before it, if any) that `train` and `view2` options describe."""
+    from training.experiment import Pretraining
     from training.recipe import Recipe
 
     recipe = Recipe(loss=args.loss, augment=not args.no_augment, init=args.init, freeze=args.freeze,
@@ -63,22 +117,20 @@ def _train(args: argparse.Namespace) -> int:
                     ema_decay=args.ema_decay,
                     distill_from=tuple(args.distill_from), distill_weight=args.distill_weight,
                     memory_batches=args.memory_batches)
+    pretraining = (Pretraining(args.pretrain_epochs, args.pretrain_min_images, args.pretrain_sampling)
+                   if args.pretrain_epochs else None)
+    return recipe, pretraining
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.experiment import describe, run_phases
+
+    recipe, pretraining = _recipe_from_args(args)
     lfw, prepared = _load_data(args)
     out_dir = args.out or Path("runs") / (recipe.name if args.view == 1 else f"{recipe.name}-fold{args.fold}")
-    pretrain_seconds = 0.0
-    if args.pretrain_epochs:
-        # Phase 1: margin-softmax pre-training over the same training identities; phase 2 starts from it.
-        pretrain = replace(recipe, loss="cosface", init=None, freeze=False, distill_from=(), memory_batches=0,
-                           epochs=args.pretrain_epochs,
-                           learning_rate=Recipe().learning_rate, min_images=args.pretrain_min_images,
-                           sampling=args.pretrain_sampling)
-        pretrained = run(pretrain, lfw, prepared, out_dir / "pretrain", view=args.view, fold=args.fold,
-                         target_far=args.target_far)
-        pretrain_seconds = pretrained["train_seconds"]
-        recipe = replace(recipe, init=str(out_dir / "pretrain" / "backbone.weights.h5"))
-    summary = run(recipe, lfw, prepared, out_dir, view=args.view, fold=args.fold, target_far=args.target_far)
-    summary["total_train_seconds"] = round(summary["train_seconds"] + pretrain_seconds, 1)
-    print(describe(summary) + (f"; {summary['total_train_seconds']:.0f} s with pre-training" if pretrain_seconds else ""))
+    summary = run_phases(recipe, lfw, prepared, out_dir, view=args.view, fold=args.fold,
+                         target_far=args.target_far, pretraining=pretraining)
+    print(describe(summary) + (f"; {summary['total_train_seconds']:.0f} s with pre-training" if pretraining else ""))
     print(f"run folder: {out_dir}")
     if args.export:
         from training.export import export_run
@@ -107,12 +159,12 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _view2(args: argparse.Namespace) -> int:
-    from training.recipe import Recipe
     from training.view2 import view2
 
-    recipe = Recipe(loss=args.loss, augment=not args.no_augment, epochs=args.epochs, steps_per_epoch=args.steps)
+    recipe, pretraining = _recipe_from_args(args)
     lfw, prepared = _load_data(args)
-    path = view2(recipe, lfw, prepared, args.runs, args.reports, command=" ".join(["python -m training", *sys.argv[1:]]))
+    path = view2(recipe, lfw, prepared, args.runs, args.reports, command=" ".join(["python -m training", *sys.argv[1:]]),
+                 pretraining=pretraining)
     print(f"View 2 report written to {path}")
     return 0
 
@@ -158,60 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--json", action="store_true", help="print the summary as JSON")
     prepare.set_defaults(handler=_prepare)
 
-    from training.recipe import DEFAULT_TARGET_FAR, LOSSES, SAMPLINGS, Recipe
+    from training.recipe import DEFAULT_TARGET_FAR
 
-    defaults = Recipe()
     train = commands.add_parser("train", help="train one recipe, report on the held-out test pairs",
                                 description="Train one Siamese recipe on LFW and report on its test pairs.")
     _add_data_options(train)
-    train.add_argument("--loss", choices=LOSSES, default=defaults.loss, help=f"default {defaults.loss}")
-    train.add_argument("--no-augment", action="store_true", help="train without augmentation")
-    train.add_argument("--init", help="weights of a pretrained backbone (e.g. runs/<cosface run>/backbone.weights.h5)")
-    train.add_argument("--freeze", action="store_true", help="with --init: train only the embedding layers")
-    train.add_argument("--pretrain-epochs", type=int, default=0,
-                       help="first pre-train a backbone with CosFace for N epochs, then train --loss from it")
-    train.add_argument("--pretrain-min-images", type=int, default=defaults.min_images,
-                       help="pre-training classes: people with at least N training images (1 adds the "
-                            f"single-photo people); default {defaults.min_images}")
-    train.add_argument("--pretrain-sampling", choices=SAMPLINGS, default=defaults.sampling,
-                       help="how pre-training batches pick people (capped: by images, at most K each); "
-                            f"default {defaults.sampling}")
-    train.add_argument("--min-images", type=int, default=defaults.min_images,
-                       help=f"train on people with at least N images; default {defaults.min_images}")
-    train.add_argument("--sampling", choices=SAMPLINGS, default=defaults.sampling, help=f"default {defaults.sampling}")
-    train.add_argument("--epochs", type=int, default=defaults.epochs, help=f"default {defaults.epochs}")
-    train.add_argument("--steps", type=int, default=defaults.steps_per_epoch, help=f"steps per epoch; default {defaults.steps_per_epoch}")
-    train.add_argument("--input-size", type=int, default=defaults.input_size, help=f"network input in px; default {defaults.input_size}")
-    train.add_argument("--embedding-size", type=int, default=defaults.embedding_size,
-                       help=f"length of the face embedding; default {defaults.embedding_size}")
-    train.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
-    train.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
-                       help=f"AdamW's decoupled decay (both phases); default {defaults.weight_decay:g}")
-    train.add_argument("--mixed-precision", action="store_true",
-                       help="compute in bfloat16, keep float32 weights (both phases): faster on CPUs with "
-                            "AVX512-BF16 or AMX and on GPUs, slower elsewhere; evaluation stays float32")
-    train.add_argument("--occlusion-prob", type=float, default=defaults.occlusion_prob,
-                       help="chance that a training image gets a flat-coloured occluder over 2-20%% of it "
-                            f"(both phases); default {defaults.occlusion_prob:g}")
-    train.add_argument("--sunglasses-prob", type=float, default=defaults.sunglasses_prob,
-                       help="chance that a training image gets dark lenses over both eyes (both phases); "
-                            f"default {defaults.sunglasses_prob:g}")
-    train.add_argument("--ema-decay", type=float, default=defaults.ema_decay,
-                       help="validate and keep a moving average of the weights, updated every step with this "
-                            f"decay, e.g. 0.99 (both phases); default {defaults.ema_decay:g} (off)")
-    train.add_argument("--distill-from", nargs="+", default=[], metavar="RUN",
-                       help="finished run folders (same split and seed) whose mean cosine between training "
-                            "images the network also learns to match; not the pre-training")
-    train.add_argument("--distill-weight", type=float, default=defaults.distill_weight,
-                       help=f"weight of that distillation loss; default {defaults.distill_weight:g}")
-    train.add_argument("--memory-batches", type=int, default=defaults.memory_batches,
-                       help="with --loss triplet: also seek each anchor's nearest impostor among the embeddings "
-                            f"of the last N batches (cross-batch memory); default {defaults.memory_batches} (off)")
-    train.add_argument("--seed", type=int, default=defaults.seed,
-                       help="initialisation, batches, augmentation and (unless --split-seed) the validation people")
-    train.add_argument("--split-seed", type=int, default=None,
-                       help="which people are held out for validation; default: --seed. Fix it to compare "
-                            "seeds on one validation slice, or to let runs of several seeds teach one student")
+    _add_recipe_options(train)
     train.add_argument("--view", type=int, choices=(1, 2), default=1, help="1: DevTrain/DevTest; 2: one fold of pairs.txt")
     train.add_argument("--fold", type=int, default=0, help="with --view 2: the test fold 0-9")
     train.add_argument("--target-far", type=float, default=DEFAULT_TARGET_FAR,
@@ -257,10 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     view2 = commands.add_parser("view2", help="LFW View 2: ten trainings, one per fold of pairs.txt",
                                 description="Train one model per View 2 fold and report mean and std over folds.")
     _add_data_options(view2)
-    view2.add_argument("--loss", choices=LOSSES, default=defaults.loss)
-    view2.add_argument("--no-augment", action="store_true")
-    view2.add_argument("--epochs", type=int, default=defaults.epochs)
-    view2.add_argument("--steps", type=int, default=defaults.steps_per_epoch)
+    _add_recipe_options(view2)
     view2.add_argument("--runs", type=Path, default=Path("runs/view2"), help="one run folder per fold (reused)")
     view2.add_argument("--reports", type=Path, default=Path("reports"))
     view2.set_defaults(handler=_view2)

@@ -6,7 +6,7 @@ the ROC curve and the backbone weights, so any figure in a report can be traced 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -32,6 +32,39 @@ def run(recipe: Recipe, lfw: LFW, prepared: PreparedLFW, out_dir: Path, view: in
     summary = evaluate_run(result, split, prepared, target_far)
     write_run(out_dir, result, split, summary)
     return summary
+
+
+@dataclass(frozen=True)
+class Pretraining:
+    """Phase 1 of a two-phase recipe: CosFace over the same training people (and held-out people),
+    at the default learning rate; phase 2 starts from its backbone."""
+
+    epochs: int
+    min_images: int = 2
+    sampling: str = "uniform"
+
+    def recipe(self, main: Recipe) -> Recipe:
+        return replace(main, loss="cosface", init=None, freeze=False, distill_from=(), memory_batches=0,
+                       epochs=self.epochs, learning_rate=Recipe().learning_rate, min_images=self.min_images,
+                       sampling=self.sampling)
+
+
+def run_phases(recipe: Recipe, lfw: LFW, prepared: PreparedLFW, out_dir: Path, view: int = 1, fold: int = 0,
+               target_far: float = DEFAULT_TARGET_FAR, pretraining: Pretraining | None = None, log=print) -> dict:
+    """`run`, after the pre-training (in `out_dir/pretrain`) when there is one; the summary also
+    gives `total_train_seconds`, both phases together."""
+    pretrain_seconds = 0.0
+    if pretraining:
+        pretrained = run(pretraining.recipe(recipe), lfw, prepared, out_dir / "pretrain", view, fold, target_far, log)
+        pretrain_seconds = pretrained["train_seconds"]
+        recipe = phase_two(recipe, out_dir)
+    summary = run(recipe, lfw, prepared, out_dir, view, fold, target_far, log)
+    return {**summary, "total_train_seconds": round(summary["train_seconds"] + pretrain_seconds, 1)}
+
+
+def phase_two(recipe: Recipe, out_dir: Path) -> Recipe:
+    """The recipe of a two-phase run's second phase: it starts from the pre-trained backbone."""
+    return replace(recipe, init=str(out_dir / "pretrain" / "backbone.weights.h5"))
 
 
 def split_for(recipe: Recipe, lfw: LFW, prepared: PreparedLFW, view: int = 1, fold: int = 0) -> Split:
