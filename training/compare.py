@@ -48,8 +48,10 @@ def compare(lfw, prepared, out_dir: Path, runs_dir: Path, epochs: int, steps: in
         if only and recipe.name not in only and recipe.name != PRETRAIN:
             continue
         folder = runs_dir / recipe.name
-        if (folder / "summary.json").exists() and json.loads((folder / "summary.json").read_text())["recipe"] == recipe.as_json():
-            summaries[recipe.name] = json.loads((folder / "summary.json").read_text())
+        previous = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").exists() else None
+        # Read back as a Recipe: a run recorded before a recipe field existed has that field's default.
+        if previous is not None and Recipe.from_json(previous["recipe"]) == recipe:
+            summaries[recipe.name] = previous
             log(f"reusing {folder}")
         else:
             summaries[recipe.name] = run(recipe, lfw, prepared, folder, log=log)

@@ -37,7 +37,8 @@ def view2(recipe: Recipe, lfw, prepared, runs_dir: Path, out_dir: Path, command:
         folder = runs_dir / f"fold{fold}"
         expected = phase_two(recipe, folder) if pretraining else recipe
         previous = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").exists() else None
-        reusable = previous is not None and previous["recipe"] == expected.as_json()
+        # Read back as a Recipe: a run recorded before a recipe field existed has that field's default.
+        reusable = previous is not None and Recipe.from_json(previous["recipe"]) == expected
         summary = previous if reusable else run_phases(recipe, lfw, prepared, folder, view=2, fold=fold,
                                                        pretraining=pretraining, log=log)
         test = summary["test"]
