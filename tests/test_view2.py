@@ -37,7 +37,10 @@ def test_view2_pretrains_and_trains_every_fold_and_reuses_finished_ones(tmp_path
     assert "1 pre-training epochs, then 1 epochs x 1 steps at 32 px" in text
     assert "not the shipped model's recipe" in text
 
-    # Run again: every fold is reused, nothing retrains.
+    # Run again: every fold is reused, nothing retrains; also a fold recorded before a recipe field existed.
+    older = json.loads((runs / "fold3" / "summary.json").read_text())
+    del older["recipe"]["sunglasses_prob"]
+    (runs / "fold3" / "summary.json").write_text(json.dumps(older))
     stamps = {fold: (runs / f"fold{fold}" / "summary.json").stat().st_mtime_ns for fold in range(10)}
     view2(recipe, lfw, prepared, runs, reports, command="python -m training view2 (tiny)",
           pretraining=Pretraining(epochs=1), log=lambda line: None)
