@@ -19,49 +19,49 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", help="weights of a pretrained backbone (e.g. runs/<cosface run>/backbone.weights.h5)")
     parser.add_argument("--freeze", action="store_true", help="with --init: train only the embedding layers")
     parser.add_argument("--pretrain-epochs", type=int, default=0,
-                       help="first pre-train a backbone with CosFace for N epochs, then train --loss from it")
+                        help="first pre-train a backbone with CosFace for N epochs, then train --loss from it")
     parser.add_argument("--pretrain-min-images", type=int, default=defaults.min_images,
-                       help="pre-training classes: people with at least N training images (1 adds the "
-                            f"single-photo people); default {defaults.min_images}")
+                        help="pre-training classes: people with at least N training images (1 adds the "
+                             f"single-photo people); default {defaults.min_images}")
     parser.add_argument("--pretrain-sampling", choices=SAMPLINGS, default=defaults.sampling,
-                       help="how pre-training batches pick people (capped: by images, at most K each); "
-                            f"default {defaults.sampling}")
+                        help="how pre-training batches pick people (capped: by images, at most K each); "
+                             f"default {defaults.sampling}")
     parser.add_argument("--min-images", type=int, default=defaults.min_images,
-                       help=f"train on people with at least N images; default {defaults.min_images}")
+                        help=f"train on people with at least N images; default {defaults.min_images}")
     parser.add_argument("--sampling", choices=SAMPLINGS, default=defaults.sampling, help=f"default {defaults.sampling}")
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help=f"default {defaults.epochs}")
     parser.add_argument("--steps", type=int, default=defaults.steps_per_epoch, help=f"steps per epoch; default {defaults.steps_per_epoch}")
     parser.add_argument("--input-size", type=int, default=defaults.input_size, help=f"network input in px; default {defaults.input_size}")
     parser.add_argument("--embedding-size", type=int, default=defaults.embedding_size,
-                       help=f"length of the face embedding; default {defaults.embedding_size}")
+                        help=f"length of the face embedding; default {defaults.embedding_size}")
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
-                       help=f"AdamW's decoupled decay (both phases); default {defaults.weight_decay:g}")
+                        help=f"AdamW's decoupled decay (both phases); default {defaults.weight_decay:g}")
     parser.add_argument("--mixed-precision", action="store_true",
-                       help="compute in bfloat16, keep float32 weights (both phases): faster on CPUs with "
-                            "AVX512-BF16 or AMX and on GPUs, slower elsewhere; evaluation stays float32")
+                        help="compute in bfloat16, keep float32 weights (both phases): faster on CPUs with "
+                             "AVX512-BF16 or AMX and on GPUs, slower elsewhere; evaluation stays float32")
     parser.add_argument("--occlusion-prob", type=float, default=defaults.occlusion_prob,
-                       help="chance that a training image gets a flat-coloured occluder over 2-20%% of it "
-                            f"(both phases); default {defaults.occlusion_prob:g}")
+                        help="chance that a training image gets a flat-coloured occluder over 2-20%% of it "
+                             f"(both phases); default {defaults.occlusion_prob:g}")
     parser.add_argument("--sunglasses-prob", type=float, default=defaults.sunglasses_prob,
-                       help="chance that a training image gets dark lenses over both eyes (both phases); "
-                            f"default {defaults.sunglasses_prob:g}")
+                        help="chance that a training image gets dark lenses over both eyes (both phases); "
+                             f"default {defaults.sunglasses_prob:g}")
     parser.add_argument("--ema-decay", type=float, default=defaults.ema_decay,
-                       help="validate and keep a moving average of the weights, updated every step with this "
-                            f"decay, e.g. 0.99 (both phases); default {defaults.ema_decay:g} (off)")
+                        help="validate and keep a moving average of the weights, updated every step with this "
+                             f"decay, e.g. 0.99 (both phases); default {defaults.ema_decay:g} (off)")
     parser.add_argument("--distill-from", nargs="+", default=[], metavar="RUN",
-                       help="finished run folders (same split and seed) whose mean cosine between training "
-                            "images the network also learns to match; not the pre-training")
+                        help="finished run folders (same split and held-out people) whose mean cosine between training "
+                             "images the network also learns to match; not the pre-training")
     parser.add_argument("--distill-weight", type=float, default=defaults.distill_weight,
-                       help=f"weight of that distillation loss; default {defaults.distill_weight:g}")
+                        help=f"weight of that distillation loss; default {defaults.distill_weight:g}")
     parser.add_argument("--memory-batches", type=int, default=defaults.memory_batches,
-                       help="with --loss triplet: also seek each anchor's nearest impostor among the embeddings "
-                            f"of the last N batches (cross-batch memory); default {defaults.memory_batches} (off)")
+                        help="with --loss triplet: also seek each anchor's nearest impostor among the embeddings "
+                             f"of the last N batches (cross-batch memory); default {defaults.memory_batches} (off)")
     parser.add_argument("--seed", type=int, default=defaults.seed,
-                       help="initialisation, batches, augmentation and (unless --split-seed) the validation people")
+                        help="initialisation, batches, augmentation and (unless --split-seed) the validation people")
     parser.add_argument("--split-seed", type=int, default=None,
-                       help="which people are held out for validation; default: --seed. Fix it to compare "
-                            "seeds on one validation slice, or to let runs of several seeds teach one student")
+                        help="which people are held out for validation; default: --seed. Fix it to compare "
+                             "seeds on one validation slice, or to let runs of several seeds teach one student")
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
