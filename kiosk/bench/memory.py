@@ -45,7 +45,7 @@ def run(ctx, detector: str) -> dict:
         conn.close()
     per_frame = slope([f for f, _ in samples], [mb for _, mb in samples])
     return {
-        "peak_rss_mb": round(peak_rss_mb(), 1),  # ru_maxrss: the whole process so far
+        "peak_rss_mb": round(peak_rss_mb(), 2),  # ru_maxrss of the whole process, at the samples' precision (it bounds them)
         "long_run": {
             "frames": frames,
             "video": sequence.path.name,
