@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from training.run_folder import read_summary
+
 
 def chain(run_dir: Path) -> list[Path]:
     """The run folders `run_dir` needs, in the order to make them, ending with `run_dir` itself:
@@ -44,10 +46,3 @@ def own_seconds(run_dir: Path) -> float:
     seconds = read_summary(run_dir)["train_seconds"]
     pretrain = Path(run_dir) / "pretrain" / "summary.json"
     return seconds + (json.loads(pretrain.read_text())["train_seconds"] if pretrain.exists() else 0.0)
-
-
-def read_summary(run_dir: Path) -> dict:
-    path = Path(run_dir) / "summary.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{run_dir}: no summary.json (not a finished run folder)")
-    return json.loads(path.read_text())

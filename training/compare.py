@@ -8,7 +8,6 @@ seed, the same held-out validation people and the same DevTest pairs.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +18,7 @@ from kiosk.atomic import atomic_open, atomic_write_json
 from training.experiment import describe, door_true_accept_rate, run
 from training.plots import markdown_table, plot_roc
 from training.recipe import Recipe
+from training.run_folder import finished_summary
 
 PRETRAIN = "cosface-aug-scratch"
 
@@ -48,9 +48,8 @@ def compare(lfw, prepared, out_dir: Path, runs_dir: Path, epochs: int, steps: in
         if only and recipe.name not in only and recipe.name != PRETRAIN:
             continue
         folder = runs_dir / recipe.name
-        previous = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").exists() else None
-        # Read back as a Recipe: a run recorded before a recipe field existed has that field's default.
-        if previous is not None and Recipe.from_json(previous["recipe"]) == recipe:
+        previous = finished_summary(folder, recipe)
+        if previous is not None:
             summaries[recipe.name] = previous
             log(f"reusing {folder}")
         else:

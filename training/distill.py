@@ -8,14 +8,14 @@ would (crop and mirror summed), so they cost a minute, not a forward pass per st
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-from training.model import build_backbone, resize_crops
+from training.model import resize_crops
 from training.recipe import Recipe
+from training.run_folder import load_backbone, read_summary
 
 
 def teacher_vectors(recipe: Recipe, split_description: str, images: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -33,19 +33,14 @@ def teacher_vectors(recipe: Recipe, split_description: str, images: np.ndarray, 
 
 def load_teacher(run_dir: Path, student: Recipe, split_description: str):
     """A finished run's backbone (float32), refused if it may have trained on the student's held-out people."""
-    summary_path = run_dir / "summary.json"
-    if not summary_path.exists():
-        raise FileNotFoundError(f"distillation teacher {run_dir}: no summary.json (not a finished run folder)")
-    summary = json.loads(summary_path.read_text())
+    summary = read_summary(run_dir)
     teacher = Recipe.from_json(summary["recipe"])
     if summary["split"] != split_description or teacher.held_out_seed != student.held_out_seed:
         raise ValueError(
             f"distillation teacher {run_dir} was trained on another split ({summary['split']!r}, split seed "
             f"{teacher.held_out_seed}) than the student ({split_description!r}, split seed "
             f"{student.held_out_seed}): it may have trained on the student's validation people")
-    backbone = build_backbone(teacher.input_size, teacher.embedding_size, teacher.widths)
-    backbone.load_weights(run_dir / "backbone.weights.h5")
-    return backbone
+    return load_backbone(run_dir, teacher)
 
 
 def _embed(backbone, images: np.ndarray, batch: int) -> np.ndarray:

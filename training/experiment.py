@@ -5,7 +5,6 @@ the ROC curve and the backbone weights, so any figure in a report can be traced 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -16,10 +15,11 @@ from kiosk.atomic import atomic_write_json
 from training.data import Split, view1_split, view2_split
 from training.lfw import FOLDS_FILE, LFW, PAIRS_FILES, PEOPLE_FILES
 from training.metrics import impostor_threshold, roc_curve, true_accept_rate, verification_report
-from training.model import build_backbone, build_serving_model
+from training.model import build_serving_model
 from training.plots import plot_roc, plot_training_curves
 from training.prepare import PreparedLFW
 from training.recipe import DEFAULT_TARGET_FAR, Recipe
+from training.run_folder import load_backbone, read_summary
 from training.train import TrainResult, embed_rows, pair_scores, train
 
 
@@ -77,12 +77,11 @@ def split_for(recipe: Recipe, lfw: LFW, prepared: PreparedLFW, view: int = 1, fo
 def rescore(run_dir: Path, lfw: LFW, prepared: PreparedLFW, target_far: float = DEFAULT_TARGET_FAR) -> dict:
     """Score a finished View 1 run folder again with today's evaluation (threshold rule, figures),
     from its saved weights and the recipe it records, without training; rewrites its summary."""
-    old = json.loads((run_dir / "summary.json").read_text())
+    old = read_summary(run_dir)
     if not old["split"].startswith("View 1"):
         raise ValueError(f"{run_dir}: only View 1 runs can be rescored (this one is {old['split']!r})")
     recipe = Recipe.from_json(old["recipe"])
-    backbone = build_backbone(recipe.input_size, recipe.embedding_size, recipe.widths)
-    backbone.load_weights(run_dir / "backbone.weights.h5")
+    backbone = load_backbone(run_dir, recipe)
     split = split_for(recipe, lfw, prepared)
     result = TrainResult(backbone, old["history"], old["best_epoch"], old["train_seconds"], recipe)
     summary = {**old, **evaluate_run(result, split, prepared, target_far)}

@@ -13,9 +13,10 @@ import numpy as np
 
 from kiosk.atomic import atomic_path, atomic_write_bytes, atomic_write_json
 from kiosk.modelcard import card_path_for, sha256_of
-from training.chain import chain, chain_seconds, read_summary
+from training.chain import chain, chain_seconds
 from training.model import build_serving_model
 from training.recipe import Recipe
+from training.run_folder import load_backbone, read_summary
 
 
 def export_model(backbone: keras.Model, crop_size: int, alignment: dict, out_path: str | Path, card: dict) -> Path:
@@ -93,14 +94,12 @@ def export_run(run_dir: Path, lfw, prepared, out_path: Path, target_far: float) 
     """Export the backbone of a finished run folder; the threshold is set on its validation people."""
     from training.experiment import HeldOutPeople, protocol_checksums, split_for
     from training.metrics import accuracy_at
-    from training.model import build_backbone
 
     summary = read_summary(Path(run_dir))
-    recipe, scores = summary["recipe"], summary["scores"]
-    backbone = build_backbone(recipe["input_size"], recipe["embedding_size"], tuple(recipe["widths"]))
-    backbone.load_weights(Path(run_dir) / "backbone.weights.h5")
+    recipe, scores = Recipe.from_json(summary["recipe"]), summary["scores"]
+    backbone = load_backbone(run_dir, recipe)
     held_out = HeldOutPeople.embed(build_serving_model(backbone, prepared.crops.shape[1]), prepared,
-                                   split_for(Recipe.from_json(recipe), lfw, prepared))
+                                   split_for(recipe, lfw, prepared))
     threshold, rule = held_out.door_threshold(target_far)
     test = dict(summary["test"])
     test["accuracy_at_threshold"] = accuracy_at(np.array(scores["test"]), np.array(scores["same"]), threshold)
@@ -114,7 +113,7 @@ def export_run(run_dir: Path, lfw, prepared, out_path: Path, target_far: float) 
                             "accuracy_at_threshold uses the threshold above",
         "devtest_pairs_with_undetected_face": summary["test_pairs_with_undetected_face"],
         "validation": summary["validation"],
-        "recipe": recipe,
+        "recipe": summary["recipe"],
         "training": {
             "command": training_command(Path(run_dir), summary),
             # A distilled model needs its teachers first: their commands, in order, and their time.

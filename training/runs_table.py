@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.chain import chain_seconds, own_seconds, read_summary
+from training.chain import chain_seconds, own_seconds
 from training.compare import FIGURE_COLUMNS, summary_row
 from training.export import training_command
 from training.plots import markdown_table
+from training.run_folder import read_summary
 
 COLUMNS = [("run", "run"), ("validation_auc", "validation AUC"), ("validation_rank1", "validation rank-1"),
            ("validation_door_tar", "validation TAR at its threshold"),

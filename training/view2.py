@@ -23,6 +23,7 @@ from training.export import training_command
 from training.metrics import accuracy_at, best_threshold
 from training.plots import markdown_table
 from training.recipe import Recipe
+from training.run_folder import finished_summary
 
 THRESHOLD_RULE = ("the accuracy-maximising cosine on the run's validation pairs (people held out from its "
                   "training, from the other nine folds), applied unchanged to the test fold")
@@ -32,22 +33,18 @@ def view2(recipe: Recipe, lfw, prepared, runs_dir: Path, out_dir: Path, command:
           pretraining: Pretraining | None = None, log=print) -> Path:
     """Train (or reuse) one run per fold, then write view2.md/json. Finished folds of the same
     recipe are reused, so a long recipe can be spread over several sittings: rerun the command."""
-    rows = []
+    rows, summaries = [], []
     for fold in range(10):
         folder = runs_dir / f"fold{fold}"
-        expected = phase_two(recipe, folder) if pretraining else recipe
-        previous = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").exists() else None
-        # Read back as a Recipe: a run recorded before a recipe field existed has that field's default.
-        reusable = previous is not None and Recipe.from_json(previous["recipe"]) == expected
-        summary = previous if reusable else run_phases(recipe, lfw, prepared, folder, view=2, fold=fold,
-                                                       pretraining=pretraining, log=log)
+        summary = (finished_summary(folder, phase_two(recipe, folder) if pretraining else recipe)
+                   or run_phases(recipe, lfw, prepared, folder, view=2, fold=fold, pretraining=pretraining, log=log))
+        summaries.append(summary)
         test = summary["test"]
         threshold, accuracy = held_out_threshold_accuracy(summary["scores"])
         rows.append({"fold": fold + 1, "accuracy": accuracy, "threshold": round(threshold, 4),
                      "accuracy_fold_cv": test["accuracy"], "auc": test["auc"], "eer": test["eer"],
                      "tar_far1": test["tar_at_far_1e2"], "seconds": round(own_seconds(folder))})
         log(f"fold {fold + 1}: accuracy {accuracy:.4f} at the held-out threshold {threshold:.3f}")
-    first = json.loads((runs_dir / "fold0" / "summary.json").read_text())
     accuracies = np.array([row["accuracy"] for row in rows])
     within_fold = np.array([row["accuracy_fold_cv"] for row in rows])
     result = {"command": command, "recipe": recipe.name, "mean_accuracy": float(accuracies.mean()),
@@ -63,7 +60,7 @@ def view2(recipe: Recipe, lfw, prepared, runs_dir: Path, out_dir: Path, command:
                                   ("tar_far1", "TAR @ FAR 1%"), ("seconds", "train s")])
     with atomic_open(path, "w", encoding="utf-8") as stream:
         stream.write(f"# LFW View 2 (10 folds of pairs.txt)\n\nRecipe `{recipe.name}`: {schedule(recipe, pretraining)} "
-                     f"per fold ({shipped_or_not(runs_dir / 'fold0', first)}). "
+                     f"per fold ({shipped_or_not(runs_dir / 'fold0', summaries[0])}). "
                      f"Each fold's model trained on the people of the other nine folds of people.txt. "
                      f"Threshold: {THRESHOLD_RULE}.\n\n"
                      f"**Mean accuracy {accuracies.mean() * 100:.2f}% ± {accuracies.std() * 100:.2f}** "
