@@ -38,6 +38,7 @@ from kiosk.faces import face_nearest_center  # noqa: E402
 from kiosk.images import load_image  # noqa: E402
 from kiosk.matching import STRATEGIES, match_many  # noqa: E402
 from kiosk.modelcard import sha256_of  # noqa: E402
+from kiosk.scoring import Scoring  # noqa: E402
 from training.lfw import LFW, ImageRef  # noqa: E402
 
 ENROLL_IMAGES = 3
@@ -91,6 +92,7 @@ def score_strategy(
     template_ids: np.ndarray,
     probes: list[tuple[int | None, np.ndarray | None]],  # (true person id or None for impostors, embedding)
     ambiguity_margin: float,
+    scoring: Scoring | None = None,  # the engine's (kiosk.scoring); cosine when not given
 ) -> dict:
     genuine = [(pid, e) for pid, e in probes if pid is not None]
     impostor = [(pid, e) for pid, e in probes if pid is None]
@@ -103,7 +105,7 @@ def score_strategy(
         if not vectors:
             return iter(())
         return iter(match_many(np.stack(vectors), templates, template_ids, threshold=threshold,
-                               ambiguity_margin=ambiguity_margin, strategy=strategy))
+                               ambiguity_margin=ambiguity_margin, strategy=strategy, scoring=scoring))
 
     found = matches(genuine)
     for pid, vector in genuine:
@@ -203,10 +205,12 @@ def run(lfw_dir: str | None, model: str | None, out: Path, limit_people: int | N
     templates_array = np.stack(templates)
     ids_array = np.asarray(template_ids, dtype=np.int64)
 
-    results = {s: score_strategy(s, threshold, templates_array, ids_array, probes, engine.ambiguity_margin)
+    results = {s: score_strategy(s, threshold, templates_array, ids_array, probes, engine.ambiguity_margin,
+                                 engine.scoring)
                for s in STRATEGIES}
     def brief(strategy: str, t: float) -> dict:
-        scored = score_strategy(strategy, float(t), templates_array, ids_array, probes, engine.ambiguity_margin)
+        scored = score_strategy(strategy, float(t), templates_array, ids_array, probes, engine.ambiguity_margin,
+                                engine.scoring)
         return {key: value for key, value in scored.items() if key not in ("counts", "strategy")}
 
     sweep = {s: [brief(s, t) for t in np.round(np.arange(SWEEP[0], SWEEP[1] + 1e-9, SWEEP[2]), 4)] for s in STRATEGIES}
@@ -280,7 +284,7 @@ def gallery_sizes(engine, templates: np.ndarray, template_ids: np.ndarray, probe
         row = {"people": int(n), "templates": int(keep.sum())}
         for name, threshold in (("card", engine.threshold), ("gallery", engine.gallery_threshold(int(keep.sum())))):
             scored = score_strategy("best", threshold, templates[keep], template_ids[keep], chosen,
-                                    engine.ambiguity_margin)
+                                    engine.ambiguity_margin, engine.scoring)
             row[name] = {key: scored[key] for key in ("threshold", "correct_grant_rate", "impostor_grant_rate",
                                                       "wrong_person_grant_rate")}
         rows.append(row)

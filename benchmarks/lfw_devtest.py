@@ -5,7 +5,7 @@ checks the shipped model the way the kiosk uses it instead: every image of the 1
 of pairsDevTest.txt is read from its file (kiosk.images.load_image), run through the
 engine's MTCNN detector, the face nearest the image centre is taken (LFW's labelling
 convention, kiosk.faces.face_nearest_center), aligned and embedded by the engine, and each
-pair is scored by cosine similarity (FaceEngine.similarity).
+pair is scored as the kiosk scores (FaceEngine.similarity: the card's scoring, kiosk.scoring).
 
 A pair with an image where no face is detected scores -1: the kiosk would deny it. Such pairs
 are counted (training instead aligns those images with median landmarks).

@@ -6,7 +6,7 @@
     b = engine.embed(load_image("b.jpg"))
     engine.similarity(a, b) >= engine.threshold   # same person?
 
-Everything model-specific (crop geometry, threshold) comes from the model card; the
+Everything model-specific (crop geometry, scoring, threshold) comes from the model card; the
 detector, the aligner and the embedder are the same objects the kiosk, the command line,
 the tests and the benchmarks use.
 """
@@ -53,6 +53,7 @@ class FaceEngine:
         from kiosk.embedder import Embedder  # imports TensorFlow: only when an engine is built
 
         self._embedder = Embedder(model_path)
+        self.scoring = self._embedder.card.load_scoring()
         self._detector = detector if detector is not None else shared_detector()
         self.strategy = strategy
         self.ambiguity_margin = ambiguity_margin
@@ -110,9 +111,9 @@ class FaceEngine:
 
     # -- deciding -----------------------------------------------------------------
 
-    @staticmethod
-    def similarity(a: np.ndarray, b: np.ndarray) -> float:
-        """Cosine similarity of two embeddings (-1..1, higher means more alike)."""
+    def similarity(self, a: np.ndarray, b: np.ndarray) -> float:
+        """How alike two embeddings are, as the card's threshold reads it (higher means more alike):
+        cosine (-1..1) or the card's fitted back end (on the cosine's scale), see kiosk.scoring."""
         a = np.asarray(a, dtype=np.float32).ravel()
         b = np.asarray(b, dtype=np.float32).ravel()
         if a.shape != b.shape:
@@ -120,7 +121,8 @@ class FaceEngine:
         norms = float(np.linalg.norm(a) * np.linalg.norm(b))
         if norms == 0.0:
             raise ValueError("cannot compare a zero vector")
-        return float(np.dot(a, b) / norms)
+        # Embeddings are unit vectors; normalising again forgives callers' rounding.
+        return float(self.scoring.pairs((a / np.linalg.norm(a))[None], (b / np.linalg.norm(b))[None])[0])
 
     def is_same(self, a: np.ndarray, b: np.ndarray) -> bool:
         return self.similarity(a, b) >= self.threshold
@@ -156,6 +158,7 @@ class FaceEngine:
             threshold=self.gallery_threshold(len(templates)) if threshold is None else threshold,
             ambiguity_margin=self.ambiguity_margin,
             strategy=self.strategy,
+            scoring=self.scoring,
         )
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from kiosk.faces import Face
 from kiosk.images import encode_jpeg
 from kiosk.policy import QualityGates
+from kiosk.scoring import CosineScoring, Scoring
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: the arrays cannot be compared with ==
@@ -63,16 +64,17 @@ def embed_sample(engine, rgb: np.ndarray, face: Face, source: str) -> Sample:
 
 
 def closest_person(
-    embedding: np.ndarray, templates: np.ndarray, person_ids: np.ndarray, exclude: int | None = None
+    embedding: np.ndarray, templates: np.ndarray, person_ids: np.ndarray, exclude: int | None = None,
+    scoring: Scoring | None = None,
 ) -> tuple[int, float] | None:
     """(person id, similarity) of the enrolled template most like `embedding` (Gallery.matrix() arrays).
 
-    Templates and embedding are unit vectors, so the dot product is the cosine similarity.
+    Scored as the engine scores (`scoring`: the engine's; cosine when not given).
     `exclude` leaves out one person (the one samples are being added to).
     """
     if len(templates) == 0:
         return None
-    scores = np.asarray(templates, np.float32) @ np.asarray(embedding, np.float32)
+    scores = (scoring or CosineScoring()).matrix(np.asarray(embedding, np.float32)[None], templates)[0]
     if exclude is not None:
         scores = np.where(person_ids == exclude, -np.inf, scores)
     best = int(np.argmax(scores))

@@ -1,6 +1,7 @@
 """Matching face embeddings against the gallery: pure numpy, no storage.
 
-Templates and queries are L2-normalised, so cosine similarity is a dot product.
+Templates and queries are L2-normalised embeddings, scored by kiosk.scoring (cosine unless the
+model card names a fitted back end), one matrix product either way.
 Per-person scores come from one reduceat over the similarity matrix, so the
 cost of strategy "best" is essentially one matrix product. Strategy "mean"
 first averages each person's templates, which costs several times more; to
@@ -13,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from kiosk.scoring import CosineScoring, Scoring
 
 STRATEGIES = ("best", "mean")
 
@@ -41,6 +44,7 @@ def match(
     threshold: float,
     ambiguity_margin: float = 0.05,
     strategy: str = "best",
+    scoring: Scoring | None = None,
 ) -> Match:
     """Match one D-dim query against N x D templates labelled with N person ids.
 
@@ -59,6 +63,7 @@ def match(
         threshold=threshold,
         ambiguity_margin=ambiguity_margin,
         strategy=strategy,
+        scoring=scoring,
     )[0]
 
 
@@ -70,6 +75,7 @@ def match_many(
     threshold: float,
     ambiguity_margin: float = 0.05,
     strategy: str = "best",
+    scoring: Scoring | None = None,
 ) -> list[Match]:
     """match() for an M x D batch of queries; one Match per query."""
     queries = np.asarray(queries, dtype=np.float32)
@@ -89,7 +95,7 @@ def match_many(
 
     # Per person, the best similarity over their templates.
     order, starts, people = _group(person_ids)
-    similarities = queries @ templates.T
+    similarities = (scoring or CosineScoring()).matrix(queries, templates)
     if order is not None:
         similarities = similarities[:, order]
     scores = np.maximum.reduceat(similarities, starts, axis=1)

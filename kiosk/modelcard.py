@@ -14,8 +14,10 @@ from pathlib import Path
 
 from kiosk.alignment import AlignmentSpec
 from kiosk.errors import KioskError
+from kiosk.scoring import CosineScoring, JointBayesianScoring, Scoring
 
 CARD_SUFFIX = ".card.json"
+SCORING_SUFFIX = ".scoring.npz"
 MODEL_ENV_VAR = "KIOSK_MODEL"
 # The model shipped in the repository (see assets/face_embedder.card.json for how it was made).
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "face_embedder.keras"
@@ -104,6 +106,29 @@ class ModelCard:
                                  f"re-export the model so the two match")
         return path
 
+    def load_scoring(self) -> Scoring:
+        """The scoring the card's thresholds were set for: cosine, unless the card names a fitted
+        back end, which must be the very file it describes (a stale one would shift every score)."""
+        entry = self.raw.get("scoring")
+        if not entry:
+            return CosineScoring()
+        path = self.path.with_name(entry["file"])
+        if not path.exists():
+            raise ModelCardError(f"scoring file not found: {path} (its card lists it; re-export the model)")
+        if sha256_of(path) != entry["sha256"]:
+            raise ModelCardError(f"{path} is not the file its card describes (SHA-256 differs); "
+                                 f"re-export the model so the two match")
+        if entry.get("kind") != JointBayesianScoring.kind:
+            raise ModelCardError(f"{card_path_for(self.path)}: unknown scoring {entry.get('kind')!r}")
+        try:
+            scoring = JointBayesianScoring.load(path)
+        except (ValueError, KeyError, OSError) as exc:
+            raise ModelCardError(f"{path}: not a usable scoring file ({exc})") from exc
+        if scoring.mean.shape[0] != self.embedding_size:
+            raise ModelCardError(f"{path}: scores {scoring.mean.shape[0]}-d embeddings, the model gives "
+                                 f"{self.embedding_size}-d")
+        return scoring
+
 
 def sha256_of(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
@@ -132,6 +157,11 @@ def _far_table(table: dict | None) -> tuple[tuple[float, float], ...]:
 def card_path_for(model_path: str | os.PathLike) -> Path:
     model_path = Path(model_path)
     return model_path.with_name(model_path.stem + CARD_SUFFIX)
+
+
+def scoring_path_for(model_path: str | os.PathLike) -> Path:
+    model_path = Path(model_path)
+    return model_path.with_name(model_path.stem + SCORING_SUFFIX)
 
 
 def default_model_path() -> Path:

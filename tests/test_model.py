@@ -142,7 +142,7 @@ def test_a_run_sets_its_door_threshold_on_every_held_out_impostor_pair(tiny_data
     recipe = Recipe(loss="triplet", augment=False, epochs=1, steps_per_epoch=1, identities_per_batch=4,
                     images_per_identity=2, input_size=32, embedding_size=EMBEDDING)
     result = train(recipe, split, prepared, log=lambda line: None)
-    summary = evaluate_run(result, split, prepared, target_far=0.25)
+    summary, _ = evaluate_run(result, split, prepared, target_far=0.25)
     # The four validation images (two people) make four different-person pairs: one may pass.
     vectors = np.asarray(build_serving_model(result.backbone, prepared.crops.shape[1])(prepared.crops[18:]))
     impostor = [float(vectors[a] @ vectors[b]) for a, b in ((0, 2), (0, 3), (1, 2), (1, 3))]

@@ -57,11 +57,21 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory-batches", type=int, default=defaults.memory_batches,
                         help="with --loss triplet: also seek each anchor's nearest impostor among the embeddings "
                              f"of the last N batches (cross-batch memory); default {defaults.memory_batches} (off)")
+    _add_scoring_option(parser, default=defaults.scoring)
     parser.add_argument("--seed", type=int, default=defaults.seed,
                         help="initialisation, batches, augmentation and (unless --split-seed) the validation people")
     parser.add_argument("--split-seed", type=int, default=None,
                         help="which people are held out for validation; default: --seed. Fix it to compare "
                              "seeds on one validation slice, or to let runs of several seeds teach one student")
+
+
+def _add_scoring_option(parser: argparse.ArgumentParser, default: str | None) -> None:
+    from training.recipe import SCORINGS
+
+    parser.add_argument("--scoring", choices=SCORINGS, default=default,
+                        help="how two embeddings are scored: cosine, or joint-bayesian (a back end fitted to the "
+                             "network's embeddings of its training people, calibrated on the validation pairs)"
+                             + (f"; default {default}" if default else "; default: the run's own"))
 
 
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -116,7 +126,7 @@ def _recipe_from_args(args: argparse.Namespace):
                     occlusion_prob=args.occlusion_prob, sunglasses_prob=args.sunglasses_prob,
                     ema_decay=args.ema_decay,
                     distill_from=tuple(args.distill_from), distill_weight=args.distill_weight,
-                    memory_batches=args.memory_batches)
+                    memory_batches=args.memory_batches, scoring=args.scoring)
     pretraining = (Pretraining(args.pretrain_epochs, args.pretrain_min_images, args.pretrain_sampling)
                    if args.pretrain_epochs else None)
     return recipe, pretraining
@@ -175,7 +185,7 @@ def _rescore(args: argparse.Namespace) -> int:
     lfw, prepared = _load_data(args)
     for run_dir in args.run:
         try:
-            print(describe(rescore(run_dir, lfw, prepared, args.target_far)))
+            print(describe(rescore(run_dir, lfw, prepared, args.target_far, args.scoring)))
         except ValueError as exc:  # e.g. a View 2 run, or a recipe this version refuses
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -250,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     rescore.add_argument("run", type=Path, nargs="+", help="run folders written by `train`")
     rescore.add_argument("--target-far", type=float, default=DEFAULT_TARGET_FAR,
                          help=f"false-accept rate that sets the threshold; default {DEFAULT_TARGET_FAR}")
+    _add_scoring_option(rescore, default=None)
     rescore.set_defaults(handler=_rescore)
 
     runs = commands.add_parser("runs", help="finished run folders side by side (markdown), with their commands",

@@ -5,13 +5,15 @@ the ROC curve and the backbone weights, so any figure in a report can be traced 
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from kiosk.atomic import atomic_write_json
+from kiosk.scoring import CosineScoring, Scoring
+from training.backend import DEFAULT_SHRINKAGE, fit_calibration, fit_joint_bayesian
 from training.data import Split, view1_split, view2_split
 from training.lfw import FOLDS_FILE, LFW, PAIRS_FILES, PEOPLE_FILES
 from training.metrics import impostor_threshold, roc_curve, true_accept_rate, verification_report
@@ -19,8 +21,8 @@ from training.model import build_serving_model
 from training.plots import plot_roc, plot_training_curves
 from training.prepare import PreparedLFW
 from training.recipe import DEFAULT_TARGET_FAR, Recipe
-from training.run_folder import load_backbone, read_summary
-from training.train import TrainResult, embed_rows, pair_scores, train
+from training.run_folder import load_backbone, read_summary, save_scoring
+from training.train import TrainResult, embed_rows, pair_scores, pair_vectors, train
 
 
 def run(recipe: Recipe, lfw: LFW, prepared: PreparedLFW, out_dir: Path, view: int = 1, fold: int = 0,
@@ -29,8 +31,8 @@ def run(recipe: Recipe, lfw: LFW, prepared: PreparedLFW, out_dir: Path, view: in
     log(f"{split.description}: {len(split.train_rows)} training images of {len(split.train_names)} people, "
         f"{len(split.validation)} validation pairs, {len(split.test)} test pairs")
     result = train(recipe, split, prepared, log=log)
-    summary = evaluate_run(result, split, prepared, target_far)
-    write_run(out_dir, result, split, summary)
+    summary, scoring = evaluate_run(result, split, prepared, target_far)
+    write_run(out_dir, result, split, summary, scoring)
     return summary
 
 
@@ -44,7 +46,7 @@ class Pretraining:
     sampling: str = "uniform"
 
     def recipe(self, main: Recipe) -> Recipe:
-        return replace(main, loss="cosface", init=None, freeze=False, distill_from=(), memory_batches=0,
+        return replace(main, loss="cosface", init=None, freeze=False, distill_from=(), memory_batches=0, scoring="cosine",
                        epochs=self.epochs, learning_rate=Recipe().learning_rate, min_images=self.min_images,
                        sampling=self.sampling)
 
@@ -74,27 +76,33 @@ def split_for(recipe: Recipe, lfw: LFW, prepared: PreparedLFW, view: int = 1, fo
     return view2_split(lfw, prepared, fold, min_images=recipe.min_images, seed=recipe.held_out_seed)
 
 
-def rescore(run_dir: Path, lfw: LFW, prepared: PreparedLFW, target_far: float = DEFAULT_TARGET_FAR) -> dict:
+def rescore(run_dir: Path, lfw: LFW, prepared: PreparedLFW, target_far: float = DEFAULT_TARGET_FAR,
+            scoring: str | None = None) -> dict:
     """Score a finished View 1 run folder again with today's evaluation (threshold rule, figures),
-    from its saved weights and the recipe it records, without training; rewrites its summary."""
+    from its saved weights and the recipe it records, without training; rewrites its summary.
+    `scoring` replaces the recipe's (the network stays; its recipe then records the new scoring)."""
     old = read_summary(run_dir)
     if not old["split"].startswith("View 1"):
         raise ValueError(f"{run_dir}: only View 1 runs can be rescored (this one is {old['split']!r})")
     recipe = Recipe.from_json(old["recipe"])
+    recipe = replace(recipe, scoring=scoring) if scoring else recipe
     backbone = load_backbone(run_dir, recipe)
     split = split_for(recipe, lfw, prepared)
     result = TrainResult(backbone, old["history"], old["best_epoch"], old["train_seconds"], recipe)
-    summary = {**old, **evaluate_run(result, split, prepared, target_far)}
-    write_run(run_dir, result, split, summary)
+    evaluation, scoring = evaluate_run(result, split, prepared, target_far)
+    summary = {**old, **evaluation}
+    write_run(run_dir, result, split, summary, scoring)
     return summary
 
 
-def evaluate_run(result: TrainResult, split: Split, prepared: PreparedLFW, target_far: float) -> dict:
+def evaluate_run(result: TrainResult, split: Split, prepared: PreparedLFW, target_far: float) -> tuple[dict, Scoring]:
+    """The run's summary (every figure, from the recipe's scoring) and that scoring, fitted."""
     serving = build_serving_model(result.backbone, prepared.crops.shape[1])
-    validation_scores = pair_scores(serving, prepared.crops, split.validation)
-    held_out = HeldOutPeople.embed(serving, prepared, split)
+    scoring = fitted_scoring(result.recipe.scoring, serving, prepared, split)
+    validation_scores = pair_scores(serving, prepared.crops, split.validation, scoring)
+    held_out = HeldOutPeople.embed(serving, prepared, split, scoring)
     threshold, threshold_rule = held_out.door_threshold(target_far)
-    test_scores = pair_scores(serving, prepared.crops, split.test)
+    test_scores = pair_scores(serving, prepared.crops, split.test, scoring)
     test = verification_report(test_scores, split.test.same, threshold=threshold)
     fallbacks = _fallback_pairs(prepared, split)
     far, tar, _ = roc_curve(test_scores, split.test.same)
@@ -108,6 +116,7 @@ def evaluate_run(result: TrainResult, split: Split, prepared: PreparedLFW, targe
         "train_seconds": round(result.seconds, 1),
         "validation": verification_report(validation_scores, split.validation.same).to_dict(),
         "validation_rank1": held_out.rank1(),
+        "scoring": describe_scoring(scoring),
         "threshold": {"value": float(threshold), "target_far": target_far, "rule": threshold_rule},
         "impostor_far_table": held_out.far_table(),
         "test": test.to_dict(),
@@ -117,7 +126,7 @@ def evaluate_run(result: TrainResult, split: Split, prepared: PreparedLFW, targe
                    "validation": validation_scores.round(6).tolist(),
                    "validation_same": split.validation.same.tolist()},
         "history": result.history,
-    }
+    }, scoring
 
 
 FAR_TABLE_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.05, 0.1, 0.2)
@@ -131,19 +140,25 @@ class HeldOutPeople:
 
     vectors: np.ndarray  # N x D unit embeddings
     names: np.ndarray  # N person names
+    scoring: Scoring = field(default_factory=CosineScoring)
 
     @classmethod
-    def embed(cls, serving, prepared: PreparedLFW, split: Split) -> "HeldOutPeople":
+    def embed(cls, serving, prepared: PreparedLFW, split: Split, scoring: Scoring | None = None) -> "HeldOutPeople":
         rows = np.unique(np.concatenate([split.validation.a, split.validation.b]))
         vectors = embed_rows(serving, prepared.crops, rows)
         return cls(np.stack([vectors[row] for row in rows.tolist()]),
-                   np.array([prepared.records[row]["name"] for row in rows.tolist()]))
+                   np.array([prepared.records[row]["name"] for row in rows.tolist()]), scoring or CosineScoring())
+
+    @cached_property
+    def similarity(self) -> np.ndarray:
+        """N x N scores of every two images; computed once."""
+        return self.scoring.matrix(self.vectors, self.vectors)
 
     @cached_property
     def impostor_scores(self) -> np.ndarray:
-        """Cosine of every different-person pair (about 229,000 for View 1); computed once."""
+        """Score of every different-person pair (about 229,000 for View 1)."""
         upper = np.triu_indices(len(self.names), k=1)
-        return (self.vectors @ self.vectors.T)[upper][self.names[upper[0]] != self.names[upper[1]]]
+        return self.similarity[upper][self.names[upper[0]] != self.names[upper[1]]]
 
     def door_threshold(self, target_far: float) -> tuple[float, str]:
         """The threshold at `target_far` over every impostor pair, and the rule in words.
@@ -153,7 +168,7 @@ class HeldOutPeople:
         galleries of several templates, so the threshold does not jump between 1 and 2.
         """
         impostor = self.impostor_scores
-        rule = (f"lowest cosine with FAR <= {target_far:g} over all {len(impostor)} different-person pairs "
+        rule = (f"lowest {self.scoring.kind} score with FAR <= {target_far:g} over all {len(impostor)} different-person pairs "
                 f"of the validation images ({len(set(self.names.tolist()))} people held out from training)")
         return impostor_threshold(impostor, target_far), rule
 
@@ -172,7 +187,7 @@ class HeldOutPeople:
         """1:N identification: the share of images (of people with two or more) whose most
         similar other validation image shows the same person. Verification pairs do not
         measure this, and a model can verify better yet identify worse."""
-        similarity = self.vectors @ self.vectors.T
+        similarity = self.similarity.copy()
         np.fill_diagonal(similarity, -np.inf)
         _, person, images = np.unique(self.names, return_inverse=True, return_counts=True)
         probes = images[person] >= 2
@@ -180,14 +195,36 @@ class HeldOutPeople:
         return float(np.mean(self.names[nearest] == self.names[probes]))
 
 
+def fitted_scoring(kind: str, serving, prepared: PreparedLFW, split: Split) -> Scoring:
+    """The scoring of `kind` for a trained network: Joint Bayesian is fitted on its embeddings of
+    the training people and calibrated on the validation pairs (never on test people)."""
+    if kind == "cosine":
+        return CosineScoring()
+    vectors = embed_rows(serving, prepared.crops, split.train_rows)
+    rows = sorted(vectors)
+    joint_bayesian = fit_joint_bayesian(np.stack([vectors[row] for row in rows]),
+                                        np.array([prepared.records[row]["name"] for row in rows]))
+    ratios = joint_bayesian.log_likelihood_ratios(*pair_vectors(serving, prepared.crops, split.validation))
+    return joint_bayesian.with_calibration(*fit_calibration(ratios, split.validation.same))
+
+
+def describe_scoring(scoring: Scoring) -> dict:
+    if scoring.kind == "cosine":
+        return {"kind": "cosine"}
+    return {"kind": scoring.kind, "shrinkage": DEFAULT_SHRINKAGE, "fitted_on": "the training people's embeddings",
+            "calibration": {"slope": scoring.slope, "intercept": scoring.intercept,
+                            "fitted_on": "the validation pairs (logistic regression on the log-likelihood ratio)"}}
+
+
 def _fallback_pairs(prepared: PreparedLFW, split: Split) -> int:
     detected = np.array([record["detected"] for record in prepared.records])
     return int((~detected[split.test.a] | ~detected[split.test.b]).sum())
 
 
-def write_run(out_dir: Path, result: TrainResult, split: Split, summary: dict) -> None:
+def write_run(out_dir: Path, result: TrainResult, split: Split, summary: dict, scoring: Scoring) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     result.backbone.save_weights(out_dir / "backbone.weights.h5")
+    save_scoring(out_dir, scoring)
     atomic_write_json(out_dir / "summary.json", summary)
     plot_training_curves(result.history, out_dir / "curves.png", title=result.recipe.name)
     plot_roc({f"{result.recipe.name} (AUC {summary['test']['auc']:.3f})":

@@ -12,16 +12,20 @@ import keras
 import numpy as np
 
 from kiosk.atomic import atomic_path, atomic_write_bytes, atomic_write_json
-from kiosk.modelcard import card_path_for, sha256_of
+from kiosk.modelcard import card_path_for, scoring_path_for, sha256_of
+from kiosk.scoring import LOG_ODDS_PER_UNIT, CosineScoring, Scoring
+from training.backend import DEFAULT_SHRINKAGE
 from training.chain import chain, chain_seconds
 from training.model import build_serving_model
 from training.recipe import Recipe
-from training.run_folder import load_backbone, read_summary
+from training.run_folder import load_backbone, load_scoring, read_summary
 
 
-def export_model(backbone: keras.Model, crop_size: int, alignment: dict, out_path: str | Path, card: dict) -> Path:
-    """Write the serving model to `out_path`, its TFLite backbone beside it, then the card that
-    describes both (last, so a card never names files that are not there yet); each atomically."""
+def export_model(backbone: keras.Model, crop_size: int, alignment: dict, out_path: str | Path, card: dict,
+                 scoring: Scoring | None = None) -> Path:
+    """Write the serving model to `out_path`, its TFLite backbone and any fitted scoring beside it,
+    then the card that describes them (last, so a card never names files that are not there yet);
+    each atomically."""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     serving = build_serving_model(backbone, crop_size)
@@ -54,13 +58,32 @@ def export_model(backbone: keras.Model, crop_size: int, alignment: dict, out_pat
                       "normalises after it with the model's own operations, so both files give the same embeddings",
         },
         "embedding_size": int(backbone.output_shape[-1]),
-        "similarity": "cosine (dot product of unit vectors); higher = more alike",
+        **_scoring_entries(scoring or CosineScoring(), out_path),
         **card,
         "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "software": {"tensorflow": _version("tensorflow"), "keras": keras.__version__, "python": platform.python_version()},
     }
     atomic_write_json(card_path_for(out_path), full_card)
     return out_path
+
+
+def _scoring_entries(scoring: Scoring, out_path: Path) -> dict:
+    """The card's "similarity" (and "scoring" file, when the scoring has parameters); writes that file."""
+    scoring_path = scoring_path_for(out_path)
+    if scoring.kind == "cosine":
+        scoring_path.unlink(missing_ok=True)  # a stale back end beside a cosine model would mislead
+        return {"similarity": "cosine (dot product of unit vectors); higher = more alike"}
+    with atomic_path(scoring_path) as temporary:
+        scoring.save(temporary)
+    return {
+        "similarity": f"joint-bayesian: 0.5 + calibrated log-odds of 'same person' / {LOG_ODDS_PER_UNIT:g} "
+                      "(kiosk.scoring); higher = more alike",
+        "scoring": {"kind": scoring.kind, "file": scoring_path.name, "sha256": sha256_of(scoring_path),
+                    "bytes": scoring_path.stat().st_size,
+                    "fitted": "log-likelihood ratio fitted on the training people's embeddings (within-person "
+                              f"covariance shrunk by {DEFAULT_SHRINKAGE:g}x its mean eigenvalue), logistic "
+                              "calibration on the validation pairs"},
+    }
 
 
 def backbone_to_tflite(backbone: keras.Model, quantize: bool = False) -> bytes:
@@ -98,8 +121,9 @@ def export_run(run_dir: Path, lfw, prepared, out_path: Path, target_far: float) 
     summary = read_summary(Path(run_dir))
     recipe, scores = Recipe.from_json(summary["recipe"]), summary["scores"]
     backbone = load_backbone(run_dir, recipe)
+    scoring = load_scoring(run_dir, recipe)
     held_out = HeldOutPeople.embed(build_serving_model(backbone, prepared.crops.shape[1]), prepared,
-                                   split_for(recipe, lfw, prepared))
+                                   split_for(recipe, lfw, prepared), scoring)
     threshold, rule = held_out.door_threshold(target_far)
     test = dict(summary["test"])
     test["accuracy_at_threshold"] = accuracy_at(np.array(scores["test"]), np.array(scores["same"]), threshold)
@@ -128,7 +152,7 @@ def export_run(run_dir: Path, lfw, prepared, out_path: Path, target_far: float) 
         "data": {"lfw_images": prepared.summary["images"], "lfw_undetected": prepared.summary["undetected"],
                  "protocol_sha256": protocol_checksums(lfw)},
     }
-    return export_model(backbone, prepared.crops.shape[1], prepared.summary["alignment"], out_path, card)
+    return export_model(backbone, prepared.crops.shape[1], prepared.summary["alignment"], out_path, card, scoring)
 
 
 def training_command(run_dir: Path, summary: dict) -> str:
@@ -152,7 +176,7 @@ def training_command(run_dir: Path, summary: dict) -> str:
         ("weight_decay", "--weight-decay"), ("mixed_precision", "--mixed-precision"),
         ("occlusion_prob", "--occlusion-prob"), ("sunglasses_prob", "--sunglasses-prob"),
         ("ema_decay", "--ema-decay"), ("memory_batches", "--memory-batches"), ("seed", "--seed"),
-        ("split_seed", "--split-seed")))
+        ("split_seed", "--split-seed"), ("scoring", "--scoring")))
     if recipe.get("distill_from"):
         parts.append("--distill-from " + " ".join(recipe["distill_from"]))
         parts += _non_default_flags(recipe, defaults, (("distill_weight", "--distill-weight"),))

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
+from kiosk.scoring import KINDS
+
 # The door's operating point: at most 1 impostor pair in 100 accepted on held-out people.
 # A grant also needs several consecutive frames to agree (kiosk decision policy), which
 # multiplies down the per-attempt false-accept rate; a stricter per-frame rate would turn
@@ -12,6 +14,7 @@ DEFAULT_TARGET_FAR = 0.01
 
 LOSSES = ("pair_bce", "contrastive", "triplet", "semihard", "cosface")
 SAMPLINGS = ("uniform", "capped")
+SCORINGS = KINDS
 
 
 @dataclass(frozen=True)
@@ -64,12 +67,17 @@ class Recipe:
     # Batch-hard triplets also look for each anchor's nearest impostor among the embeddings of the
     # last `memory_batches` batches (cross-batch memory, losses.CrossBatchMemory); 0 is off.
     memory_batches: int = 0
+    # How two embeddings are scored (kiosk.scoring): "cosine", or "joint-bayesian", a back end
+    # fitted to the trained network's embeddings of its training people (training.backend).
+    scoring: str = "cosine"
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
         if self.freeze and not self.init:
             raise ValueError("--freeze needs --init: there is nothing pretrained to freeze")
+        if self.scoring not in SCORINGS:
+            raise ValueError(f"unknown scoring {self.scoring!r}; choose one of {', '.join(SCORINGS)}")
         if self.sampling not in SAMPLINGS:
             raise ValueError(f"unknown sampling {self.sampling!r}; choose one of {', '.join(SAMPLINGS)}")
         if self.min_images < 1:

@@ -6,8 +6,12 @@ from pathlib import Path
 
 import keras
 
+from kiosk.atomic import atomic_path
+from kiosk.scoring import CosineScoring, JointBayesianScoring, Scoring
 from training.model import build_backbone
 from training.recipe import Recipe
+
+SCORING_FILE = "scoring.npz"
 
 
 def read_summary(run_dir: Path) -> dict:
@@ -32,3 +36,24 @@ def load_backbone(run_dir: Path, recipe: Recipe) -> keras.Model:
     backbone = build_backbone(recipe.input_size, recipe.embedding_size, recipe.widths)
     backbone.load_weights(Path(run_dir) / "backbone.weights.h5")
     return backbone
+
+
+def save_scoring(run_dir: Path, scoring: Scoring) -> None:
+    """Keep a fitted back end beside the weights (cosine needs nothing: any stale file goes)."""
+    path = Path(run_dir) / SCORING_FILE
+    if scoring.kind == "cosine":
+        path.unlink(missing_ok=True)
+        return
+    with atomic_path(path) as temporary:
+        scoring.save(temporary)
+
+
+def load_scoring(run_dir: Path, recipe: Recipe) -> Scoring:
+    """The scoring the run's figures and threshold were computed with."""
+    if recipe.scoring == "cosine":
+        return CosineScoring()
+    path = Path(run_dir) / SCORING_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{run_dir}: its recipe scores with {recipe.scoring} but {SCORING_FILE} is missing; "
+                                f"`python -m training rescore {run_dir}` fits it again")
+    return JointBayesianScoring.load(path)

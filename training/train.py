@@ -21,6 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kiosk.scoring import CosineScoring, Scoring
 from training import losses
 from training.augment import NO_AUGMENTATION, AugmentConfig, make_augmenter
 from training.data import PairSet, Split, pk_batches
@@ -232,7 +233,12 @@ def embed_rows(serving: keras.Model, crops: np.ndarray, rows: np.ndarray, batch:
     return dict(zip(unique.tolist(), vectors))
 
 
-def pair_scores(serving: keras.Model, crops: np.ndarray, pairs: PairSet) -> np.ndarray:
-    """Cosine similarity of each pair, embedded exactly as the kiosk embeds."""
+def pair_vectors(serving: keras.Model, crops: np.ndarray, pairs: PairSet) -> tuple[np.ndarray, np.ndarray]:
+    """The embeddings of each pair's two images (two P x D arrays), embedded exactly as the kiosk embeds."""
     vectors = embed_rows(serving, crops, np.concatenate([pairs.a, pairs.b]))
-    return np.array([float(np.dot(vectors[a], vectors[b])) for a, b in zip(pairs.a.tolist(), pairs.b.tolist())])
+    return (np.stack([vectors[row] for row in pairs.a.tolist()]), np.stack([vectors[row] for row in pairs.b.tolist()]))
+
+
+def pair_scores(serving: keras.Model, crops: np.ndarray, pairs: PairSet, scoring: Scoring | None = None) -> np.ndarray:
+    """The score of each pair (cosine unless `scoring` says otherwise), as the kiosk scores it."""
+    return np.asarray((scoring or CosineScoring()).pairs(*pair_vectors(serving, crops, pairs)), np.float64)

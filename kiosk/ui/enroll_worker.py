@@ -203,7 +203,8 @@ class EnrollWorker(QObject):
         templates, person_ids, names = gallery
         if len(templates) and templates.shape[1] != sample.embedding.size:
             return sample  # a gallery from another model: add_templates will say so
-        closest = closest_person(sample.embedding, templates, person_ids, exclude=self._person_id)
+        closest = closest_person(sample.embedding, templates, person_ids, exclude=self._person_id,
+                                 scoring=getattr(engine, "scoring", None))
         threshold = self._threshold if self._threshold is not None else engine.threshold
         if closest is None or closest[1] < threshold:
             return sample
