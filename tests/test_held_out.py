@@ -41,3 +41,14 @@ def test_door_threshold_agrees_with_the_table_the_kiosk_reads(people):
     assert people.far_table()["thresholds"]["0.2"] == threshold
     assert people.far_table()["impostor_pairs"] == 8
     assert "8 different-person pairs" in rule and "3 people" in rule
+
+
+def test_true_accepts_count_every_same_person_pair_at_each_impostor_rate(people):
+    # Two same-person pairs: Ann-Ann (cos 10 degrees) and Cid-Cid (cos 65 degrees).
+    np.testing.assert_allclose(np.sort(people.genuine_scores), np.cos(np.deg2rad([65, 10])), atol=1e-12)
+    table = people.true_accept_table(rates=(0.2, 0.125))
+    assert table["genuine_pairs"] == 2 and table["impostor_pairs"] == 8
+    # At 20% the threshold is just above cos 40 degrees: Ann-Ann passes, Cid-Cid does not. At 12.5%
+    # (one of 8) it is just above cos 40 too, and at any smaller rate above cos 5 degrees: nobody.
+    assert table["tar"] == {"0.2": 0.5, "0.125": 0.5}
+    assert people.true_accept_table(rates=(0.01,))["tar"]["0.01"] == 0.0

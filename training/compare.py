@@ -92,6 +92,8 @@ def summary_row(name: str, summary: dict) -> dict:
         "validation_auc": summary["validation"]["auc"], "epoch": summary["best_epoch"],
         "validation_rank1": summary.get("validation_rank1"),  # absent from runs scored before it existed
         "validation_door_tar": door_true_accept_rate(summary),
+        # Absent from runs scored before it existed (`python -m training rescore` adds it).
+        "validation_tar_far1e4": summary.get("validation_true_accepts", {}).get("tar", {}).get("0.0001"),
         "seconds": round(summary["train_seconds"]),
     }
 

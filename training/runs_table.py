@@ -15,6 +15,7 @@ from training.run_folder import read_summary
 
 COLUMNS = [("run", "run"), ("validation_auc", "validation AUC"), ("validation_rank1", "validation rank-1"),
            ("validation_door_tar", "validation TAR at its threshold"),
+           ("validation_tar_far1e4", "validation TAR @ FAR 1e-4 (every pair)"),
            *FIGURE_COLUMNS,
            ("seconds", "training s (whole chain)"), ("own_seconds", "of which this run")]
 
