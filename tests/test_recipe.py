@@ -51,6 +51,23 @@ def test_training_command_is_rebuilt_from_the_recorded_recipes(tmp_path):
                        f"--learning-rate 0.0005 --out {run_dir}")
 
 
+def test_training_command_gives_the_batch_shape_margin_and_scoring(tmp_path):
+    recipe = Recipe(loss="triplet", identities_per_batch=64, images_per_identity=2, margin=0.5,
+                    scoring="joint-bayesian")
+    command = training_command(tmp_path, {"recipe": recipe.as_json()})
+    assert command == (f"python -m training train --loss triplet --identities-per-batch 64 --images-per-identity 2 "
+                       f"--margin 0.5 --scoring joint-bayesian --out {tmp_path}")
+
+
+def test_pretraining_keeps_its_own_batch_shape_margin_and_scoring():
+    from training.experiment import Pretraining
+
+    main = Recipe(loss="triplet", identities_per_batch=64, images_per_identity=2, margin=0.5, scoring="joint-bayesian")
+    phase_one = Pretraining(epochs=20).recipe(main)
+    assert (phase_one.identities_per_batch, phase_one.images_per_identity, phase_one.margin, phase_one.scoring) == (
+        Recipe().identities_per_batch, Recipe().images_per_identity, None, "cosine")
+
+
 def test_training_command_for_a_plain_run(tmp_path):
     command = training_command(tmp_path, {"recipe": Recipe(loss="pair_bce", augment=False).as_json()})
     assert command == f"python -m training train --loss pair_bce --no-augment --out {tmp_path}"
@@ -93,13 +110,16 @@ def test_runs_table_adds_pretraining_time_and_gives_each_command(tmp_path):
     (staged / "pretrain" / "summary.json").write_text(
         json.dumps(fake_summary(Recipe(loss="cosface", epochs=30, weight_decay=0.05), 0.835, 872.0)))
     final = Recipe(loss="triplet", epochs=10, weight_decay=0.05, init=str(staged / "pretrain" / "backbone.weights.h5"))
-    (staged / "summary.json").write_text(json.dumps({**fake_summary(final, 0.867, 340.4), "validation_rank1": 0.4321}))
+    (staged / "summary.json").write_text(json.dumps({**fake_summary(final, 0.867, 340.4), "validation_rank1": 0.4321,
+                                                     "validation_true_accepts": {"tar": {"0.0001": 0.125}}}))
 
     table = runs_table([plain, staged])
     rows = [line for line in table.splitlines() if line.startswith("| `")]
-    # A run scored before validation rank-1 existed shows a dash there.
-    assert rows[0].startswith(f"| `{plain}` | 91.00% | — | 50.00% | 80.70% | ±3.00 | 70.70% |") and rows[0].endswith("| 365 | 365 |")
-    assert rows[1].startswith(f"| `{staged}` | 91.00% | 43.21% | 50.00% | 86.70% |") and rows[1].endswith("| 1212 | 1212 |")
+    # A run scored before validation rank-1 and the true accepts at FAR 1e-4 existed shows dashes there.
+    assert rows[0].startswith(f"| `{plain}` | 91.00% | — | 50.00% | — | 80.70% | ±3.00 | 70.70% |")
+    assert rows[0].endswith("| 365 | 365 |")
+    assert rows[1].startswith(f"| `{staged}` | 91.00% | 43.21% | 50.00% | 12.50% | 86.70% |")
+    assert rows[1].endswith("| 1212 | 1212 |")
     assert f"- `{staged}`: `python -m training train --loss triplet --pretrain-epochs 30 --epochs 10 " \
            f"--weight-decay 0.05 --out {staged}`" in table
 

@@ -34,6 +34,11 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-size", type=int, default=defaults.input_size, help=f"network input in px; default {defaults.input_size}")
     parser.add_argument("--embedding-size", type=int, default=defaults.embedding_size,
                         help=f"length of the face embedding; default {defaults.embedding_size}")
+    parser.add_argument("--identities-per-batch", type=int, default=defaults.identities_per_batch,
+                        help=f"P people per batch; default {defaults.identities_per_batch}")
+    parser.add_argument("--images-per-identity", type=int, default=defaults.images_per_identity,
+                        help=f"K images of each per batch; default {defaults.images_per_identity}")
+    parser.add_argument("--margin", type=float, default=None, help="the loss's margin; default: the loss's own")
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
                         help=f"AdamW's decoupled decay (both phases); default {defaults.weight_decay:g}")
@@ -119,7 +124,8 @@ def _recipe_from_args(args: argparse.Namespace):
 
     recipe = Recipe(loss=args.loss, augment=not args.no_augment, init=args.init, freeze=args.freeze,
                     epochs=args.epochs, steps_per_epoch=args.steps, input_size=args.input_size,
-                    embedding_size=args.embedding_size,
+                    embedding_size=args.embedding_size, identities_per_batch=args.identities_per_batch,
+                    images_per_identity=args.images_per_identity, margin=args.margin,
                     learning_rate=args.learning_rate, weight_decay=args.weight_decay, seed=args.seed,
                     split_seed=args.split_seed,
                     min_images=args.min_images, sampling=args.sampling, mixed_precision=args.mixed_precision,

@@ -39,15 +39,18 @@ def run(recipe: Recipe, lfw: LFW, prepared: PreparedLFW, out_dir: Path, view: in
 @dataclass(frozen=True)
 class Pretraining:
     """Phase 1 of a two-phase recipe: CosFace over the same training people (and held-out people),
-    at the default learning rate; phase 2 starts from its backbone."""
+    at the default learning rate, batch shape and margin; phase 2 starts from its backbone."""
 
     epochs: int
     min_images: int = 2
     sampling: str = "uniform"
 
     def recipe(self, main: Recipe) -> Recipe:
+        defaults = Recipe()
         return replace(main, loss="cosface", init=None, freeze=False, distill_from=(), memory_batches=0, scoring="cosine",
-                       epochs=self.epochs, learning_rate=Recipe().learning_rate, min_images=self.min_images,
+                       margin=None, identities_per_batch=defaults.identities_per_batch,
+                       images_per_identity=defaults.images_per_identity,
+                       epochs=self.epochs, learning_rate=defaults.learning_rate, min_images=self.min_images,
                        sampling=self.sampling)
 
 
