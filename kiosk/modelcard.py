@@ -14,7 +14,7 @@ from pathlib import Path
 
 from kiosk.alignment import AlignmentSpec
 from kiosk.errors import KioskError
-from kiosk.scoring import CosineScoring, JointBayesianScoring, Scoring
+from kiosk.scoring import FITTED, CosineScoring, Scoring
 
 CARD_SUFFIX = ".card.json"
 SCORING_SUFFIX = ".scoring.npz"
@@ -118,14 +118,15 @@ class ModelCard:
         if sha256_of(path) != entry["sha256"]:
             raise ModelCardError(f"{path} is not the file its card describes (SHA-256 differs); "
                                  f"re-export the model so the two match")
-        if entry.get("kind") != JointBayesianScoring.kind:
+        kind = FITTED.get(entry.get("kind"))
+        if kind is None:
             raise ModelCardError(f"{card_path_for(self.path)}: unknown scoring {entry.get('kind')!r}")
         try:
-            scoring = JointBayesianScoring.load(path)
+            scoring = kind.load(path)
         except (ValueError, KeyError, OSError) as exc:
             raise ModelCardError(f"{path}: not a usable scoring file ({exc})") from exc
-        if scoring.mean.shape[0] != self.embedding_size:
-            raise ModelCardError(f"{path}: scores {scoring.mean.shape[0]}-d embeddings, the model gives "
+        if scoring.dimension != self.embedding_size:
+            raise ModelCardError(f"{path}: scores {scoring.dimension}-d embeddings, the model gives "
                                  f"{self.embedding_size}-d")
         return scoring
 

@@ -12,8 +12,11 @@ The model card says which scoring its threshold was set for:
   just under 1. Unlike the cosine it also weighs how typical each
   face is, which accepts more true matches at the same false-accept rate (reports/recipe_search.md).
 
-Both turn an M x D block of queries and an N x D block of templates into an M x N score
-matrix with one matrix product, so matching a frame against a gallery costs the same.
+- as-norm: the cosine, normalised by each face's usual cosine with the training people's images
+  (adaptive score normalisation; CohortNormScoring).
+
+Each turns an M x D block of queries and an N x D block of templates into an M x N score
+matrix; what depends on the gallery alone is computed once per gallery, not per frame.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-KINDS = ("cosine", "joint-bayesian")
+KINDS = ("cosine", "joint-bayesian", "as-norm")
 # Nats of calibrated log-odds per unit of a Joint Bayesian score (see the module docstring). Chosen
 # so that the kiosk's ambiguity margin weighs as it does with the cosine: for the shipped network the
 # thresholds from FAR 0.2 to 1e-5 then span 0.44-1.03 (cosine: 0.19-0.78). At 20 nats the span was
@@ -79,15 +82,11 @@ class JointBayesianScoring:
         return centred, np.einsum("ij,jk,ik->i", centred, self.quadratic, centred)
 
     def _template_sides(self, templates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # A gallery's matrix is read-only and the same object until it changes (Gallery.matrix()),
-        # so its centred copy is kept rather than recomputed for every frame.
-        cached = self.__dict__.get("_template_cache")
-        if cached is not None and cached[0] is templates:
-            return cached[1]
-        sides = self._sides(templates)
-        if isinstance(templates, np.ndarray) and not templates.flags.writeable:
-            object.__setattr__(self, "_template_cache", (templates, sides))
-        return sides
+        return _per_gallery(self, templates, self._sides)
+
+    @property
+    def dimension(self) -> int:
+        return self.mean.shape[0]
 
     def with_calibration(self, slope: float, intercept: float) -> "JointBayesianScoring":
         return JointBayesianScoring(self.mean, self.cross, self.quadratic, float(slope), float(intercept))
@@ -113,4 +112,89 @@ class JointBayesianScoring:
         return scoring
 
 
-Scoring = CosineScoring | JointBayesianScoring
+@dataclass(frozen=True, eq=False)
+class CohortNormScoring:
+    """Adaptive score normalisation (AS-norm): the cosine of two faces, less each face's usual
+    cosine with strangers, over its spread, averaged over the two faces; "strangers" are each
+    face's `top_k` most similar images of a cohort (the training people's images). A face that
+    resembles everyone (blur, sunglasses, a common look) needs a higher cosine to be let in,
+    which keeps out the strangers a fixed cosine threshold lets in far down its tail.
+
+    Read on the cosine's scale: centre + spread * z, with the cohort images' own typical centre
+    and spread, so that the kiosk's margins mean about what they mean with the cosine.
+    """
+
+    cohort: np.ndarray  # C x D unit embeddings
+    top_k: int
+    centre: float
+    spread: float
+    kind = "as-norm"
+
+    def statistics(self, vectors: np.ndarray, skip_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, standard deviation) of each vector's top_k cosines with the cohort; `skip_self`
+        drops each vector's best match, for vectors that are themselves in the cohort."""
+        similarities = np.asarray(vectors, np.float32) @ self.cohort.T
+        count = self.top_k + int(skip_self)
+        top = -np.partition(-similarities, count - 1, axis=1)[:, :count]
+        if skip_self:
+            top = np.sort(top, axis=1)[:, :-1]
+        return top.mean(axis=1, dtype=np.float64), np.maximum(top.std(axis=1, dtype=np.float64), 1e-6)
+
+    def matrix(self, queries: np.ndarray, templates: np.ndarray) -> np.ndarray:
+        query_mean, query_spread = self.statistics(queries)
+        template_mean, template_spread = _per_gallery(self, templates, self.statistics)
+        cosines = np.asarray(queries, np.float64) @ np.asarray(templates, np.float64).T
+        z = 0.5 * ((cosines - query_mean[:, None]) / query_spread[:, None]
+                   + (cosines - template_mean[None, :]) / template_spread[None, :])
+        return self.centre + self.spread * z
+
+    def pairs(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        (a_mean, a_spread), (b_mean, b_spread) = self.statistics(a), self.statistics(b)
+        cosines = np.einsum("ij,ij->i", np.asarray(a, np.float64), np.asarray(b, np.float64))
+        return self.centre + self.spread * 0.5 * ((cosines - a_mean) / a_spread + (cosines - b_mean) / b_spread)
+
+    @classmethod
+    def fit(cls, cohort: np.ndarray, top_k: int = 200) -> "CohortNormScoring":
+        """The scoring with `cohort` (unit embeddings), its centre and spread from the cohort itself."""
+        cohort = np.asarray(cohort, np.float16).astype(np.float32)  # as saved, so a reload scores alike
+        if not 1 <= top_k < len(cohort):
+            raise ValueError(f"top_k must be 1..{len(cohort) - 1} for a cohort of {len(cohort)}, got {top_k}")
+        unscaled = cls(cohort, top_k, 0.0, 1.0)
+        means, spreads = unscaled.statistics(cohort, skip_self=True)
+        return cls(cohort, top_k, float(means.mean()), float(spreads.mean()))
+
+    def save(self, path: str | Path) -> None:
+        with open(path, "wb") as stream:
+            np.savez(stream, kind=self.kind, cohort=self.cohort.astype(np.float16),
+                     parameters=np.array([self.top_k, self.centre, self.spread]))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CohortNormScoring":
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["kind"]) != cls.kind:
+                raise ValueError(f"{path} holds {str(data['kind'])!r} scoring, not {cls.kind!r}")
+            top_k, centre, spread = data["parameters"].tolist()
+            scoring = cls(data["cohort"].astype(np.float32), int(top_k), centre, spread)
+        if not 1 <= scoring.top_k < len(scoring.cohort):
+            raise ValueError(f"{path}: top_k {scoring.top_k} does not fit a cohort of {len(scoring.cohort)}")
+        return scoring
+
+    @property
+    def dimension(self) -> int:
+        return self.cohort.shape[1]
+
+
+Scoring = CosineScoring | JointBayesianScoring | CohortNormScoring
+FITTED = {scoring.kind: scoring for scoring in (JointBayesianScoring, CohortNormScoring)}
+
+
+def _per_gallery(scoring, templates: np.ndarray, compute):
+    """compute(templates), kept while the same read-only gallery matrix comes back: Gallery.matrix()
+    returns one read-only array until the gallery changes, so a frame does not redo the gallery's side."""
+    cached = scoring.__dict__.get("_gallery_cache")
+    if cached is not None and cached[0] is templates:
+        return cached[1]
+    result = compute(templates)
+    if isinstance(templates, np.ndarray) and not templates.flags.writeable:
+        object.__setattr__(scoring, "_gallery_cache", (templates, result))
+    return result

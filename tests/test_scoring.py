@@ -16,7 +16,7 @@ from sklearn.metrics import roc_auc_score
 
 from kiosk.matching import match_many
 from kiosk.modelcard import ModelCard, ModelCardError, card_path_for, scoring_path_for
-from kiosk.scoring import LOG_ODDS_PER_UNIT, CosineScoring, JointBayesianScoring
+from kiosk.scoring import LOG_ODDS_PER_UNIT, CohortNormScoring, CosineScoring, JointBayesianScoring
 from training.backend import fit_calibration, fit_joint_bayesian
 
 
@@ -144,16 +144,58 @@ def test_matching_ranks_people_by_the_scoring_given(fitted):
         assert match.person_id == ids[best] and match.score == pytest.approx(row[best])
 
 
-# -- the kiosk reading a Joint Bayesian model from its card -----------------------------------
+def test_as_norm_normalises_each_face_by_its_nearest_cohort_images():
+    cohort = unit(np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.6, 0.8]]))
+    scoring = CohortNormScoring(cohort, top_k=2, centre=0.5, spread=0.1)
+    x, y = unit(np.array([[1.0, 0.2]])), unit(np.array([[0.3, 1.0]]))
 
-@pytest.fixture(scope="module")
-def exported_with_scoring(tmp_path_factory):
+    def usual(v):  # mean and spread of its two best cosines with the cohort, by hand
+        best = np.sort((cohort @ v[0]))[-2:]
+        return best.mean(), best.std()
+
+    (mx, sx), (my, sy), cosine = usual(x), usual(y), float(x[0] @ y[0])
+    expected = 0.5 + 0.1 * 0.5 * ((cosine - mx) / sx + (cosine - my) / sy)
+    assert scoring.pairs(x, y)[0] == pytest.approx(expected)
+    assert scoring.matrix(x, y)[0, 0] == pytest.approx(expected) and scoring.matrix(y, x)[0, 0] == pytest.approx(expected)
+
+
+def test_as_norm_takes_its_scale_from_the_cohort_without_self_matches(tmp_path):
+    cohort, _ = people(20, 3)
+    scoring = CohortNormScoring.fit(cohort, top_k=5)
+    similarities = cohort.astype(np.float16).astype(np.float32) @ scoring.cohort.T
+    np.fill_diagonal(similarities, -np.inf)
+    top = -np.partition(-similarities, 4, axis=1)[:, :5]
+    assert scoring.centre == pytest.approx(top.mean(axis=1).mean(), abs=1e-5)
+    assert scoring.spread == pytest.approx(top.std(axis=1).mean(), abs=1e-5)
+    scoring.save(tmp_path / "c.npz")
+    loaded = CohortNormScoring.load(tmp_path / "c.npz")
+    queries = people(4, 2, seed=8)[0]
+    assert np.array_equal(loaded.matrix(queries, cohort[:7]), scoring.matrix(queries, cohort[:7]))
+    with pytest.raises(ValueError, match="top_k"):
+        CohortNormScoring.fit(cohort[:5], top_k=5)
+
+
+def test_a_face_like_everyone_needs_a_higher_cosine_under_as_norm():
+    # The same cosine with a template: accepted less readily for the face that resembles the cohort.
+    cohort = unit(np.random.default_rng(0).normal([1.0, 0.0, 0.0], 0.3, size=(60, 3)))
+    scoring = CohortNormScoring.fit(cohort, top_k=10)
+    template = unit(np.array([[0.0, 1.0, 0.0]]))
+    typical, unusual = unit(np.array([[0.8, 0.6, 0.0]])), unit(np.array([[0.0, 0.6, 0.8]]))
+    assert (typical @ template.T).item() == pytest.approx((unusual @ template.T).item())
+    assert scoring.pairs(typical, template)[0] < scoring.pairs(unusual, template)[0]
+
+
+# -- the kiosk reading a fitted scoring from its card ------------------------------------------
+
+@pytest.fixture(scope="module", params=["joint-bayesian", "as-norm"])
+def exported_with_scoring(request, tmp_path_factory):
     from training.export import export_model
     from training.model import build_backbone
 
     backbone = build_backbone(input_size=32, widths=(8, 16, 16, 16), blocks=(1, 1, 1, 1), embedding_size=6)
     vectors, labels = people(20, 3)
-    scoring = fit_joint_bayesian(vectors, labels).with_calibration(0.5, 1.0)
+    scoring = (fit_joint_bayesian(vectors, labels).with_calibration(0.5, 1.0) if request.param == "joint-bayesian"
+               else CohortNormScoring.fit(vectors, top_k=10))
     folder = tmp_path_factory.mktemp("model")
     card = {"threshold": {"value": 0.5, "rule": "a test threshold"}}
     return export_model(backbone, 40, {"size": 40, "margin": 0.0}, folder / "jb.keras", card, scoring), scoring
@@ -164,7 +206,8 @@ def test_export_writes_the_scoring_its_card_describes_and_the_engine_scores_with
 
     model, scoring = exported_with_scoring
     card = json.loads(card_path_for(model).read_text())
-    assert card["scoring"]["file"] == scoring_path_for(model).name and card["similarity"].startswith("joint-bayesian")
+    assert card["scoring"]["file"] == scoring_path_for(model).name and card["similarity"].startswith(scoring.kind)
+    assert card["scoring"]["kind"] == scoring.kind
     engine = FaceEngine(model)
     vectors, ids = people(4, 2, seed=3)
     assert engine.similarity(vectors[0], vectors[1]) == pytest.approx(float(scoring.pairs(vectors[:1], vectors[1:2])[0]))
@@ -178,7 +221,9 @@ def test_a_scoring_file_that_is_not_the_cards_is_refused(exported_with_scoring, 
     for suffix in (".keras", ".tflite", ".scoring.npz", ".card.json"):
         (tmp_path / f"jb{suffix}").write_bytes(model.with_name(f"jb{suffix}").read_bytes())
     copy = tmp_path / "jb.keras"
-    scoring.with_calibration(2.0, 0.0).save(scoring_path_for(copy))
+    other = people(20, 3, seed=5)[0]
+    (fit_joint_bayesian(other, np.repeat(np.arange(20), 3)) if scoring.kind == "joint-bayesian"
+     else CohortNormScoring.fit(other, top_k=10)).save(scoring_path_for(copy))
     with pytest.raises(ModelCardError, match="SHA-256 differs"):
         ModelCard.load(copy).load_scoring()
     scoring_path_for(copy).unlink()

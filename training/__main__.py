@@ -74,8 +74,9 @@ def _add_scoring_option(parser: argparse.ArgumentParser, default: str | None) ->
     from training.recipe import SCORINGS
 
     parser.add_argument("--scoring", choices=SCORINGS, default=default,
-                        help="how two embeddings are scored: cosine, or joint-bayesian (a back end fitted to the "
-                             "network's embeddings of its training people, calibrated on the validation pairs)"
+                        help="how two embeddings are scored: cosine; joint-bayesian (a back end fitted to the "
+                             "network's embeddings of its training people, calibrated on the validation pairs); "
+                             "as-norm (the cosine normalised by each face's cosines with the training images)"
                              + (f"; default {default}" if default else "; default: the run's own"))
 
 

@@ -75,14 +75,20 @@ def _scoring_entries(scoring: Scoring, out_path: Path) -> dict:
         return {"similarity": "cosine (dot product of unit vectors); higher = more alike"}
     with atomic_path(scoring_path) as temporary:
         scoring.save(temporary)
+    if scoring.kind == "as-norm":
+        similarity = (f"as-norm: the cosine less each face's mean cosine with its {scoring.top_k} nearest cohort "
+                      f"images, over their spread, averaged over both faces, read as {scoring.centre:.4f} + "
+                      f"{scoring.spread:.4f} x that (kiosk.scoring); higher = more alike")
+        fitted = f"cohort: the embeddings of the {len(scoring.cohort)} training images (float16)"
+    else:
+        similarity = (f"joint-bayesian: 0.5 + calibrated log-odds of 'same person' / {LOG_ODDS_PER_UNIT:g} "
+                      "(kiosk.scoring); higher = more alike")
+        fitted = ("log-likelihood ratio fitted on the training people's embeddings (within-person covariance "
+                  f"shrunk by {DEFAULT_SHRINKAGE:g}x its mean eigenvalue), logistic calibration on the validation pairs")
     return {
-        "similarity": f"joint-bayesian: 0.5 + calibrated log-odds of 'same person' / {LOG_ODDS_PER_UNIT:g} "
-                      "(kiosk.scoring); higher = more alike",
+        "similarity": similarity,
         "scoring": {"kind": scoring.kind, "file": scoring_path.name, "sha256": sha256_of(scoring_path),
-                    "bytes": scoring_path.stat().st_size,
-                    "fitted": "log-likelihood ratio fitted on the training people's embeddings (within-person "
-                              f"covariance shrunk by {DEFAULT_SHRINKAGE:g}x its mean eigenvalue), logistic "
-                              "calibration on the validation pairs"},
+                    "bytes": scoring_path.stat().st_size, "fitted": fitted},
     }
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import keras
 
 from kiosk.atomic import atomic_path
-from kiosk.scoring import CosineScoring, JointBayesianScoring, Scoring
+from kiosk.scoring import FITTED, CosineScoring, Scoring
 from training.model import build_backbone
 from training.recipe import Recipe
 
@@ -56,4 +56,4 @@ def load_scoring(run_dir: Path, recipe: Recipe) -> Scoring:
     if not path.exists():
         raise FileNotFoundError(f"{run_dir}: its recipe scores with {recipe.scoring} but {SCORING_FILE} is missing; "
                                 f"`python -m training rescore {run_dir}` fits it again")
-    return JointBayesianScoring.load(path)
+    return FITTED[recipe.scoring].load(path)
