@@ -47,9 +47,9 @@ def run_bench(options: BenchOptions, command: str = "", lfw_dir: str | None = No
                 log(f"[bench] {name} failed: {exc}")
             report["sections"][name] = result
             report["section_seconds"][name] = round(time.perf_counter() - started, 1)
-            report["peak_rss_mb_after_section"][name] = round(peak_rss_mb(), 1)
+            report["peak_rss_mb_after_section"][name] = round(peak_rss_mb(), 2)
             log(f"[bench] {name} done in {report['section_seconds'][name]} s")
-    report["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    report["peak_rss_mb"] = round(peak_rss_mb(), 2)  # the sections' precision: it bounds their peaks
     return report
 
 
