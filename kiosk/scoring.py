@@ -9,11 +9,11 @@ The model card says which scoring its threshold was set for:
   validation pairs, and read on the cosine's scale: score = 0.5 + log-odds / 11.4 (0.5 at even
   odds). Linear, so the kiosk's ambiguity margin (0.05) means the same thing everywhere: the
   best match 0.57 nats likelier than the runner-up; a probability would crowd every good match
-  just under 1. Unlike the cosine it also weighs how typical each
-  face is, which accepts more true matches at the same false-accept rate (reports/recipe_search.md).
-
+  just under 1. Unlike the cosine it also weighs how typical each face is: more true matches at a
+  false-accept rate of 1%, fewer far down the impostor tail (reports/recipe_search.md, session 8).
 - as-norm: the cosine, normalised by each face's usual cosine with the training people's images
-  (adaptive score normalisation; CohortNormScoring).
+  (adaptive score normalisation; CohortNormScoring): more true matches far down the tail on the
+  validation people, not on DevTest.
 
 Each turns an M x D block of queries and an N x D block of templates into an M x N score
 matrix; what depends on the gallery alone is computed once per gallery, not per frame.
