@@ -118,11 +118,11 @@ class FaceEngine:
         b = np.asarray(b, dtype=np.float32).ravel()
         if a.shape != b.shape:
             raise ValueError(f"embeddings differ in size: {a.size} and {b.size}")
-        norms = float(np.linalg.norm(a) * np.linalg.norm(b))
-        if norms == 0.0:
+        norm_a, norm_b = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+        if norm_a == 0.0 or norm_b == 0.0:
             raise ValueError("cannot compare a zero vector")
         # Embeddings are unit vectors; normalising again forgives callers' rounding.
-        return float(self.scoring.pairs((a / np.linalg.norm(a))[None], (b / np.linalg.norm(b))[None])[0])
+        return float(self.scoring.pairs((a / norm_a)[None], (b / norm_b)[None])[0])
 
     def is_same(self, a: np.ndarray, b: np.ndarray) -> bool:
         return self.similarity(a, b) >= self.threshold

@@ -21,7 +21,7 @@ from training.model import build_serving_model
 from training.plots import plot_roc, plot_training_curves
 from training.prepare import PreparedLFW
 from training.recipe import DEFAULT_TARGET_FAR, Recipe
-from training.run_folder import load_backbone, read_summary, save_scoring
+from training.run_folder import SCORING_FILE, load_backbone, read_summary, save_scoring
 from training.train import TrainResult, embed_rows, pair_scores, pair_vectors, train
 
 
@@ -163,25 +163,30 @@ class HeldOutPeople:
         return self.scoring.matrix(self.vectors, self.vectors)
 
     @cached_property
+    def _every_pair(self) -> tuple[np.ndarray, np.ndarray]:
+        """(score, same person?) of every two different images, each pair once."""
+        upper = np.triu_indices(len(self.names), k=1)
+        return self.similarity[upper], self.names[upper[0]] == self.names[upper[1]]
+
+    @property
     def impostor_scores(self) -> np.ndarray:
         """Score of every different-person pair (about 229,000 for View 1)."""
-        upper = np.triu_indices(len(self.names), k=1)
-        return self.similarity[upper][self.names[upper[0]] != self.names[upper[1]]]
+        scores, same = self._every_pair
+        return scores[~same]
 
-    @cached_property
+    @property
     def genuine_scores(self) -> np.ndarray:
         """Score of every same-person pair (5,487 for View 1 at seed 0, against 1,000 validation pairs)."""
-        upper = np.triu_indices(len(self.names), k=1)
-        return self.similarity[upper][self.names[upper[0]] == self.names[upper[1]]]
+        scores, same = self._every_pair
+        return scores[same]
 
     def true_accept_table(self, rates: tuple[float, ...] = TRUE_ACCEPT_RATES) -> dict:
         """The share of every same-person pair accepted at the thresholds of `rates` over every
         impostor pair. A kiosk with N templates asks each for about FAR / N (Engine.gallery_threshold),
         so its door lives far down this table, where 1,000 validation pairs cannot look."""
-        genuine = self.genuine_scores
-        return {"genuine_pairs": int(len(genuine)), "impostor_pairs": int(len(self.impostor_scores)),
-                "tar": {f"{rate:g}": float(np.mean(genuine >= impostor_threshold(self.impostor_scores, rate)))
-                        for rate in rates}}
+        genuine, impostor = self.genuine_scores, self.impostor_scores
+        return {"genuine_pairs": int(len(genuine)), "impostor_pairs": int(len(impostor)),
+                "tar": {f"{rate:g}": float(np.mean(genuine >= impostor_threshold(impostor, rate))) for rate in rates}}
 
     def door_threshold(self, target_far: float) -> tuple[float, str]:
         """The threshold at `target_far` over every impostor pair, and the rule in words.
@@ -224,12 +229,12 @@ def fitted_scoring(kind: str, serving, prepared: PreparedLFW, split: Split) -> S
     keeps them as its cohort."""
     if kind == "cosine":
         return CosineScoring()
-    vectors = embed_rows(serving, prepared.crops, split.train_rows)
-    rows = sorted(vectors)
+    by_row = embed_rows(serving, prepared.crops, split.train_rows)
+    rows = sorted(by_row)
+    vectors = np.stack([by_row[row] for row in rows])
     if kind == "as-norm":
-        return CohortNormScoring.fit(np.stack([vectors[row] for row in rows]), COHORT_TOP_K)
-    joint_bayesian = fit_joint_bayesian(np.stack([vectors[row] for row in rows]),
-                                        np.array([prepared.records[row]["name"] for row in rows]))
+        return CohortNormScoring.fit(vectors, COHORT_TOP_K)
+    joint_bayesian = fit_joint_bayesian(vectors, np.array([prepared.records[row]["name"] for row in rows]))
     ratios = joint_bayesian.log_likelihood_ratios(*pair_vectors(serving, prepared.crops, split.validation))
     return joint_bayesian.with_calibration(*fit_calibration(ratios, split.validation.same))
 
@@ -253,7 +258,7 @@ def _fallback_pairs(prepared: PreparedLFW, split: Split) -> int:
 def write_run(out_dir: Path, result: TrainResult, split: Split, summary: dict, scoring: Scoring) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     result.backbone.save_weights(out_dir / "backbone.weights.h5")
-    save_scoring(out_dir, scoring)
+    save_scoring(out_dir / SCORING_FILE, scoring)
     atomic_write_json(out_dir / "summary.json", summary)
     plot_training_curves(result.history, out_dir / "curves.png", title=result.recipe.name)
     plot_roc({f"{result.recipe.name} (AUC {summary['test']['auc']:.3f})":

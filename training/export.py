@@ -18,7 +18,7 @@ from training.backend import DEFAULT_SHRINKAGE
 from training.chain import chain, chain_seconds
 from training.model import build_serving_model
 from training.recipe import Recipe
-from training.run_folder import load_backbone, load_scoring, read_summary
+from training.run_folder import load_backbone, load_scoring, read_summary, save_scoring
 
 
 def export_model(backbone: keras.Model, crop_size: int, alignment: dict, out_path: str | Path, card: dict,
@@ -70,11 +70,9 @@ def export_model(backbone: keras.Model, crop_size: int, alignment: dict, out_pat
 def _scoring_entries(scoring: Scoring, out_path: Path) -> dict:
     """The card's "similarity" (and "scoring" file, when the scoring has parameters); writes that file."""
     scoring_path = scoring_path_for(out_path)
+    save_scoring(scoring_path, scoring)
     if scoring.kind == "cosine":
-        scoring_path.unlink(missing_ok=True)  # a stale back end beside a cosine model would mislead
         return {"similarity": "cosine (dot product of unit vectors); higher = more alike"}
-    with atomic_path(scoring_path) as temporary:
-        scoring.save(temporary)
     if scoring.kind == "as-norm":
         similarity = (f"as-norm: the cosine less each face's mean cosine with its {scoring.top_k} nearest cohort "
                       f"images, over their spread, averaged over both faces, read as {scoring.centre:.4f} + "

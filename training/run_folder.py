@@ -38,9 +38,10 @@ def load_backbone(run_dir: Path, recipe: Recipe) -> keras.Model:
     return backbone
 
 
-def save_scoring(run_dir: Path, scoring: Scoring) -> None:
-    """Keep a fitted back end beside the weights (cosine needs nothing: any stale file goes)."""
-    path = Path(run_dir) / SCORING_FILE
+def save_scoring(path: Path, scoring: Scoring) -> None:
+    """Write a fitted back end to `path` atomically, beside the weights or the exported model (cosine
+    needs nothing: a stale file there goes, since it would mislead whoever reads the folder)."""
+    path = Path(path)
     if scoring.kind == "cosine":
         path.unlink(missing_ok=True)
         return
