@@ -51,13 +51,14 @@ TARGET_IMPOSTOR_GRANT = 0.01  # the operating point both strategies are also com
 GALLERY_SIZES = (10, 30, 100)  # enrolled people in the smaller galleries played (plus all of them)
 
 
-def operating_point(score_at, step: float = 0.01) -> dict | None:
-    """Figures at the threshold with the most correct grants among those keeping impostor grants <= target.
+def operating_point(score_at, stop: float, step: float = 0.01) -> dict | None:
+    """Figures at the threshold with the most correct grants among those keeping impostor grants <= target,
+    scanning from SWEEP's start up to `stop`.
 
     Scanned on a grid rather than solved: with the ambiguity rule, raising the threshold can
     raise the impostor-grant rate (a runner-up drops below it and an "ambiguous" becomes a match).
     """
-    allowed = [f for f in (score_at(t) for t in np.round(np.arange(SWEEP[0], 1.0 + 1e-9, step), 4))
+    allowed = [f for f in (score_at(t) for t in np.round(np.arange(SWEEP[0], stop + 1e-9, step), 4))
                if f["impostor_grant_rate"] <= TARGET_IMPOSTOR_GRANT]
     return max(allowed, key=lambda f: (f["correct_grant_rate"], -f["threshold"]), default=None)
 
@@ -215,7 +216,9 @@ def run(lfw_dir: str | None, model: str | None, out: Path, limit_people: int | N
 
     sweep = {s: [brief(s, t) for t in np.round(np.arange(SWEEP[0], SWEEP[1] + 1e-9, SWEEP[2]), 4)] for s in STRATEGIES}
     # The two strategies score on different scales, so also compare them at the same impostor-grant rate.
-    operating = {s: operating_point(lambda t, s=s: brief(s, t)) for s in STRATEGIES}
+    # A cosine stops at 1; a calibrated back end's scores go on (kiosk.scoring): scan to the card's strictest.
+    highest = max([1.0] + [threshold for _, threshold in engine.card.far_table])
+    operating = {s: operating_point(lambda t, s=s: brief(s, t), highest) for s in STRATEGIES}
     winner, why = pick_winner(results)
     by_gallery_size = gallery_sizes(engine, templates_array, ids_array, probes)
 
@@ -229,7 +232,7 @@ def run(lfw_dir: str | None, model: str | None, out: Path, limit_people: int | N
     for s in STRATEGIES:
         op = operating[s]
         if op is None:
-            print(f"{s:<9} no threshold up to 1.0 keeps it")
+            print(f"{s:<9} no threshold up to {highest:.3f} keeps it")
         else:
             print(f"{s:<9} threshold {op['threshold']:.3f}: correct grant {op['correct_grant_rate']:.2%}, "
                   f"impostor grant {op['impostor_grant_rate']:.2%}, wrong person {op['wrong_person_grant_rate']:.2%}")

@@ -49,7 +49,7 @@ from training.metrics import verification_report  # noqa: E402
 BATCH = 1  # one image per detector call, as the kiosk does (see the module docstring for --batch 32)
 CHECK_IMAGES = 64  # with --batch > 1: images also detected one by one, to measure the difference
 LOG_EVERY = 320  # images between progress lines
-NO_FACE_SCORE = -1.0  # a pair with an undetected face: the kiosk would deny it
+NO_FACE_MARGIN = 1.0  # a pair with an undetected face scores this far below every other pair: denied, as the kiosk would
 ACCEPTANCE_POINTS = 0.5  # |engine accuracy - card accuracy| allowed, in percentage points
 # detect() and detect_batch() must agree to this many pixels (boxes and landmarks).
 SAME_FACE_TOLERANCE_PX = 0.5
@@ -107,17 +107,14 @@ def embed_images(engine, lfw: LFW, refs: list[ImageRef], batch: int, log=print) 
 
 
 def score_pairs(engine, pairs, vectors: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(cosine per pair, with NO_FACE_SCORE where an image has no face; mask of those pairs)."""
-    scores, missing = [], []
-    for pair in pairs:
-        a, b = vectors[pair.a], vectors[pair.b]
-        if a is None or b is None:
-            scores.append(NO_FACE_SCORE)
-            missing.append(True)
-        else:
-            scores.append(engine.similarity(a, b))
-            missing.append(False)
-    return np.asarray(scores, np.float64), np.asarray(missing, bool)
+    """(score per pair, NO_FACE_MARGIN below the lowest where an image has no face (a fixed floor
+    would not do: a fitted scoring's scale has no lower bound); mask of those pairs)."""
+    missing = np.array([vectors[pair.a] is None or vectors[pair.b] is None for pair in pairs])
+    scores = np.array([np.nan if gone else engine.similarity(vectors[pair.a], vectors[pair.b])
+                       for pair, gone in zip(pairs, missing)], np.float64)
+    if missing.any():
+        scores[missing] = (np.nanmin(scores) if not missing.all() else 0.0) - NO_FACE_MARGIN
+    return scores, missing
 
 
 def run(lfw_dir: str | None, model: str | None, out: Path, batch: int = BATCH, check_batch: int = CHECK_IMAGES,
@@ -164,7 +161,8 @@ def run(lfw_dir: str | None, model: str | None, out: Path, batch: int = BATCH, c
                         "-> engine.embed_faces (five-point alignment + model) -> cosine similarity",
             "detection": f"detect_batch, {batch} images per call" if batch > 1 else "detect, one image per call",
             "detector": f"MTCNN, {detector} implementation (kiosk.faces.FaceDetector)",
-            "no_face": f"a pair with an image without a detected face scores {NO_FACE_SCORE:g} (denied)",
+            "no_face": f"a pair with an image without a detected face scores {NO_FACE_MARGIN:g} below the lowest "
+                       "other pair (denied)",
             "accuracy": "10-fold cross-validated thresholds (training.metrics.verification_report, stratified folds)",
             "accuracy_at_threshold": "accept when score >= the model card threshold",
         },
@@ -217,7 +215,7 @@ def run(lfw_dir: str | None, model: str | None, out: Path, batch: int = BATCH, c
         f"card threshold {engine.threshold:.4f}. {len(pairs)} pairs of pairsDevTest.txt, {len(refs)} images, "
         f"each scored as the kiosk does{'' if batch == 1 else ' (but detected in batches: approximate)'}: "
         "raw file, MTCNN, face nearest the centre, five-point alignment, "
-        f"model, cosine. Pairs with an undetected face score {NO_FACE_SCORE:g}: "
+        f"model, {engine.scoring.kind} score. Pairs with an undetected face score {NO_FACE_MARGIN:g} below the lowest other pair: "
         f"{result['pairs_with_missing_face']}.",
         "",
         "| metric | engine | card (training, prepared crops) | difference (points) |",

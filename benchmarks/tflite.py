@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from kiosk.atomic import atomic_write_bytes, atomic_write_json  # noqa: E402
 from kiosk.bench.stats import latency, timed  # noqa: E402
 from kiosk.embedder import Embedder  # noqa: E402
-from kiosk.modelcard import card_path_for, sha256_of  # noqa: E402
+from kiosk.modelcard import card_path_for, scoring_path_for, sha256_of  # noqa: E402
 
 
 def int8_copy(model_path: Path, folder: Path) -> Path:
@@ -42,6 +42,8 @@ def int8_copy(model_path: Path, folder: Path) -> Path:
 
     copy = folder / model_path.name
     shutil.copy(model_path, copy)
+    if scoring_path_for(model_path).exists():  # a fitted scoring travels with its card
+        shutil.copy(scoring_path_for(model_path), scoring_path_for(copy))
     backbone = keras.saving.load_model(model_path, compile=False).get_layer("embedder").backbone
     tflite = folder / "int8.tflite"
     tflite.write_bytes(backbone_to_tflite(backbone, quantize=True))

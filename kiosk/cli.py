@@ -203,6 +203,7 @@ def cmd_identify(args: argparse.Namespace, out: Output) -> int:
     failed = 0
     try:
         gallery = Gallery(conn)
+        gallery.check_dimension(engine.embedding_size)  # one clear refusal, not one per image
         templates, person_ids = gallery.matrix()
         for image in args.images:
             try:

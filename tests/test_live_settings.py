@@ -134,3 +134,18 @@ def test_after_a_failed_frame_the_runner_goes_on_with_the_next_one(tmp_path, eng
             tried.append(runner.last_frame_index)
             results = runner.run(every_frame=True, newer_than=runner.last_frame_index)
     assert tried == [0, 1, 2]
+
+
+def test_a_gallery_enrolled_by_another_model_is_refused_before_any_frame(tmp_path, engine):
+    from kiosk.gallery import GalleryError
+    from kiosk.runner import KioskRunner
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "0.png"), np.full((120, 160, 3), 90, np.uint8))
+    conn = open_database(database_path(tmp_path))
+    other_size = engine.embedding_size + 1
+    Gallery(conn).enroll("Ada", None, [np.ones(other_size, np.float32) / np.sqrt(other_size)], [0.9], ["camera"])
+    with pytest.raises(GalleryError, match=f"{engine.embedding_size} does not match the gallery's {other_size}.*re-enrol"):
+        KioskRunner(Camera(str(frames)), engine, Gallery(conn), AccessLog(conn), DecisionPolicy(), None)
+    conn.close()

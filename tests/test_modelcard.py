@@ -58,13 +58,31 @@ def test_gallery_threshold_keeps_the_cards_rate_per_visitor(engine):
     # match() uses it: a score between the card's and the gallery's threshold is no match in a big gallery.
     import numpy as np
 
-    query = np.zeros(engine.embedding_size, np.float32)
-    query[0] = 1
     score = (engine.threshold + engine.gallery_threshold(300)) / 2
-    template = np.zeros(engine.embedding_size, np.float32)
-    template[0], template[1] = score, np.sqrt(1 - score**2)
+    query, template = _pair_scoring(engine, score)
     others = np.tile(-query, (299, 1))
     templates = np.vstack([template, others])
     person_ids = np.r_[1, np.arange(2, 301)]
     assert engine.match(query, templates, person_ids)[0].verdict == "unknown"
     assert engine.match(query, templates[:1], person_ids[:1])[0].verdict == "match"
+
+
+def _pair_scoring(engine, score: float):
+    """Two unit vectors that the engine's scoring (whatever the card's) scores at `score`: the
+    query, and a template slid from the query towards a random direction until it does."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    query, away = (v / np.linalg.norm(v) for v in rng.normal(size=(2, engine.embedding_size)))
+
+    def template(t: float) -> np.ndarray:
+        v = (1 - t) * query + t * away
+        return (v / np.linalg.norm(v)).astype(np.float32)
+
+    low, high = 0.0, 1.0  # the score falls from the query's own to the random direction's
+    assert engine.similarity(query, template(high)) < score < engine.similarity(query, template(low))
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if engine.similarity(query, template(middle)) > score else (low, middle)
+    assert engine.similarity(query, template(low)) == pytest.approx(score, abs=1e-6)
+    return query.astype(np.float32), template(low)

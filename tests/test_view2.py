@@ -3,6 +3,7 @@ the report, and the reuse of finished folds that lets a long recipe be spread ov
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from tiny_lfw import tiny_lfw_and_crops
@@ -45,3 +46,16 @@ def test_view2_pretrains_and_trains_every_fold_and_reuses_finished_ones(tmp_path
     view2(recipe, lfw, prepared, runs, reports, command="python -m training view2 (tiny)",
           pretraining=Pretraining(epochs=1), log=lambda line: None)
     assert stamps == {fold: (runs / f"fold{fold}" / "summary.json").stat().st_mtime_ns for fold in range(10)}
+
+    # A new scoring: every fold's finished network is scored with it, not trained again.
+    trained = {fold: json.loads((runs / f"fold{fold}" / "summary.json").read_text()) for fold in range(10)}
+    logged: list[str] = []
+    view2(replace(recipe, scoring="joint-bayesian"), lfw, prepared, runs, reports,
+          command="python -m training view2 (tiny)", pretraining=Pretraining(epochs=1), log=logged.append)
+    assert sum("scoring it again with joint-bayesian" in line for line in logged) == 10
+    for fold in range(10):
+        summary = json.loads((runs / f"fold{fold}" / "summary.json").read_text())
+        assert summary["recipe"]["scoring"] == summary["scoring"]["kind"] == "joint-bayesian"
+        assert (runs / f"fold{fold}" / "scoring.npz").exists()
+        assert summary["history"] == trained[fold]["history"] and summary["split"] == trained[fold]["split"]
+        assert summary["train_seconds"] == trained[fold]["train_seconds"]

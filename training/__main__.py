@@ -76,7 +76,8 @@ def _add_scoring_option(parser: argparse.ArgumentParser, default: str | None) ->
     parser.add_argument("--scoring", choices=SCORINGS, default=default,
                         help="how two embeddings are scored: cosine; joint-bayesian (a back end fitted to the "
                              "network's embeddings of its training people, calibrated on the validation pairs); "
-                             "as-norm (the cosine normalised by each face's cosines with the training images)"
+                             "as-norm (the cosine normalised by each face's cosines with the training images); "
+                             "cosine+texture (the cosine fused with hand-made LBP texture vectors)"
                              + (f"; default {default}" if default else "; default: the run's own"))
 
 

@@ -1,4 +1,5 @@
-"""Fit the kiosk's scoring (kiosk.scoring) to a trained network: the Joint Bayesian back end.
+"""Fit the kiosk's scoring (kiosk.scoring) to a trained network: the Joint Bayesian back end, and
+its fusion with hand-made texture vectors.
 
 The network's embeddings of the training people give two covariances: how one person's
 photos scatter (within) and how people differ (between). Under the Gaussian model
@@ -12,11 +13,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from kiosk.scoring import JointBayesianScoring
+from kiosk.scoring import JointBayesianScoring, TextureFusionScoring
+from kiosk.texture import TextureProjection, lbp_histograms
 
 # Added to the within-person covariance: this multiple of its mean eigenvalue, times the identity.
 # Validation AUC and true accepts at the door rose up to about 2 and fell beyond 5 (four runs).
 DEFAULT_SHRINKAGE = 2.0
+# Texture vectors: principal axes kept. Of 200, 300 and 500 tried (session 9), 300 accepted the most
+# validation pairs at the door's threshold and far down the impostor tail. Hand-made features are
+# not fitted to the training people as a network is, so their Joint Bayesian needs no shrinkage.
+TEXTURE_DIMENSION = 300
+TEXTURE_SHRINKAGE = 0.0
 
 
 def fit_joint_bayesian(vectors: np.ndarray, labels: np.ndarray,
@@ -50,24 +57,45 @@ def fit_joint_bayesian(vectors: np.ndarray, labels: np.ndarray,
     return JointBayesianScoring(centre, _symmetric(-g), _symmetric(a / 2))
 
 
-def fit_calibration(log_likelihood_ratios: np.ndarray, same: np.ndarray, iterations: int = 50) -> tuple[float, float]:
-    """(slope, intercept) of the logistic regression of `same` on the ratios (Newton's method,
-    no penalty): the mapping from ratio to probability that the pairs themselves support."""
-    x = np.asarray(log_likelihood_ratios, np.float64)
+def fit_calibration(log_likelihood_ratios: np.ndarray, same: np.ndarray) -> tuple[float, float]:
+    """(slope, intercept) of the logistic regression of `same` on the ratios: the mapping from
+    ratio to probability that the pairs themselves support."""
+    weights = fit_logistic(np.asarray(log_likelihood_ratios, np.float64)[:, None], same)
+    return float(weights[0]), float(weights[1])
+
+
+def fit_texture_fusion(train_crops: np.ndarray, train_names: np.ndarray, validation_cosines: np.ndarray,
+                       validation_crops: tuple[np.ndarray, np.ndarray], same: np.ndarray,
+                       network_dimension: int, dimension: int = TEXTURE_DIMENSION) -> TextureFusionScoring:
+    """The fusion of a network's cosine with texture vectors: the texture projection and its Joint
+    Bayesian fitted on the training images (never a test person's), the two scores' weights on
+    the validation pairs (`validation_cosines` of the pairs `validation_crops`, `same` person?)."""
+    texture = TextureProjection.fit(lbp_histograms(train_crops), dimension)
+    joint_bayesian = fit_joint_bayesian(texture.describe(train_crops), train_names, TEXTURE_SHRINKAGE)
+    ratios = joint_bayesian.log_likelihood_ratios(*(texture.describe(crops) for crops in validation_crops))
+    w_cosine, w_texture, bias = fit_logistic(np.stack([validation_cosines, ratios], axis=1), same)
+    return TextureFusionScoring(texture, joint_bayesian, (float(w_cosine), float(w_texture), float(bias)),
+                                network_dimension)
+
+
+def fit_logistic(features: np.ndarray, same: np.ndarray, iterations: int = 50) -> np.ndarray:
+    """The weights of each of the K columns of N x K `features`, then the intercept, of the
+    logistic regression of `same` on them (Newton's method, no penalty)."""
+    x = np.asarray(features, np.float64)
     y = np.asarray(same, np.float64)
     if not (y.min() == 0 and y.max() == 1):
         raise ValueError("calibration needs same-person and different-person pairs")
-    design = np.stack([x, np.ones_like(x)], axis=1)
-    weights = np.array([1.0 / max(x.std(), 1e-12), 0.0])
+    design = np.concatenate([x, np.ones((len(x), 1))], axis=1)
+    weights = np.append(1.0 / np.maximum(x.std(axis=0), 1e-12) / x.shape[1], 0.0)
     for _ in range(iterations):
         p = 1.0 / (1.0 + np.exp(-(design @ weights)))
         gradient = design.T @ (y - p)
-        hessian = design.T @ (design * (p * (1 - p))[:, None]) + 1e-9 * np.eye(2)
+        hessian = design.T @ (design * (p * (1 - p))[:, None]) + 1e-9 * np.eye(len(weights))
         step = np.linalg.solve(hessian, gradient)
         weights += step
         if np.abs(step).max() < 1e-10:
             break
-    return float(weights[0]), float(weights[1])
+    return weights
 
 
 def _symmetric(matrix: np.ndarray) -> np.ndarray:

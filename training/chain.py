@@ -42,7 +42,9 @@ def chain_seconds(run_dir: Path) -> float:
 
 
 def own_seconds(run_dir: Path) -> float:
-    """A run's training seconds with those of its own pre-training (`<run>/pretrain/`)."""
-    seconds = read_summary(run_dir)["train_seconds"]
+    """A run's training seconds with those of its own pre-training (`<run>/pretrain/`) and of
+    fitting its scoring back end (the texture fusion's fit is part of making the model)."""
+    summary = read_summary(run_dir)
+    seconds = summary["train_seconds"] + summary.get("scoring", {}).get("fit_seconds", 0.0)
     pretrain = Path(run_dir) / "pretrain" / "summary.json"
     return seconds + (json.loads(pretrain.read_text())["train_seconds"] if pretrain.exists() else 0.0)

@@ -5,6 +5,7 @@ the ROC curve and the backbone weights, so any figure in a report can be traced 
 """
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 
 from kiosk.atomic import atomic_write_json
 from kiosk.scoring import CohortNormScoring, CosineScoring, Scoring
-from training.backend import DEFAULT_SHRINKAGE, fit_calibration, fit_joint_bayesian
+from training.backend import DEFAULT_SHRINKAGE, fit_calibration, fit_joint_bayesian, fit_texture_fusion
 from training.data import Split, view1_split, view2_split
 from training.lfw import FOLDS_FILE, LFW, PAIRS_FILES, PEOPLE_FILES
 from training.metrics import impostor_threshold, roc_curve, true_accept_rate, verification_report
@@ -80,17 +81,19 @@ def split_for(recipe: Recipe, lfw: LFW, prepared: PreparedLFW, view: int = 1, fo
 
 
 def rescore(run_dir: Path, lfw: LFW, prepared: PreparedLFW, target_far: float = DEFAULT_TARGET_FAR,
-            scoring: str | None = None) -> dict:
-    """Score a finished View 1 run folder again with today's evaluation (threshold rule, figures),
-    from its saved weights and the recipe it records, without training; rewrites its summary.
-    `scoring` replaces the recipe's (the network stays; its recipe then records the new scoring)."""
+            scoring: str | None = None, view: int = 1, fold: int = 0) -> dict:
+    """Score a finished run folder again with today's evaluation (threshold rule, figures), from
+    its saved weights and the recipe it records, without training; rewrites its summary.
+    `scoring` replaces the recipe's (the network stays; its recipe then records the new scoring).
+    View 2 folds name their `fold` (0-9): the split must be the one the network trained on."""
     old = read_summary(run_dir)
-    if not old["split"].startswith("View 1"):
-        raise ValueError(f"{run_dir}: only View 1 runs can be rescored (this one is {old['split']!r})")
+    split_name = "View 1" if view == 1 else f"View 2 fold {fold}:"
+    if not old["split"].startswith(split_name):
+        raise ValueError(f"{run_dir}: not a run of {split_name.rstrip(':')} (its split: {old['split']!r})")
     recipe = Recipe.from_json(old["recipe"])
     recipe = replace(recipe, scoring=scoring) if scoring else recipe
     backbone = load_backbone(run_dir, recipe)
-    split = split_for(recipe, lfw, prepared)
+    split = split_for(recipe, lfw, prepared, view, fold)
     result = TrainResult(backbone, old["history"], old["best_epoch"], old["train_seconds"], recipe)
     evaluation, scoring = evaluate_run(result, split, prepared, target_far)
     summary = {**old, **evaluation}
@@ -101,7 +104,9 @@ def rescore(run_dir: Path, lfw: LFW, prepared: PreparedLFW, target_far: float = 
 def evaluate_run(result: TrainResult, split: Split, prepared: PreparedLFW, target_far: float) -> tuple[dict, Scoring]:
     """The run's summary (every figure, from the recipe's scoring) and that scoring, fitted."""
     serving = build_serving_model(result.backbone, prepared.crops.shape[1])
+    started = time.perf_counter()
     scoring = fitted_scoring(result.recipe.scoring, serving, prepared, split)
+    fit_seconds = time.perf_counter() - started
     validation_scores = pair_scores(serving, prepared.crops, split.validation, scoring)
     held_out = HeldOutPeople.embed(serving, prepared, split, scoring)
     threshold, threshold_rule = held_out.door_threshold(target_far)
@@ -120,7 +125,7 @@ def evaluate_run(result: TrainResult, split: Split, prepared: PreparedLFW, targe
         "validation": verification_report(validation_scores, split.validation.same).to_dict(),
         "validation_rank1": held_out.rank1(),
         "validation_true_accepts": held_out.true_accept_table(),
-        "scoring": describe_scoring(scoring),
+        "scoring": {**describe_scoring(scoring), "fit_seconds": round(fit_seconds, 1)},
         "threshold": {"value": float(threshold), "target_far": target_far, "rule": threshold_rule},
         "impostor_far_table": held_out.far_table(),
         "test": test.to_dict(),
@@ -153,7 +158,7 @@ class HeldOutPeople:
     @classmethod
     def embed(cls, serving, prepared: PreparedLFW, split: Split, scoring: Scoring | None = None) -> "HeldOutPeople":
         rows = np.unique(np.concatenate([split.validation.a, split.validation.b]))
-        vectors = embed_rows(serving, prepared.crops, rows)
+        vectors = embed_rows(serving, prepared.crops, rows, scoring)
         return cls(np.stack([vectors[row] for row in rows.tolist()]),
                    np.array([prepared.records[row]["name"] for row in rows.tolist()]), scoring or CosineScoring())
 
@@ -226,9 +231,16 @@ class HeldOutPeople:
 def fitted_scoring(kind: str, serving, prepared: PreparedLFW, split: Split) -> Scoring:
     """The scoring of `kind` for a trained network, from its embeddings of the training people (never
     test people): Joint Bayesian is fitted on them and calibrated on the validation pairs; AS-norm
-    keeps them as its cohort."""
+    keeps them as its cohort; the texture fusion fits its texture model on their crops."""
     if kind == "cosine":
         return CosineScoring()
+    if kind == "cosine+texture":
+        train_rows = np.sort(split.train_rows)
+        return fit_texture_fusion(
+            np.asarray(prepared.crops[train_rows]), np.array([prepared.records[row]["name"] for row in train_rows]),
+            pair_scores(serving, prepared.crops, split.validation),
+            (np.asarray(prepared.crops[split.validation.a]), np.asarray(prepared.crops[split.validation.b])),
+            split.validation.same, int(serving.output_shape[-1]))
     by_row = embed_rows(serving, prepared.crops, split.train_rows)
     rows = sorted(by_row)
     vectors = np.stack([by_row[row] for row in rows])
@@ -245,6 +257,12 @@ def describe_scoring(scoring: Scoring) -> dict:
     if scoring.kind == "as-norm":
         return {"kind": scoring.kind, "cohort": f"{len(scoring.cohort)} training images", "top_k": scoring.top_k,
                 "centre": scoring.centre, "spread": scoring.spread}
+    if scoring.kind == "cosine+texture":
+        w_cosine, w_texture, bias = scoring.weights
+        return {"kind": scoring.kind, "texture": f"LBP histograms, {scoring.texture.dimension} principal axes "
+                                                 "of the training images, Joint Bayesian on them",
+                "weights": {"cosine": w_cosine, "texture": w_texture, "bias": bias,
+                            "fitted_on": "the validation pairs (logistic regression on both scores)"}}
     return {"kind": scoring.kind, "shrinkage": DEFAULT_SHRINKAGE, "fitted_on": "the training people's embeddings",
             "calibration": {"slope": scoring.slope, "intercept": scoring.intercept,
                             "fitted_on": "the validation pairs (logistic regression on the log-likelihood ratio)"}}

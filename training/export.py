@@ -57,7 +57,8 @@ def export_model(backbone: keras.Model, crop_size: int, alignment: dict, out_pat
             "covers": "the backbone only (float32): the kiosk resizes and mirrors the crop before it and sums and "
                       "normalises after it with the model's own operations, so both files give the same embeddings",
         },
-        "embedding_size": int(backbone.output_shape[-1]),
+        # A texture fusion extends the network's embedding: the gallery stores the longer vector.
+        "embedding_size": int(getattr(scoring, "dimension", backbone.output_shape[-1])),
         **_scoring_entries(scoring or CosineScoring(), out_path),
         **card,
         "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -78,6 +79,13 @@ def _scoring_entries(scoring: Scoring, out_path: Path) -> dict:
                       f"images, over their spread, averaged over both faces, read as {scoring.centre:.4f} + "
                       f"{scoring.spread:.4f} x that (kiosk.scoring); higher = more alike")
         fitted = f"cohort: the embeddings of the {len(scoring.cohort)} training images (float16)"
+    elif scoring.kind == "cosine+texture":
+        similarity = (f"cosine+texture: 0.5 + calibrated log-odds of 'same person' / {LOG_ODDS_PER_UNIT:g}, from the "
+                      "network's cosine and a Joint Bayesian ratio of LBP texture vectors (kiosk.scoring, "
+                      "kiosk.texture); higher = more alike")
+        fitted = (f"texture: {scoring.texture.dimension} principal axes of the training images' LBP histograms "
+                  "(float16) and a Joint Bayesian on them; the two scores' weights by logistic regression on the "
+                  "validation pairs")
     else:
         similarity = (f"joint-bayesian: 0.5 + calibrated log-odds of 'same person' / {LOG_ODDS_PER_UNIT:g} "
                       "(kiosk.scoring); higher = more alike")

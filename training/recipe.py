@@ -67,8 +67,8 @@ class Recipe:
     # Batch-hard triplets also look for each anchor's nearest impostor among the embeddings of the
     # last `memory_batches` batches (cross-batch memory, losses.CrossBatchMemory); 0 is off.
     memory_batches: int = 0
-    # How two embeddings are scored (kiosk.scoring): "cosine", or "joint-bayesian", a back end
-    # fitted to the trained network's embeddings of its training people (training.backend).
+    # How two embeddings are scored (kiosk.scoring): "cosine", or a back end fitted after training
+    # (training.backend): "joint-bayesian", "as-norm", "cosine+texture".
     scoring: str = "cosine"
 
     def __post_init__(self) -> None:

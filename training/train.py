@@ -223,22 +223,27 @@ def _train_step(recipe: Recipe, backbone, head, optimizer, variables, teachers: 
     return step
 
 
-def embed_rows(serving: keras.Model, crops: np.ndarray, rows: np.ndarray, batch: int = 256) -> dict[int, np.ndarray]:
-    """Embeddings of the given rows of the prepared crops, through the serving model."""
+def embed_rows(serving: keras.Model, crops: np.ndarray, rows: np.ndarray, scoring: Scoring | None = None,
+               batch: int = 256) -> dict[int, np.ndarray]:
+    """Embeddings of the given rows of the prepared crops, through the serving model (and extended
+    as `scoring` needs, e.g. by texture vectors): the kiosk's embeddings of them."""
     unique = np.unique(rows)
-    vectors = np.concatenate([
-        np.asarray(serving(np.asarray(crops[unique[start:start + batch]]), training=False))
-        for start in range(0, len(unique), batch)
-    ])
-    return dict(zip(unique.tolist(), vectors))
+    scoring = scoring or CosineScoring()
+    vectors = []
+    for start in range(0, len(unique), batch):
+        block = np.asarray(crops[unique[start:start + batch]])
+        vectors.append(scoring.extend(np.asarray(serving(block, training=False)), block))
+    return dict(zip(unique.tolist(), np.concatenate(vectors)))
 
 
-def pair_vectors(serving: keras.Model, crops: np.ndarray, pairs: PairSet) -> tuple[np.ndarray, np.ndarray]:
+def pair_vectors(serving: keras.Model, crops: np.ndarray, pairs: PairSet,
+                 scoring: Scoring | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The embeddings of each pair's two images (two P x D arrays), embedded exactly as the kiosk embeds."""
-    vectors = embed_rows(serving, crops, np.concatenate([pairs.a, pairs.b]))
+    vectors = embed_rows(serving, crops, np.concatenate([pairs.a, pairs.b]), scoring)
     return (np.stack([vectors[row] for row in pairs.a.tolist()]), np.stack([vectors[row] for row in pairs.b.tolist()]))
 
 
 def pair_scores(serving: keras.Model, crops: np.ndarray, pairs: PairSet, scoring: Scoring | None = None) -> np.ndarray:
     """The score of each pair (cosine unless `scoring` says otherwise), as the kiosk scores it."""
-    return np.asarray((scoring or CosineScoring()).pairs(*pair_vectors(serving, crops, pairs)), np.float64)
+    scoring = scoring or CosineScoring()
+    return np.asarray(scoring.pairs(*pair_vectors(serving, crops, pairs, scoring)), np.float64)

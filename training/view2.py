@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,25 +19,27 @@ import numpy as np
 from kiosk.atomic import atomic_open, atomic_write_json
 from kiosk.modelcard import card_path_for, default_model_path
 from training.chain import own_seconds
-from training.experiment import Pretraining, phase_two, run_phases
+from training.experiment import Pretraining, phase_two, rescore, run_phases
 from training.export import training_command
 from training.metrics import accuracy_at, best_threshold
 from training.plots import markdown_table
 from training.recipe import Recipe
-from training.run_folder import finished_summary
+from training.run_folder import finished_summary, read_summary
 
-THRESHOLD_RULE = ("the accuracy-maximising cosine on the run's validation pairs (people held out from its "
+THRESHOLD_RULE = ("the accuracy-maximising score on the run's validation pairs (people held out from its "
                   "training, from the other nine folds), applied unchanged to the test fold")
 
 
 def view2(recipe: Recipe, lfw, prepared, runs_dir: Path, out_dir: Path, command: str,
           pretraining: Pretraining | None = None, log=print) -> Path:
     """Train (or reuse) one run per fold, then write view2.md/json. Finished folds of the same
-    recipe are reused, so a long recipe can be spread over several sittings: rerun the command."""
+    recipe are reused, so a long recipe can be spread over several sittings: rerun the command.
+    A finished fold whose recipe differs only in its scoring is scored again, not retrained."""
     rows, summaries = [], []
     for fold in range(10):
         folder = runs_dir / f"fold{fold}"
-        summary = (finished_summary(folder, phase_two(recipe, folder) if pretraining else recipe)
+        wanted = phase_two(recipe, folder) if pretraining else recipe
+        summary = (finished_summary(folder, wanted) or _rescored(folder, wanted, lfw, prepared, fold, log)
                    or run_phases(recipe, lfw, prepared, folder, view=2, fold=fold, pretraining=pretraining, log=log))
         summaries.append(summary)
         test = summary["test"]
@@ -68,6 +71,17 @@ def view2(recipe: Recipe, lfw, prepared, runs_dir: Path, out_dir: Path, command:
                      f"test fold instead (not the protocol's rule): {within_fold.mean() * 100:.2f}% ± "
                      f"{within_fold.std() * 100:.2f}.\n\n```\n{command}\n```\n\n{table}\n")
     return path
+
+
+def _rescored(folder: Path, wanted: Recipe, lfw, prepared, fold: int, log) -> dict | None:
+    """The fold's finished network scored with `wanted`'s scoring, if it is `wanted` but for that."""
+    if not (folder / "summary.json").exists():
+        return None
+    trained = Recipe.from_json(read_summary(folder)["recipe"])
+    if trained.scoring == wanted.scoring or replace(trained, scoring=wanted.scoring) != wanted:
+        return None
+    log(f"fold {fold + 1}: its network is finished; scoring it again with {wanted.scoring}")
+    return rescore(folder, lfw, prepared, scoring=wanted.scoring, view=2, fold=fold)
 
 
 def schedule(recipe: Recipe, pretraining: Pretraining | None) -> str:

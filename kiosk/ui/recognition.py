@@ -27,7 +27,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 from kiosk.accesslog import AccessLog
 from kiosk.camera import Camera, CameraState
 from kiosk.database import database_path, open_database
-from kiosk.gallery import Gallery
+from kiosk.gallery import Gallery, GalleryError
 from kiosk.live_settings import Applied, LiveSettings, Pending, SettingsMailbox, door_from_settings
 from kiosk.liveness import LivenessGate
 from kiosk.modelcard import default_model_path
@@ -74,6 +74,10 @@ class ThresholdEngine:
     @property
     def detector(self):
         return self._engine.detector
+
+    @property
+    def embedding_size(self) -> int:
+        return self._engine.embedding_size
 
     @property
     def threshold(self) -> float:
@@ -177,9 +181,14 @@ class RecognitionWorker(QObject):
         gallery = Gallery(conn)
         matcher = ThresholdEngine(engine, settings.threshold)
         threshold = matcher.threshold_for(len(gallery.matrix()[0]))
-        runner = KioskRunner(self._camera, matcher, gallery, access_log,
-                             DecisionPolicy(liveness=LivenessGate() if settings.liveness else None), door,
-                             thumbnails=settings.store_thumbnails)
+        try:
+            runner = KioskRunner(self._camera, matcher, gallery, access_log,
+                                 DecisionPolicy(liveness=LivenessGate() if settings.liveness else None), door,
+                                 thumbnails=settings.store_thumbnails)
+        except GalleryError as exc:  # enrolled with another model
+            log.error("the gallery does not fit the face model: %s", exc)
+            self.fatal.emit("Enrolled faces are from another face model — re-enrol, recognition is off", str(exc))
+            return
         with self._lock:
             self._runner = runner
             if self._stopping.is_set():

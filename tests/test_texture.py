@@ -1,0 +1,170 @@
+"""The hand-made texture descriptor (kiosk.texture) and its fusion with the network's cosine
+(kiosk.scoring.TextureFusionScoring): LBP codes by hand, the projection against scikit-learn, the
+fused score against its formula, and the kiosk embedding and scoring with it end to end."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+from kiosk.modelcard import card_path_for, scoring_path_for
+from kiosk.scoring import LOG_ODDS_PER_UNIT, TextureFusionScoring
+from kiosk.texture import BINS, TextureProjection, cell_histograms, lbp_codes, lbp_histograms
+from training.backend import fit_logistic, fit_texture_fusion
+
+
+def ring(centre: float, neighbours: list[float]) -> np.ndarray:
+    """A 5 x 5 grey image: `centre` in the middle, the 8 neighbours 2 px away clockwise from the top left."""
+    image = np.full((5, 5), -1.0)
+    image[2, 2] = centre
+    for value, (y, x) in zip(neighbours, [(0, 0), (0, 2), (0, 4), (2, 4), (4, 4), (4, 2), (4, 0), (2, 0)]):
+        image[y, x] = value
+    return image[None]
+
+
+def test_lbp_codes_by_hand():
+    uniform = [code for code in range(256) if sum(((code >> i) & 1) != ((code >> (i + 1) % 8) & 1) for i in range(8)) <= 2]
+    assert len(uniform) == BINS - 1
+    assert lbp_codes(ring(5, [1] * 8))[0, 0, 0] == 0  # a bright spot: no neighbour as bright
+    assert lbp_codes(ring(5, [5] * 8))[0, 0, 0] == uniform.index(255)  # flat: every neighbour as bright
+    # Top left, top and top right brighter: bits 0-2, code 7, uniform.
+    assert lbp_codes(ring(5, [9, 9, 9, 1, 1, 1, 1, 1]))[0, 0, 0] == uniform.index(7)
+    assert lbp_codes(ring(5, [9, 1, 9, 1, 9, 1, 9, 1]))[0, 0, 0] == BINS - 1  # alternating: not uniform
+
+
+def test_cell_histograms_are_frequencies_per_cell():
+    bins = np.zeros((1, 4, 6), np.int64)
+    bins[0, :2, 3:] = 5  # the top right 2 x 3 cell... of 2 x 2 cells: columns 3-5 span cells 1 and 2
+    histograms = cell_histograms(bins, cell=2).reshape(1, 2, 3, BINS)  # 2 rows x 3 columns of cells
+    assert histograms.sum(axis=-1) == pytest.approx(np.ones((1, 2, 3)))
+    assert histograms[0, 0, 0, 0] == 1.0 and histograms[0, 0, 1, [0, 5]] == pytest.approx([0.5, 0.5])
+    assert histograms[0, 0, 2, 5] == 1.0 and histograms[0, 1, :, 0] == pytest.approx([1, 1, 1])
+
+
+def test_histograms_ignore_a_change_of_brightness_and_see_a_change_of_face():
+    rng = np.random.default_rng(0)
+    grey = rng.integers(40, 200, size=(2, 112, 112)).astype(np.uint8)
+    crops = np.repeat(grey[..., None], 3, axis=-1)
+    scales = ((112, 10),)
+    histograms = lbp_histograms(crops, scales)
+    assert histograms.shape == (2, 10 * 10 * BINS) and histograms.dtype == np.float32  # (112 - 4) // 10 cells a side
+    assert np.array_equal(lbp_histograms(crops + 30, scales), histograms)
+    assert not np.allclose(histograms[0], histograms[1])
+    assert lbp_histograms(crops).shape == (2, (100 + 49 + 36 + 16) * BINS)
+    with pytest.raises(ValueError, match="uint8"):
+        lbp_histograms(crops.astype(np.float32))
+
+
+def test_the_projection_is_whitened_pca():
+    rng = np.random.default_rng(1)
+    histograms = rng.normal(size=(40, 120)) @ rng.normal(size=(120, 120)) * 0.1
+    projection = TextureProjection.fit(histograms, 10)
+    pca = PCA(10).fit(histograms)
+    # The same axes as scikit-learn's (up to sign; float16 as saved) and the same spread along them.
+    cosines = np.abs(np.sum(projection.axes * pca.components_.T, axis=0))
+    assert cosines == pytest.approx(np.ones(10), abs=2e-3)
+    assert projection.spread == pytest.approx(np.sqrt(pca.explained_variance_ * 39 / 40), rel=1e-3)
+    vectors = projection.vectors(histograms)
+    assert np.linalg.norm(vectors, axis=1) == pytest.approx(np.ones(40))
+    with pytest.raises(ValueError, match="dimension"):
+        TextureProjection.fit(histograms, 40)
+
+
+def test_the_logistic_fit_is_scikit_learns_unpenalised_one():
+    rng = np.random.default_rng(2)
+    same = rng.random(400) < 0.5
+    features = np.stack([same + rng.normal(size=400), 2 * same + rng.normal(scale=3, size=400)], axis=1)
+    reference = LogisticRegression(C=1e10, max_iter=10_000, tol=1e-12).fit(features, same)
+    weights = fit_logistic(features, same)
+    assert weights[:2] == pytest.approx(reference.coef_[0], rel=1e-4)
+    assert weights[2] == pytest.approx(reference.intercept_[0], abs=1e-4)
+
+
+def faces(people: int, images: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic 112 px crops: each person a random blotchy pattern, each image of them a brightness
+    and contrast change with noise; identity lives in the texture."""
+    rng = np.random.default_rng(seed)
+    import cv2
+    patterns = [cv2.resize(rng.uniform(60, 190, size=(14, 14)), (112, 112), interpolation=cv2.INTER_CUBIC)
+                for _ in range(people)]
+    crops = [np.clip(pattern * rng.uniform(0.8, 1.2) + rng.uniform(-20, 20) + rng.normal(scale=6, size=pattern.shape),
+                     0, 255) for pattern in patterns for _ in range(images)]
+    grey = np.array(crops, np.uint8)
+    return np.repeat(grey[..., None], 3, axis=-1), np.repeat(np.arange(people), images)
+
+
+@pytest.fixture(scope="module")
+def fused() -> TextureFusionScoring:
+    crops, names = faces(30, 4)
+    rng = np.random.default_rng(3)
+    pairs_a, pairs_b = rng.integers(0, len(crops), 400), rng.integers(0, len(crops), 400)
+    pairs_b[:200] = pairs_a[:200] ^ 1  # the other image of the same person (images come in fours)
+    same = names[pairs_a] == names[pairs_b]
+    noise_cosines = rng.uniform(-0.2, 0.4, size=400)  # a network that knows nothing
+    return fit_texture_fusion(crops, names, noise_cosines, (crops[pairs_a], crops[pairs_b]), same,
+                              network_dimension=6, dimension=20)
+
+
+def test_the_fusion_leans_on_whichever_score_tells_people_apart(fused):
+    crops, names = faces(10, 3, seed=7)  # people it never saw
+    network = np.zeros((len(crops), 6), np.float32)
+    network[:, 0] = 1.0
+    vectors = fused.extend(network, crops)
+    assert vectors.shape == (30, 26) and np.linalg.norm(vectors, axis=1) == pytest.approx(np.ones(30), abs=1e-6)
+    a, b = np.triu_indices(len(crops), k=1)
+    assert roc_auc_score(names[a] == names[b], fused.pairs(vectors[a], vectors[b])) > 0.95
+    # The texture's term moves the log-odds far more than the noise's (whose cosines spread by about 0.17).
+    w_cosine, w_texture, _ = fused.weights
+    texture = fused.texture.describe(crops)
+    spread = np.std(fused.joint_bayesian.log_likelihood_ratios(texture[a], texture[b]))
+    assert w_texture > 0 and w_texture * spread > 5 * abs(w_cosine) * 0.17
+
+
+def test_the_fused_score_is_its_formula_and_matrix_and_pairs_agree(fused, tmp_path):
+    rng = np.random.default_rng(5)
+    crops, _ = faces(4, 2, seed=9)
+    network = rng.normal(size=(8, 6))
+    network /= np.linalg.norm(network, axis=1, keepdims=True)
+    vectors = fused.extend(network, crops)
+    texture = fused.texture.describe(crops)
+    w_cosine, w_texture, bias = fused.weights
+    expected = 0.5 + (w_cosine * (network[:4] @ network[4:].T)
+                      + w_texture * fused.joint_bayesian.log_likelihood_ratio_matrix(texture[:4], texture[4:])
+                      + bias) / LOG_ODDS_PER_UNIT
+    assert fused.matrix(vectors[:4], vectors[4:]) == pytest.approx(expected, abs=1e-5)
+    i, j = np.meshgrid(np.arange(4), np.arange(4, 8), indexing="ij")
+    assert fused.pairs(vectors[i.ravel()], vectors[j.ravel()]) == pytest.approx(expected.ravel(), abs=1e-5)
+    gallery = vectors[4:].copy()
+    gallery.flags.writeable = False
+    assert fused.matrix(vectors[:4], gallery) == pytest.approx(expected, abs=1e-5)
+    assert fused.matrix(vectors[:2], gallery) == pytest.approx(expected[:2], abs=1e-5)  # the gallery's side, kept
+    fused.save(tmp_path / "t.npz")
+    loaded = TextureFusionScoring.load(tmp_path / "t.npz")
+    assert np.array_equal(loaded.extend(network, crops), vectors)
+    assert np.array_equal(loaded.matrix(vectors, vectors), fused.matrix(vectors, vectors))
+    with pytest.raises(ValueError, match="26-d"):
+        fused.pairs(network, network)
+
+
+def test_the_kiosk_embeds_and_scores_with_the_texture_its_card_names(fused, tmp_path):
+    from kiosk.engine import FaceEngine
+    from training.export import export_model
+    from training.model import build_backbone, build_serving_model
+
+    backbone = build_backbone(input_size=32, widths=(8, 16, 16, 16), blocks=(1, 1, 1, 1), embedding_size=6)
+    model = export_model(backbone, 112, {"size": 112, "margin": 0.0}, tmp_path / "t.keras",
+                         {"threshold": {"value": 0.5, "rule": "a test threshold"}}, fused)
+    card = json.loads(card_path_for(model).read_text())
+    assert card["embedding_size"] == 26 and card["scoring"]["kind"] == "cosine+texture"
+    assert card["scoring"]["file"] == scoring_path_for(model).name
+    engine = FaceEngine(model)
+    crops, _ = faces(3, 2, seed=11)
+    embeddings = engine.embed_crops(crops)
+    network = np.asarray(build_serving_model(backbone, 112)(crops, training=False))
+    assert embeddings == pytest.approx(fused.extend(network, crops), abs=1e-5)
+    assert engine.similarity(embeddings[0], embeddings[1]) == pytest.approx(
+        float(fused.pairs(embeddings[:1], embeddings[1:2])[0]), abs=1e-6)
