@@ -31,7 +31,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-EMBEDDING_SIZE = 128
+from kiosk.modelcard import ModelCard, default_model_path
+
+# The shipped model's: some fault tests enrol through the real kiosk beside these writers, and a
+# gallery holds templates of one size (kiosk.gallery.Gallery.check_dimension).
+EMBEDDING_SIZE = ModelCard.load(default_model_path()).embedding_size
 
 
 @dataclass(frozen=True)
