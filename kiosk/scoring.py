@@ -117,8 +117,13 @@ class JointBayesianScoring(_NetworkOnly):
             if str(data["kind"]) != cls.kind:
                 raise ValueError(f"{path} holds {str(data['kind'])!r} scoring, not {cls.kind!r}")
             slope, intercept = data["calibration"].tolist()
-            scoring = cls(data["mean"].astype(np.float64), data["cross"].astype(np.float64),
-                          data["quadratic"].astype(np.float64), slope, intercept)
+            return cls.from_saved(data, path, slope, intercept)
+
+    @classmethod
+    def from_saved(cls, data, path: str | Path, slope: float = 1.0, intercept: float = 0.0) -> "JointBayesianScoring":
+        """The ratio from the "mean", "cross" and "quadratic" arrays of an open .npz file, shapes checked."""
+        scoring = cls(data["mean"].astype(np.float64), data["cross"].astype(np.float64),
+                      data["quadratic"].astype(np.float64), slope, intercept)
         dimension = scoring.mean.shape[0]
         if scoring.cross.shape != (dimension, dimension) or scoring.quadratic.shape != (dimension, dimension):
             raise ValueError(f"{path}: parameter shapes do not agree ({scoring.mean.shape}, {scoring.cross.shape}, "
@@ -265,8 +270,7 @@ class TextureFusionScoring:
             texture = TextureProjection(data["texture_mean"].astype(np.float32),
                                         data["texture_axes"].astype(np.float32),
                                         data["texture_spread"].astype(np.float32))
-            joint_bayesian = JointBayesianScoring(data["mean"].astype(np.float64), data["cross"].astype(np.float64),
-                                                  data["quadratic"].astype(np.float64))
+            joint_bayesian = JointBayesianScoring.from_saved(data, path)
             w_cosine, w_texture, bias = data["weights"].tolist()
             scoring = cls(texture, joint_bayesian, (w_cosine, w_texture, bias), int(data["network_dimension"]))
         if not (texture.mean.shape[0] == texture.axes.shape[0] and texture.axes.shape[1] == texture.spread.shape[0]

@@ -71,8 +71,9 @@ def fit_texture_fusion(train_crops: np.ndarray, train_names: np.ndarray, validat
     """The fusion of a network's cosine with texture vectors: the texture projection and its Joint
     Bayesian fitted on the training images (never a test person's), the two scores' weights on
     the validation pairs (`validation_cosines` of the pairs `validation_crops`, `same` person?)."""
-    texture = TextureProjection.fit(lbp_histograms(train_crops), dimension)
-    joint_bayesian = fit_joint_bayesian(texture.describe(train_crops), train_names, TEXTURE_SHRINKAGE)
+    histograms = lbp_histograms(train_crops)
+    texture = TextureProjection.fit(histograms, dimension)
+    joint_bayesian = fit_joint_bayesian(texture.vectors(histograms), train_names, TEXTURE_SHRINKAGE)
     ratios = joint_bayesian.log_likelihood_ratios(*(texture.describe(crops) for crops in validation_crops))
     w_cosine, w_texture, bias = fit_logistic(np.stack([validation_cosines, ratios], axis=1), same)
     return TextureFusionScoring(texture, joint_bayesian, (float(w_cosine), float(w_texture), float(bias)),
