@@ -14,10 +14,11 @@ The model card says which scoring its threshold was set for:
 - as-norm: the cosine, normalised by each face's usual cosine with the training people's images
   (adaptive score normalisation; CohortNormScoring): more true matches far down the tail on the
   validation people, not on DevTest.
-- cosine+texture: the network's cosine and a Joint Bayesian ratio of hand-made LBP texture
+- cosine+texture: the network's cosine and a Joint Bayesian ratio of hand-made LBP and LPQ texture
   vectors (kiosk.texture), weighed by a logistic fitted on validation pairs, on the same scale as
   joint-bayesian. The embedding then holds both parts (TextureFusionScoring.extend): more true
-  matches at every false-accept rate measured, down to 1e-4 (reports/recipe_search.md, session 9).
+  matches at every false-accept rate measured, down to 1e-4 (reports/recipe_search.md, sessions 9
+  and 10).
 
 Each turns an M x D block of queries and an N x D block of templates into an M x N score
 matrix; what depends on the gallery alone is computed once per gallery, not per frame.
@@ -29,7 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
-from kiosk.texture import TextureProjection
+from kiosk.texture import DESCRIPTOR, CellAxes, TextureProjection
+
+
+class StaleScoringError(ValueError):
+    """A fitted scoring file made for another version of the descriptor it scores."""
+
 
 KINDS = ("cosine", "joint-bayesian", "as-norm", "cosine+texture")
 # Nats of calibrated log-odds per unit of a Joint Bayesian score (see the module docstring). Chosen
@@ -255,26 +261,40 @@ class TextureFusionScoring:
         return self.network_dimension + self.texture.dimension
 
     def save(self, path: str | Path) -> None:
+        cells = {}
+        for index, cell in enumerate(self.texture.cells):
+            cells[f"texture_cell_mean{index}"] = cell.mean
+            cells[f"texture_cell_axes{index}"] = cell.axes.astype(np.float16)
         with open(path, "wb") as stream:
             np.savez(stream, kind=self.kind, network_dimension=self.network_dimension,
-                     weights=np.array(self.weights), texture_mean=self.texture.mean,
-                     texture_axes=self.texture.axes.astype(np.float16), texture_spread=self.texture.spread,
-                     mean=self.joint_bayesian.mean, cross=self.joint_bayesian.cross,
-                     quadratic=self.joint_bayesian.quadratic)
+                     weights=np.array(self.weights), texture_descriptor=DESCRIPTOR, **cells,
+                     texture_mean=self.texture.mean, texture_axes=self.texture.axes.astype(np.float16),
+                     texture_spread=self.texture.spread, mean=self.joint_bayesian.mean,
+                     cross=self.joint_bayesian.cross, quadratic=self.joint_bayesian.quadratic)
 
     @classmethod
     def load(cls, path: str | Path) -> "TextureFusionScoring":
         with np.load(path, allow_pickle=False) as data:
             if str(data["kind"]) != cls.kind:
                 raise ValueError(f"{path} holds {str(data['kind'])!r} scoring, not {cls.kind!r}")
-            texture = TextureProjection(data["texture_mean"].astype(np.float32),
+            descriptor = str(data["texture_descriptor"]) if "texture_descriptor" in data else "an older one"
+            if descriptor != DESCRIPTOR:
+                raise StaleScoringError(f"{path} was fitted on another texture descriptor ({descriptor}), not on "
+                                        f"this version's ({DESCRIPTOR}); score the run again: "
+                                        f"python -m training rescore RUN --scoring {cls.kind}")
+            blocks = sum(key.startswith("texture_cell_mean") for key in data.files)
+            cells = tuple(CellAxes(data[f"texture_cell_mean{index}"].astype(np.float32),
+                                   data[f"texture_cell_axes{index}"].astype(np.float32)) for index in range(blocks))
+            texture = TextureProjection(cells, data["texture_mean"].astype(np.float32),
                                         data["texture_axes"].astype(np.float32),
                                         data["texture_spread"].astype(np.float32))
             joint_bayesian = JointBayesianScoring.from_saved(data, path)
             w_cosine, w_texture, bias = data["weights"].tolist()
             scoring = cls(texture, joint_bayesian, (w_cosine, w_texture, bias), int(data["network_dimension"]))
-        if not (texture.mean.shape[0] == texture.axes.shape[0] and texture.axes.shape[1] == texture.spread.shape[0]
-                == joint_bayesian.dimension):
+        reduced = sum(cell.axes.shape[0] * cell.axes.shape[2] for cell in cells)
+        if not (reduced == texture.mean.shape[0] == texture.axes.shape[0]
+                and texture.axes.shape[1] == texture.spread.shape[0] == joint_bayesian.dimension
+                and all(cell.mean.shape == cell.axes.shape[:2] for cell in cells)):
             raise ValueError(f"{path}: texture parameter shapes do not agree ({texture.mean.shape}, "
                              f"{texture.axes.shape}, {texture.spread.shape}, {joint_bayesian.mean.shape})")
         return scoring

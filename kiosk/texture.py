@@ -1,15 +1,24 @@
-"""A hand-made face descriptor beside the network: multi-scale LBP histograms of the aligned crop.
+"""A hand-made face descriptor beside the network: multi-scale LBP and LPQ histograms of the crop.
 
 Local binary patterns (Ojala et al., 2002) code each pixel by which of its 8 neighbours, 2 px
 away, are at least as bright; the 58 "uniform" codes (at most two changes around the circle) and
 one bin for all others are counted in a grid of cells, at four sizes of the crop (the
 high-dimensional LBP of Chen et al., CVPR 2013, on a grid rather than around landmarks, since
-the crop is already aligned). Its mistakes are not the network's: fused with the network's
-cosine (kiosk.scoring.TextureFusionScoring) it raised the true accepts at the door's threshold
-more than any network change or ensemble of networks (reports/recipe_search.md, session 9).
+the crop is already aligned). Local phase quantisation (Ojansivu and Heikkilä, 2008) codes each
+pixel by the signs of four low-frequency Fourier coefficients of its 7 x 7 neighbourhood (256
+codes), which blur leaves alone; counted the same way at two sizes. The two see different things:
+fused with the network's cosine (kiosk.scoring.TextureFusionScoring), LBP alone raised the
+validation true accepts at the door's threshold from 53% to 64%, both together to 72%
+(reports/recipe_search.md, sessions 9 and 10), more than any network change or ensemble.
 
-The histograms (about 12,000 numbers) are projected onto their principal axes among the training
-images, whitened and scaled to unit length: the texture part of the kiosk's embedding.
+A face is described by the mean of its crop's histograms and its mirror image's: the grids of
+cells do not sit symmetrically on the face, so the mirror sees other cell borders, and a face and
+its mirror image get one description, as they get one network embedding (it embeds both).
+
+About 41,000 numbers, far more than the training images: each cell's histogram is first reduced
+to its 16 main axes of variation among the training images, then all of them together to the
+texture vector's (whitened and scaled to unit length): the texture part of the kiosk's embedding.
+Two steps keep the projection small (a few MB instead of 33) and lost nothing in the probes.
 """
 from __future__ import annotations
 
@@ -23,6 +32,13 @@ RADIUS = 2
 # shapes, coarse ones the face's layout.
 SCALES = ((112, 10), (80, 10), (56, 8), (40, 8))
 BINS = 59  # 58 uniform patterns + 1 for the rest
+LPQ_WINDOW = 7  # px; its lowest non-zero frequency is 1/7 cycle per pixel
+LPQ_SCALES = ((112, 14), (56, 8))
+LPQ_BINS = 256  # 8 sign bits
+CELL_AXES = 16  # main axes kept of each cell's histogram
+# Named in every fitted scoring file: a projection fitted on one descriptor is meaningless on another.
+DESCRIPTOR = ("sqrt histograms: uniform LBP r2 in cells at 112/10 80/10 56/8 40/8 px, LPQ 7x7 at 112/14 "
+              "56/8 px; mean of the crop and its mirror; 16 axes a cell")
 # Neighbours clockwise from the top left, in steps of RADIUS.
 _NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1))
 
@@ -50,21 +66,54 @@ def lbp_codes(grey: np.ndarray, radius: int = RADIUS) -> np.ndarray:
     return _BIN_OF_CODE[code]
 
 
-def cell_histograms(bins: np.ndarray, cell: int) -> np.ndarray:
-    """N x H x W bins -> N x (cells * 59) frequencies in non-overlapping cell x cell squares
+def cell_histograms(bins: np.ndarray, cell: int, bin_count: int = BINS) -> np.ndarray:
+    """N x H x W bins -> N x (cells * bin_count) frequencies in non-overlapping cell x cell squares
     (rows and columns that do not fill a whole cell are left out)."""
     count, height, width = bins.shape
     rows, columns = height // cell, width // cell
     bins = bins[:, :rows * cell, :columns * cell]
     cell_of = (np.arange(rows * cell) // cell)[:, None] * columns + (np.arange(columns * cell) // cell)[None, :]
-    index = (np.arange(count)[:, None, None] * (rows * columns) + cell_of[None]) * BINS + bins
-    counts = np.bincount(index.ravel(), minlength=count * rows * columns * BINS)
-    return counts.reshape(count, rows * columns * BINS).astype(np.float32) / (cell * cell)
+    index = (np.arange(count)[:, None, None] * (rows * columns) + cell_of[None]) * bin_count + bins
+    counts = np.bincount(index.ravel(), minlength=count * rows * columns * bin_count)
+    return counts.reshape(count, rows * columns * bin_count).astype(np.float32) / (cell * cell)
+
+
+def lpq_codes(grey: np.ndarray) -> np.ndarray:
+    """N x H x W grey images -> N x H x W codes (0..255): bit 2k is set where the real part of the
+    k-th Fourier coefficient of the pixel's 7 x 7 neighbourhood (border mirrored) is positive, bit
+    2k + 1 where its imaginary part is; frequencies (a, 0), (0, a), (a, a), (a, -a), a = 1/7."""
+    codes = np.zeros(grey.shape, np.int64)
+    for index, image in enumerate(np.asarray(grey, np.float32)):
+        for bit, weights in enumerate(_LPQ_WEIGHTS):
+            response = cv2.filter2D(image, cv2.CV_32F, weights, borderType=cv2.BORDER_REFLECT)
+            # Not 0: on a flat patch every coefficient is 0 up to rounding, whose sign is noise.
+            codes[index] |= (response > 1e-3).astype(np.int64) << bit
+    return codes
+
+
+def _lpq_weights() -> list[np.ndarray]:
+    """The real and imaginary parts of the four 7 x 7 Fourier windows, in code-bit order."""
+    offsets = np.arange(LPQ_WINDOW) - LPQ_WINDOW // 2
+    wave, flat = np.exp(-2j * np.pi * offsets / LPQ_WINDOW), np.ones(LPQ_WINDOW)
+    windows = [np.outer(down, across) for down, across in ((flat, wave), (wave, flat), (wave, wave), (wave.conj(), wave))]
+    return [part.astype(np.float32) for window in windows for part in (window.real, window.imag)]
+
+
+_LPQ_WEIGHTS = _lpq_weights()
 
 
 def lbp_histograms(crops: np.ndarray, scales=SCALES, radius: int = RADIUS) -> np.ndarray:
     """N x S x S x 3 uint8 RGB crops -> N x D float32: the square roots of every cell's pattern
     frequencies at every scale (the root makes a bin's noise independent of its count)."""
+    return _histograms(crops, scales, lambda grey: lbp_codes(grey, radius), BINS)
+
+
+def lpq_histograms(crops: np.ndarray, scales=LPQ_SCALES) -> np.ndarray:
+    """As lbp_histograms, of the LPQ codes (256 bins a cell)."""
+    return _histograms(crops, scales, lpq_codes, LPQ_BINS)
+
+
+def _histograms(crops: np.ndarray, scales, codes_of, bin_count: int) -> np.ndarray:
     crops = np.asarray(crops)
     if crops.ndim != 4 or crops.shape[-1] != 3 or crops.dtype != np.uint8:
         raise ValueError(f"crops must be N x S x S x 3 uint8, got {crops.shape} {crops.dtype}")
@@ -73,44 +122,108 @@ def lbp_histograms(crops: np.ndarray, scales=SCALES, radius: int = RADIUS) -> np
     for side, cell in scales:
         resized = grey if side == grey.shape[1] else np.stack(
             [cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA) for image in grey])
-        parts.append(cell_histograms(lbp_codes(resized, radius), cell))
+        parts.append(cell_histograms(codes_of(resized), cell, bin_count))
     return np.sqrt(np.concatenate(parts, axis=1))
+
+
+def face_histograms(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The descriptor the projection is fitted on and applied to, as (N x cells x 59 LBP,
+    N x cells x 256 LPQ) blocks: the mean of each crop's histograms and its mirror image's."""
+    crops = np.asarray(crops)
+    mirrored = crops[:, :, ::-1]
+    lbp = (lbp_histograms(crops) + lbp_histograms(mirrored)) / 2
+    lpq = (lpq_histograms(crops) + lpq_histograms(mirrored)) / 2
+    return lbp.reshape(len(crops), -1, BINS), lpq.reshape(len(crops), -1, LPQ_BINS)
+
+
+def _half(array: np.ndarray) -> np.ndarray:
+    # Kept as float16 in the model's files (half the size) and fitted in that precision, so a
+    # reloaded projection describes faces exactly as the fitted one did.
+    return np.asarray(array).astype(np.float16).astype(np.float32)
+
+
+@dataclass(frozen=True, eq=False)
+class CellAxes:
+    """One descriptor's cells -> each cell's histogram along that cell's main axes of variation."""
+
+    mean: np.ndarray  # cells x bins
+    axes: np.ndarray  # cells x bins x k, unit columns
+
+    @classmethod
+    def fit(cls, cells: np.ndarray, dimension: int = CELL_AXES) -> "CellAxes":
+        """The top `dimension` principal axes of each cell among N x cells x bins training histograms."""
+        cells = np.asarray(cells, np.float32)
+        if not 1 <= dimension <= cells.shape[2]:
+            raise ValueError(f"cell dimension must be 1..{cells.shape[2]}, got {dimension}")
+        mean = cells.mean(axis=0)
+        centred = np.moveaxis(cells - mean, 1, 0)  # cells x N x bins
+        scatter = np.matmul(centred.transpose(0, 2, 1), centred).astype(np.float64)
+        axes = np.linalg.eigh(scatter)[1][:, :, ::-1][:, :, :dimension]
+        return cls(mean, _half(axes))
+
+    def project(self, cells: np.ndarray) -> np.ndarray:
+        """N x cells x bins -> N x (cells * k)."""
+        centred = np.moveaxis(np.asarray(cells, np.float32) - self.mean, 1, 0)
+        return np.moveaxis(np.matmul(centred, self.axes), 0, 1).reshape(len(cells), -1)
+
+
+def principal_axes(features: np.ndarray, dimension: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, D x d unit axes, d standard deviations along them) of the top `dimension` principal
+    axes of N x D features, from whichever of the N x N and D x D products is smaller."""
+    features = np.asarray(features, np.float32)
+    count = len(features)
+    if not 1 <= dimension < min(features.shape):
+        raise ValueError(f"dimension must be 1..{min(features.shape) - 1}, got {dimension}")
+    mean = features.mean(axis=0)
+    centred = features - mean
+    if count < features.shape[1]:
+        eigenvalues, eigenvectors = np.linalg.eigh((centred @ centred.T).astype(np.float64))
+        eigenvalues, eigenvectors = eigenvalues[::-1][:dimension], eigenvectors[:, ::-1][:, :dimension]
+        axes = (centred.T @ eigenvectors.astype(np.float32)) / np.sqrt(eigenvalues).astype(np.float32)
+    else:
+        eigenvalues, axes = np.linalg.eigh((centred.T @ centred).astype(np.float64))
+        eigenvalues, axes = eigenvalues[::-1][:dimension], axes[:, ::-1][:, :dimension]
+    return mean, _half(axes), np.sqrt(eigenvalues / count).astype(np.float32)
 
 
 @dataclass(frozen=True, eq=False)
 class TextureProjection:
-    """LBP histograms -> unit vectors along their main axes of variation among training images."""
+    """Histogram blocks -> unit vectors along their main axes of variation among training images:
+    each cell reduced on its own, then all cells together, whitened."""
 
-    mean: np.ndarray  # D
+    cells: tuple[CellAxes, ...]  # one per block of face_histograms
+    mean: np.ndarray  # D: the cells' reduced histograms, concatenated
     axes: np.ndarray  # D x d, each column a unit principal axis
     spread: np.ndarray  # d: the training images' standard deviation along each axis
 
     @classmethod
-    def fit(cls, histograms: np.ndarray, dimension: int) -> "TextureProjection":
-        """The top `dimension` principal axes of N x D training histograms (N far below D: found
-        from the N x N Gram matrix, which is much cheaper than the D x D covariance)."""
-        histograms = np.asarray(histograms, np.float32)
-        if not 1 <= dimension < min(histograms.shape):
-            raise ValueError(f"dimension must be 1..{min(histograms.shape) - 1}, got {dimension}")
-        mean = histograms.mean(axis=0)
-        centred = histograms - mean
-        eigenvalues, eigenvectors = np.linalg.eigh((centred @ centred.T).astype(np.float64))
-        eigenvalues, eigenvectors = eigenvalues[::-1][:dimension], eigenvectors[:, ::-1][:, :dimension]
-        # Kept as float16 in the model's files (half the size); fitted in the same precision, so a
-        # reloaded projection describes faces exactly as the fitted one did.
-        axes = ((centred.T @ eigenvectors.astype(np.float32)) / np.sqrt(eigenvalues).astype(np.float32))
-        return cls(mean, axes.astype(np.float16).astype(np.float32),
-                   np.sqrt(eigenvalues / len(histograms)).astype(np.float32))
+    def fit(cls, blocks: tuple[np.ndarray, ...], dimension: int, cell_dimension: int = CELL_AXES) -> "TextureProjection":
+        cells = tuple(CellAxes.fit(block, cell_dimension) for block in blocks)
+        mean, axes, spread = principal_axes(_reduced(cells, blocks), dimension)
+        return cls(cells, mean, axes, spread)
 
-    def vectors(self, histograms: np.ndarray) -> np.ndarray:
-        """N x d unit vectors: whitened projections of the histograms."""
-        whitened = (np.asarray(histograms, np.float32) - self.mean) @ self.axes / self.spread
+    def vectors(self, blocks: tuple[np.ndarray, ...]) -> np.ndarray:
+        """N x d unit vectors: whitened projections of the histogram blocks."""
+        whitened = (_reduced(self.cells, blocks) - self.mean) @ self.axes / self.spread
         return whitened / np.maximum(np.linalg.norm(whitened, axis=1, keepdims=True), 1e-12)
 
     def describe(self, crops: np.ndarray) -> np.ndarray:
         """N x d unit texture vectors of aligned crops."""
-        return self.vectors(lbp_histograms(crops))
+        return self.vectors(face_histograms(crops))
 
     @property
     def dimension(self) -> int:
         return self.axes.shape[1]
+
+
+def texture_in_words(texture: TextureProjection) -> str:
+    """What a fitted projection is, for model cards and run summaries."""
+    return (f"LBP and LPQ histograms of the crop and its mirror image, each cell's reduced to its "
+            f"{texture.cells[0].axes.shape[2]} principal axes, then {texture.dimension} principal axes of them "
+            f"all, among the training images")
+
+
+def _reduced(cells: tuple[CellAxes, ...], blocks: tuple[np.ndarray, ...]) -> np.ndarray:
+    if len(cells) != len(blocks):
+        raise ValueError(f"the projection has {len(cells)} histogram blocks, got {len(blocks)}")
+    return np.concatenate([cell.project(block) for cell, block in zip(cells, blocks)], axis=1)

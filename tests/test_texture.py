@@ -12,8 +12,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from kiosk.modelcard import card_path_for, scoring_path_for
-from kiosk.scoring import LOG_ODDS_PER_UNIT, TextureFusionScoring
-from kiosk.texture import BINS, TextureProjection, cell_histograms, lbp_codes, lbp_histograms
+from kiosk.scoring import LOG_ODDS_PER_UNIT, StaleScoringError, TextureFusionScoring
+from kiosk.texture import (BINS, LPQ_BINS, CellAxes, TextureProjection, cell_histograms, face_histograms, lbp_codes,
+                           lbp_histograms, lpq_codes, lpq_histograms, principal_axes)
 from training.backend import fit_logistic, fit_texture_fusion
 
 
@@ -59,19 +60,78 @@ def test_histograms_ignore_a_change_of_brightness_and_see_a_change_of_face():
         lbp_histograms(crops.astype(np.float32))
 
 
-def test_the_projection_is_whitened_pca():
+def test_lpq_codes_are_the_signs_of_the_windows_fourier_coefficients():
+    rng = np.random.default_rng(6)
+    grey = rng.uniform(0, 255, size=(1, 12, 12)).astype(np.float32)
+    codes = lpq_codes(grey)
+    padded = np.pad(grey[0], 3, mode="symmetric")  # OpenCV's BORDER_REFLECT
+    a = 1 / 7
+    for y, x in [(5, 6), (0, 0), (11, 3)]:  # inside, a corner, an edge
+        window = padded[y:y + 7, x:x + 7]
+        dy, dx = np.meshgrid(np.arange(7) - 3, np.arange(7) - 3, indexing="ij")
+        coefficients = [np.sum(window * np.exp(-2j * np.pi * (u * dx + v * dy)))
+                        for u, v in [(a, 0), (0, a), (a, a), (a, -a)]]
+        # A coefficient within rounding of 0 (the corner's mirrored window is symmetric) reads as 0.
+        expected = sum((int(c.real > 1e-3) << (2 * k)) | (int(c.imag > 1e-3) << (2 * k + 1))
+                       for k, c in enumerate(coefficients))
+        assert codes[0, y, x] == expected
+    assert lpq_codes(np.full((1, 9, 9), 80.0))[0] == pytest.approx(np.zeros((9, 9)))  # flat: no sign to read
+
+
+def test_lpq_histograms_ignore_brightness_and_contrast():
+    rng = np.random.default_rng(8)
+    grey = rng.integers(40, 120, size=(2, 112, 112)).astype(np.uint8)
+    crops = np.repeat(grey[..., None], 3, axis=-1)
+    histograms = lpq_histograms(crops)
+    assert histograms.shape == (2, (64 + 49) * LPQ_BINS)
+    assert np.array_equal(lpq_histograms(crops + 30), histograms)
+    assert np.array_equal(lpq_histograms(crops * 2), histograms)
+    assert not np.allclose(histograms[0], histograms[1])
+
+
+def test_a_face_and_its_mirror_image_have_one_descriptor():
+    rng = np.random.default_rng(4)
+    crops = rng.integers(0, 256, size=(2, 112, 112, 3)).astype(np.uint8)
+    mirrored = crops[:, :, ::-1]
+    lbp, lpq = face_histograms(crops)
+    assert lbp.shape == (2, 201, BINS) and lpq.shape == (2, 113, LPQ_BINS)
+    assert lbp.reshape(2, -1) == pytest.approx((lbp_histograms(crops) + lbp_histograms(mirrored)) / 2)
+    assert lpq.reshape(2, -1) == pytest.approx((lpq_histograms(crops) + lpq_histograms(mirrored)) / 2)
+    assert all(np.array_equal(a, b) for a, b in zip(face_histograms(mirrored), (lbp, lpq)))
+    # The crop alone is not symmetric: its cells fall elsewhere on the mirror image.
+    assert not np.allclose(lbp_histograms(crops), lbp_histograms(mirrored))
+
+
+@pytest.mark.parametrize("count", [40, 400])  # fewer images than numbers, and more
+def test_principal_axes_are_whitened_pca(count):
     rng = np.random.default_rng(1)
-    histograms = rng.normal(size=(40, 120)) @ rng.normal(size=(120, 120)) * 0.1
-    projection = TextureProjection.fit(histograms, 10)
-    pca = PCA(10).fit(histograms)
+    features = rng.normal(size=(count, 120)) @ rng.normal(size=(120, 120)) * 0.1
+    mean, axes, spread = principal_axes(features, 10)
+    pca = PCA(10).fit(features)
     # The same axes as scikit-learn's (up to sign; float16 as saved) and the same spread along them.
-    cosines = np.abs(np.sum(projection.axes * pca.components_.T, axis=0))
+    cosines = np.abs(np.sum(axes * pca.components_.T, axis=0))
     assert cosines == pytest.approx(np.ones(10), abs=2e-3)
-    assert projection.spread == pytest.approx(np.sqrt(pca.explained_variance_ * 39 / 40), rel=1e-3)
-    vectors = projection.vectors(histograms)
-    assert np.linalg.norm(vectors, axis=1) == pytest.approx(np.ones(40))
+    assert spread == pytest.approx(np.sqrt(pca.explained_variance_ * (count - 1) / count), rel=1e-3)
+    assert mean == pytest.approx(features.mean(axis=0), abs=1e-5)
     with pytest.raises(ValueError, match="dimension"):
-        TextureProjection.fit(histograms, 40)
+        principal_axes(features, min(count, 120))
+
+
+def test_each_cell_is_reduced_on_its_own_axes_then_all_together_to_unit_vectors():
+    rng = np.random.default_rng(10)
+    blocks = (rng.normal(size=(60, 3, 12)) * np.linspace(3, 0.1, 12), rng.normal(size=(60, 2, 20)))
+    cells = CellAxes.fit(blocks[0], 4)
+    for cell in range(3):
+        pca = PCA(4).fit(blocks[0][:, cell])
+        assert np.abs(np.sum(cells.axes[cell] * pca.components_.T, axis=0)) == pytest.approx(np.ones(4), abs=2e-3)
+    assert cells.project(blocks[0]).shape == (60, 12)
+    projection = TextureProjection.fit(blocks, 8, cell_dimension=4)
+    vectors = projection.vectors(blocks)
+    assert vectors.shape == (60, 8) and np.linalg.norm(vectors, axis=1) == pytest.approx(np.ones(60))
+    with pytest.raises(ValueError, match="2 histogram blocks"):
+        projection.vectors(blocks[:1])
+    with pytest.raises(ValueError, match="cell dimension"):
+        CellAxes.fit(blocks[0], 13)
 
 
 def test_the_logistic_fit_is_scikit_learns_unpenalised_one():
@@ -148,6 +208,21 @@ def test_the_fused_score_is_its_formula_and_matrix_and_pairs_agree(fused, tmp_pa
     assert np.array_equal(loaded.matrix(vectors, vectors), fused.matrix(vectors, vectors))
     with pytest.raises(ValueError, match="26-d"):
         fused.pairs(network, network)
+
+
+def test_a_scoring_file_fitted_on_another_descriptor_is_refused_by_name(fused, tmp_path):
+    from training.recipe import Recipe
+    from training.run_folder import SCORING_FILE, scoring_is_current
+
+    recipe = Recipe(scoring="cosine+texture")
+    fused.save(tmp_path / SCORING_FILE)
+    assert scoring_is_current(tmp_path, recipe)
+    with np.load(tmp_path / SCORING_FILE) as data:  # as session 9 wrote it: no descriptor named
+        older = {key: data[key] for key in data.files if key != "texture_descriptor"}
+    np.savez(tmp_path / SCORING_FILE, **older)
+    with pytest.raises(StaleScoringError, match="another texture descriptor .*rescore"):
+        TextureFusionScoring.load(tmp_path / SCORING_FILE)
+    assert not scoring_is_current(tmp_path, recipe)
 
 
 def test_the_kiosk_embeds_and_scores_with_the_texture_its_card_names(fused, tmp_path):

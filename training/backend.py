@@ -14,16 +14,16 @@ from __future__ import annotations
 import numpy as np
 
 from kiosk.scoring import JointBayesianScoring, TextureFusionScoring
-from kiosk.texture import TextureProjection, lbp_histograms
+from kiosk.texture import TextureProjection, face_histograms
 
 # Added to the within-person covariance: this multiple of its mean eigenvalue, times the identity.
 # Validation AUC and true accepts at the door rose up to about 2 and fell beyond 5 (four runs).
 DEFAULT_SHRINKAGE = 2.0
-# Texture vectors: principal axes kept. In scratch probes on the validation pairs (session 9) more
-# axes accepted more at the door's threshold and far down the impostor tail (200 < 300 < 400), each
-# 100 adding 2.4 MB to the scoring file. Hand-made features are not fitted to the training people
+# Texture vectors: principal axes kept. In scratch probes on the validation pairs (sessions 9, 10)
+# more axes accepted more at the door's threshold and far down the impostor tail up to 400 (200 <
+# 300 < 400; 500 and 600 no better at the threshold), each 100 adding 2.4 MB to the scoring file. Hand-made features are not fitted to the training people
 # as a network is, so their Joint Bayesian needs no shrinkage.
-TEXTURE_DIMENSION = 300
+TEXTURE_DIMENSION = 400
 TEXTURE_SHRINKAGE = 0.0
 
 
@@ -71,7 +71,7 @@ def fit_texture_fusion(train_crops: np.ndarray, train_names: np.ndarray, validat
     """The fusion of a network's cosine with texture vectors: the texture projection and its Joint
     Bayesian fitted on the training images (never a test person's), the two scores' weights on
     the validation pairs (`validation_cosines` of the pairs `validation_crops`, `same` person?)."""
-    histograms = lbp_histograms(train_crops)
+    histograms = face_histograms(train_crops)
     texture = TextureProjection.fit(histograms, dimension)
     joint_bayesian = fit_joint_bayesian(texture.vectors(histograms), train_names, TEXTURE_SHRINKAGE)
     ratios = joint_bayesian.log_likelihood_ratios(*(texture.describe(crops) for crops in validation_crops))

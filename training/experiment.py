@@ -14,6 +14,7 @@ import numpy as np
 
 from kiosk.atomic import atomic_write_json
 from kiosk.scoring import CohortNormScoring, CosineScoring, Scoring
+from kiosk.texture import texture_in_words
 from training.backend import DEFAULT_SHRINKAGE, fit_calibration, fit_joint_bayesian, fit_texture_fusion
 from training.data import Split, view1_split, view2_split
 from training.lfw import FOLDS_FILE, LFW, PAIRS_FILES, PEOPLE_FILES
@@ -259,8 +260,7 @@ def describe_scoring(scoring: Scoring) -> dict:
                 "centre": scoring.centre, "spread": scoring.spread}
     if scoring.kind == "cosine+texture":
         w_cosine, w_texture, bias = scoring.weights
-        return {"kind": scoring.kind, "texture": f"LBP histograms, {scoring.texture.dimension} principal axes "
-                                                 "of the training images, Joint Bayesian on them",
+        return {"kind": scoring.kind, "texture": f"{texture_in_words(scoring.texture)}, Joint Bayesian on them",
                 "weights": {"cosine": w_cosine, "texture": w_texture, "bias": bias,
                             "fitted_on": "the validation pairs (logistic regression on both scores)"}}
     return {"kind": scoring.kind, "shrinkage": DEFAULT_SHRINKAGE, "fitted_on": "the training people's embeddings",

@@ -14,6 +14,7 @@ import numpy as np
 from kiosk.atomic import atomic_path, atomic_write_bytes, atomic_write_json
 from kiosk.modelcard import card_path_for, scoring_path_for, sha256_of
 from kiosk.scoring import LOG_ODDS_PER_UNIT, CosineScoring, Scoring
+from kiosk.texture import texture_in_words
 from training.backend import DEFAULT_SHRINKAGE
 from training.chain import chain, chain_seconds
 from training.model import build_serving_model
@@ -81,10 +82,9 @@ def _scoring_entries(scoring: Scoring, out_path: Path) -> dict:
         fitted = f"cohort: the embeddings of the {len(scoring.cohort)} training images (float16)"
     elif scoring.kind == "cosine+texture":
         similarity = (f"cosine+texture: 0.5 + calibrated log-odds of 'same person' / {LOG_ODDS_PER_UNIT:g}, from the "
-                      "network's cosine and a Joint Bayesian ratio of LBP texture vectors (kiosk.scoring, "
+                      "network's cosine and a Joint Bayesian ratio of LBP and LPQ texture vectors (kiosk.scoring, "
                       "kiosk.texture); higher = more alike")
-        fitted = (f"texture: {scoring.texture.dimension} principal axes of the training images' LBP histograms "
-                  "(float16) and a Joint Bayesian on them; the two scores' weights by logistic regression on the "
+        fitted = (f"texture: {texture_in_words(scoring.texture)} (float16) and a Joint Bayesian on them; the two scores' weights by logistic regression on the "
                   "validation pairs")
     else:
         similarity = (f"joint-bayesian: 0.5 + calibrated log-odds of 'same person' / {LOG_ODDS_PER_UNIT:g} "

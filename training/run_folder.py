@@ -7,7 +7,7 @@ from pathlib import Path
 import keras
 
 from kiosk.atomic import atomic_path
-from kiosk.scoring import FITTED, CosineScoring, Scoring
+from kiosk.scoring import FITTED, CosineScoring, Scoring, StaleScoringError
 from training.model import build_backbone
 from training.recipe import Recipe
 
@@ -58,3 +58,13 @@ def load_scoring(run_dir: Path, recipe: Recipe) -> Scoring:
         raise FileNotFoundError(f"{run_dir}: its recipe scores with {recipe.scoring} but {SCORING_FILE} is missing; "
                                 f"`python -m training rescore {run_dir}` fits it again")
     return FITTED[recipe.scoring].load(path)
+
+
+def scoring_is_current(run_dir: Path, recipe: Recipe) -> bool:
+    """False when the run's scoring file was fitted on another version of its descriptor (the run's
+    network is still good: `rescore` fits the file again)."""
+    try:
+        load_scoring(run_dir, recipe)
+    except StaleScoringError:
+        return False
+    return True

@@ -24,7 +24,7 @@ from training.export import training_command
 from training.metrics import accuracy_at, best_threshold
 from training.plots import markdown_table
 from training.recipe import Recipe
-from training.run_folder import finished_summary, read_summary
+from training.run_folder import finished_summary, read_summary, scoring_is_current
 
 THRESHOLD_RULE = ("the accuracy-maximising score on the run's validation pairs (people held out from its "
                   "training, from the other nine folds), applied unchanged to the test fold")
@@ -34,12 +34,13 @@ def view2(recipe: Recipe, lfw, prepared, runs_dir: Path, out_dir: Path, command:
           pretraining: Pretraining | None = None, log=print) -> Path:
     """Train (or reuse) one run per fold, then write view2.md/json. Finished folds of the same
     recipe are reused, so a long recipe can be spread over several sittings: rerun the command.
-    A finished fold whose recipe differs only in its scoring is scored again, not retrained."""
+    A finished fold whose recipe differs only in its scoring, or whose scoring file was fitted on an
+    older descriptor, is scored again, not retrained."""
     rows, summaries = [], []
     for fold in range(10):
         folder = runs_dir / f"fold{fold}"
         wanted = phase_two(recipe, folder) if pretraining else recipe
-        summary = (finished_summary(folder, wanted) or _rescored(folder, wanted, lfw, prepared, fold, log)
+        summary = (_rescored(folder, wanted, lfw, prepared, fold, log) or finished_summary(folder, wanted)
                    or run_phases(recipe, lfw, prepared, folder, view=2, fold=fold, pretraining=pretraining, log=log))
         summaries.append(summary)
         test = summary["test"]
@@ -74,11 +75,14 @@ def view2(recipe: Recipe, lfw, prepared, runs_dir: Path, out_dir: Path, command:
 
 
 def _rescored(folder: Path, wanted: Recipe, lfw, prepared, fold: int, log) -> dict | None:
-    """The fold's finished network scored with `wanted`'s scoring, if it is `wanted` but for that."""
+    """The fold's finished network scored with `wanted`'s scoring, if it is `wanted` but for that
+    scoring or for its scoring file's version."""
     if not (folder / "summary.json").exists():
         return None
     trained = Recipe.from_json(read_summary(folder)["recipe"])
-    if trained.scoring == wanted.scoring or replace(trained, scoring=wanted.scoring) != wanted:
+    if replace(trained, scoring=wanted.scoring) != wanted:
+        return None
+    if trained.scoring == wanted.scoring and scoring_is_current(folder, trained):
         return None
     log(f"fold {fold + 1}: its network is finished; scoring it again with {wanted.scoring}")
     return rescore(folder, lfw, prepared, scoring=wanted.scoring, view=2, fold=fold)
