@@ -13,8 +13,19 @@ from sklearn.metrics import roc_auc_score
 
 from kiosk.modelcard import card_path_for, scoring_path_for
 from kiosk.scoring import LOG_ODDS_PER_UNIT, StaleScoringError, TextureFusionScoring
-from kiosk.texture import (BINS, LPQ_BINS, CellAxes, TextureProjection, cell_histograms, face_histograms, lbp_codes,
-                           lbp_histograms, lpq_codes, lpq_histograms, principal_axes)
+from kiosk.texture import (
+    BINS,
+    LPQ_BINS,
+    CellAxes,
+    TextureProjection,
+    cell_histograms,
+    face_histograms,
+    lbp_codes,
+    lbp_histograms,
+    lpq_codes,
+    lpq_histograms,
+    principal_axes,
+)
 from training.backend import fit_logistic, fit_texture_fusion
 
 

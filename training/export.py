@@ -84,8 +84,8 @@ def _scoring_entries(scoring: Scoring, out_path: Path) -> dict:
         similarity = (f"cosine+texture: 0.5 + calibrated log-odds of 'same person' / {LOG_ODDS_PER_UNIT:g}, from the "
                       "network's cosine and a Joint Bayesian ratio of LBP and LPQ texture vectors (kiosk.scoring, "
                       "kiosk.texture); higher = more alike")
-        fitted = (f"texture: {texture_in_words(scoring.texture)} (float16) and a Joint Bayesian on them; the two scores' weights by logistic regression on the "
-                  "validation pairs")
+        fitted = (f"texture: {texture_in_words(scoring.texture)} (float16) and a Joint Bayesian on them; the "
+                  "two scores' weights by logistic regression on the validation pairs")
     else:
         similarity = (f"joint-bayesian: 0.5 + calibrated log-odds of 'same person' / {LOG_ODDS_PER_UNIT:g} "
                       "(kiosk.scoring); higher = more alike")
