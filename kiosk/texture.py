@@ -8,7 +8,7 @@ the crop is already aligned). Local phase quantisation (Ojansivu and Heikkilä, 
 pixel by the signs of four low-frequency Fourier coefficients of its 7 x 7 neighbourhood (256
 codes), which blur leaves alone; counted the same way at two sizes. The two see different things:
 fused with the network's cosine (kiosk.scoring.TextureFusionScoring), LBP alone raised the
-validation true accepts at the door's threshold from 53% to 64%, both together to 72%
+validation true accepts at the door's threshold from 53% to 67%, both together to 72%
 (reports/recipe_search.md, sessions 9 and 10), more than any network change or ensemble.
 
 A face is described by the mean of its crop's histograms and its mirror image's: the grids of
