@@ -176,7 +176,7 @@ def fused() -> TextureFusionScoring:
     pairs_b[:200] = pairs_a[:200] ^ 1  # the other image of the same person (images come in fours)
     same = names[pairs_a] == names[pairs_b]
     noise_cosines = rng.uniform(-0.2, 0.4, size=400)  # a network that knows nothing
-    return fit_texture_fusion(crops, names, noise_cosines, (crops[pairs_a], crops[pairs_b]), same,
+    return fit_texture_fusion(crops, names, noise_cosines, crops, (pairs_a, pairs_b), same,
                               network_dimension=6, dimension=20)
 
 

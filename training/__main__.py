@@ -77,7 +77,7 @@ def _add_scoring_option(parser: argparse.ArgumentParser, default: str | None) ->
                         help="how two embeddings are scored: cosine; joint-bayesian (a back end fitted to the "
                              "network's embeddings of its training people, calibrated on the validation pairs); "
                              "as-norm (the cosine normalised by each face's cosines with the training images); "
-                             "cosine+texture (the cosine fused with hand-made LBP texture vectors)"
+                             "cosine+texture (the cosine fused with hand-made LBP and LPQ texture vectors)"
                              + (f"; default {default}" if default else "; default: the run's own"))
 
 

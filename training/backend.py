@@ -67,15 +67,19 @@ def fit_calibration(log_likelihood_ratios: np.ndarray, same: np.ndarray) -> tupl
 
 
 def fit_texture_fusion(train_crops: np.ndarray, train_names: np.ndarray, validation_cosines: np.ndarray,
-                       validation_crops: tuple[np.ndarray, np.ndarray], same: np.ndarray,
-                       network_dimension: int, dimension: int = TEXTURE_DIMENSION) -> TextureFusionScoring:
+                       validation_crops: np.ndarray, validation_pairs: tuple[np.ndarray, np.ndarray],
+                       same: np.ndarray, network_dimension: int,
+                       dimension: int = TEXTURE_DIMENSION) -> TextureFusionScoring:
     """The fusion of a network's cosine with texture vectors: the texture projection and its Joint
     Bayesian fitted on the training images (never a test person's), the two scores' weights on
-    the validation pairs (`validation_cosines` of the pairs `validation_crops`, `same` person?)."""
+    the validation pairs: `validation_cosines` of the pairs, given as (a, b) indices into the
+    validation images `validation_crops` (each image described once, whatever its pairs), `same`
+    person?"""
     histograms = face_histograms(train_crops)
     texture = TextureProjection.fit(histograms, dimension)
     joint_bayesian = fit_joint_bayesian(texture.vectors(histograms), train_names, TEXTURE_SHRINKAGE)
-    ratios = joint_bayesian.log_likelihood_ratios(*(texture.describe(crops) for crops in validation_crops))
+    described = texture.describe(validation_crops)
+    ratios = joint_bayesian.log_likelihood_ratios(*(described[index] for index in validation_pairs))
     w_cosine, w_texture, bias = fit_logistic(np.stack([validation_cosines, ratios], axis=1), same)
     return TextureFusionScoring(texture, joint_bayesian, (float(w_cosine), float(w_texture), float(bias)),
                                 network_dimension)

@@ -237,11 +237,13 @@ def fitted_scoring(kind: str, serving, prepared: PreparedLFW, split: Split) -> S
         return CosineScoring()
     if kind == "cosine+texture":
         train_rows = np.sort(split.train_rows)
+        pairs = split.validation
+        validation_rows = np.unique(np.concatenate([pairs.a, pairs.b]))
         return fit_texture_fusion(
             np.asarray(prepared.crops[train_rows]), np.array([prepared.records[row]["name"] for row in train_rows]),
-            pair_scores(serving, prepared.crops, split.validation),
-            (np.asarray(prepared.crops[split.validation.a]), np.asarray(prepared.crops[split.validation.b])),
-            split.validation.same, int(serving.output_shape[-1]))
+            pair_scores(serving, prepared.crops, pairs), np.asarray(prepared.crops[validation_rows]),
+            (np.searchsorted(validation_rows, pairs.a), np.searchsorted(validation_rows, pairs.b)),
+            pairs.same, int(serving.output_shape[-1]))
     by_row = embed_rows(serving, prepared.crops, split.train_rows)
     rows = sorted(by_row)
     vectors = np.stack([by_row[row] for row in rows])
