@@ -89,7 +89,9 @@ def test_kiosk_grants_the_enrolled_person_and_denies_a_stranger(qtbot, tmp_path,
     print(f"\nkiosk GUI over {elapsed:.1f} s: display {shown / elapsed:.1f} frames/s, "
           f"recognition {analysed / elapsed:.1f} frames/s (video {FPS} fps); status: {status}")
     assert "model face_embedder (DevTest" in status
-    assert analysed >= 6 and shown >= analysed
+    # The display keeps the video's pace while recognition runs beside it. (Not `shown >= analysed`:
+    # the worker may analyse a frame before the display timer's next tick paints it.)
+    assert analysed >= 6 and shown >= 0.7 * FPS * elapsed
 
     conn = open_database(database_path(data_dir))
     try:
