@@ -92,12 +92,16 @@ def apply_transform(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ matrix[:, :2].T + matrix[:, 2]
 
 
+def landmarks_in_crop(landmarks: np.ndarray, spec: AlignmentSpec = AlignmentSpec()) -> np.ndarray:
+    """Where `landmarks` (5x2, image coordinates) fall in the face's aligned crop: near the
+    template's points, off by the face's own proportions, pose and expression."""
+    return apply_transform(similarity_transform(landmarks, spec.template()), landmarks)
+
+
 def alignment_error(landmarks: np.ndarray, spec: AlignmentSpec = AlignmentSpec()) -> float:
     """Mean distance, in crop pixels, between the aligned landmarks and the template.
 
     Zero means the face has exactly the template's proportions; large values flag odd
     poses or bad landmarks.
     """
-    template = spec.template()
-    aligned = apply_transform(similarity_transform(landmarks, template), landmarks)
-    return float(np.linalg.norm(aligned - template, axis=1).mean())
+    return float(np.linalg.norm(landmarks_in_crop(landmarks, spec) - spec.template(), axis=1).mean())

@@ -38,7 +38,10 @@ class Embedder:
     def crop_size(self) -> int:
         return self.card.alignment.size
 
-    def embed_crops(self, crops: np.ndarray) -> np.ndarray:
+    def embed_crops(self, crops: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
+        """`landmarks` (N x 5 x 2): where each face's landmarks fall in its crop
+        (kiosk.alignment.landmarks_in_crop), which the texture descriptor follows; None for crops
+        whose landmarks are unknown: the template's points, where the aligner puts them on average."""
         crops = np.asarray(crops)
         if crops.ndim == 3:
             crops = crops[None]
@@ -47,7 +50,9 @@ class Embedder:
             raise ValueError(f"crops must be N x {expected} uint8, got {crops.shape} {crops.dtype}")
         if len(crops) == 0:
             return np.zeros((0, self.card.embedding_size), np.float32)
-        return self.scoring.extend(np.asarray(self._embed(crops), dtype=np.float32), crops)
+        if landmarks is None:
+            landmarks = np.broadcast_to(self.card.alignment.template(), (len(crops), 5, 2))
+        return self.scoring.extend(np.asarray(self._embed(crops), dtype=np.float32), crops, landmarks)
 
 
 def _litert_available() -> bool:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from kiosk.errors import NoFaceError
-from kiosk.faces import Face, FaceDetector, crop_faces, shared_detector
+from kiosk.faces import Face, FaceDetector, crop_faces, crop_landmarks, shared_detector
 from kiosk.images import as_rgb_uint8
 from kiosk.matching import Match, match_many
 from kiosk.modelcard import ModelCard, default_model_path
@@ -92,15 +92,20 @@ class FaceEngine:
         """N x S x S x 3 uint8 crops of `faces`, aligned as the model was trained."""
         return crop_faces(as_rgb_uint8(rgb), faces, self.card.alignment)
 
-    def embed_crops(self, crops: np.ndarray) -> np.ndarray:
-        """N x D unit float32 embeddings of aligned crops (from align())."""
-        return self._embedder.embed_crops(crops)
+    def crop_landmarks(self, faces: Sequence[Face]) -> np.ndarray:
+        """N x 5 x 2: where each face's landmarks fall in its crop from align()."""
+        return crop_landmarks(faces, self.card.alignment)
+
+    def embed_crops(self, crops: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
+        """N x D unit float32 embeddings of aligned crops (from align()), given their crop_landmarks()
+        (None: unknown, see Embedder.embed_crops)."""
+        return self._embedder.embed_crops(crops, landmarks)
 
     def embed_faces(self, rgb: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
         """N x D unit float32 embeddings of `faces` of `rgb`, in one model call."""
         if not faces:
             return np.zeros((0, self.embedding_size), np.float32)
-        return self.embed_crops(self.align(rgb, faces))
+        return self.embed_crops(self.align(rgb, faces), self.crop_landmarks(faces))
 
     def embed(self, rgb: np.ndarray) -> np.ndarray:
         """The unit embedding (D float32) of the largest face; NoFaceError when there is none."""

@@ -58,7 +58,7 @@ def assess_image(engine, rgb: np.ndarray, source: str, gates: QualityGates | Non
 
 def embed_sample(engine, rgb: np.ndarray, face: Face, source: str) -> Sample:
     crops = engine.align(rgb, [face])
-    embedding = engine.embed_crops(crops)[0]
+    embedding = engine.embed_crops(crops, engine.crop_landmarks([face]))[0]
     return Sample(source, True, None, embedding=embedding, quality=face.score, thumbnail=encode_jpeg(crops[0]),
                   face=face)
 

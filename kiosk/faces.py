@@ -15,7 +15,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from kiosk.alignment import AlignmentSpec, align_face
+from kiosk.alignment import AlignmentSpec, align_face, landmarks_in_crop
 from kiosk.images import as_rgb_uint8
 from kiosk.quality import Quality, measure_quality
 
@@ -187,3 +187,8 @@ def crop_faces(rgb: np.ndarray, faces: Sequence[Face], spec: AlignmentSpec) -> n
     if not faces:
         return np.zeros((0, spec.size, spec.size, 3), np.uint8)
     return np.stack([align_face(rgb, face.landmarks, spec) for face in faces])
+
+
+def crop_landmarks(faces: Sequence[Face], spec: AlignmentSpec) -> np.ndarray:
+    """N x 5 x 2: where each face's landmarks fall in its crop from crop_faces."""
+    return np.array([landmarks_in_crop(face.landmarks, spec) for face in faces], np.float32).reshape(-1, 5, 2)

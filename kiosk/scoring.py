@@ -15,10 +15,10 @@ The model card says which scoring its threshold was set for:
   (adaptive score normalisation; CohortNormScoring): more true matches far down the tail on the
   validation people, not on DevTest.
 - cosine+texture: the network's cosine and a Joint Bayesian ratio of hand-made LBP and LPQ texture
-  vectors (kiosk.texture), weighed by a logistic fitted on validation pairs, on the same scale as
+  vectors around the face's landmarks (kiosk.texture), weighed by a logistic fitted on validation pairs, on the same scale as
   joint-bayesian. The embedding then holds both parts (TextureFusionScoring.extend): more true
   matches at every false-accept rate measured, down to 1e-4 (reports/recipe_search.md, sessions 9
-  and 10).
+  to 11).
 
 Each turns an M x D block of queries and an N x D block of templates into an M x N score
 matrix; what depends on the gallery alone is computed once per gallery, not per frame.
@@ -49,7 +49,7 @@ LOG_ODDS_PER_UNIT = 11.4
 class _NetworkOnly:
     """A scoring of the network's embeddings alone."""
 
-    def extend(self, vectors: np.ndarray, crops: np.ndarray) -> np.ndarray:
+    def extend(self, vectors: np.ndarray, crops: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """The kiosk's embeddings of `crops`, given the network's: the network's, unchanged."""
         return vectors
 
@@ -223,9 +223,10 @@ class TextureFusionScoring:
     network_dimension: int
     kind = "cosine+texture"
 
-    def extend(self, vectors: np.ndarray, crops: np.ndarray) -> np.ndarray:
-        """The kiosk's embeddings of `crops`, given the network's unit vectors of them."""
-        texture = self.texture.describe(crops)
+    def extend(self, vectors: np.ndarray, crops: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """The kiosk's embeddings of `crops`, given the network's unit vectors of them and where the
+        faces' landmarks are in the crops (N x 5 x 2)."""
+        texture = self.texture.describe(crops, landmarks)
         return (np.concatenate([np.asarray(vectors, np.float32), texture], axis=1) / np.sqrt(2)).astype(np.float32)
 
     def matrix(self, queries: np.ndarray, templates: np.ndarray) -> np.ndarray:

@@ -1,24 +1,26 @@
-"""A hand-made face descriptor beside the network: multi-scale LBP and LPQ histograms of the crop.
+"""A hand-made face descriptor beside the network: LBP and LPQ histograms in patches around the face's landmarks.
 
 Local binary patterns (Ojala et al., 2002) code each pixel by which of its 8 neighbours, 2 px
 away, are at least as bright; the 58 "uniform" codes (at most two changes around the circle) and
-one bin for all others are counted in a grid of cells, at four sizes of the crop (the
-high-dimensional LBP of Chen et al., CVPR 2013, on a grid rather than around landmarks, since
-the crop is already aligned). Local phase quantisation (Ojansivu and Heikkilä, 2008) codes each
-pixel by the signs of four low-frequency Fourier coefficients of its 7 x 7 neighbourhood (256
-codes), which blur leaves alone; counted the same way at two sizes. The two see different things:
-fused with the network's cosine (kiosk.scoring.TextureFusionScoring), LBP alone raised the
-validation true accepts at the door's threshold from 53% to 67%, both together to 72%
-(reports/recipe_search.md, sessions 9 and 10), more than any network change or ensemble.
+one bin for all others are counted. Local phase quantisation (Ojansivu and Heikkilä, 2008) codes
+each pixel by the signs of four low-frequency Fourier coefficients of its 7 x 7 neighbourhood
+(256 codes), which blur leaves alone. Both are counted in 4 x 4 cells of 6 px around 14 points of
+the face (its five landmarks and nine points derived from them: the eyes' and mouth's centres,
+brows, cheeks, halfway to the nose), at three sizes of the crop: the high-dimensional LBP of Chen
+et al. (CVPR 2013). The patches follow the face's own landmarks in the crop, not the template's:
+the aligner only matches the five points on average, and an eye or a mouth corner off its
+template point by a few pixels would otherwise fall in another cell. Fused with the network's
+cosine (kiosk.scoring.TextureFusionScoring), this raised the validation true accepts at the
+door's threshold from 53% (network alone) to 77%; the previous descriptor, a fixed grid of cells
+over the crop, reached 72% (reports/recipe_search.md, sessions 9 to 11).
 
-A face is described by the mean of its crop's histograms and its mirror image's: the grids of
-cells do not sit symmetrically on the face, so the mirror sees other cell borders, and a face and
-its mirror image get one description, as they get one network embedding (it embeds both).
+A face is described by the mean of its crop's histograms and its mirror image's (with the mirror
+image's landmarks), so a face and its mirror image get one description, as they get one network
+embedding (it embeds both).
 
-About 41,000 numbers, far more than the training images: each cell's histogram is first reduced
-to its 16 main axes of variation among the training images, then all of them together to the
+About 212,000 numbers, far more than the training images: each cell's histogram is first reduced
+to its 8 main axes of variation among the training images, then all of them together to the
 texture vector's (whitened and scaled to unit length): the texture part of the kiosk's embedding.
-Two steps keep the projection small (a few MB instead of 33) and lost nothing in the probes.
 """
 from __future__ import annotations
 
@@ -28,17 +30,20 @@ import cv2
 import numpy as np
 
 RADIUS = 2
-# (side the grey crop is resized to, cell side) in pixels: fine cells see the eyes' and mouth's
-# shapes, coarse ones the face's layout.
-SCALES = ((112, 10), (80, 10), (56, 8), (40, 8))
 BINS = 59  # 58 uniform patterns + 1 for the rest
 LPQ_WINDOW = 7  # px; its lowest non-zero frequency is 1/7 cycle per pixel
-LPQ_SCALES = ((112, 14), (56, 8))
 LPQ_BINS = 256  # 8 sign bits
-CELL_AXES = 16  # main axes kept of each cell's histogram
+# Sides the grey crop is resized to: one patch covers an eye at 112 px, most of the face at 56.
+PATCH_SCALES = (112, 80, 56)
+PATCH_GRID = 4  # cells a side of a patch
+PATCH_CELL = 6  # px a side of a cell
+POINTS = 14  # patch centres a face (analysis_points)
+CELL_AXES = 8  # main axes kept of each cell's histogram (16 took twice the file for no gain)
+# A mirror image's landmarks in the aligner's order (image-left eye first): its left eye is the face's right.
+MIRRORED_LANDMARKS = (1, 0, 2, 4, 3)
 # Named in every fitted scoring file: a projection fitted on one descriptor is meaningless on another.
-DESCRIPTOR = ("sqrt histograms: uniform LBP r2 in cells at 112/10 80/10 56/8 40/8 px, LPQ 7x7 at 112/14 "
-              "56/8 px; mean of the crop and its mirror; 16 axes a cell")
+DESCRIPTOR = ("sqrt histograms: uniform LBP r2 and LPQ 7x7 in 4x4 cells of 6 px around 14 landmark points at "
+              "112/80/56 px; mean of the crop and its mirror; 8 axes a cell")
 # Neighbours clockwise from the top left, in steps of RADIUS.
 _NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1))
 
@@ -66,18 +71,6 @@ def lbp_codes(grey: np.ndarray, radius: int = RADIUS) -> np.ndarray:
     return _BIN_OF_CODE[code]
 
 
-def cell_histograms(bins: np.ndarray, cell: int, bin_count: int = BINS) -> np.ndarray:
-    """N x H x W bins -> N x (cells * bin_count) frequencies in non-overlapping cell x cell squares
-    (rows and columns that do not fill a whole cell are left out)."""
-    count, height, width = bins.shape
-    rows, columns = height // cell, width // cell
-    bins = bins[:, :rows * cell, :columns * cell]
-    cell_of = (np.arange(rows * cell) // cell)[:, None] * columns + (np.arange(columns * cell) // cell)[None, :]
-    index = (np.arange(count)[:, None, None] * (rows * columns) + cell_of[None]) * bin_count + bins
-    counts = np.bincount(index.ravel(), minlength=count * rows * columns * bin_count)
-    return counts.reshape(count, rows * columns * bin_count).astype(np.float32) / (cell * cell)
-
-
 def lpq_codes(grey: np.ndarray) -> np.ndarray:
     """N x H x W grey images -> N x H x W codes (0..255): bit 2k is set where the real part of the
     k-th Fourier coefficient of the pixel's 7 x 7 neighbourhood (border mirrored) is positive, bit
@@ -102,38 +95,70 @@ def _lpq_weights() -> list[np.ndarray]:
 _LPQ_WEIGHTS = _lpq_weights()
 
 
-def lbp_histograms(crops: np.ndarray, scales=SCALES, radius: int = RADIUS) -> np.ndarray:
-    """N x S x S x 3 uint8 RGB crops -> N x D float32: the square roots of every cell's pattern
-    frequencies at every scale (the root makes a bin's noise independent of its count)."""
-    return _histograms(crops, scales, lambda grey: lbp_codes(grey, radius), BINS)
+def analysis_points(landmarks: np.ndarray) -> np.ndarray:
+    """N x 5 x 2 landmarks (x, y in crop pixels, the aligner's order) -> N x 14 x 2 patch centres: the
+    five, the eyes' and the mouth's centres, halfway from each eye and from the mouth to the nose,
+    the brows (above the eyes) and the cheeks (between each eye and mouth corner, a little out)."""
+    landmarks = np.asarray(landmarks, np.float32)
+    if landmarks.ndim != 3 or landmarks.shape[1:] != (5, 2):
+        raise ValueError(f"landmarks must be N x 5 x 2, got {landmarks.shape}")
+    left_eye, right_eye, nose, mouth_left, mouth_right = np.moveaxis(landmarks, 1, 0)
+    eyes, mouth = (left_eye + right_eye) / 2, (mouth_left + mouth_right) / 2
+    span = np.linalg.norm(right_eye - left_eye, axis=1, keepdims=True)
+    up, out = np.array([0, -0.35], np.float32) * span, np.array([0.15, 0], np.float32) * span
+    points = (left_eye, right_eye, nose, mouth_left, mouth_right, eyes, mouth, (left_eye + nose) / 2,
+              (right_eye + nose) / 2, (nose + mouth) / 2, left_eye + up, right_eye + up,
+              (left_eye + mouth_left) / 2 - out, (right_eye + mouth_right) / 2 + out)
+    return np.stack(points, axis=1)
 
 
-def lpq_histograms(crops: np.ndarray, scales=LPQ_SCALES) -> np.ndarray:
-    """As lbp_histograms, of the LPQ codes (256 bins a cell)."""
-    return _histograms(crops, scales, lpq_codes, LPQ_BINS)
+def patch_histograms(codes: np.ndarray, centres: np.ndarray, bin_count: int) -> np.ndarray:
+    """N x H x W codes, N x K x 2 patch centres (x, y in the code map's pixels) -> N x (K * 16) x
+    bin_count code frequencies in each patch's 4 x 4 cells; a patch that would leave the map is
+    moved inside it."""
+    count, height, width = codes.shape
+    side = PATCH_GRID * PATCH_CELL
+    corners = np.rint(np.asarray(centres) - side / 2).astype(np.int64)
+    left = np.clip(corners[..., 0], 0, width - side)[..., None, None]
+    top = np.clip(corners[..., 1], 0, height - side)[..., None, None]
+    offsets = np.arange(side)
+    patches = codes[np.arange(count)[:, None, None, None], top + offsets[:, None], left + offsets[None, :]]
+    cell_of = (offsets // PATCH_CELL)[:, None] * PATCH_GRID + (offsets // PATCH_CELL)[None, :]
+    patch_index = np.arange(patches.shape[0] * patches.shape[1]).reshape(patches.shape[:2])[..., None, None]
+    index = (patch_index * PATCH_GRID ** 2 + cell_of) * bin_count + patches
+    counts = np.bincount(index.ravel(), minlength=patch_index.size * PATCH_GRID ** 2 * bin_count)
+    return counts.reshape(count, -1, bin_count).astype(np.float32) / PATCH_CELL ** 2
 
 
-def _histograms(crops: np.ndarray, scales, codes_of, bin_count: int) -> np.ndarray:
+def face_histograms(crops: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The descriptor the projection is fitted on and applied to, as (N x cells x 59 LBP,
+    N x cells x 256 LPQ) blocks of square-rooted frequencies (the root makes a bin's noise
+    independent of its count): the mean of each crop's and its mirror image's. `landmarks`:
+    N x 5 x 2, where each face's landmarks fall in its crop (kiosk.alignment.landmarks_in_crop)."""
     crops = np.asarray(crops)
     if crops.ndim != 4 or crops.shape[-1] != 3 or crops.dtype != np.uint8:
         raise ValueError(f"crops must be N x S x S x 3 uint8, got {crops.shape} {crops.dtype}")
+    landmarks = np.asarray(landmarks, np.float32)
+    if landmarks.shape != (len(crops), 5, 2):
+        raise ValueError(f"need 5 landmarks for each of the {len(crops)} crops, got {landmarks.shape}")
+    mirrored = landmarks[:, MIRRORED_LANDMARKS].copy()
+    mirrored[..., 0] = crops.shape[2] - 1 - mirrored[..., 0]
+    lbp, lpq = _crop_histograms(crops, landmarks)
+    mirror_lbp, mirror_lpq = _crop_histograms(crops[:, :, ::-1], mirrored)
+    return (lbp + mirror_lbp) / 2, (lpq + mirror_lpq) / 2
+
+
+def _crop_histograms(crops: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     grey = np.stack([cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY) for crop in crops]).astype(np.float32)
-    parts = []
-    for side, cell in scales:
+    centres = analysis_points(landmarks) / crops.shape[2]  # as fractions of the crop
+    lbp, lpq = [], []
+    for side in PATCH_SCALES:
         resized = grey if side == grey.shape[1] else np.stack(
             [cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA) for image in grey])
-        parts.append(cell_histograms(codes_of(resized), cell, bin_count))
-    return np.sqrt(np.concatenate(parts, axis=1))
-
-
-def face_histograms(crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The descriptor the projection is fitted on and applied to, as (N x cells x 59 LBP,
-    N x cells x 256 LPQ) blocks: the mean of each crop's histograms and its mirror image's."""
-    crops = np.asarray(crops)
-    mirrored = crops[:, :, ::-1]
-    lbp = (lbp_histograms(crops) + lbp_histograms(mirrored)) / 2
-    lpq = (lpq_histograms(crops) + lpq_histograms(mirrored)) / 2
-    return lbp.reshape(len(crops), -1, BINS), lpq.reshape(len(crops), -1, LPQ_BINS)
+        # An LBP code map starts RADIUS px into the image; an LPQ map covers all of it.
+        lbp.append(patch_histograms(lbp_codes(resized), centres * side - RADIUS, BINS))
+        lpq.append(patch_histograms(lpq_codes(resized), centres * side, LPQ_BINS))
+    return np.sqrt(np.concatenate(lbp, axis=1)), np.sqrt(np.concatenate(lpq, axis=1))
 
 
 def _half(array: np.ndarray) -> np.ndarray:
@@ -207,9 +232,9 @@ class TextureProjection:
         whitened = (_reduced(self.cells, blocks) - self.mean) @ self.axes / self.spread
         return whitened / np.maximum(np.linalg.norm(whitened, axis=1, keepdims=True), 1e-12)
 
-    def describe(self, crops: np.ndarray) -> np.ndarray:
-        """N x d unit texture vectors of aligned crops."""
-        return self.vectors(face_histograms(crops))
+    def describe(self, crops: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """N x d unit texture vectors of aligned crops, given where their landmarks are in them."""
+        return self.vectors(face_histograms(crops, landmarks))
 
     @property
     def dimension(self) -> int:
@@ -218,7 +243,7 @@ class TextureProjection:
 
 def texture_in_words(texture: TextureProjection) -> str:
     """What a fitted projection is, for model cards and run summaries."""
-    return (f"LBP and LPQ histograms of the crop and its mirror image, each cell's reduced to its "
+    return (f"LBP and LPQ histograms around {POINTS} landmark points of the crop and its mirror image, each cell's reduced to its "
             f"{texture.cells[0].axes.shape[2]} principal axes, then {texture.dimension} principal axes of them "
             f"all, among the training images")
 

@@ -55,6 +55,7 @@ def engine(detector):
 def tiny_data():
     """A tiny synthetic training split: 6 identities x 3 crops to train on, 4 more crops of 2
     other people to validate on (random pixels: for training mechanics, not accuracy)."""
+    from kiosk.alignment import AlignmentSpec
     from training.data import PairSet, Split
     from training.prepare import PreparedLFW
 
@@ -66,4 +67,6 @@ def tiny_data():
     split = Split(train_rows, labels, tuple(f"person_{i}" for i in range(6)), validation, validation,
                   frozenset(), "tiny synthetic split")
     names = [f"person_{i}" for i in labels] + ["val_a", "val_a", "val_b", "val_b"]
-    return split, PreparedLFW(Path("unused"), crops, [{"name": name, "detected": True} for name in names], {})
+    spec = AlignmentSpec(40)  # landmarks as if the crops were made at the template
+    records = [{"name": name, "detected": True, "landmarks": spec.template().tolist()} for name in names]
+    return split, PreparedLFW(Path("unused"), crops, records, {"alignment": spec.to_dict()})

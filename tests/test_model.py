@@ -130,7 +130,7 @@ def test_mixed_precision_training_returns_the_float32_backbone_it_validated(tiny
     assert np.isfinite(result.history["loss"]).all()
     # Its validation AUC is the one recorded for the epoch it kept: the same network, the same precision.
     serving = build_serving_model(result.backbone, prepared.crops.shape[1])
-    scores = pair_scores(serving, prepared.crops, split.validation)
+    scores = pair_scores(serving, prepared, split.validation)
     assert roc_auc(scores, split.validation.same) == pytest.approx(result.history["val_auc"][result.best_epoch - 1])
 
 
@@ -177,7 +177,7 @@ def test_a_recipe_with_a_weight_average_keeps_and_validates_the_average(tiny_dat
     kept = max(float(np.abs(a - b).max()) for a, b in zip(averaged.backbone.get_weights(), start.get_weights()))
     assert moved > 1e-2 and kept < 1e-4
     serving = build_serving_model(averaged.backbone, prepared.crops.shape[1])
-    scores = pair_scores(serving, prepared.crops, split.validation)
+    scores = pair_scores(serving, prepared, split.validation)
     assert roc_auc(scores, split.validation.same) == pytest.approx(averaged.history["val_auc"][averaged.best_epoch - 1])
 
 

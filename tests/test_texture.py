@@ -1,6 +1,7 @@
 """The hand-made texture descriptor (kiosk.texture) and its fusion with the network's cosine
-(kiosk.scoring.TextureFusionScoring): LBP codes by hand, the projection against scikit-learn, the
-fused score against its formula, and the kiosk embedding and scoring with it end to end."""
+(kiosk.scoring.TextureFusionScoring): LBP and LPQ codes and patch histograms by hand, the patches
+following the landmarks, the projection against scikit-learn, the fused score against its formula,
+and the kiosk embedding and scoring with it end to end."""
 from __future__ import annotations
 
 import json
@@ -11,22 +12,32 @@ from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
+from kiosk.alignment import AlignmentSpec, align_face, landmarks_in_crop
 from kiosk.modelcard import card_path_for, scoring_path_for
 from kiosk.scoring import LOG_ODDS_PER_UNIT, StaleScoringError, TextureFusionScoring
 from kiosk.texture import (
     BINS,
     LPQ_BINS,
+    PATCH_SCALES,
+    POINTS,
     CellAxes,
     TextureProjection,
-    cell_histograms,
+    analysis_points,
     face_histograms,
     lbp_codes,
-    lbp_histograms,
     lpq_codes,
-    lpq_histograms,
+    patch_histograms,
     principal_axes,
 )
 from training.backend import fit_logistic, fit_texture_fusion
+
+TEMPLATE = AlignmentSpec().template()
+CELLS = len(PATCH_SCALES) * POINTS * 16  # 4 x 4 cells a patch
+
+
+def at_template(count: int) -> np.ndarray:
+    """Landmarks for `count` crops whose faces have exactly the template's proportions."""
+    return np.repeat(TEMPLATE[None].astype(np.float32), count, axis=0)
 
 
 def ring(centre: float, neighbours: list[float]) -> np.ndarray:
@@ -48,27 +59,49 @@ def test_lbp_codes_by_hand():
     assert lbp_codes(ring(5, [9, 1, 9, 1, 9, 1, 9, 1]))[0, 0, 0] == BINS - 1  # alternating: not uniform
 
 
-def test_cell_histograms_are_frequencies_per_cell():
-    bins = np.zeros((1, 4, 6), np.int64)
-    bins[0, :2, 3:] = 5  # the top right 2 x 3 cell... of 2 x 2 cells: columns 3-5 span cells 1 and 2
-    histograms = cell_histograms(bins, cell=2).reshape(1, 2, 3, BINS)  # 2 rows x 3 columns of cells
-    assert histograms.sum(axis=-1) == pytest.approx(np.ones((1, 2, 3)))
-    assert histograms[0, 0, 0, 0] == 1.0 and histograms[0, 0, 1, [0, 5]] == pytest.approx([0.5, 0.5])
-    assert histograms[0, 0, 2, 5] == 1.0 and histograms[0, 1, :, 0] == pytest.approx([1, 1, 1])
+def test_patch_histograms_count_each_cell_and_stay_inside_the_map():
+    codes = np.zeros((1, 40, 50), np.int64)
+    codes[0, 10:16, 20:26] = 5  # the top-left 6 x 6 cell of a patch centred at (32, 22)
+    codes[0, 10:13, 26:32] = 7  # half of the next cell to the right
+    histograms = patch_histograms(codes, np.array([[[32.0, 22.0], [0.0, 0.0]]]), BINS)
+    assert histograms.shape == (1, 2 * 16, BINS) and histograms.sum(axis=-1) == pytest.approx(np.ones((1, 32)))
+    assert histograms[0, 0, 5] == 1.0 and histograms[0, 1, [0, 7]] == pytest.approx([0.5, 0.5])
+    assert histograms[0, 2:16, 0] == pytest.approx(np.ones(14))
+    # A centre at the map's corner: the patch is moved inside, to the top-left 24 x 24 pixels.
+    inside = patch_histograms(codes, np.array([[[12.0, 12.0]]]), BINS)
+    assert np.array_equal(histograms[0, 16:], inside[0])
 
 
-def test_histograms_ignore_a_change_of_brightness_and_see_a_change_of_face():
+def test_analysis_points_follow_the_landmarks():
+    points = analysis_points(at_template(1))[0]
+    assert points.shape == (POINTS, 2) and points[:5] == pytest.approx(TEMPLATE, abs=1e-4)
+    left_eye, right_eye = TEMPLATE[0], TEMPLATE[1]
+    assert points[5] == pytest.approx((left_eye + right_eye) / 2, abs=1e-4)  # between the eyes
+    span = np.linalg.norm(right_eye - left_eye)
+    assert points[10] == pytest.approx(left_eye - [0, 0.35 * span], abs=1e-4)  # a brow, above its eye
+    moved = at_template(1) + [3.0, -2.0]
+    assert analysis_points(moved)[0] == pytest.approx(points + [3.0, -2.0], abs=1e-4)
+    with pytest.raises(ValueError, match="N x 5 x 2"):
+        analysis_points(TEMPLATE)
+
+
+def test_histograms_ignore_brightness_and_see_a_change_of_face():
     rng = np.random.default_rng(0)
-    grey = rng.integers(40, 200, size=(2, 112, 112)).astype(np.uint8)
+    grey = rng.integers(40, 120, size=(2, 112, 112)).astype(np.uint8)
     crops = np.repeat(grey[..., None], 3, axis=-1)
-    scales = ((112, 10),)
-    histograms = lbp_histograms(crops, scales)
-    assert histograms.shape == (2, 10 * 10 * BINS) and histograms.dtype == np.float32  # (112 - 4) // 10 cells a side
-    assert np.array_equal(lbp_histograms(crops + 30, scales), histograms)
-    assert not np.allclose(histograms[0], histograms[1])
-    assert lbp_histograms(crops).shape == (2, (100 + 49 + 36 + 16) * BINS)
+    lbp, lpq = face_histograms(crops, at_template(2))
+    assert lbp.shape == (2, CELLS, BINS) and lpq.shape == (2, CELLS, LPQ_BINS) and lbp.dtype == np.float32
+    brighter = face_histograms(crops + 30, at_template(2))
+    own_size = POINTS * 16  # the cells at the crop's own size come first
+    assert np.array_equal(brighter[0][:, :own_size], lbp[:, :own_size]) and np.array_equal(brighter[1], lpq)
+    assert np.abs(brighter[0] - lbp).mean() < 1e-3  # resized, a rounding flips the odd equal pair of pixels
+    contrast = face_histograms(crops * 2, at_template(2))[1]  # LPQ: contrast too
+    assert np.array_equal(contrast[:, :own_size], lpq[:, :own_size]) and np.abs(contrast - lpq).mean() < 1e-3
+    assert not np.allclose(lbp[0], lbp[1]) and not np.allclose(lpq[0], lpq[1])
     with pytest.raises(ValueError, match="uint8"):
-        lbp_histograms(crops.astype(np.float32))
+        face_histograms(crops.astype(np.float32), at_template(2))
+    with pytest.raises(ValueError, match="5 landmarks for each of the 2 crops"):
+        face_histograms(crops, at_template(3))
 
 
 def test_lpq_codes_are_the_signs_of_the_windows_fourier_coefficients():
@@ -89,28 +122,32 @@ def test_lpq_codes_are_the_signs_of_the_windows_fourier_coefficients():
     assert lpq_codes(np.full((1, 9, 9), 80.0))[0] == pytest.approx(np.zeros((9, 9)))  # flat: no sign to read
 
 
-def test_lpq_histograms_ignore_brightness_and_contrast():
-    rng = np.random.default_rng(8)
-    grey = rng.integers(40, 120, size=(2, 112, 112)).astype(np.uint8)
-    crops = np.repeat(grey[..., None], 3, axis=-1)
-    histograms = lpq_histograms(crops)
-    assert histograms.shape == (2, (64 + 49) * LPQ_BINS)
-    assert np.array_equal(lpq_histograms(crops + 30), histograms)
-    assert np.array_equal(lpq_histograms(crops * 2), histograms)
-    assert not np.allclose(histograms[0], histograms[1])
-
-
-def test_a_face_and_its_mirror_image_have_one_descriptor():
+def test_a_face_and_its_mirror_image_have_one_descriptor_and_the_patches_follow_the_landmarks():
     rng = np.random.default_rng(4)
     crops = rng.integers(0, 256, size=(2, 112, 112, 3)).astype(np.uint8)
-    mirrored = crops[:, :, ::-1]
-    lbp, lpq = face_histograms(crops)
-    assert lbp.shape == (2, 201, BINS) and lpq.shape == (2, 113, LPQ_BINS)
-    assert lbp.reshape(2, -1) == pytest.approx((lbp_histograms(crops) + lbp_histograms(mirrored)) / 2)
-    assert lpq.reshape(2, -1) == pytest.approx((lpq_histograms(crops) + lpq_histograms(mirrored)) / 2)
-    assert all(np.array_equal(a, b) for a, b in zip(face_histograms(mirrored), (lbp, lpq)))
-    # The crop alone is not symmetric: its cells fall elsewhere on the mirror image.
-    assert not np.allclose(lbp_histograms(crops), lbp_histograms(mirrored))
+    landmarks = at_template(2) + rng.normal(scale=2.0, size=(2, 5, 2)).astype(np.float32)
+    mirrored = landmarks[:, [1, 0, 2, 4, 3]].copy()  # the mirror image's image-left eye is the face's right
+    mirrored[..., 0] = 111 - mirrored[..., 0]
+    lbp, lpq = face_histograms(crops, landmarks)
+    mirror_lbp, mirror_lpq = face_histograms(crops[:, :, ::-1], mirrored)
+    assert np.array_equal(mirror_lbp, lbp) and np.array_equal(mirror_lpq, lpq)
+    # Landmarks moved by 3 px: other pixels fall in the patches' cells.
+    shifted = face_histograms(crops, landmarks + [3.0, 0.0])
+    assert not np.allclose(shifted[0], lbp) and not np.allclose(shifted[1], lpq)
+
+
+def test_landmarks_in_crop_are_where_the_aligned_face_shows_them(detector, astronaut):
+    from kiosk.faces import crop_landmarks
+
+    face = detector.detect(astronaut)[0]
+    crop = align_face(astronaut, face.landmarks)
+    expected = landmarks_in_crop(face.landmarks)
+    assert expected == pytest.approx(crop_landmarks([face], AlignmentSpec())[0], abs=1e-4)
+    # Detected again in the crop itself (padded: MTCNN wants some context), the landmarks land there.
+    padded = np.pad(crop, ((56, 56), (56, 56), (0, 0)), mode="edge")
+    found = detector.detect(padded)
+    assert found and found[0].landmarks - 56 == pytest.approx(expected, abs=4.0)
+    assert landmarks_in_crop(TEMPLATE) == pytest.approx(TEMPLATE, abs=1e-6)
 
 
 @pytest.mark.parametrize("count", [40, 400])  # fewer images than numbers, and more
@@ -176,7 +213,8 @@ def fused() -> TextureFusionScoring:
     pairs_b[:200] = pairs_a[:200] ^ 1  # the other image of the same person (images come in fours)
     same = names[pairs_a] == names[pairs_b]
     noise_cosines = rng.uniform(-0.2, 0.4, size=400)  # a network that knows nothing
-    return fit_texture_fusion(crops, names, noise_cosines, crops, (pairs_a, pairs_b), same,
+    faces_of = (crops, at_template(len(crops)))
+    return fit_texture_fusion(faces_of, names, noise_cosines, faces_of, (pairs_a, pairs_b), same,
                               network_dimension=6, dimension=20)
 
 
@@ -184,13 +222,13 @@ def test_the_fusion_leans_on_whichever_score_tells_people_apart(fused):
     crops, names = faces(10, 3, seed=7)  # people it never saw
     network = np.zeros((len(crops), 6), np.float32)
     network[:, 0] = 1.0
-    vectors = fused.extend(network, crops)
+    vectors = fused.extend(network, crops, at_template(len(crops)))
     assert vectors.shape == (30, 26) and np.linalg.norm(vectors, axis=1) == pytest.approx(np.ones(30), abs=1e-6)
     a, b = np.triu_indices(len(crops), k=1)
     assert roc_auc_score(names[a] == names[b], fused.pairs(vectors[a], vectors[b])) > 0.95
     # The texture's term moves the log-odds far more than the noise's (whose cosines spread by about 0.17).
     w_cosine, w_texture, _ = fused.weights
-    texture = fused.texture.describe(crops)
+    texture = fused.texture.describe(crops, at_template(len(crops)))
     spread = np.std(fused.joint_bayesian.log_likelihood_ratios(texture[a], texture[b]))
     assert w_texture > 0 and w_texture * spread > 5 * abs(w_cosine) * 0.17
 
@@ -200,8 +238,8 @@ def test_the_fused_score_is_its_formula_and_matrix_and_pairs_agree(fused, tmp_pa
     crops, _ = faces(4, 2, seed=9)
     network = rng.normal(size=(8, 6))
     network /= np.linalg.norm(network, axis=1, keepdims=True)
-    vectors = fused.extend(network, crops)
-    texture = fused.texture.describe(crops)
+    vectors = fused.extend(network, crops, at_template(8))
+    texture = fused.texture.describe(crops, at_template(8))
     w_cosine, w_texture, bias = fused.weights
     expected = 0.5 + (w_cosine * (network[:4] @ network[4:].T)
                       + w_texture * fused.joint_bayesian.log_likelihood_ratio_matrix(texture[:4], texture[4:])
@@ -215,7 +253,7 @@ def test_the_fused_score_is_its_formula_and_matrix_and_pairs_agree(fused, tmp_pa
     assert fused.matrix(vectors[:2], gallery) == pytest.approx(expected[:2], abs=1e-5)  # the gallery's side, kept
     fused.save(tmp_path / "t.npz")
     loaded = TextureFusionScoring.load(tmp_path / "t.npz")
-    assert np.array_equal(loaded.extend(network, crops), vectors)
+    assert np.array_equal(loaded.extend(network, crops, at_template(8)), vectors)
     assert np.array_equal(loaded.matrix(vectors, vectors), fused.matrix(vectors, vectors))
     with pytest.raises(ValueError, match="26-d"):
         fused.pairs(network, network)
@@ -249,8 +287,11 @@ def test_the_kiosk_embeds_and_scores_with_the_texture_its_card_names(fused, tmp_
     assert card["scoring"]["file"] == scoring_path_for(model).name
     engine = FaceEngine(model)
     crops, _ = faces(3, 2, seed=11)
-    embeddings = engine.embed_crops(crops)
     network = np.asarray(build_serving_model(backbone, 112)(crops, training=False))
-    assert embeddings == pytest.approx(fused.extend(network, crops), abs=1e-5)
+    embeddings = engine.embed_crops(crops)  # landmarks unknown: the template's points
+    assert embeddings == pytest.approx(fused.extend(network, crops, at_template(6)), abs=1e-5)
+    moved = at_template(6) + 4.0
+    assert engine.embed_crops(crops, moved) == pytest.approx(fused.extend(network, crops, moved), abs=1e-5)
+    assert not np.allclose(engine.embed_crops(crops, moved), embeddings, atol=1e-3)
     assert engine.similarity(embeddings[0], embeddings[1]) == pytest.approx(
         float(fused.pairs(embeddings[:1], embeddings[1:2])[0]), abs=1e-6)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kiosk.alignment import AlignmentSpec
 from training.lfw import ImageRef, Pair
 from training.prepare import PreparedLFW
 
@@ -56,6 +57,8 @@ def tiny_lfw_and_crops(crop_size: int = 8) -> tuple[TinyLFW, PreparedLFW]:
     """The made-up LFW and random-pixel "crops" of every image it names."""
     lfw = TinyLFW()
     refs = sorted(ImageRef(name, number) for name, n in lfw.counts.items() for number in range(1, n + 1))
-    records = [{"relpath": ref.relpath, "name": ref.name, "number": ref.number, "detected": True} for ref in refs]
+    spec = AlignmentSpec(max(crop_size, 16))  # landmarks as if the crops were made at the template
+    records = [{"relpath": ref.relpath, "name": ref.name, "number": ref.number, "detected": True,
+                "landmarks": spec.template().tolist()} for ref in refs]
     crops = np.random.default_rng(0).integers(0, 256, (len(records), crop_size, crop_size, 3), dtype=np.uint8)
-    return lfw, PreparedLFW(Path("unused"), crops, records, {"images": len(records)})
+    return lfw, PreparedLFW(Path("unused"), crops, records, {"images": len(records), "alignment": spec.to_dict()})

@@ -66,23 +66,30 @@ def fit_calibration(log_likelihood_ratios: np.ndarray, same: np.ndarray) -> tupl
     return float(weights[0]), float(weights[1])
 
 
-def fit_texture_fusion(train_crops: np.ndarray, train_names: np.ndarray, validation_cosines: np.ndarray,
-                       validation_crops: np.ndarray, validation_pairs: tuple[np.ndarray, np.ndarray],
-                       same: np.ndarray, network_dimension: int,
+def fit_texture_fusion(train_faces: tuple[np.ndarray, np.ndarray], train_names: np.ndarray,
+                       validation_cosines: np.ndarray, validation_faces: tuple[np.ndarray, np.ndarray],
+                       validation_pairs: tuple[np.ndarray, np.ndarray], same: np.ndarray, network_dimension: int,
                        dimension: int = TEXTURE_DIMENSION) -> TextureFusionScoring:
     """The fusion of a network's cosine with texture vectors: the texture projection and its Joint
     Bayesian fitted on the training images (never a test person's), the two scores' weights on
     the validation pairs: `validation_cosines` of the pairs, given as (a, b) indices into the
-    validation images `validation_crops` (each image described once, whatever its pairs), `same`
-    person?"""
-    histograms = face_histograms(train_crops)
+    validation images (each image described once, whatever its pairs), `same` person? Faces are
+    (N x S x S x 3 crops, N x 5 x 2 landmarks in them)."""
+    histograms = _histograms_in_chunks(*train_faces)
     texture = TextureProjection.fit(histograms, dimension)
     joint_bayesian = fit_joint_bayesian(texture.vectors(histograms), train_names, TEXTURE_SHRINKAGE)
-    described = texture.describe(validation_crops)
+    described = texture.vectors(_histograms_in_chunks(*validation_faces))
     ratios = joint_bayesian.log_likelihood_ratios(*(described[index] for index in validation_pairs))
     w_cosine, w_texture, bias = fit_logistic(np.stack([validation_cosines, ratios], axis=1), same)
     return TextureFusionScoring(texture, joint_bayesian, (float(w_cosine), float(w_texture), float(bias)),
                                 network_dimension)
+
+
+def _histograms_in_chunks(crops: np.ndarray, landmarks: np.ndarray, chunk: int = 512) -> tuple[np.ndarray, ...]:
+    """face_histograms of many faces, a chunk at a time (its index arrays grow with the batch)."""
+    parts = [face_histograms(crops[start:start + chunk], landmarks[start:start + chunk])
+             for start in range(0, len(crops), chunk)]
+    return tuple(np.concatenate(blocks) for blocks in zip(*parts))
 
 
 def fit_logistic(features: np.ndarray, same: np.ndarray, iterations: int = 50) -> np.ndarray:

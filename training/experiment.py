@@ -108,10 +108,10 @@ def evaluate_run(result: TrainResult, split: Split, prepared: PreparedLFW, targe
     started = time.perf_counter()
     scoring = fitted_scoring(result.recipe.scoring, serving, prepared, split)
     fit_seconds = time.perf_counter() - started
-    validation_scores = pair_scores(serving, prepared.crops, split.validation, scoring)
+    validation_scores = pair_scores(serving, prepared, split.validation, scoring)
     held_out = HeldOutPeople.embed(serving, prepared, split, scoring)
     threshold, threshold_rule = held_out.door_threshold(target_far)
-    test_scores = pair_scores(serving, prepared.crops, split.test, scoring)
+    test_scores = pair_scores(serving, prepared, split.test, scoring)
     test = verification_report(test_scores, split.test.same, threshold=threshold)
     fallbacks = _fallback_pairs(prepared, split)
     far, tar, _ = roc_curve(test_scores, split.test.same)
@@ -159,7 +159,7 @@ class HeldOutPeople:
     @classmethod
     def embed(cls, serving, prepared: PreparedLFW, split: Split, scoring: Scoring | None = None) -> "HeldOutPeople":
         rows = np.unique(np.concatenate([split.validation.a, split.validation.b]))
-        vectors = embed_rows(serving, prepared.crops, rows, scoring)
+        vectors = embed_rows(serving, prepared, rows, scoring)
         return cls(np.stack([vectors[row] for row in rows.tolist()]),
                    np.array([prepared.records[row]["name"] for row in rows.tolist()]), scoring or CosineScoring())
 
@@ -240,17 +240,18 @@ def fitted_scoring(kind: str, serving, prepared: PreparedLFW, split: Split) -> S
         pairs = split.validation
         validation_rows = np.unique(np.concatenate([pairs.a, pairs.b]))
         return fit_texture_fusion(
-            np.asarray(prepared.crops[train_rows]), np.array([prepared.records[row]["name"] for row in train_rows]),
-            pair_scores(serving, prepared.crops, pairs), np.asarray(prepared.crops[validation_rows]),
+            (np.asarray(prepared.crops[train_rows]), prepared.crop_landmarks(train_rows)),
+            np.array([prepared.records[row]["name"] for row in train_rows]), pair_scores(serving, prepared, pairs),
+            (np.asarray(prepared.crops[validation_rows]), prepared.crop_landmarks(validation_rows)),
             (np.searchsorted(validation_rows, pairs.a), np.searchsorted(validation_rows, pairs.b)),
             pairs.same, int(serving.output_shape[-1]))
-    by_row = embed_rows(serving, prepared.crops, split.train_rows)
+    by_row = embed_rows(serving, prepared, split.train_rows)
     rows = sorted(by_row)
     vectors = np.stack([by_row[row] for row in rows])
     if kind == "as-norm":
         return CohortNormScoring.fit(vectors, COHORT_TOP_K)
     joint_bayesian = fit_joint_bayesian(vectors, np.array([prepared.records[row]["name"] for row in rows]))
-    ratios = joint_bayesian.log_likelihood_ratios(*pair_vectors(serving, prepared.crops, split.validation))
+    ratios = joint_bayesian.log_likelihood_ratios(*pair_vectors(serving, prepared, split.validation))
     return joint_bayesian.with_calibration(*fit_calibration(ratios, split.validation.same))
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from kiosk.alignment import AlignmentSpec, align_face, alignment_error
+from kiosk.alignment import AlignmentSpec, align_face, alignment_error, landmarks_in_crop
 from kiosk.atomic import atomic_save_npy, atomic_save_npz, atomic_write_json
 from kiosk.faces import FaceDetector, face_nearest_center
 from kiosk.images import load_image
@@ -51,6 +51,12 @@ class PreparedLFW:
     def positions(self) -> dict[str, int]:
         """relpath -> row in `crops`."""
         return {record["relpath"]: row for row, record in enumerate(self.records)}
+
+    def crop_landmarks(self, rows: np.ndarray) -> np.ndarray:
+        """N x 5 x 2: where the landmarks of the given rows fall in their crops (the fallback landmarks
+        for images without a detected face)."""
+        return np.array([landmarks_in_crop(np.asarray(self.records[row]["landmarks"]), self.spec)
+                         for row in np.asarray(rows).tolist()], np.float32).reshape(-1, 5, 2)
 
     @property
     def spec(self) -> AlignmentSpec:

@@ -71,7 +71,7 @@ def train(recipe: Recipe, split: Split, prepared: PreparedLFW, log=print) -> Tra
             evaluated.set_weights(average.weights)
         elif evaluated is not backbone:
             evaluated.set_weights(backbone.get_weights())
-        scores = pair_scores(serving, prepared.crops, split.validation)
+        scores = pair_scores(serving, prepared, split.validation)
         auc = roc_auc(scores, split.validation.same)
         accuracy = accuracy_at(scores, split.validation.same, best_threshold(scores, split.validation.same))
         history["loss"].append(epoch_loss / recipe.steps_per_epoch)
@@ -223,7 +223,7 @@ def _train_step(recipe: Recipe, backbone, head, optimizer, variables, teachers: 
     return step
 
 
-def embed_rows(serving: keras.Model, crops: np.ndarray, rows: np.ndarray, scoring: Scoring | None = None,
+def embed_rows(serving: keras.Model, prepared: PreparedLFW, rows: np.ndarray, scoring: Scoring | None = None,
                batch: int = 256) -> dict[int, np.ndarray]:
     """Embeddings of the given rows of the prepared crops, through the serving model (and extended
     as `scoring` needs, e.g. by texture vectors): the kiosk's embeddings of them."""
@@ -231,19 +231,20 @@ def embed_rows(serving: keras.Model, crops: np.ndarray, rows: np.ndarray, scorin
     scoring = scoring or CosineScoring()
     vectors = []
     for start in range(0, len(unique), batch):
-        block = np.asarray(crops[unique[start:start + batch]])
-        vectors.append(scoring.extend(np.asarray(serving(block, training=False)), block))
+        chosen = unique[start:start + batch]
+        block = np.asarray(prepared.crops[chosen])
+        vectors.append(scoring.extend(np.asarray(serving(block, training=False)), block, prepared.crop_landmarks(chosen)))
     return dict(zip(unique.tolist(), np.concatenate(vectors)))
 
 
-def pair_vectors(serving: keras.Model, crops: np.ndarray, pairs: PairSet,
+def pair_vectors(serving: keras.Model, prepared: PreparedLFW, pairs: PairSet,
                  scoring: Scoring | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The embeddings of each pair's two images (two P x D arrays), embedded exactly as the kiosk embeds."""
-    vectors = embed_rows(serving, crops, np.concatenate([pairs.a, pairs.b]), scoring)
+    vectors = embed_rows(serving, prepared, np.concatenate([pairs.a, pairs.b]), scoring)
     return (np.stack([vectors[row] for row in pairs.a.tolist()]), np.stack([vectors[row] for row in pairs.b.tolist()]))
 
 
-def pair_scores(serving: keras.Model, crops: np.ndarray, pairs: PairSet, scoring: Scoring | None = None) -> np.ndarray:
+def pair_scores(serving: keras.Model, prepared: PreparedLFW, pairs: PairSet, scoring: Scoring | None = None) -> np.ndarray:
     """The score of each pair (cosine unless `scoring` says otherwise), as the kiosk scores it."""
     scoring = scoring or CosineScoring()
-    return np.asarray(scoring.pairs(*pair_vectors(serving, crops, pairs, scoring)), np.float64)
+    return np.asarray(scoring.pairs(*pair_vectors(serving, prepared, pairs, scoring)), np.float64)

@@ -48,7 +48,7 @@ def _measure(ctx, engine, size: tuple[int, int]) -> dict:
                 spent = {"decode": decode_s, "detect": detect_s}
                 if faces:
                     crops, spent["align"] = timed(engine.align, rgb, faces)
-                    vectors, spent["embed"] = timed(engine.embed_crops, crops)
+                    vectors, spent["embed"] = timed(engine.embed_crops, crops, engine.crop_landmarks(faces))
                     matches, spent["match"] = timed(_match, engine, gallery, vectors)
                     _, spent["log"] = timed(_log, log, rgb, faces[0], matches[0])
                 if index < warmup:  # first calls trace TensorFlow functions and warm caches
