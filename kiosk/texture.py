@@ -181,15 +181,24 @@ class CellAxes:
         if not 1 <= dimension <= cells.shape[2]:
             raise ValueError(f"cell dimension must be 1..{cells.shape[2]}, got {dimension}")
         mean = cells.mean(axis=0)
-        centred = np.moveaxis(cells - mean, 1, 0)  # cells x N x bins
-        scatter = np.matmul(centred.transpose(0, 2, 1), centred).astype(np.float64)
-        axes = np.linalg.eigh(scatter)[1][:, :, ::-1][:, :, :dimension]
-        return cls(mean, _half(axes))
+        axes = []
+        for chunk in _cell_chunks(cells.shape[1]):
+            centred = np.moveaxis(cells[:, chunk] - mean[chunk], 1, 0)  # cells x N x bins
+            scatter = np.matmul(centred.transpose(0, 2, 1), centred).astype(np.float64)
+            axes.append(np.linalg.eigh(scatter)[1][:, :, ::-1][:, :, :dimension])
+        return cls(mean, _half(np.concatenate(axes)))
 
     def project(self, cells: np.ndarray) -> np.ndarray:
         """N x cells x bins -> N x (cells * k)."""
-        centred = np.moveaxis(np.asarray(cells, np.float32) - self.mean, 1, 0)
-        return np.moveaxis(np.matmul(centred, self.axes), 0, 1).reshape(len(cells), -1)
+        cells = np.asarray(cells, np.float32)
+        return np.concatenate([np.moveaxis(np.matmul(np.moveaxis(cells[:, chunk] - self.mean[chunk], 1, 0),
+                                                     self.axes[chunk]), 0, 1).reshape(len(cells), -1)
+                               for chunk in _cell_chunks(cells.shape[1])], axis=1)
+
+
+def _cell_chunks(count: int, size: int = 64) -> list[slice]:
+    # A few cells at a time: a centred copy of every cell of thousands of training faces would take GBs.
+    return [slice(start, start + size) for start in range(0, count, size)]
 
 
 def principal_axes(features: np.ndarray, dimension: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

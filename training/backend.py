@@ -19,10 +19,10 @@ from kiosk.texture import TextureProjection, face_histograms
 # Added to the within-person covariance: this multiple of its mean eigenvalue, times the identity.
 # Validation AUC and true accepts at the door rose up to about 2 and fell beyond 5 (four runs).
 DEFAULT_SHRINKAGE = 2.0
-# Texture vectors: principal axes kept. In scratch probes on the validation pairs (sessions 9, 10)
-# more axes accepted more at the door's threshold and far down the impostor tail up to 400 (200 <
-# 300 < 400; 500 and 600 no better at the threshold), each 100 adding about 1 MB to the scoring
-# file. Hand-made features are not fitted to the training people as a network is, so their Joint
+# Texture vectors: principal axes kept. In scratch probes on the validation pairs (sessions 9 to 11,
+# grid and landmark-patch descriptors alike) more axes accepted more at the door's threshold and far
+# down the impostor tail up to 400 (200 < 300 < 400; 500 and 600 no better at the threshold), each
+# 100 adding about 2 MB to the scoring file. Hand-made features are not fitted to the training people as a network is, so their Joint
 # Bayesian needs no shrinkage.
 TEXTURE_DIMENSION = 400
 TEXTURE_SHRINKAGE = 0.0
@@ -86,10 +86,16 @@ def fit_texture_fusion(train_faces: tuple[np.ndarray, np.ndarray], train_names: 
 
 
 def _histograms_in_chunks(crops: np.ndarray, landmarks: np.ndarray, chunk: int = 512) -> tuple[np.ndarray, ...]:
-    """face_histograms of many faces, a chunk at a time (its index arrays grow with the batch)."""
-    parts = [face_histograms(crops[start:start + chunk], landmarks[start:start + chunk])
-             for start in range(0, len(crops), chunk)]
-    return tuple(np.concatenate(blocks) for blocks in zip(*parts))
+    """face_histograms of many faces, a chunk at a time (its index arrays grow with the batch),
+    written into the result as they come (the LPQ block of 6,000 faces alone is 4 GB)."""
+    blocks: tuple[np.ndarray, ...] = ()
+    for start in range(0, len(crops), chunk):
+        part = face_histograms(crops[start:start + chunk], landmarks[start:start + chunk])
+        if not blocks:
+            blocks = tuple(np.empty((len(crops),) + block.shape[1:], block.dtype) for block in part)
+        for block, values in zip(blocks, part):
+            block[start:start + len(values)] = values
+    return blocks
 
 
 def fit_logistic(features: np.ndarray, same: np.ndarray, iterations: int = 50) -> np.ndarray:
