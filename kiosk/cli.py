@@ -176,6 +176,7 @@ def cmd_enroll(args: argparse.Namespace, out: Output) -> int:
                 f"no usable face in {len(args.images)} image{'s' if len(args.images) != 1 else ''}; "
                 f"{args.name} was not {'changed' if existing else 'enrolled'}"
             )
+        gallery.bind_model(engine.embedding_size, engine.model_identity)
         if existing is None:
             person = gallery.enroll(args.name, badge, embeddings, qualities, sources, thumbnails)
         else:
@@ -203,7 +204,7 @@ def cmd_identify(args: argparse.Namespace, out: Output) -> int:
     failed = 0
     try:
         gallery = Gallery(conn)
-        gallery.check_dimension(engine.embedding_size)  # one clear refusal, not one per image
+        gallery.bind_model(engine.embedding_size, engine.model_identity)  # one clear refusal, not one per image
         templates, person_ids = gallery.matrix()
         for image in args.images:
             try:

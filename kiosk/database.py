@@ -110,6 +110,14 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     # 2: templates and thumbnails sealed with the data key, the access log chained.
     _seal_and_chain,
+    # 3: which model made the gallery's templates (kiosk.gallery.Gallery.bind_model): two models
+    # can make templates of one size that mean different things.
+    (
+        """CREATE TABLE gallery_model (
+            id       INTEGER PRIMARY KEY CHECK (id = 1),
+            identity TEXT NOT NULL
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -74,6 +74,11 @@ class FaceEngine:
         return self._embedder.card.embedding_size
 
     @property
+    def model_identity(self) -> str:
+        """What makes this engine's embeddings (ModelCard.identity): a gallery is bound to one."""
+        return self._embedder.card.identity
+
+    @property
     def embedder_runtime(self) -> str:
         """"tflite" or "keras": which copy of the model embeds (kiosk.embedder)."""
         return self._embedder.runtime

@@ -342,6 +342,20 @@ class Gallery:
         if row is not None and row[0] != except_id:
             raise GalleryError(f"a person named {name!r} already exists")
 
+    def bind_model(self, dim: int, identity: str) -> None:
+        """GalleryError if the gallery's templates were made by another model than the one
+        `identity` names (ModelCard.identity) or are not `dim`-d; otherwise the gallery is marked
+        as that model's. A gallery enrolled before models were recorded is checked by size only.
+        Every process that embeds faces for this gallery binds it first (kiosk, CLI, enrollment)."""
+        with transaction(self._conn):
+            self.check_dimension(dim)
+            row = self._conn.execute("SELECT identity FROM gallery_model").fetchone()
+            enrolled = self._conn.execute("SELECT 1 FROM template LIMIT 1").fetchone() is not None
+            if enrolled and row is not None and row[0] != identity:
+                raise GalleryError(f"the gallery's templates were made by another model ({row[0]}), not by this "
+                                   f"one ({identity}); re-enrol everyone, or run the model they were enrolled with")
+            self._conn.execute("INSERT OR REPLACE INTO gallery_model (id, identity) VALUES (1, ?)", (identity,))
+
     def check_dimension(self, dim: int) -> None:
         """GalleryError unless the gallery is empty or its templates are `dim`-d: templates made by
         a model with another embedding cannot be compared with this one's (re-enrol after a change

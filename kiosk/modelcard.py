@@ -10,6 +10,7 @@ import json
 import math
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from kiosk.alignment import AlignmentSpec
@@ -83,6 +84,12 @@ class ModelCard:
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelCardError(f"{card_path}: not a valid model card ({exc!r})") from exc
+
+    @cached_property
+    def identity(self) -> str:
+        """Names what makes this card's embeddings: its model file's and scoring file's SHA-256 (short)."""
+        scoring = self.raw.get("scoring")
+        return f"model {sha256_of(self.path)[:16]}, scoring {scoring['sha256'][:16] if scoring else 'cosine'}"
 
     @property
     def tflite_path(self) -> Path | None:

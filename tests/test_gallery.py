@@ -167,6 +167,38 @@ def test_add_templates_rejects_a_dimension_other_than_the_gallerys(gallery):
     assert len(gallery.templates()) == 1
 
 
+def test_a_gallery_is_bound_to_the_model_that_made_its_templates(gallery, db_path):
+    gallery.bind_model(DIM, "model A")  # empty: any model may take it
+    enrol(gallery, "Ada", [1])
+    gallery.bind_model(DIM, "model A")
+    # Templates of the same size from another model mean something else: refused, nothing changed.
+    with pytest.raises(GalleryError, match=r"another model \(model A\), not by this one \(model B\).*re-enrol"):
+        gallery.bind_model(DIM, "model B")
+    with pytest.raises(GalleryError, match="dimension"):
+        gallery.bind_model(DIM + 1, "model A")
+    reopened = open_database(db_path)  # the binding is in the file, for every process
+    try:
+        with pytest.raises(GalleryError, match="another model"):
+            Gallery(reopened).bind_model(DIM, "model B")
+    finally:
+        reopened.close()
+    # Once everyone is removed the gallery may change model.
+    gallery.remove("Ada")
+    gallery.bind_model(DIM, "model B")
+    enrol(gallery, "Bob", [2])
+    with pytest.raises(GalleryError, match="another model"):
+        gallery.bind_model(DIM, "model A")
+
+
+def test_a_gallery_from_before_models_were_recorded_is_checked_by_size_then_bound(gallery, conn):
+    enrol(gallery, "Ada", [1])
+    conn.execute("DELETE FROM gallery_model")  # as a schema-2 gallery migrates: no model recorded
+    conn.commit()
+    gallery.bind_model(DIM, "model A")
+    with pytest.raises(GalleryError, match="another model"):
+        gallery.bind_model(DIM, "model B")
+
+
 def test_thumbnails_and_remove_template(gallery):
     gallery.add_person("Ada")
     first, second = gallery.add_templates(

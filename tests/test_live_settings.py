@@ -149,3 +149,23 @@ def test_a_gallery_enrolled_by_another_model_is_refused_before_any_frame(tmp_pat
     with pytest.raises(GalleryError, match=f"{engine.embedding_size} does not match the gallery's {other_size}.*re-enrol"):
         KioskRunner(Camera(str(frames)), engine, Gallery(conn), AccessLog(conn), DecisionPolicy(), None)
     conn.close()
+
+
+def test_a_gallery_of_another_model_with_templates_of_the_same_size_is_refused(tmp_path, engine):
+    from kiosk.gallery import GalleryError
+    from kiosk.runner import KioskRunner
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "0.png"), np.full((120, 160, 3), 90, np.uint8))
+    conn = open_database(database_path(tmp_path))
+    try:
+        gallery = Gallery(conn)
+        gallery.bind_model(engine.embedding_size, "model 0123456789abcdef, scoring an older descriptor")
+        size = engine.embedding_size
+        gallery.enroll("Ada", None, [np.ones(size, np.float32) / np.sqrt(size)], [0.9], ["camera"])
+        with pytest.raises(GalleryError, match="another model .*re-enrol"):
+            KioskRunner(Camera(str(frames)), engine, Gallery(conn), AccessLog(conn), DecisionPolicy(), None)
+        assert engine.model_identity.startswith("model ") and "scoring " in engine.model_identity
+    finally:
+        conn.close()

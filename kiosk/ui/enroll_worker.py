@@ -152,7 +152,7 @@ class EnrollWorker(QObject):
         try:
             conn = open_database(self._db_path)
             try:
-                person = self._save(Gallery(conn), request)
+                person = self._save(Gallery(conn), request, self._get_engine())
             finally:
                 conn.close()
         except Exception as exc:
@@ -174,10 +174,11 @@ class EnrollWorker(QObject):
             log.error("%s", message, exc_info=exc)
 
     @staticmethod
-    def _save(gallery: Gallery, request: SaveRequest):
+    def _save(gallery: Gallery, request: SaveRequest, engine):
         used = [s for s in request.samples if s.used and s.embedding is not None]
         if not used:
             raise KioskError("no usable sample to save")
+        gallery.bind_model(engine.embedding_size, engine.model_identity)
         # One transaction: the templates (and a new person with them) are stored all or none.
         templates = ([s.embedding for s in used], [s.quality for s in used],
                      [f"enroll {s.source}" for s in used], [s.thumbnail for s in used])

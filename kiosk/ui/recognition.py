@@ -80,6 +80,10 @@ class ThresholdEngine:
         return self._engine.embedding_size
 
     @property
+    def model_identity(self) -> str:
+        return self._engine.model_identity
+
+    @property
     def threshold(self) -> float:
         """The override, or the card's threshold for a single comparison."""
         return self.override if self.override is not None else self._engine.threshold
