@@ -40,6 +40,8 @@ def _seal_and_chain(conn: sqlite3.Connection) -> None:
     migrate(conn)
 
 
+UNRECORDED_MODEL = "a model from before models were recorded (schema 2)"
+
 # Each migration is a list of statements, or a function of the connection (which carries its
 # keys), applied in one transaction; migration i (0-based) takes the schema from version i to
 # i + 1. Only ever append.
@@ -111,12 +113,16 @@ MIGRATIONS: tuple[Migration, ...] = (
     # 2: templates and thumbnails sealed with the data key, the access log chained.
     _seal_and_chain,
     # 3: which model made the gallery's templates (kiosk.gallery.Gallery.bind_model): two models
-    # can make templates of one size that mean different things.
+    # can make templates of one size that mean different things. Templates already enrolled were
+    # made by a model no one recorded, and every model shipped before this one differs from it:
+    # such a gallery is refused until re-enrolled.
     (
         """CREATE TABLE gallery_model (
             id       INTEGER PRIMARY KEY CHECK (id = 1),
             identity TEXT NOT NULL
         )""",
+        f"""INSERT INTO gallery_model (id, identity) SELECT 1, '{UNRECORDED_MODEL}'
+            WHERE EXISTS (SELECT 1 FROM template)""",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

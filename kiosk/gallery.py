@@ -345,7 +345,7 @@ class Gallery:
     def bind_model(self, dim: int, identity: str) -> None:
         """GalleryError if the gallery's templates were made by another model than the one
         `identity` names (ModelCard.identity) or are not `dim`-d; otherwise the gallery is marked
-        as that model's. A gallery enrolled before models were recorded is checked by size only.
+        as that model's (a gallery enrolled before models were recorded belongs to none: refused).
         Every process that embeds faces for this gallery binds it first (kiosk, CLI, enrollment)."""
         with transaction(self._conn):
             self.check_dimension(dim)

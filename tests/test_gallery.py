@@ -190,15 +190,6 @@ def test_a_gallery_is_bound_to_the_model_that_made_its_templates(gallery, db_pat
         gallery.bind_model(DIM, "model A")
 
 
-def test_a_gallery_from_before_models_were_recorded_is_checked_by_size_then_bound(gallery, conn):
-    enrol(gallery, "Ada", [1])
-    conn.execute("DELETE FROM gallery_model")  # as a schema-2 gallery migrates: no model recorded
-    conn.commit()
-    gallery.bind_model(DIM, "model A")
-    with pytest.raises(GalleryError, match="another model"):
-        gallery.bind_model(DIM, "model B")
-
-
 def test_thumbnails_and_remove_template(gallery):
     gallery.add_person("Ada")
     first, second = gallery.add_templates(

@@ -10,7 +10,7 @@ from kiosk import database
 from kiosk.accesslog import AccessLog
 from kiosk.database import SCHEMA_VERSION, database_path, open_database
 from kiosk.errors import KioskError
-from kiosk.gallery import Gallery
+from kiosk.gallery import Gallery, GalleryError
 from kiosk.sealing import SealError
 
 DIM = 128
@@ -125,6 +125,9 @@ def test_plain_database_is_sealed_by_migration_in_place(tmp_path):
     # New templates continue the old ids, never reusing one.
     (new,) = gallery.add_templates("Ada", [unit(99)], [1.0], ["cam"])
     assert new.id == 31
+    # No one recorded which model made the old templates: no model may take the gallery over.
+    with pytest.raises(GalleryError, match=r"another model \(a model from before models were recorded"):
+        gallery.bind_model(embeddings[0].size, "model 0123, scoring cosine")
     conn.close()
     stored = every_file_byte(tmp_path)
     for embedding in embeddings:  # the plain pages were overwritten, not just unlinked
