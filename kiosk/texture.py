@@ -11,8 +11,9 @@ et al. (CVPR 2013). The patches follow the face's own landmarks in the crop, not
 the aligner only matches the five points on average, and an eye or a mouth corner off its
 template point by a few pixels would otherwise fall in another cell. Fused with the network's
 cosine (kiosk.scoring.TextureFusionScoring), this raised the validation true accepts at the
-door's threshold from 53% (network alone) to 77%; the previous descriptor, a fixed grid of cells
-over the crop, reached 72% (reports/recipe_search.md, sessions 9 to 11).
+door's threshold from 52% (the network alone) to 77%; the previous descriptor, a fixed grid of
+cells over the crop, took another run of the same recipe from 53% to 72%
+(reports/recipe_search.md, sessions 9 to 11).
 
 A face is described by the mean of its crop's histograms and its mirror image's (with the mirror
 image's landmarks), so a face and its mirror image get one description, as they get one network
