@@ -253,9 +253,9 @@ class TextureProjection:
 
 def texture_in_words(texture: TextureProjection) -> str:
     """What a fitted projection is, for model cards and run summaries."""
-    return (f"LBP and LPQ histograms around {POINTS} landmark points of the crop and its mirror image, each cell's reduced to its "
-            f"{texture.cells[0].axes.shape[2]} principal axes, then {texture.dimension} principal axes of them "
-            f"all, among the training images")
+    return (f"LBP and LPQ histograms around {POINTS} landmark points of the crop and its mirror image, each "
+            f"cell's reduced to its {texture.cells[0].axes.shape[2]} principal axes, then {texture.dimension} "
+            f"principal axes of them all, among the training images")
 
 
 def _reduced(cells: tuple[CellAxes, ...], blocks: tuple[np.ndarray, ...]) -> np.ndarray:
