@@ -14,11 +14,11 @@ The model card says which scoring its threshold was set for:
 - as-norm: the cosine, normalised by each face's usual cosine with the training people's images
   (adaptive score normalisation; CohortNormScoring): more true matches far down the tail on the
   validation people, not on DevTest.
-- cosine+texture: the network's cosine and a Joint Bayesian ratio of hand-made LBP and LPQ texture
-  vectors around the face's landmarks (kiosk.texture), weighed by a logistic fitted on validation pairs, on the same scale as
-  joint-bayesian. The embedding then holds both parts (TextureFusionScoring.extend): more true
-  matches at every false-accept rate measured, down to 1e-4 (reports/recipe_search.md, sessions 9
-  to 11).
+- cosine+texture: the network's cosine, a Joint Bayesian ratio of the network's vectors and one of
+  hand-made LBP and LPQ texture vectors around the face's landmarks (kiosk.texture), weighed by a
+  logistic fitted on validation pairs, on the same scale as joint-bayesian. The embedding then
+  holds both vectors (TextureFusionScoring.extend): more true matches at every false-accept rate
+  measured, down to 1e-4 (reports/recipe_search.md, sessions 9 to 12).
 
 Each turns an M x D block of queries and an N x D block of templates into an M x N score
 matrix; what depends on the gallery alone is computed once per gallery, not per frame.
@@ -126,10 +126,12 @@ class JointBayesianScoring(_NetworkOnly):
             return cls.from_saved(data, path, slope, intercept)
 
     @classmethod
-    def from_saved(cls, data, path: str | Path, slope: float = 1.0, intercept: float = 0.0) -> "JointBayesianScoring":
-        """The ratio from the "mean", "cross" and "quadratic" arrays of an open .npz file, shapes checked."""
-        scoring = cls(data["mean"].astype(np.float64), data["cross"].astype(np.float64),
-                      data["quadratic"].astype(np.float64), slope, intercept)
+    def from_saved(cls, data, path: str | Path, slope: float = 1.0, intercept: float = 0.0,
+                   prefix: str = "") -> "JointBayesianScoring":
+        """The ratio from the "mean", "cross" and "quadratic" arrays (names after `prefix`) of an open
+        .npz file, shapes checked."""
+        scoring = cls(data[prefix + "mean"].astype(np.float64), data[prefix + "cross"].astype(np.float64),
+                      data[prefix + "quadratic"].astype(np.float64), slope, intercept)
         dimension = scoring.mean.shape[0]
         if scoring.cross.shape != (dimension, dimension) or scoring.quadratic.shape != (dimension, dimension):
             raise ValueError(f"{path}: parameter shapes do not agree ({scoring.mean.shape}, {scoring.cross.shape}, "
@@ -211,16 +213,18 @@ class CohortNormScoring(_NetworkOnly):
 
 @dataclass(frozen=True, eq=False)
 class TextureFusionScoring:
-    """score = 0.5 + (w_cosine * cosine + w_texture * r + bias) / LOG_ODDS_PER_UNIT: the network's
-    cosine and the Joint Bayesian ratio r of the two faces' texture vectors (kiosk.texture), weighed
-    as a logistic fitted on validation pairs weighs them (calibrated log-odds, read like
-    joint-bayesian). An embedding is [network vector, texture vector] / sqrt(2): a unit vector,
-    as the gallery stores every template."""
+    """score = 0.5 + (w_cosine * cosine + w_network * r_network + w_texture * r_texture + bias) /
+    LOG_ODDS_PER_UNIT: the network's cosine and the Joint Bayesian ratios of the two faces' network
+    vectors and of their texture vectors (kiosk.texture), weighed as a logistic fitted on validation
+    pairs weighs them (calibrated log-odds, read like joint-bayesian). The network's ratio holds a
+    cosine-like cross term of its own, so the logistic gives the plain cosine a negative weight: it
+    subtracts the part of the cross term the ratio overweighs. An embedding is [network vector,
+    texture vector] / sqrt(2): a unit vector, as the gallery stores every template."""
 
     texture: TextureProjection
-    joint_bayesian: JointBayesianScoring  # fitted on the training images' texture vectors; uncalibrated
-    weights: tuple[float, float, float]  # (w_cosine, w_texture, bias)
-    network_dimension: int
+    network_joint_bayesian: JointBayesianScoring  # fitted on the training images' network vectors; uncalibrated
+    texture_joint_bayesian: JointBayesianScoring  # fitted on their texture vectors; uncalibrated
+    weights: tuple[float, float, float, float]  # (w_cosine, w_network, w_texture, bias)
     kind = "cosine+texture"
 
     def extend(self, vectors: np.ndarray, crops: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
@@ -232,17 +236,20 @@ class TextureFusionScoring:
     def matrix(self, queries: np.ndarray, templates: np.ndarray) -> np.ndarray:
         query_network, query_texture = self._parts(queries)
         template_network, template_texture = _per_gallery(self, templates, self._read_only_parts)
-        return self._on_cosine_scale(query_network @ template_network.T,
-                                     self.joint_bayesian.log_likelihood_ratio_matrix(query_texture, template_texture))
+        return self._on_cosine_scale(
+            query_network @ template_network.T,
+            self.network_joint_bayesian.log_likelihood_ratio_matrix(query_network, template_network),
+            self.texture_joint_bayesian.log_likelihood_ratio_matrix(query_texture, template_texture))
 
     def pairs(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         (a_network, a_texture), (b_network, b_texture) = self._parts(a), self._parts(b)
         return self._on_cosine_scale(np.einsum("ij,ij->i", a_network, b_network),
-                                     self.joint_bayesian.log_likelihood_ratios(a_texture, b_texture))
+                                     self.network_joint_bayesian.log_likelihood_ratios(a_network, b_network),
+                                     self.texture_joint_bayesian.log_likelihood_ratios(a_texture, b_texture))
 
-    def _on_cosine_scale(self, cosines: np.ndarray, ratios: np.ndarray) -> np.ndarray:
-        w_cosine, w_texture, bias = self.weights
-        return 0.5 + (w_cosine * cosines + w_texture * ratios + bias) / LOG_ODDS_PER_UNIT
+    def _on_cosine_scale(self, cosines: np.ndarray, network_ratios: np.ndarray, texture_ratios: np.ndarray) -> np.ndarray:
+        w_cosine, w_network, w_texture, bias = self.weights
+        return 0.5 + (w_cosine * cosines + w_network * network_ratios + w_texture * texture_ratios + bias) / LOG_ODDS_PER_UNIT
 
     def _parts(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         vectors = np.asarray(vectors, np.float64) * np.sqrt(2)
@@ -251,11 +258,15 @@ class TextureFusionScoring:
         return vectors[:, :self.network_dimension], vectors[:, self.network_dimension:]
 
     def _read_only_parts(self, templates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # Read-only, so the Joint Bayesian keeps its side of a gallery's texture part too.
+        # Read-only, so each Joint Bayesian keeps its side of a gallery's part too.
         parts = self._parts(templates)
         for part in parts:
             part.flags.writeable = False
         return parts
+
+    @property
+    def network_dimension(self) -> int:
+        return self.network_joint_bayesian.dimension
 
     @property
     def dimension(self) -> int:
@@ -266,12 +277,13 @@ class TextureFusionScoring:
         for index, cell in enumerate(self.texture.cells):
             cells[f"texture_cell_mean{index}"] = cell.mean
             cells[f"texture_cell_axes{index}"] = cell.axes.astype(np.float16)
+        network, texture = self.network_joint_bayesian, self.texture_joint_bayesian
         with open(path, "wb") as stream:
-            np.savez(stream, kind=self.kind, network_dimension=self.network_dimension,
-                     weights=np.array(self.weights), texture_descriptor=DESCRIPTOR, **cells,
+            np.savez(stream, kind=self.kind, weights=np.array(self.weights), texture_descriptor=DESCRIPTOR, **cells,
                      texture_mean=self.texture.mean, texture_axes=self.texture.axes.astype(np.float16),
-                     texture_spread=self.texture.spread, mean=self.joint_bayesian.mean,
-                     cross=self.joint_bayesian.cross, quadratic=self.joint_bayesian.quadratic)
+                     texture_spread=self.texture.spread, mean=texture.mean, cross=texture.cross,
+                     quadratic=texture.quadratic, network_mean=network.mean, network_cross=network.cross,
+                     network_quadratic=network.quadratic)
 
     @classmethod
     def load(cls, path: str | Path) -> "TextureFusionScoring":
@@ -279,25 +291,29 @@ class TextureFusionScoring:
             if str(data["kind"]) != cls.kind:
                 raise ValueError(f"{path} holds {str(data['kind'])!r} scoring, not {cls.kind!r}")
             descriptor = str(data["texture_descriptor"]) if "texture_descriptor" in data else "an older one"
+            rescore = f"score the run again: python -m training rescore RUN --scoring {cls.kind}"
             if descriptor != DESCRIPTOR:
                 raise StaleScoringError(f"{path} was fitted on another texture descriptor ({descriptor}), not on "
-                                        f"this version's ({DESCRIPTOR}); score the run again: "
-                                        f"python -m training rescore RUN --scoring {cls.kind}")
+                                        f"this version's ({DESCRIPTOR}); {rescore}")
+            if "network_mean" not in data:
+                raise StaleScoringError(f"{path} was fitted without the Joint Bayesian of the network's vectors "
+                                        f"that this version weighs in; {rescore}")
             blocks = sum(key.startswith("texture_cell_mean") for key in data.files)
             cells = tuple(CellAxes(data[f"texture_cell_mean{index}"].astype(np.float32),
                                    data[f"texture_cell_axes{index}"].astype(np.float32)) for index in range(blocks))
             texture = TextureProjection(cells, data["texture_mean"].astype(np.float32),
                                         data["texture_axes"].astype(np.float32),
                                         data["texture_spread"].astype(np.float32))
-            joint_bayesian = JointBayesianScoring.from_saved(data, path)
-            w_cosine, w_texture, bias = data["weights"].tolist()
-            scoring = cls(texture, joint_bayesian, (w_cosine, w_texture, bias), int(data["network_dimension"]))
+            w_cosine, w_network, w_texture, bias = data["weights"].tolist()
+            scoring = cls(texture, JointBayesianScoring.from_saved(data, path, prefix="network_"),
+                          JointBayesianScoring.from_saved(data, path), (w_cosine, w_network, w_texture, bias))
         reduced = sum(cell.axes.shape[0] * cell.axes.shape[2] for cell in cells)
         if not (reduced == texture.mean.shape[0] == texture.axes.shape[0]
-                and texture.axes.shape[1] == texture.spread.shape[0] == joint_bayesian.dimension
+                and texture.axes.shape[1] == texture.spread.shape[0] == scoring.texture_joint_bayesian.dimension
                 and all(cell.mean.shape == cell.axes.shape[:2] for cell in cells)):
             raise ValueError(f"{path}: texture parameter shapes do not agree ({texture.mean.shape}, "
-                             f"{texture.axes.shape}, {texture.spread.shape}, {joint_bayesian.mean.shape})")
+                             f"{texture.axes.shape}, {texture.spread.shape}, "
+                             f"{scoring.texture_joint_bayesian.mean.shape})")
         return scoring
 
 

@@ -212,10 +212,10 @@ def fused() -> TextureFusionScoring:
     pairs_a, pairs_b = rng.integers(0, len(crops), 400), rng.integers(0, len(crops), 400)
     pairs_b[:200] = pairs_a[:200] ^ 1  # the other image of the same person (images come in fours)
     same = names[pairs_a] == names[pairs_b]
-    noise_cosines = rng.uniform(-0.2, 0.4, size=400)  # a network that knows nothing
-    faces_of = (crops, at_template(len(crops)))
-    return fit_texture_fusion(faces_of, names, noise_cosines, faces_of, (pairs_a, pairs_b), same,
-                              network_dimension=6, dimension=20)
+    network = rng.normal(size=(len(crops), 6))  # a network that knows nothing
+    network /= np.linalg.norm(network, axis=1, keepdims=True)
+    faces_of = (crops, at_template(len(crops)), network)
+    return fit_texture_fusion(faces_of, names, faces_of, (pairs_a, pairs_b), same, dimension=20)
 
 
 def test_the_fusion_leans_on_whichever_score_tells_people_apart(fused):
@@ -226,11 +226,15 @@ def test_the_fusion_leans_on_whichever_score_tells_people_apart(fused):
     assert vectors.shape == (30, 26) and np.linalg.norm(vectors, axis=1) == pytest.approx(np.ones(30), abs=1e-6)
     a, b = np.triu_indices(len(crops), k=1)
     assert roc_auc_score(names[a] == names[b], fused.pairs(vectors[a], vectors[b])) > 0.95
-    # The texture's term moves the log-odds far more than the noise's (whose cosines spread by about 0.17).
-    w_cosine, w_texture, _ = fused.weights
+    # The texture's term moves the log-odds far more than the noise network's two terms.
+    w_cosine, w_network, w_texture, _ = fused.weights
     texture = fused.texture.describe(crops, at_template(len(crops)))
-    spread = np.std(fused.joint_bayesian.log_likelihood_ratios(texture[a], texture[b]))
-    assert w_texture > 0 and w_texture * spread > 5 * abs(w_cosine) * 0.17
+    spread = np.std(fused.texture_joint_bayesian.log_likelihood_ratios(texture[a], texture[b]))
+    noise = np.random.default_rng(4).normal(size=(len(crops), 6))
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    network_spread = np.std(w_cosine * np.einsum("ij,ij->i", noise[a], noise[b])
+                            + w_network * fused.network_joint_bayesian.log_likelihood_ratios(noise[a], noise[b]))
+    assert w_texture > 0 and w_texture * spread > 5 * network_spread
 
 
 def test_the_fused_score_is_its_formula_and_matrix_and_pairs_agree(fused, tmp_path):
@@ -240,9 +244,10 @@ def test_the_fused_score_is_its_formula_and_matrix_and_pairs_agree(fused, tmp_pa
     network /= np.linalg.norm(network, axis=1, keepdims=True)
     vectors = fused.extend(network, crops, at_template(8))
     texture = fused.texture.describe(crops, at_template(8))
-    w_cosine, w_texture, bias = fused.weights
+    w_cosine, w_network, w_texture, bias = fused.weights
     expected = 0.5 + (w_cosine * (network[:4] @ network[4:].T)
-                      + w_texture * fused.joint_bayesian.log_likelihood_ratio_matrix(texture[:4], texture[4:])
+                      + w_network * fused.network_joint_bayesian.log_likelihood_ratio_matrix(network[:4], network[4:])
+                      + w_texture * fused.texture_joint_bayesian.log_likelihood_ratio_matrix(texture[:4], texture[4:])
                       + bias) / LOG_ODDS_PER_UNIT
     assert fused.matrix(vectors[:4], vectors[4:]) == pytest.approx(expected, abs=1e-5)
     i, j = np.meshgrid(np.arange(4), np.arange(4, 8), indexing="ij")
@@ -272,6 +277,16 @@ def test_a_scoring_file_fitted_on_another_descriptor_is_refused_by_name(fused, t
     with pytest.raises(StaleScoringError, match="another texture descriptor .*rescore"):
         TextureFusionScoring.load(tmp_path / SCORING_FILE)
     assert not scoring_is_current(tmp_path, recipe)
+
+
+def test_a_scoring_file_without_the_networks_joint_bayesian_is_refused(fused, tmp_path):
+    fused.save(tmp_path / "t.npz")
+    with np.load(tmp_path / "t.npz") as data:  # as session 11 wrote it: cosine and texture only
+        older = {key: data[key] for key in data.files if not key.startswith("network_")}
+    older["weights"] = np.array(fused.weights)[[0, 2, 3]]
+    np.savez(tmp_path / "t.npz", **older)
+    with pytest.raises(StaleScoringError, match="network's vectors.*rescore RUN --scoring cosine\\+texture"):
+        TextureFusionScoring.load(tmp_path / "t.npz")
 
 
 def test_the_kiosk_embeds_and_scores_with_the_texture_its_card_names(fused, tmp_path):

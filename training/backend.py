@@ -66,23 +66,31 @@ def fit_calibration(log_likelihood_ratios: np.ndarray, same: np.ndarray) -> tupl
     return float(weights[0]), float(weights[1])
 
 
-def fit_texture_fusion(train_faces: tuple[np.ndarray, np.ndarray], train_names: np.ndarray,
-                       validation_cosines: np.ndarray, validation_faces: tuple[np.ndarray, np.ndarray],
-                       validation_pairs: tuple[np.ndarray, np.ndarray], same: np.ndarray, network_dimension: int,
+def fit_texture_fusion(train_faces: tuple[np.ndarray, np.ndarray, np.ndarray], train_names: np.ndarray,
+                       validation_faces: tuple[np.ndarray, np.ndarray, np.ndarray],
+                       validation_pairs: tuple[np.ndarray, np.ndarray], same: np.ndarray,
                        dimension: int = TEXTURE_DIMENSION) -> TextureFusionScoring:
-    """The fusion of a network's cosine with texture vectors: the texture projection and its Joint
-    Bayesian fitted on the training images (never a test person's), the two scores' weights on
-    the validation pairs: `validation_cosines` of the pairs, given as (a, b) indices into the
-    validation images (each image described once, whatever its pairs), `same` person? Faces are
-    (N x S x S x 3 crops, N x 5 x 2 landmarks in them)."""
-    histograms = _histograms_in_chunks(*train_faces)
+    """The fusion of a network's vectors with texture vectors: the texture projection and both Joint
+    Bayesians fitted on the training images (never a test person's), the three scores' weights on
+    the validation pairs, given as (a, b) indices into the validation images (each image described
+    once, whatever its pairs), `same` person? Faces are (N x S x S x 3 crops, N x 5 x 2 landmarks
+    in them, N x D the network's unit vectors of them)."""
+    crops, landmarks, network = train_faces
+    histograms = _histograms_in_chunks(crops, landmarks)
     texture = TextureProjection.fit(histograms, dimension)
-    joint_bayesian = fit_joint_bayesian(texture.vectors(histograms), train_names, TEXTURE_SHRINKAGE)
-    described = texture.vectors(_histograms_in_chunks(*validation_faces))
-    ratios = joint_bayesian.log_likelihood_ratios(*(described[index] for index in validation_pairs))
-    w_cosine, w_texture, bias = fit_logistic(np.stack([validation_cosines, ratios], axis=1), same)
-    return TextureFusionScoring(texture, joint_bayesian, (float(w_cosine), float(w_texture), float(bias)),
-                                network_dimension)
+    texture_joint_bayesian = fit_joint_bayesian(texture.vectors(histograms), train_names, TEXTURE_SHRINKAGE)
+    # Shrunk as for a network scored alone: its vectors of the images it trained on sit closer to their
+    # person's mean than a stranger's would.
+    network_joint_bayesian = fit_joint_bayesian(network, train_names, DEFAULT_SHRINKAGE)
+    validation_crops, validation_landmarks, validation_network = validation_faces
+    described = texture.vectors(_histograms_in_chunks(validation_crops, validation_landmarks))
+    a, b = validation_pairs
+    scores = np.stack([np.einsum("ij,ij->i", validation_network[a], validation_network[b]),
+                       network_joint_bayesian.log_likelihood_ratios(validation_network[a], validation_network[b]),
+                       texture_joint_bayesian.log_likelihood_ratios(described[a], described[b])], axis=1)
+    w_cosine, w_network, w_texture, bias = (float(weight) for weight in fit_logistic(scores, same))
+    return TextureFusionScoring(texture, network_joint_bayesian, texture_joint_bayesian,
+                                (w_cosine, w_network, w_texture, bias))
 
 
 def _histograms_in_chunks(crops: np.ndarray, landmarks: np.ndarray, chunk: int = 512) -> tuple[np.ndarray, ...]:

@@ -236,15 +236,13 @@ def fitted_scoring(kind: str, serving, prepared: PreparedLFW, split: Split) -> S
     if kind == "cosine":
         return CosineScoring()
     if kind == "cosine+texture":
-        train_rows = np.sort(split.train_rows)
         pairs = split.validation
         validation_rows = np.unique(np.concatenate([pairs.a, pairs.b]))
+        train_rows = np.sort(split.train_rows)
         return fit_texture_fusion(
-            (np.asarray(prepared.crops[train_rows]), prepared.crop_landmarks(train_rows)),
-            np.array([prepared.records[row]["name"] for row in train_rows]), pair_scores(serving, prepared, pairs),
-            (np.asarray(prepared.crops[validation_rows]), prepared.crop_landmarks(validation_rows)),
-            (np.searchsorted(validation_rows, pairs.a), np.searchsorted(validation_rows, pairs.b)),
-            pairs.same, int(serving.output_shape[-1]))
+            _faces(serving, prepared, train_rows), np.array([prepared.records[row]["name"] for row in train_rows]),
+            _faces(serving, prepared, validation_rows),
+            (np.searchsorted(validation_rows, pairs.a), np.searchsorted(validation_rows, pairs.b)), pairs.same)
     by_row = embed_rows(serving, prepared, split.train_rows)
     rows = sorted(by_row)
     vectors = np.stack([by_row[row] for row in rows])
@@ -255,6 +253,13 @@ def fitted_scoring(kind: str, serving, prepared: PreparedLFW, split: Split) -> S
     return joint_bayesian.with_calibration(*fit_calibration(ratios, split.validation.same))
 
 
+def _faces(serving, prepared: PreparedLFW, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(crops, landmarks in them, the network's vectors) of sorted unique prepared rows."""
+    vectors = embed_rows(serving, prepared, rows)
+    return (np.asarray(prepared.crops[rows]), prepared.crop_landmarks(rows),
+            np.stack([vectors[row] for row in rows.tolist()]))
+
+
 def describe_scoring(scoring: Scoring) -> dict:
     if scoring.kind == "cosine":
         return {"kind": "cosine"}
@@ -262,10 +267,11 @@ def describe_scoring(scoring: Scoring) -> dict:
         return {"kind": scoring.kind, "cohort": f"{len(scoring.cohort)} training images", "top_k": scoring.top_k,
                 "centre": scoring.centre, "spread": scoring.spread}
     if scoring.kind == "cosine+texture":
-        w_cosine, w_texture, bias = scoring.weights
+        w_cosine, w_network, w_texture, bias = scoring.weights
         return {"kind": scoring.kind, "texture": f"{texture_in_words(scoring.texture)}, Joint Bayesian on them",
-                "weights": {"cosine": w_cosine, "texture": w_texture, "bias": bias,
-                            "fitted_on": "the validation pairs (logistic regression on both scores)"}}
+                "network": f"Joint Bayesian on the network's vectors, shrinkage {DEFAULT_SHRINKAGE:g}",
+                "weights": {"cosine": w_cosine, "network": w_network, "texture": w_texture, "bias": bias,
+                            "fitted_on": "the validation pairs (logistic regression on the three scores)"}}
     return {"kind": scoring.kind, "shrinkage": DEFAULT_SHRINKAGE, "fitted_on": "the training people's embeddings",
             "calibration": {"slope": scoring.slope, "intercept": scoring.intercept,
                             "fitted_on": "the validation pairs (logistic regression on the log-likelihood ratio)"}}

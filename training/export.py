@@ -82,10 +82,12 @@ def _scoring_entries(scoring: Scoring, out_path: Path) -> dict:
         fitted = f"cohort: the embeddings of the {len(scoring.cohort)} training images (float16)"
     elif scoring.kind == "cosine+texture":
         similarity = (f"cosine+texture: 0.5 + calibrated log-odds of 'same person' / {LOG_ODDS_PER_UNIT:g}, from the "
-                      "network's cosine and a Joint Bayesian ratio of LBP and LPQ texture vectors (kiosk.scoring, "
-                      "kiosk.texture); higher = more alike")
-        fitted = (f"texture: {texture_in_words(scoring.texture)} (float16) and a Joint Bayesian on them; the "
-                  "two scores' weights by logistic regression on the validation pairs")
+                      "network's cosine and Joint Bayesian ratios of its vectors and of LBP and LPQ texture vectors "
+                      "(kiosk.scoring, kiosk.texture); higher = more alike")
+        fitted = (f"texture: {texture_in_words(scoring.texture)} (float16) and a Joint Bayesian on them; a Joint "
+                  f"Bayesian on the training people's network vectors (within-person covariance shrunk by "
+                  f"{DEFAULT_SHRINKAGE:g}x its mean eigenvalue); the three scores' weights by logistic regression "
+                  "on the validation pairs")
     else:
         similarity = (f"joint-bayesian: 0.5 + calibrated log-odds of 'same person' / {LOG_ODDS_PER_UNIT:g} "
                       "(kiosk.scoring); higher = more alike")
