@@ -216,10 +216,9 @@ class TextureFusionScoring:
     """score = 0.5 + (w_cosine * cosine + w_network * r_network + w_texture * r_texture + bias) /
     LOG_ODDS_PER_UNIT: the network's cosine and the Joint Bayesian ratios of the two faces' network
     vectors and of their texture vectors (kiosk.texture), weighed as a logistic fitted on validation
-    pairs weighs them (calibrated log-odds, read like joint-bayesian). The network's ratio holds a
-    cosine-like cross term of its own, so the logistic gives the plain cosine a negative weight: it
-    subtracts the part of the cross term the ratio overweighs. An embedding is [network vector,
-    texture vector] / sqrt(2): a unit vector, as the gallery stores every template."""
+    pairs weighs them (calibrated log-odds, read like joint-bayesian). The network's ratio also weighs
+    how typical each face is, which its cosine does not. An embedding is [network vector, texture
+    vector] / sqrt(2): a unit vector, as the gallery stores every template."""
 
     texture: TextureProjection
     network_joint_bayesian: JointBayesianScoring  # fitted on the training images' network vectors; uncalibrated

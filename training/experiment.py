@@ -15,7 +15,13 @@ import numpy as np
 from kiosk.atomic import atomic_write_json
 from kiosk.scoring import CohortNormScoring, CosineScoring, Scoring
 from kiosk.texture import texture_in_words
-from training.backend import DEFAULT_SHRINKAGE, fit_calibration, fit_joint_bayesian, fit_texture_fusion
+from training.backend import (
+    DEFAULT_SHRINKAGE,
+    FUSION_NETWORK_SHRINKAGE,
+    fit_calibration,
+    fit_joint_bayesian,
+    fit_texture_fusion,
+)
 from training.data import Split, view1_split, view2_split
 from training.lfw import FOLDS_FILE, LFW, PAIRS_FILES, PEOPLE_FILES
 from training.metrics import impostor_threshold, roc_curve, true_accept_rate, verification_report
@@ -269,7 +275,7 @@ def describe_scoring(scoring: Scoring) -> dict:
     if scoring.kind == "cosine+texture":
         w_cosine, w_network, w_texture, bias = scoring.weights
         return {"kind": scoring.kind, "texture": f"{texture_in_words(scoring.texture)}, Joint Bayesian on them",
-                "network": f"Joint Bayesian on the network's vectors, shrinkage {DEFAULT_SHRINKAGE:g}",
+                "network": f"Joint Bayesian on the network's vectors, shrinkage {FUSION_NETWORK_SHRINKAGE:g}",
                 "weights": {"cosine": w_cosine, "network": w_network, "texture": w_texture, "bias": bias,
                             "fitted_on": "the validation pairs (logistic regression on the three scores)"}}
     return {"kind": scoring.kind, "shrinkage": DEFAULT_SHRINKAGE, "fitted_on": "the training people's embeddings",

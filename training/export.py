@@ -15,7 +15,7 @@ from kiosk.atomic import atomic_path, atomic_write_bytes, atomic_write_json
 from kiosk.modelcard import card_path_for, scoring_path_for, sha256_of
 from kiosk.scoring import LOG_ODDS_PER_UNIT, CosineScoring, Scoring
 from kiosk.texture import texture_in_words
-from training.backend import DEFAULT_SHRINKAGE
+from training.backend import DEFAULT_SHRINKAGE, FUSION_NETWORK_SHRINKAGE
 from training.chain import chain, chain_seconds
 from training.model import build_serving_model
 from training.recipe import Recipe
@@ -86,7 +86,7 @@ def _scoring_entries(scoring: Scoring, out_path: Path) -> dict:
                       "(kiosk.scoring, kiosk.texture); higher = more alike")
         fitted = (f"texture: {texture_in_words(scoring.texture)} (float16) and a Joint Bayesian on them; a Joint "
                   f"Bayesian on the training people's network vectors (within-person covariance shrunk by "
-                  f"{DEFAULT_SHRINKAGE:g}x its mean eigenvalue); the three scores' weights by logistic regression "
+                  f"{FUSION_NETWORK_SHRINKAGE:g}x its mean eigenvalue); the three scores' weights by logistic regression "
                   "on the validation pairs")
     else:
         similarity = (f"joint-bayesian: 0.5 + calibrated log-odds of 'same person' / {LOG_ODDS_PER_UNIT:g} "
