@@ -70,17 +70,16 @@ def embed_images(engine, lfw: LFW, refs: list[ImageRef], log=print) -> dict[Imag
     for first in range(0, len(refs), BATCH):
         batch = refs[first:first + BATCH]
         images = [load_image(lfw.image_path(ref)) for ref in batch]
-        crops, faces_kept, owners = [], [], []
+        photos, faces_kept, owners = [], [], []
         for ref, rgb, faces in zip(batch, images, engine.detector.detect_batch(images)):
             face = face_nearest_center(faces, rgb.shape)
             result[ref] = None
             if face is not None:
-                crops.append(engine.align(rgb, [face])[0])
+                photos.append(rgb)
                 faces_kept.append(face)
                 owners.append(ref)
-        if crops:
-            for ref, vector in zip(owners, engine.embed_crops(np.stack(crops), engine.crop_landmarks(faces_kept))):
-                result[ref] = vector
+        for ref, vector in zip(owners, engine.embed_each(photos, faces_kept)):
+            result[ref] = vector
         done = first + len(batch)
         if done % (BATCH * 20) == 0 or done == len(refs):
             log(f"  embedded {done}/{len(refs)} images ({time.time() - start:.0f} s)")

@@ -108,9 +108,17 @@ class FaceEngine:
 
     def embed_faces(self, rgb: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
         """N x D unit float32 embeddings of `faces` of `rgb`, in one model call."""
+        return self.embed_each([rgb] * len(faces), faces)
+
+    def embed_each(self, photos: Sequence[np.ndarray], faces: Sequence[Face]) -> np.ndarray:
+        """N x D unit float32 embeddings of faces[i] of photos[i] (one face of each of several photos,
+        as enrolment takes them), in one model call."""
+        if len(photos) != len(faces):
+            raise ValueError(f"one face for each photo: {len(photos)} photos, {len(faces)} faces")
         if not faces:
             return np.zeros((0, self.embedding_size), np.float32)
-        return self.embed_crops(self.align(rgb, faces), self.crop_landmarks(faces))
+        crops = np.concatenate([self.align(photo, [face]) for photo, face in zip(photos, faces)])
+        return self.embed_crops(crops, self.crop_landmarks(faces))
 
     def embed(self, rgb: np.ndarray) -> np.ndarray:
         """The unit embedding (D float32) of the largest face; NoFaceError when there is none."""

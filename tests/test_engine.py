@@ -63,6 +63,19 @@ def test_embed_faces_embeds_every_face_in_one_batch(engine, astronaut):
     assert engine.embed_faces(canvas, []).shape == (0, engine.embedding_size)
 
 
+def test_embed_each_embeds_one_face_of_each_photo_as_embed_does(engine, astronaut):
+    mirrored = np.ascontiguousarray(astronaut[:, ::-1])
+    photos = [astronaut, mirrored]
+    faces = [engine.detect(photo)[0] for photo in photos]
+    vectors = engine.embed_each(photos, faces)
+    assert vectors.shape == (2, engine.embedding_size)
+    np.testing.assert_allclose(vectors[0], engine.embed(astronaut), atol=1e-5)
+    np.testing.assert_allclose(vectors[1], engine.embed(mirrored), atol=1e-5)
+    with pytest.raises(ValueError, match="one face for each photo"):
+        engine.embed_each(photos, faces[:1])
+    assert engine.embed_each([], []).shape == (0, engine.embedding_size)
+
+
 @pytest.mark.lfw
 def test_same_person_scores_above_different_people(engine, lfw):
     from kiosk.images import load_image

@@ -56,8 +56,7 @@ def enrol(conn: sqlite3.Connection, lfw, engine, cast: Cast) -> int:
         kept = [(p, f, r) for p, f, r in zip(photos, faces, relpaths) if f is not None]
         if not kept:
             continue
-        vectors = engine.embed_crops(np.concatenate([engine.align(p, [f]) for p, f, _ in kept]),
-                                     engine.crop_landmarks([f for _, f, _ in kept]))
+        vectors = engine.embed_each([p for p, _, _ in kept], [f for _, f, _ in kept])
         person = gallery.add_person(name.replace("_", " "))
         gallery.add_templates(person, list(vectors), [f.score for _, f, _ in kept], [r for _, _, r in kept])
         stored += len(kept)
@@ -72,8 +71,7 @@ def _embed_person(lfw, engine, name: str) -> dict:
     faces = [face_nearest_center(f, p.shape) for p, f in zip(photos, detections)]
     if any(f is None for f in faces):
         return {}
-    vectors = engine.embed_crops(np.concatenate([engine.align(p, [f]) for p, f in zip(photos, faces)]),
-                                 engine.crop_landmarks(faces))
+    vectors = engine.embed_each(photos, faces)
     usable = usable_face(detections[-1])
     probe = None if usable is None else Source(refs[-1].relpath, usable.box, usable.landmarks)
     return {name: ([r.relpath for r in refs[:ENROL_PHOTOS]], vectors, probe)}
