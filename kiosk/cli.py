@@ -204,7 +204,7 @@ def cmd_identify(args: argparse.Namespace, out: Output) -> int:
     failed = 0
     try:
         gallery = Gallery(conn)
-        gallery.bind_model(engine.embedding_size, engine.model_identity)  # one clear refusal, not one per image
+        gallery.check_model(engine.embedding_size, engine.model_identity)  # one clear refusal, not one per image
         templates, person_ids = gallery.matrix()
         for image in args.images:
             try:

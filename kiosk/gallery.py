@@ -342,19 +342,26 @@ class Gallery:
         if row is not None and row[0] != except_id:
             raise GalleryError(f"a person named {name!r} already exists")
 
-    def bind_model(self, dim: int, identity: str) -> None:
+    def check_model(self, dim: int, identity: str) -> None:
         """GalleryError if the gallery's templates were made by another model than the one
-        `identity` names (ModelCard.identity) or are not `dim`-d; otherwise the gallery is marked
-        as that model's (a gallery enrolled before models were recorded belongs to none: refused).
-        Every process that embeds faces for this gallery binds it first (kiosk, CLI, enrollment)."""
+        `identity` names (ModelCard.identity) or are not `dim`-d (a gallery enrolled before models
+        were recorded belongs to none: refused). Reads only: every process that matches faces
+        against this gallery checks it first (kiosk, `identify`)."""
+        self.check_dimension(dim)
+        row = self._conn.execute("SELECT identity FROM gallery_model").fetchone()
+        enrolled = self._conn.execute("SELECT 1 FROM template LIMIT 1").fetchone() is not None
+        if enrolled and row is not None and row[0] != identity:
+            raise GalleryError(f"the gallery's templates were made by another model ({row[0]}), not by this "
+                               f"one ({identity}); re-enrol everyone, or run the model they were enrolled with")
+
+    def bind_model(self, dim: int, identity: str) -> None:
+        """check_model, then the gallery is marked as that model's: called just before storing
+        templates (CLI and window enrolment), so a read-only command never writes."""
         with transaction(self._conn):
-            self.check_dimension(dim)
+            self.check_model(dim, identity)
             row = self._conn.execute("SELECT identity FROM gallery_model").fetchone()
-            enrolled = self._conn.execute("SELECT 1 FROM template LIMIT 1").fetchone() is not None
-            if enrolled and row is not None and row[0] != identity:
-                raise GalleryError(f"the gallery's templates were made by another model ({row[0]}), not by this "
-                                   f"one ({identity}); re-enrol everyone, or run the model they were enrolled with")
-            self._conn.execute("INSERT OR REPLACE INTO gallery_model (id, identity) VALUES (1, ?)", (identity,))
+            if row is None or row[0] != identity:
+                self._conn.execute("INSERT OR REPLACE INTO gallery_model (id, identity) VALUES (1, ?)", (identity,))
 
     def check_dimension(self, dim: int) -> None:
         """GalleryError unless the gallery is empty or its templates are `dim`-d: templates made by

@@ -90,7 +90,7 @@ class KioskRunner:
         tracking: bool = True,
         rate_limiter: RateLimiter | None = None,
     ) -> None:
-        gallery.bind_model(engine.embedding_size, engine.model_identity)  # before any frame: every match would fail
+        gallery.check_model(engine.embedding_size, engine.model_identity)  # before any frame: every match would fail
         self.camera = camera
         self.engine = engine
         self.gallery = gallery

@@ -188,6 +188,27 @@ def test_a_gallery_is_bound_to_the_model_that_made_its_templates(gallery, db_pat
     enrol(gallery, "Bob", [2])
     with pytest.raises(GalleryError, match="another model"):
         gallery.bind_model(DIM, "model A")
+    with pytest.raises(GalleryError, match="another model"):
+        gallery.check_model(DIM, "model A")
+    gallery.check_model(DIM, "model B")
+
+
+def test_checking_the_model_writes_nothing(gallery, db_path):
+    def contents() -> list:
+        conn = open_database(db_path)
+        try:
+            return list(conn.iterdump())
+        finally:
+            conn.close()
+
+    before = contents()
+    gallery.check_model(DIM, "model A")  # an empty gallery: `identify` and the kiosk only check
+    assert contents() == before
+    gallery.bind_model(DIM, "model A")  # storing templates records the model
+    recorded = contents()
+    assert recorded != before
+    gallery.bind_model(DIM, "model A")
+    assert contents() == recorded
 
 
 def test_thumbnails_and_remove_template(gallery):
