@@ -96,7 +96,8 @@ def fake_summary(recipe: Recipe, accuracy: float, seconds: float) -> dict:
     # One of the two same-person validation pairs clears the threshold: 50% accepted at the door.
     return {"recipe": recipe.as_json(), "test": figures, "validation": {"auc": 0.91}, "best_epoch": 3,
             "train_seconds": seconds, "threshold": {"value": 0.5},
-            "scores": {"validation": [0.9, 0.3, 0.6, 0.2], "validation_same": [True, True, False, False]}}
+            "scores": {"validation": [0.9, 0.3, 0.6, 0.2], "validation_same": [True, True, False, False],
+                       "test": [accuracy, 0.2, 0.7, 0.1], "same": [True, True, False, False]}}
 
 
 def test_runs_table_adds_pretraining_time_and_gives_each_command(tmp_path):
@@ -122,6 +123,10 @@ def test_runs_table_adds_pretraining_time_and_gives_each_command(tmp_path):
     assert rows[1].endswith("| 1212 | 1212 |")
     assert f"- `{staged}`: `python -m training train --loss triplet --pretrain-epochs 30 --epochs 10 " \
            f"--weight-decay 0.05 --out {staged}`" in table
+
+    # Both runs accept the same validation pair and get the same DevTest pairs right: no difference.
+    assert f"Paired differences from `{plain}`" in table
+    assert rows[2] == f"| `{staged}` | +0.00 [+0.00, +0.00] | +0.00 [+0.00, +0.00] |"
 
     out = tmp_path / "table.md"
     assert main(["runs", str(plain), str(staged), "--out", str(out)]) == 0 and out.read_text() == table

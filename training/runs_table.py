@@ -10,6 +10,7 @@ from pathlib import Path
 from training.chain import chain_seconds, own_seconds
 from training.compare import FIGURE_COLUMNS, summary_row
 from training.export import training_command
+from training.paired import RESAMPLES, door_differences
 from training.plots import markdown_table
 from training.run_folder import read_summary
 
@@ -21,12 +22,33 @@ COLUMNS = [("run", "run"), ("validation_auc", "validation AUC"), ("validation_ra
 
 
 def runs_table(run_dirs: list[Path]) -> str:
-    """A markdown table of the runs' figures, then the command of each run."""
-    rows, commands = [], []
+    """A markdown table of the runs' figures, then the command of each run, then each later run's
+    paired differences from the first."""
+    rows, commands, summaries = [], [], []
     for run_dir in run_dirs:
         summary = read_summary(run_dir)
+        summaries.append(summary)
         row = {**summary_row(run_dir.name, summary), "run": f"`{run_dir}`",
                "seconds": round(chain_seconds(run_dir)), "own_seconds": round(own_seconds(run_dir))}
         rows.append(row)
         commands.append(f"- `{run_dir}`: `{training_command(run_dir, summary)}`")
-    return markdown_table(rows, COLUMNS) + "\n\n" + "\n".join(commands) + "\n"
+    table = markdown_table(rows, COLUMNS) + "\n\n" + "\n".join(commands) + "\n"
+    if len(run_dirs) > 1:
+        table += "\n" + _paired_table(run_dirs, summaries)
+    return table
+
+
+def _paired_table(run_dirs: list[Path], summaries: list[dict]) -> str:
+    lines = [f"Paired differences from `{run_dirs[0]}` (points; the same pairs resampled for both runs, "
+             f"{RESAMPLES} times; 95% intervals):", "",
+             "| run | validation TAR at its threshold | DevTest accuracy at its threshold |", "|---|---|---|"]
+    for run_dir, summary in zip(run_dirs[1:], summaries[1:]):
+        try:
+            differences = door_differences(summaries[0], summary)
+        except ValueError as exc:  # another split, or a summary without per-pair scores
+            lines.append(f"| `{run_dir}` | {exc} | |")
+            continue
+        cells = [f"{mean * 100:+.2f} [{low * 100:+.2f}, {high * 100:+.2f}]"
+                 for mean, low, high in (differences["validation_door_tar"], differences["test_accuracy_at_threshold"])]
+        lines.append(f"| `{run_dir}` | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines) + "\n"
