@@ -122,18 +122,18 @@ def impostor_table_on_new_people(engine, vectors: dict) -> dict:
     validation people, which the kiosk reads for its gallery thresholds) against every pair of
     the DevTest images, about 1.2 million different-person pairs of people the model never saw:
     the false-accept rate each threshold really gives on new people, and the true accepts there."""
+    from training.experiment import HeldOutPeople
+
     table = engine.card.raw.get("impostor_far_table", {}).get("thresholds", {})
     refs = [ref for ref, vector in vectors.items() if vector is not None]
     if not table or len(refs) < 2:
         return {}
-    embeddings = np.stack([vectors[ref] for ref in refs])
-    similarity = engine.scoring.matrix(embeddings, embeddings)
-    names = np.array([ref.name for ref in refs])
-    upper = np.triu_indices(len(refs), k=1)
-    scores, same = similarity[upper], names[upper[0]] == names[upper[1]]
-    rates = {rate: {"threshold": threshold, "far": float(np.mean(scores[~same] >= threshold)),
-                    "tar": float(np.mean(scores[same] >= threshold))} for rate, threshold in table.items()}
-    return {"impostor_pairs": int((~same).sum()), "genuine_pairs": int(same.sum()), "rates": rates}
+    # Every pair of these images, scored and split by person as for the validation people's table.
+    people = HeldOutPeople(np.stack([vectors[ref] for ref in refs]), np.array([ref.name for ref in refs]), engine.scoring)
+    impostor, genuine = people.impostor_scores, people.genuine_scores
+    rates = {rate: {"threshold": threshold, "far": float(np.mean(impostor >= threshold)),
+                    "tar": float(np.mean(genuine >= threshold))} for rate, threshold in table.items()}
+    return {"impostor_pairs": len(impostor), "genuine_pairs": len(genuine), "rates": rates}
 
 
 def run(lfw_dir: str | None, model: str | None, out: Path, batch: int = BATCH, check_batch: int = CHECK_IMAGES,

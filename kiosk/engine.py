@@ -108,7 +108,8 @@ class FaceEngine:
 
     def embed_faces(self, rgb: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
         """N x D unit float32 embeddings of `faces` of `rgb`, in one model call."""
-        return self.embed_each([rgb] * len(faces), faces)
+        # The kiosk's per-frame path: the frame is checked and aligned from once, not once a face.
+        return self.embed_crops(self.align(rgb, faces), self.crop_landmarks(faces))
 
     def embed_each(self, photos: Sequence[np.ndarray], faces: Sequence[Face]) -> np.ndarray:
         """N x D unit float32 embeddings of faces[i] of photos[i] (one face of each of several photos,
