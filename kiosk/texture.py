@@ -232,14 +232,21 @@ class TextureProjection:
     spread: np.ndarray  # d: the training images' standard deviation along each axis
 
     @classmethod
-    def fit(cls, blocks: tuple[np.ndarray, ...], dimension: int, cell_dimension: int = CELL_AXES) -> "TextureProjection":
+    def fit(cls, blocks: tuple[np.ndarray, ...], dimension: int,
+            cell_dimension: int = CELL_AXES) -> tuple["TextureProjection", np.ndarray]:
+        """(the projection fitted on these training histogram blocks, their N x d vectors under it):
+        the cells are reduced once for both (for thousands of faces the reduction takes seconds)."""
         cells = tuple(CellAxes.fit(block, cell_dimension) for block in blocks)
-        mean, axes, spread = principal_axes(_reduced(cells, blocks), dimension)
-        return cls(cells, mean, axes, spread)
+        reduced = _reduced(cells, blocks)
+        projection = cls(cells, *principal_axes(reduced, dimension))
+        return projection, projection._unit_whitened(reduced)
 
     def vectors(self, blocks: tuple[np.ndarray, ...]) -> np.ndarray:
         """N x d unit vectors: whitened projections of the histogram blocks."""
-        whitened = (_reduced(self.cells, blocks) - self.mean) @ self.axes / self.spread
+        return self._unit_whitened(_reduced(self.cells, blocks))
+
+    def _unit_whitened(self, reduced: np.ndarray) -> np.ndarray:
+        whitened = (reduced - self.mean) @ self.axes / self.spread
         return whitened / np.maximum(np.linalg.norm(whitened, axis=1, keepdims=True), 1e-12)
 
     def describe(self, crops: np.ndarray, landmarks: np.ndarray) -> np.ndarray:

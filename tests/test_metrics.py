@@ -8,8 +8,10 @@ import pytest
 
 from training.metrics import (
     accuracy_at,
+    best_balanced_accuracy,
     best_threshold,
     cross_validated_accuracy,
+    cross_validated_correct,
     equal_error_rate,
     impostor_threshold,
     roc_auc,
@@ -248,3 +250,29 @@ def test_true_accept_rate_counts_same_person_pairs_at_or_above_the_threshold():
     assert true_accept_rate(scores, same, 0.0) == 1.0
     with pytest.raises(ValueError, match="no same-person pairs"):
         true_accept_rate([0.3], [False], 0.5)
+
+
+def test_best_balanced_accuracy_weighs_both_classes_equally() -> None:
+    # 2 same-person pairs, 8 different-person: accepting >= 0.7 takes both same pairs and 1 of 8
+    # others, (1 + 7/8) / 2; plain accuracy ties it with accepting only the 0.9 (9 of 10 right).
+    scores = np.array([0.9, 0.7, 0.75, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05])
+    same = np.array([True, True] + [False] * 8)
+    assert best_balanced_accuracy(scores, same) == (pytest.approx((1 + 7 / 8) / 2), 0.7)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_best_balanced_accuracy_is_the_best_of_every_threshold(seed: int) -> None:
+    scores, same = random_pairs(seed, n=300)
+    same[:250] = False  # unbalanced, as every pair of a set of images is
+    value, threshold = best_balanced_accuracy(scores, same)
+    brute = max((np.mean(scores[same] >= t) + np.mean(scores[~same] < t)) / 2 for t in np.r_[scores, np.inf])
+    assert value == pytest.approx(brute)
+    assert (np.mean(scores[same] >= threshold) + np.mean(scores[~same] < threshold)) / 2 == pytest.approx(value)
+
+
+def test_cross_validated_correct_gives_each_pair_its_folds_decision() -> None:
+    correct, folds = cross_validated_correct(CV_SCORES, CV_SAME, folds=np.array([0, 0, 1, 1]))
+    # Fold 0 is judged at fold 1's threshold (0.4): 0.8 accepted (right), 0.6 accepted (wrong);
+    # fold 1 at fold 0's (0.7): both rejected, the 0.5 wrongly.
+    np.testing.assert_array_equal(correct, [True, False, False, True])
+    np.testing.assert_array_equal(folds, [0, 0, 1, 1])

@@ -173,8 +173,8 @@ def test_each_cell_is_reduced_on_its_own_axes_then_all_together_to_unit_vectors(
         pca = PCA(4).fit(blocks[0][:, cell])
         assert np.abs(np.sum(cells.axes[cell] * pca.components_.T, axis=0)) == pytest.approx(np.ones(4), abs=2e-3)
     assert cells.project(blocks[0]).shape == (60, 12)
-    projection = TextureProjection.fit(blocks, 8, cell_dimension=4)
-    vectors = projection.vectors(blocks)
+    projection, vectors = TextureProjection.fit(blocks, 8, cell_dimension=4)
+    np.testing.assert_array_equal(vectors, projection.vectors(blocks))  # the fit's own vectors are the kiosk's
     assert vectors.shape == (60, 8) and np.linalg.norm(vectors, axis=1) == pytest.approx(np.ones(60))
     with pytest.raises(ValueError, match="2 histogram blocks"):
         projection.vectors(blocks[:1])

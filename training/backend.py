@@ -85,8 +85,8 @@ def fit_texture_fusion(train_faces: tuple[np.ndarray, np.ndarray, np.ndarray], t
     in them, N x D the network's unit vectors of them)."""
     crops, landmarks, network = train_faces
     histograms = _histograms_in_chunks(crops, landmarks)
-    texture = TextureProjection.fit(histograms, dimension)
-    texture_joint_bayesian = fit_joint_bayesian(texture.vectors(histograms), train_names, TEXTURE_SHRINKAGE)
+    texture, train_vectors = TextureProjection.fit(histograms, dimension)
+    texture_joint_bayesian = fit_joint_bayesian(train_vectors, train_names, TEXTURE_SHRINKAGE)
     network_joint_bayesian = fit_joint_bayesian(network, train_names, FUSION_NETWORK_SHRINKAGE)
     validation_crops, validation_landmarks, validation_network = validation_faces
     described = texture.vectors(_histograms_in_chunks(validation_crops, validation_landmarks))

@@ -86,6 +86,16 @@ def equal_error_rate(scores: ArrayLike, same: ArrayLike) -> tuple[float, float]:
     return float(eer), float(thresholds[i - 1] + t * (thresholds[i] - thresholds[i - 1]))
 
 
+def best_balanced_accuracy(scores: ArrayLike, same: ArrayLike) -> tuple[float, float]:
+    """(highest mean of TAR and 1 - FAR over thresholds, the threshold giving it): the accuracy a
+    perfectly placed threshold reaches on pairs of any mix, e.g. every pair of a set of images,
+    where different-person pairs outnumber same-person pairs a thousand to one."""
+    far, tar, thresholds = roc_curve(scores, same)
+    balanced = (tar + 1.0 - far) / 2
+    best = int(np.argmax(balanced))
+    return float(balanced[best]), float(thresholds[best])
+
+
 def _check_rate(far: float) -> None:
     if not 0.0 <= far <= 1.0:
         raise ValueError(f"far must be a rate between 0 and 1, got {far}")
@@ -174,28 +184,35 @@ def stratified_folds(same: ArrayLike, n_folds: int = 10) -> np.ndarray:
     return folds
 
 
-def cross_validated_accuracy(
+def cross_validated_correct(
     scores: ArrayLike, same: ArrayLike, folds: np.ndarray | None = None, n_folds: int = 10
-) -> tuple[float, float, list[float]]:
-    """LFW protocol accuracy: (mean, std, per-fold accuracies).
+) -> tuple[np.ndarray, np.ndarray]:
+    """(whether each pair is decided correctly at its fold's threshold, the fold of each pair).
 
     Each fold is scored with the `best_threshold` of all *other* folds, so no fold helps
     choose its own threshold. `folds` gives a fold id per pair (e.g. LFW's 10 splits of
-    pairs.txt); without it `stratified_folds(same, n_folds)` is used. The std is the
-    population std over folds (ddof=0), as in the usual LFW evaluation code.
+    pairs.txt); without it `stratified_folds(same, n_folds)` is used.
     """
     scores, same = _pairs(scores, same)
     folds = stratified_folds(same, n_folds) if folds is None else np.asarray(folds)
     if folds.shape != scores.shape:
         raise ValueError(f"folds must give one fold per pair, got shape {folds.shape}")
-    fold_ids = np.unique(folds)
-    if fold_ids.size < 2:
+    if np.unique(folds).size < 2:
         raise ValueError("need at least 2 non-empty folds")
-    accuracies = []
-    for fold in fold_ids:
+    correct = np.empty(scores.size, bool)
+    for fold in np.unique(folds):
         test = folds == fold
-        threshold = best_threshold(scores[~test], same[~test])
-        accuracies.append(accuracy_at(scores[test], same[test], threshold))
+        correct[test] = (scores[test] >= best_threshold(scores[~test], same[~test])) == same[test]
+    return correct, folds
+
+
+def cross_validated_accuracy(
+    scores: ArrayLike, same: ArrayLike, folds: np.ndarray | None = None, n_folds: int = 10
+) -> tuple[float, float, list[float]]:
+    """LFW protocol accuracy: (mean, std, per-fold accuracies) of `cross_validated_correct`.
+    The std is the population std over folds (ddof=0), as in the usual LFW evaluation code."""
+    correct, folds = cross_validated_correct(scores, same, folds, n_folds)
+    accuracies = [float(np.mean(correct[folds == fold])) for fold in np.unique(folds)]
     return float(np.mean(accuracies)), float(np.std(accuracies)), accuracies
 
 
