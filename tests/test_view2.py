@@ -3,6 +3,7 @@ the report, and the reuse of finished folds that lets a long recipe be spread ov
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 
 import pytest
@@ -11,7 +12,7 @@ from tiny_lfw import tiny_lfw_and_crops
 from training.chain import own_seconds
 from training.experiment import Pretraining
 from training.recipe import Recipe
-from training.view2 import view2
+from training.view2 import FOLD_RECORDS, _read_record, _write_report, view2
 
 pytestmark = pytest.mark.slow
 
@@ -59,3 +60,49 @@ def test_view2_pretrains_and_trains_every_fold_and_reuses_finished_ones(tmp_path
         assert (runs / f"fold{fold}" / "scoring.npz").exists()
         assert summary["history"] == trained[fold]["history"] and summary["split"] == trained[fold]["split"]
         assert summary["train_seconds"] == trained[fold]["train_seconds"]
+
+
+def test_view2_keeps_a_record_of_each_fold_that_outlives_its_run_folder(tmp_path):
+    """Run folders stay on the machine that trained them; the committed fold records carry the
+    figures to a later sitting, which trains only what neither holds, and the report says when it
+    covers fewer than ten folds."""
+    lfw, prepared = tiny_lfw_and_crops()
+    recipe = Recipe(loss="triplet", augment=False, epochs=1, steps_per_epoch=1, identities_per_batch=4,
+                    images_per_identity=2, input_size=32, embedding_size=8, widths=(8, 16, 16, 16),
+                    scoring="cosine+texture")
+    runs, reports = tmp_path / "runs", tmp_path / "reports"
+    view2(recipe, lfw, prepared, runs, reports, command="python -m training view2 (tiny)", log=lambda line: None)
+    first = json.loads((reports / "view2.json").read_text())
+    assert first["folds_finished"] == 10 and not first["partial"]
+    records = [json.loads((reports / FOLD_RECORDS / f"fold{fold}.json").read_text()) for fold in range(10)]
+    for fold, record in enumerate(records):
+        summary = json.loads((runs / f"fold{fold}" / "summary.json").read_text())
+        assert record["scores"] == summary["scores"] and record["row"] == first["folds"][fold]
+        assert record["train_command"].startswith("python -m training train --loss triplet --no-augment")
+
+    # A later machine: folds 2 and 7 were never copied there. Their records stand in; nothing trains.
+    for fold in (2, 7):
+        shutil.rmtree(runs / f"fold{fold}")
+    logged: list[str] = []
+    view2(recipe, lfw, prepared, runs, reports, command="python -m training view2 (tiny)", log=logged.append)
+    assert [line for line in logged if "taken from" in line] == [
+        f"fold {fold + 1}: taken from {reports / FOLD_RECORDS / f'fold{fold}.json'} (no finished run in {runs / f'fold{fold}'})"
+        for fold in (2, 7)]
+    assert not (runs / "fold2").exists() and not (runs / "fold7").exists()
+    again = json.loads((reports / "view2.json").read_text())
+    assert again["folds"] == first["folds"] and again["mean_accuracy"] == first["mean_accuracy"]
+
+    # A record of another recipe, or of texture scores from another descriptor, is not reused.
+    path = reports / FOLD_RECORDS / "fold2.json"
+    assert _read_record(path, recipe) == records[2]
+    assert _read_record(path, replace(recipe, epochs=2)) is None
+    path.write_text(json.dumps({**records[2], "texture_descriptor": "an older descriptor"}))
+    assert _read_record(path, recipe) is None
+
+    # Three folds finished: the report says it is partial and averages those three only.
+    _write_report(records[:3], recipe, None, reports, "python -m training view2 (tiny)")
+    partial = json.loads((reports / "view2.json").read_text())
+    assert partial["partial"] and partial["folds_finished"] == 3 and len(partial["folds"]) == 3
+    assert partial["mean_accuracy"] == pytest.approx(sum(r["row"]["accuracy"] for r in records[:3]) / 3)
+    text = (reports / "view2.md").read_text()
+    assert "**PARTIAL: 3 of 10 folds finished.**" in text and "the first 3 of the ten folds" in text

@@ -18,6 +18,7 @@ import numpy as np
 
 from kiosk.atomic import atomic_open, atomic_write_json
 from kiosk.modelcard import card_path_for, default_model_path
+from kiosk.texture import DESCRIPTOR
 from training.chain import own_seconds
 from training.experiment import Pretraining, phase_two, rescore, run_phases
 from training.export import training_command
@@ -35,24 +36,73 @@ def view2(recipe: Recipe, lfw, prepared, runs_dir: Path, out_dir: Path, command:
     """Train (or reuse) one run per fold, then write view2.md/json. Finished folds of the same
     recipe are reused, so a long recipe can be spread over several sittings: rerun the command.
     A finished fold whose recipe differs only in its scoring, or whose scoring file was fitted on an
-    older descriptor, is scored again, not retrained."""
-    rows, summaries = [], []
+    older descriptor, is scored again, not retrained.
+
+    Each finished fold also leaves a small record in `out_dir/folds/` (its figures and pair scores),
+    and the report is rewritten after every fold, marked partial until all ten are done. The
+    records are meant to be committed: run folders (weights, gigabytes of a sitting's work) stay on
+    the machine that trained them, and a fold whose folder is gone is taken from its record."""
+    records = []
     for fold in range(10):
-        folder = runs_dir / f"fold{fold}"
-        wanted = phase_two(recipe, folder) if pretraining else recipe
-        summary = (_rescored(folder, wanted, lfw, prepared, fold, log) or finished_summary(folder, wanted)
-                   or run_phases(recipe, lfw, prepared, folder, view=2, fold=fold, pretraining=pretraining, log=log))
-        summaries.append(summary)
-        test = summary["test"]
-        threshold, accuracy = held_out_threshold_accuracy(summary["scores"])
-        rows.append({"fold": fold + 1, "accuracy": accuracy, "threshold": round(threshold, 4),
-                     "accuracy_fold_cv": test["accuracy"], "auc": test["auc"], "eer": test["eer"],
-                     "tar_far1": test["tar_at_far_1e2"], "seconds": round(own_seconds(folder))})
-        log(f"fold {fold + 1}: accuracy {accuracy:.4f} at the held-out threshold {threshold:.3f}")
+        records.append(_finished_fold(recipe, pretraining, lfw, prepared, runs_dir / f"fold{fold}",
+                                      out_dir / FOLD_RECORDS / f"fold{fold}.json", fold, log))
+        path = _write_report(records, recipe, pretraining, out_dir, command)
+        log(f"fold {fold + 1}: accuracy {records[-1]['row']['accuracy']:.4f} at the held-out threshold "
+            f"{records[-1]['row']['threshold']:.3f}")
+    return path
+
+
+FOLD_RECORDS = "folds"  # under the report folder
+
+
+def _finished_fold(recipe: Recipe, pretraining: Pretraining | None, lfw, prepared, folder: Path, record_path: Path,
+                   fold: int, log) -> dict:
+    """The fold's record: from its run folder (trained now, reused or scored again) or, when the
+    folder holds no run of this recipe, from an earlier record of it."""
+    wanted = phase_two(recipe, folder) if pretraining else recipe
+    summary = _rescored(folder, wanted, lfw, prepared, fold, log) or finished_summary(folder, wanted)
+    if summary is None:
+        record = _read_record(record_path, wanted)
+        if record is not None:
+            log(f"fold {fold + 1}: taken from {record_path} (no finished run in {folder})")
+            return record
+        summary = run_phases(recipe, lfw, prepared, folder, view=2, fold=fold, pretraining=pretraining, log=log)
+    threshold, accuracy = held_out_threshold_accuracy(summary["scores"])
+    test = summary["test"]
+    record = {"recipe": summary["recipe"], "texture_descriptor": DESCRIPTOR,
+              "train_command": training_command(folder, summary),
+              "row": {"fold": fold + 1, "accuracy": accuracy, "threshold": round(threshold, 4),
+                      "accuracy_fold_cv": test["accuracy"], "auc": test["auc"], "eer": test["eer"],
+                      "tar_far1": test["tar_at_far_1e2"], "seconds": round(own_seconds(folder))},
+              "scores": summary["scores"]}
+    record_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(record_path, record)
+    return record
+
+
+def _read_record(path: Path, wanted: Recipe) -> dict | None:
+    """A fold record of `wanted`, or None (none there, another recipe, or texture scores of an older descriptor)."""
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    if Recipe.from_json(record["recipe"]) != wanted:
+        return None
+    if wanted.scoring == "cosine+texture" and record["texture_descriptor"] != DESCRIPTOR:
+        return None
+    return record
+
+
+def _write_report(records: list[dict], recipe: Recipe, pretraining: Pretraining | None, out_dir: Path,
+                  command: str) -> Path:
+    """view2.json and view2.md over the folds finished so far; partial (and saying so) before all ten."""
+    rows = [record["row"] for record in records]
+    done = len(rows)
+    partial = done < 10
     accuracies = np.array([row["accuracy"] for row in rows])
     within_fold = np.array([row["accuracy_fold_cv"] for row in rows])
-    result = {"command": command, "recipe": recipe.name, "mean_accuracy": float(accuracies.mean()),
-              "std_accuracy": float(accuracies.std()), "threshold_rule": THRESHOLD_RULE,
+    result = {"command": command, "recipe": recipe.name, "folds_finished": done, "partial": partial,
+              "mean_accuracy": float(accuracies.mean()), "std_accuracy": float(accuracies.std()),
+              "threshold_rule": THRESHOLD_RULE,
               "mean_accuracy_fold_cv": float(within_fold.mean()), "std_accuracy_fold_cv": float(within_fold.std()),
               "folds": rows,
               "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
@@ -62,13 +112,17 @@ def view2(recipe: Recipe, lfw, prepared, runs_dir: Path, out_dir: Path, command:
     table = markdown_table(rows, [("fold", "fold"), ("accuracy", "accuracy"), ("threshold", "threshold"),
                                   ("accuracy_fold_cv", "accuracy, CV in fold"), ("auc", "AUC"), ("eer", "EER"),
                                   ("tar_far1", "TAR @ FAR 1%"), ("seconds", "train s")])
+    over = f"the first {done} of the ten folds" if partial else "the ten folds"
+    status = (f"**PARTIAL: {done} of 10 folds finished.** The mean below is over those {done} only and is not "
+              f"the View 2 figure; rerun the command to train the rest (finished folds are reused).\n\n"
+              if partial else "")
     with atomic_open(path, "w", encoding="utf-8") as stream:
-        stream.write(f"# LFW View 2 (10 folds of pairs.txt)\n\nRecipe `{recipe.name}`: {schedule(recipe, pretraining)} "
-                     f"per fold ({shipped_or_not(runs_dir / 'fold0', summaries[0])}). "
+        stream.write(f"# LFW View 2 (10 folds of pairs.txt)\n\n{status}Recipe `{recipe.name}`: "
+                     f"{schedule(recipe, pretraining)} per fold ({shipped_or_not(records[0]['train_command'])}). "
                      f"Each fold's model trained on the people of the other nine folds of people.txt. "
                      f"Threshold: {THRESHOLD_RULE}.\n\n"
                      f"**Mean accuracy {accuracies.mean() * 100:.2f}% ± {accuracies.std() * 100:.2f}** "
-                     f"(standard deviation over the ten folds). With thresholds cross-validated inside each "
+                     f"(standard deviation over {over}). With thresholds cross-validated inside each "
                      f"test fold instead (not the protocol's rule): {within_fold.mean() * 100:.2f}% ± "
                      f"{within_fold.std() * 100:.2f}.\n\n```\n{command}\n```\n\n{table}\n")
     return path
@@ -93,13 +147,13 @@ def schedule(recipe: Recipe, pretraining: Pretraining | None) -> str:
     return f"{pretraining.epochs} pre-training epochs, then {steps}" if pretraining else steps
 
 
-def shipped_or_not(fold_dir: Path, summary: dict, card_path: Path | None = None) -> str:
+def shipped_or_not(train_command: str, card_path: Path | None = None) -> str:
     """Whether a fold's run used the shipped model's recipe (its `train` command, bar the folder,
     equals the one on the model card), said plainly: a shorter CPU schedule must say so."""
     card_path = card_path or card_path_for(default_model_path())
     if card_path.exists():
         shipped = json.loads(card_path.read_text()).get("training", {}).get("command", "")
-        if _without_out(training_command(fold_dir, summary)) == _without_out(shipped):
+        if _without_out(train_command) == _without_out(shipped):
             return "the shipped model's recipe"
     return ("not the shipped model's recipe, a shorter or different schedule: compare the command below with "
             "the model card's")
