@@ -148,6 +148,9 @@ def test_a_run_sets_its_door_threshold_on_every_held_out_impostor_pair(tiny_data
     impostor = [float(vectors[a] @ vectors[b]) for a, b in ((0, 2), (0, 3), (1, 2), (1, 3))]
     threshold = summary["threshold"]["value"]
     assert threshold == pytest.approx(impostor_threshold(impostor, 0.25), abs=2e-6)
+    # The validation pairs' scores come from the same vectors as the held-out figures.
+    expected = [float(vectors[a - 18] @ vectors[b - 18]) for a, b in zip(split.validation.a, split.validation.b)]
+    assert summary["scores"]["validation"] == pytest.approx(expected, abs=2e-6)
     assert "4 different-person pairs" in summary["threshold"]["rule"]
     assert summary["test"]["accuracy_at_threshold"] == accuracy_at(summary["scores"]["test"], split.test.same, threshold)
     assert summary["validation_rank1"] in (0.0, 0.25, 0.5, 0.75, 1.0)

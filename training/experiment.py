@@ -30,7 +30,7 @@ from training.plots import plot_roc, plot_training_curves
 from training.prepare import PreparedLFW
 from training.recipe import DEFAULT_TARGET_FAR, Recipe
 from training.run_folder import SCORING_FILE, load_backbone, read_summary, save_scoring
-from training.train import TrainResult, embed_rows, pair_scores, pair_vectors, train
+from training.train import TrainResult, embed_rows, pair_scores, pair_vectors, train, vectors_of_pairs
 
 
 def run(recipe: Recipe, lfw: LFW, prepared: PreparedLFW, out_dir: Path, view: int = 1, fold: int = 0,
@@ -114,8 +114,9 @@ def evaluate_run(result: TrainResult, split: Split, prepared: PreparedLFW, targe
     started = time.perf_counter()
     scoring = fitted_scoring(result.recipe.scoring, serving, prepared, split)
     fit_seconds = time.perf_counter() - started
-    validation_scores = pair_scores(serving, prepared, split.validation, scoring)
-    held_out = HeldOutPeople.embed(serving, prepared, split, scoring)
+    held_out_vectors = embed_rows(serving, prepared, held_out_rows(split), scoring)  # once: pairs and every pair
+    validation_scores = np.asarray(scoring.pairs(*vectors_of_pairs(held_out_vectors, split.validation)), np.float64)
+    held_out = HeldOutPeople.from_vectors(held_out_vectors, prepared, scoring)
     threshold, threshold_rule = held_out.door_threshold(target_far)
     test_scores = pair_scores(serving, prepared, split.test, scoring)
     test = verification_report(test_scores, split.test.same, threshold=threshold)
@@ -164,10 +165,15 @@ class HeldOutPeople:
 
     @classmethod
     def embed(cls, serving, prepared: PreparedLFW, split: Split, scoring: Scoring | None = None) -> "HeldOutPeople":
-        rows = np.unique(np.concatenate([split.validation.a, split.validation.b]))
-        vectors = embed_rows(serving, prepared, rows, scoring)
-        return cls(np.stack([vectors[row] for row in rows.tolist()]),
-                   np.array([prepared.records[row]["name"] for row in rows.tolist()]), scoring or CosineScoring())
+        return cls.from_vectors(embed_rows(serving, prepared, held_out_rows(split), scoring), prepared, scoring)
+
+    @classmethod
+    def from_vectors(cls, by_row: dict[int, np.ndarray], prepared: PreparedLFW,
+                     scoring: Scoring | None = None) -> "HeldOutPeople":
+        """From embed_rows' vectors of held_out_rows()."""
+        rows = sorted(by_row)
+        return cls(np.stack([by_row[row] for row in rows]), np.array([prepared.records[row]["name"] for row in rows]),
+                   scoring or CosineScoring())
 
     @cached_property
     def similarity(self) -> np.ndarray:
@@ -235,6 +241,11 @@ class HeldOutPeople:
         return float(np.mean(self.names[nearest] == self.names[probes]))
 
 
+def held_out_rows(split: Split) -> np.ndarray:
+    """The prepared rows of every image in the validation pairs, sorted, each once."""
+    return np.unique(np.concatenate([split.validation.a, split.validation.b]))
+
+
 def fitted_scoring(kind: str, serving, prepared: PreparedLFW, split: Split) -> Scoring:
     """The scoring of `kind` for a trained network, from its embeddings of the training people (never
     test people): Joint Bayesian is fitted on them and calibrated on the validation pairs; AS-norm
@@ -243,7 +254,7 @@ def fitted_scoring(kind: str, serving, prepared: PreparedLFW, split: Split) -> S
         return CosineScoring()
     if kind == "cosine+texture":
         pairs = split.validation
-        validation_rows = np.unique(np.concatenate([pairs.a, pairs.b]))
+        validation_rows = held_out_rows(split)
         train_rows = np.sort(split.train_rows)
         return fit_texture_fusion(
             _faces(serving, prepared, train_rows), np.array([prepared.records[row]["name"] for row in train_rows]),

@@ -240,8 +240,12 @@ def embed_rows(serving: keras.Model, prepared: PreparedLFW, rows: np.ndarray, sc
 def pair_vectors(serving: keras.Model, prepared: PreparedLFW, pairs: PairSet,
                  scoring: Scoring | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The embeddings of each pair's two images (two P x D arrays), embedded exactly as the kiosk embeds."""
-    vectors = embed_rows(serving, prepared, np.concatenate([pairs.a, pairs.b]), scoring)
-    return (np.stack([vectors[row] for row in pairs.a.tolist()]), np.stack([vectors[row] for row in pairs.b.tolist()]))
+    return vectors_of_pairs(embed_rows(serving, prepared, np.concatenate([pairs.a, pairs.b]), scoring), pairs)
+
+
+def vectors_of_pairs(by_row: dict[int, np.ndarray], pairs: PairSet) -> tuple[np.ndarray, np.ndarray]:
+    """Each pair's two vectors (two P x D arrays), from embed_rows' vectors of (at least) their rows."""
+    return (np.stack([by_row[row] for row in pairs.a.tolist()]), np.stack([by_row[row] for row in pairs.b.tolist()]))
 
 
 def pair_scores(serving: keras.Model, prepared: PreparedLFW, pairs: PairSet, scoring: Scoring | None = None) -> np.ndarray:
