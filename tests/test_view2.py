@@ -105,4 +105,4 @@ def test_view2_keeps_a_record_of_each_fold_that_outlives_its_run_folder(tmp_path
     assert partial["partial"] and partial["folds_finished"] == 3 and len(partial["folds"]) == 3
     assert partial["mean_accuracy"] == pytest.approx(sum(r["row"]["accuracy"] for r in records[:3]) / 3)
     text = (reports / "view2.md").read_text()
-    assert "**PARTIAL: 3 of 10 folds finished.**" in text and "the first 3 of the ten folds" in text
+    assert "**PARTIAL: 3 of 10 folds finished.**" in text and "(standard deviation over the 3 finished folds)" in text

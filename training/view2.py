@@ -112,9 +112,9 @@ def _write_report(records: list[dict], recipe: Recipe, pretraining: Pretraining 
     table = markdown_table(rows, [("fold", "fold"), ("accuracy", "accuracy"), ("threshold", "threshold"),
                                   ("accuracy_fold_cv", "accuracy, CV in fold"), ("auc", "AUC"), ("eer", "EER"),
                                   ("tar_far1", "TAR @ FAR 1%"), ("seconds", "train s")])
-    over = f"the first {done} of the ten folds" if partial else "the ten folds"
-    status = (f"**PARTIAL: {done} of 10 folds finished.** The mean below is over those {done} only and is not "
-              f"the View 2 figure; rerun the command to train the rest (finished folds are reused).\n\n"
+    over = f"the {done} finished folds" if partial else "the ten folds"
+    status = (f"**PARTIAL: {done} of 10 folds finished.** The mean below covers those only and is not the "
+              f"View 2 figure; rerun the command to train the rest (finished folds are reused).\n\n"
               if partial else "")
     with atomic_open(path, "w", encoding="utf-8") as stream:
         stream.write(f"# LFW View 2 (10 folds of pairs.txt)\n\n{status}Recipe `{recipe.name}`: "
