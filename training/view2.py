@@ -70,6 +70,7 @@ def _finished_fold(recipe: Recipe, pretraining: Pretraining | None, lfw, prepare
     threshold, accuracy = held_out_threshold_accuracy(summary["scores"])
     test = summary["test"]
     record = {"recipe": summary["recipe"], "texture_descriptor": DESCRIPTOR,
+              # The recipe as the View 1 `train` command the model card records: says whether this is the shipped one.
               "train_command": training_command(folder, summary),
               "row": {"fold": fold + 1, "accuracy": accuracy, "threshold": round(threshold, 4),
                       "accuracy_fold_cv": test["accuracy"], "auc": test["auc"], "eer": test["eer"],
