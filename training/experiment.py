@@ -30,7 +30,7 @@ from training.plots import plot_roc, plot_training_curves
 from training.prepare import PreparedLFW
 from training.recipe import DEFAULT_TARGET_FAR, Recipe
 from training.run_folder import SCORING_FILE, load_backbone, read_summary, save_scoring
-from training.train import TrainResult, embed_rows, pair_scores, pair_vectors, train, vectors_of_pairs
+from training.train import TrainResult, embed_rows, pair_scores, pair_vectors, scores_of_pairs, train
 
 
 def run(recipe: Recipe, lfw: LFW, prepared: PreparedLFW, out_dir: Path, view: int = 1, fold: int = 0,
@@ -115,7 +115,7 @@ def evaluate_run(result: TrainResult, split: Split, prepared: PreparedLFW, targe
     scoring = fitted_scoring(result.recipe.scoring, serving, prepared, split)
     fit_seconds = time.perf_counter() - started
     held_out_vectors = embed_rows(serving, prepared, held_out_rows(split), scoring)  # once: pairs and every pair
-    validation_scores = np.asarray(scoring.pairs(*vectors_of_pairs(held_out_vectors, split.validation)), np.float64)
+    validation_scores = scores_of_pairs(held_out_vectors, split.validation, scoring)
     held_out = HeldOutPeople.from_vectors(held_out_vectors, prepared, scoring)
     threshold, threshold_rule = held_out.door_threshold(target_far)
     test_scores = pair_scores(serving, prepared, split.test, scoring)
