@@ -7,7 +7,11 @@ frames between them. After a warm-up, the counts of frames shown and frames anal
 sampled over the measuring window. Run it under Xvfb for real painting, or with
 QT_QPA_PLATFORM=offscreen (the default here) where Qt paints into memory.
 
-    python benchmarks/gui_fps.py [--seconds 30] [--fps 25] [--out reports/gui_fps.json]
+The kiosk analyses at most so many frames a second (kiosk.pacing; the settings' defaults
+unless --analysis-fps / --idle-analysis-fps say otherwise, 0 for every frame it can).
+
+    python benchmarks/gui_fps.py [--seconds 30] [--fps 25] [--analysis-fps N] [--idle-analysis-fps N]
+                                 [--out reports/gui_fps.json]
 """
 from __future__ import annotations
 
@@ -27,6 +31,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from kiosk.atomic import atomic_write_bytes, atomic_write_json  # noqa: E402
+from kiosk.live_settings import pace_from_settings  # noqa: E402
+from kiosk.settings import KioskSettings  # noqa: E402
 
 PERSON, STRANGER = "Jennifer_Capriati", "Gerhard_Schroeder"  # as in tests/test_ui_kiosk.py
 NAME = "Jennifer Capriati"
@@ -54,7 +60,7 @@ def door_video(path: Path, person: np.ndarray, stranger: np.ndarray, fps: float)
     return path
 
 
-def measure(seconds: float, fps: float, lfw_dir: str | None) -> dict:
+def measure(seconds: float, fps: float, lfw_dir: str | None, settings) -> dict:
     from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -70,6 +76,7 @@ def measure(seconds: float, fps: float, lfw_dir: str | None) -> dict:
         data_dir = Path(tmp) / "data"
         if cli_main(["--data-dir", str(data_dir), "enroll", NAME, *map(str, photos[PERSON][:3])]) != 0:
             raise RuntimeError("enrolling the test person failed")
+        settings.save(data_dir)
         faces = [cv2.resize(cv2.imread(str(photos[name][index])), (300, 300)) for name, index in
                  ((PERSON, 11), (STRANGER, 0))]
         video = door_video(Path(tmp) / "door.avi", *faces, fps=fps)
@@ -104,13 +111,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=30.0, help="measuring window after the warm-up")
     parser.add_argument("--fps", type=float, default=25.0, help="frame rate of the played video")
+    parser.add_argument("--analysis-fps", type=float, help="the settings' analysis_fps (default: theirs)")
+    parser.add_argument("--idle-analysis-fps", type=float, help="the settings' idle_analysis_fps (default: theirs)")
     parser.add_argument("--lfw-dir", help="LFW folder (default: $LFW_DIR)")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "gui_fps.json")
     args = parser.parse_args(argv)
-    figures = measure(args.seconds, args.fps, args.lfw_dir)
+    settings = KioskSettings()
+    if args.analysis_fps is not None:
+        settings.analysis_fps = args.analysis_fps
+    if args.idle_analysis_fps is not None:
+        settings.idle_analysis_fps = args.idle_analysis_fps
+    settings.validate()
+    figures = measure(args.seconds, args.fps, args.lfw_dir, settings)
     report = {
         "benchmark": "kiosk screen frame rates while recognising (benchmarks/gui_fps.py)",
         "source": f"{FRAME_SIZE[0]}x{FRAME_SIZE[1]} MJPG video at {args.fps:g} frames/s, looped as a live camera",
+        "pace": pace_from_settings(settings).describe(),
         "qt_platform": os.environ.get("QT_QPA_PLATFORM", ""),
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
         **figures,
@@ -121,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     md = args.out.with_suffix(".md")
     atomic_write_bytes(md, (
         "# Kiosk screen frame rates\n\n"
-        f"Source: {report['source']}; Qt platform `{report['qt_platform']}`; {report['machine']['cores']} cores.\n\n"
+        f"Source: {report['source']}; Qt platform `{report['qt_platform']}`; {report['machine']['cores']} cores; "
+        f"{report['pace']}.\n\n"
         f"| displayed frames/s | analysed frames/s | process CPU | seconds |\n|---|---|---|---|\n"
         f"| {figures['displayed_fps']} | {figures['analysed_fps']} | {figures['process_cpu_percent']}% | "
         f"{figures['seconds']} |\n\nCommand: `{report['command']}`\n").encode("utf-8"))

@@ -250,6 +250,11 @@ class Camera:
 
     # -- consumer side ---------------------------------------------------------
 
+    @property
+    def realtime(self) -> bool:
+        """Frames come at the source's pace and the newest wins (False: a file read losslessly)."""
+        return self._realtime
+
     def start(self) -> Camera:
         """Start the reader thread (once; later calls do nothing). A file OpenCV cannot open raises CameraError."""
         with self._cond:

@@ -418,6 +418,8 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
         camera = Camera(args.camera, loop=args.loop, realtime=None if live or args.realtime else False)
     except CameraError as exc:
         raise CliError(str(exc)) from exc
+    settings = KioskSettings.load(_data_dir(args))
+    pace = _pace(args, settings, camera)  # before the model loads: a bad option fails at once
     engine = _engine(args.model)
     conn = _open_database(args)
     retention = RetentionPurge(_data_dir(args))  # as the kiosk window does: at start, then hourly
@@ -433,10 +435,10 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
 
         # The settings' liveness switch (on unless an admin turned it off): every grant waits
         # for a head move (kiosk.liveness).
-        liveness = LivenessGate() if KioskSettings.load(_data_dir(args)).liveness else None
+        liveness = LivenessGate() if settings.liveness else None
         runner = KioskRunner(
             camera, engine, Gallery(conn), AccessLog(conn), DecisionPolicy(liveness=liveness), door,
-            thumbnails=args.thumbnails, on_door_outcome=door_outcome,
+            thumbnails=args.thumbnails, on_door_outcome=door_outcome, pace=pace,
         )
         counts = {"granted": 0, "denied": 0}
         with _stop_on_signals(runner):
@@ -457,6 +459,26 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
         camera.stop()
         conn.close()
     return 0
+
+
+def _pace(args: argparse.Namespace, settings, camera):
+    """The analysis rate caps for a real-time source (the options', else the settings'); None for
+    a file read frame by frame, where every frame is the point."""
+    from dataclasses import replace
+
+    from kiosk.live_settings import pace_from_settings
+
+    if not camera.realtime:
+        return None
+    wanted = replace(settings,
+                     analysis_fps=settings.analysis_fps if args.analysis_fps is None else args.analysis_fps,
+                     idle_analysis_fps=settings.idle_analysis_fps if args.idle_analysis_fps is None
+                     else args.idle_analysis_fps)
+    problems = [problem for problem in wanted.problems() if "analysis_fps" in problem]
+    if problems:
+        raise CliError("; ".join(problems).replace("idle_analysis_fps", "--idle-analysis-fps")
+                       .replace("analysis_fps", "--analysis-fps"))
+    return pace_from_settings(wanted)
 
 
 def _emit_challenge(out: Output, result) -> None:
@@ -595,6 +617,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--door-timeout", type=_positive(float), default=5.0, metavar="S",
                      help="seconds the door action may take (default: 5)")
     run.add_argument("--thumbnails", action="store_true", help="store a small face picture with each event")
+    run.add_argument("--analysis-fps", type=float, metavar="N",
+                     help="analyse at most N frames a second while someone is in view, 0 for every frame "
+                          "(default: the kiosk settings', 15; real-time sources only)")
+    run.add_argument("--idle-analysis-fps", type=float, metavar="N",
+                     help="at most N frames a second while nobody is in view, 0 for every frame "
+                          "(default: the settings', 5; never above --analysis-fps)")
     run.add_argument("--start-timeout", type=_positive(float), default=START_TIMEOUT_S, metavar="S",
                      help=f"seconds to wait for a live camera's first picture (default: {START_TIMEOUT_S:g})")
     return parser

@@ -9,6 +9,7 @@ what is there between two frames and applies it to its KioskRunner with LiveSett
 - door command / URL -> a new DoorAction (None when unusable, with a logged error);
 - thumbnails on/off -> the runner;
 - liveness on/off -> the policy's LivenessGate (the visit in progress starts afresh);
+- analysed frames a second -> the runner's AnalysisPace;
 - retention -> purged at once on the thread's own connection;
 - camera -> the runner reads the new camera (the caller restarts its frame loop).
 
@@ -25,6 +26,7 @@ from kiosk.accesslog import AccessLog
 from kiosk.camera import Camera
 from kiosk.door import DoorAction
 from kiosk.liveness import LivenessGate
+from kiosk.pacing import AnalysisPace
 from kiosk.settings import KioskSettings
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,10 @@ def door_from_settings(settings: KioskSettings) -> DoorAction | None:
         return None
 
 
+def pace_from_settings(settings: KioskSettings) -> AnalysisPace:
+    return AnalysisPace(settings.analysis_fps, settings.idle_analysis_fps)
+
+
 @dataclass(frozen=True)
 class Applied:
     """What one LiveSettings.apply did."""
@@ -124,6 +130,9 @@ class LiveSettings:
             runner.policy.liveness = LivenessGate() if new.liveness else None
             runner.policy.reset()  # a challenge half-way through belongs to the old rule
             changes.append(f"liveness {'on' if new.liveness else 'off'}")
+        if (new.analysis_fps, new.idle_analysis_fps) != (old.analysis_fps, old.idle_analysis_fps):
+            runner.pace = pace_from_settings(new)
+            changes.append(runner.pace.describe())
         if new.retention_days != old.retention_days:
             changes.append(self._purge(new.retention_days))
         if pending.camera is not None:
@@ -149,5 +158,7 @@ class LiveSettings:
         runner.camera = camera
         runner.camera_name = camera.spec.label
         runner.policy.reset()  # a new scene: frames from the old camera must not vote
+        if runner.pace is not None:
+            runner.pace.reset()
         if runner.tracker is not None:
             runner.tracker.reset()  # the last face was in the old camera's picture

@@ -12,6 +12,9 @@ Used by ``python -m kiosk run --headless`` and meant for the GUI's recognition w
 4. on a decision: record the event in the access log (committed to disk), only then open the
    door (on its own thread), then hand the decision to the caller.
 
+With an AnalysisPace (kiosk.pacing), run() waits between frames so that at most so many are
+analysed a second, fewer while nobody is in view; without one it analyses every frame it can.
+
 Repeated denials lock recognition out for a while (kiosk.ratelimit): the first frame of a
 lockout logs one denial with reason "rate_limited"; the frames after it are not analysed until
 the lockout ends (each FrameResult says how long is left).
@@ -26,11 +29,13 @@ import logging
 import math
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from kiosk.accesslog import AccessEvent, AccessLog
 from kiosk.camera import Camera, CameraState, Frame
@@ -40,6 +45,7 @@ from kiosk.gallery import Gallery, GalleryError
 from kiosk.images import encode_jpeg
 from kiosk.liveness import Challenge, LivenessGate
 from kiosk.matching import Match
+from kiosk.pacing import AnalysisPace
 from kiosk.policy import DENIED, RATE_LIMITED, Decision, DecisionPolicy, Observation
 from kiosk.ratelimit import RateLimiter
 from kiosk.tracking import FaceTracker
@@ -66,6 +72,7 @@ class FrameResult:
     challenge_started: bool = False  # this frame started it: tell the person what to do
     challenge_left_s: float = 0.0  # seconds left to do it
     locked_s: float = 0.0  # seconds left of a rate-limit lockout (nothing is analysed meanwhile)
+    analysis_s: float = 0.0  # time process() took for this frame
 
 
 class KioskRunner:
@@ -89,6 +96,7 @@ class KioskRunner:
         on_door_outcome: Callable[[int, str], None] | None = None,
         tracking: bool = True,
         rate_limiter: RateLimiter | None = None,
+        pace: AnalysisPace | None = None,
     ) -> None:
         gallery.check_model(engine.embedding_size, engine.model_identity)  # before any frame: every match would fail
         self.camera = camera
@@ -102,6 +110,7 @@ class KioskRunner:
         self.thumbnails = thumbnails
         self.camera_name = camera_name or camera.spec.label
         self.on_door_outcome = on_door_outcome
+        self.pace = pace  # None: every frame run() can take
         # Between full-frame searches, look for the face only around where it was (kiosk/tracking.py).
         self.tracker = FaceTracker(engine.detector) if tracking else None
         self.last_frame_index = -1  # the frame run() analysed (or tried to) most recently
@@ -127,19 +136,29 @@ class KioskRunner:
         """
         self.camera.start()
         last = newer_than
+        # One BLAS thread while the loop runs: its matrix products are a few faces' vectors, too
+        # small to share, and an idle OpenBLAS helper thread spins for ~0.1 s after each call,
+        # about half a core at 5 analysed frames a second (reports/pacing.md).
+        limit = threadpool_limits(limits=1, user_api="blas")
         try:
             while not self._stop.is_set():
                 self._record_door_outcomes()
+                if self.pace is not None and self._stop.wait(self.pace.wait_s(time.monotonic())):
+                    break
                 frame = self.camera.latest(timeout=POLL_S, newer_than=last)
                 if frame is None:
                     if self.camera.state in (CameraState.ENDED, CameraState.STOPPED):
                         break
                     continue
                 last = self.last_frame_index = frame.index
+                started = time.monotonic()
                 result = self.process(frame)
+                if self.pace is not None:
+                    self.pace.record(started, len(result.faces))
                 if every_frame or result.decision is not None or result.challenge_started:
                     yield result
         finally:
+            limit.restore_original_limits()
             self.finish()
 
     def finish(self, timeout: float | None = None) -> None:
@@ -150,6 +169,11 @@ class KioskRunner:
 
     def process(self, frame: Frame) -> FrameResult:
         """Analyse one frame, feed the policy, and log (then act on) a decision if it makes one."""
+        started = time.perf_counter()
+        result = self._analyse(frame)
+        return replace(result, analysis_s=time.perf_counter() - started)
+
+    def _analyse(self, frame: Frame) -> FrameResult:
         locked = self.rate_limiter.remaining()
         if locked > 0:
             return self._locked_out(frame, locked)

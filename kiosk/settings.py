@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kiosk.atomic import atomic_write_json
+from kiosk.pacing import MAX_FPS
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ class KioskSettings:
     store_thumbnails: bool = False  # keep a face thumbnail with each access event (personal data)
     sound: bool = True
     admin_timeout_s: int = 120  # leave admin mode after this long without input
+    analysis_fps: float = 15.0  # frames analysed a second at most while someone is in view; 0 = all
+    idle_analysis_fps: float = 5.0  # and while nobody is (kiosk.pacing); 0 = all
 
     # -- validation ------------------------------------------------------------
 
@@ -53,6 +56,8 @@ class KioskSettings:
                 found.append(f"{field.name}: {problem}")
         if self.door_command.strip() and self.door_url.strip():
             found.append("door_command and door_url: give one way to open the door, not both")
+        if _idle_rate_above_busy(self.analysis_fps, self.idle_analysis_fps):
+            found.append("idle_analysis_fps: must not be above analysis_fps (0 counts as no cap)")
         return found
 
     def validate(self) -> None:
@@ -85,6 +90,10 @@ class KioskSettings:
         if settings.door_command.strip() and settings.door_url.strip():
             log.warning("%s: both door_command and door_url are set; ignoring both", source)
             settings.door_command = settings.door_url = ""
+        if _idle_rate_above_busy(settings.analysis_fps, settings.idle_analysis_fps):
+            log.warning("%s: idle_analysis_fps %g is above analysis_fps %g; using %g for both", source,
+                        settings.idle_analysis_fps, settings.analysis_fps, settings.analysis_fps)
+            settings.idle_analysis_fps = settings.analysis_fps
         return settings
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,7 +133,8 @@ def _coerce(name: str, value: Any) -> Any:
     """Forgive what JSON and hand-editing make of a value: 30.0 for 30, 1 for a float."""
     if name in ("retention_days", "admin_timeout_s") and isinstance(value, float) and value.is_integer():
         return int(value)
-    if name == "threshold" and isinstance(value, int) and not isinstance(value, bool):
+    if name in ("threshold", "analysis_fps", "idle_analysis_fps") and isinstance(value, int) \
+            and not isinstance(value, bool):
         return float(value)
     return value
 
@@ -146,6 +156,10 @@ def _field_problem(name: str, value: Any) -> str | None:
         if isinstance(value, bool) or not isinstance(value, float) or not math.isfinite(value):
             return f"must be a number or null, got {value!r}"
         return None if 0.0 <= value <= 1.0 else f"must be between 0 and 1, got {value!r}"
+    if name in ("analysis_fps", "idle_analysis_fps"):
+        if isinstance(value, bool) or not isinstance(value, float) or not math.isfinite(value):
+            return f"must be a number of frames a second, got {value!r}"
+        return None if 0.0 <= value <= MAX_FPS else f"must be 0 (no cap) to {MAX_FPS:g}, got {value}"
     if name == "retention_days":
         if isinstance(value, bool) or not isinstance(value, int):
             return f"must be a whole number of days, got {value!r}"
@@ -156,3 +170,8 @@ def _field_problem(name: str, value: Any) -> str | None:
             return f"must be a whole number of seconds, got {value!r}"
         return None if low <= value <= high else f"must be {low}..{high} seconds, got {value}"
     return None
+
+
+def _idle_rate_above_busy(busy_fps: float, idle_fps: float) -> bool:
+    """A faster look at an empty corridor than at a person makes no sense (0 = no cap = fastest)."""
+    return busy_fps != 0 and (idle_fps == 0 or idle_fps > busy_fps)

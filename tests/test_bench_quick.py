@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from kiosk.bench.endtoend import MODES
 from kiosk.bench.options import EMBED_BATCHES, GALLERY_SIZES, SECTIONS
 from kiosk.bench.stages import STAGES
 from kiosk.faces import IMPLEMENTATIONS
@@ -74,7 +75,7 @@ class TestQuickRun:
         for detector in IMPLEMENTATIONS:
             r = quick_report["sections"]["endtoend"][detector]
             for size in SIZES:
-                for mode in ("lossless", "realtime"):
+                for mode in MODES:
                     run = r[size][mode]
                     decision = run["decision"]
                     assert decision["granted"], (detector, size, mode, decision)
@@ -83,8 +84,10 @@ class TestQuickRun:
                     assert 0 < whole["seconds"] <= entering["seconds"]
                     assert 1 <= whole["frames_analysed"] <= entering["frames_analysed"] <= entering["video_frames"]
                     assert run["frames_per_s"] > 0 and run["frames_analysed"] <= run["frames_played"]
+                    assert run["cpu_percent"] > 0
                     if mode == "lossless":
                         assert run["frames_dropped"] == 0
+            assert r["pace"] == "analysis 15/s, 5/s with nobody in view"  # the default settings' caps
 
     def test_throughput_model_and_memory(self, quick_report):
         sections = quick_report["sections"]

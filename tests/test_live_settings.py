@@ -75,20 +75,23 @@ def test_live_settings_apply_each_change_to_the_runner(runner, tmp_path, engine,
 
     caplog.set_level(logging.INFO, logger="kiosk.live_settings")
     new = KioskSettings(threshold=0.55, door_command="open-door --seconds 3", store_thumbnails=True,
-                        liveness=True, retention_days=30)
+                        liveness=True, analysis_fps=10.0, idle_analysis_fps=2.0, retention_days=30)
     applied = live.apply(Pending(new))
     assert runner.engine.threshold == pytest.approx(0.55) and applied.threshold == pytest.approx(0.55)
     assert runner.door.command == ["open-door", "--seconds", "3"]
     assert runner.thumbnails is True
     assert isinstance(runner.policy.liveness, LivenessGate)
+    assert (runner.pace.busy_fps, runner.pace.idle_fps) == (10.0, 2.0)
     assert applied.changes == ("threshold 0.550", "door command open-door --seconds 3", "thumbnails on",
-                               "liveness on", "retention 30 days (purged 2 access events)")
+                               "liveness on", "analysis 10/s, 2/s with nobody in view",
+                               "retention 30 days (purged 2 access events)")
     assert len(log.query()) == 1  # the one from yesterday is kept
     assert "settings applied: threshold 0.550" in caplog.text
     assert live.settings == new
 
     # Back to the card's threshold; an unusable door command leaves no door (and says why).
-    off = KioskSettings(threshold=None, door_command='open "door', liveness=False, retention_days=30)
+    off = KioskSettings(threshold=None, door_command='open "door', liveness=False, retention_days=30,
+                        analysis_fps=10.0, idle_analysis_fps=2.0)
     applied = live.apply(Pending(off))
     assert runner.engine.threshold == pytest.approx(engine.threshold)
     assert runner.door is None and "door action not usable" in caplog.text

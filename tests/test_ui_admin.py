@@ -108,7 +108,7 @@ def shown(model) -> list[tuple[str, str, str]]:
 def test_settings_round_trip_and_bad_files_give_defaults(tmp_path, caplog):
     assert KioskSettings.load(tmp_path) == KioskSettings()  # no file: defaults, silently
     saved = KioskSettings(camera="rtsp://cam/1", threshold=0.61, retention_days=30, door_url="http://door/open",
-                          store_thumbnails=True, admin_timeout_s=300)
+                          store_thumbnails=True, admin_timeout_s=300, analysis_fps=10.0, idle_analysis_fps=0.5)
     saved.save(tmp_path)
     assert KioskSettings.load(tmp_path) == saved
     assert KioskSettings().store_thumbnails is False and KioskSettings().admin_timeout_s == 120
@@ -116,6 +116,12 @@ def test_settings_round_trip_and_bad_files_give_defaults(tmp_path, caplog):
     with pytest.raises(ValueError, match="door_command and door_url"):
         KioskSettings(door_command="open", door_url="http://door/open").save(tmp_path)
     assert KioskSettings.load(tmp_path) == saved  # a refused save leaves the file alone
+    for busy, idle in ((10.0, 12.0), (10.0, 0.0)):  # 0 is no cap: faster than 10
+        with pytest.raises(ValueError, match="idle_analysis_fps: must not be above analysis_fps"):
+            KioskSettings(analysis_fps=busy, idle_analysis_fps=idle).validate()
+    assert KioskSettings(analysis_fps=0.0, idle_analysis_fps=5.0).problems() == []
+    with pytest.raises(ValueError, match="analysis_fps: must be 0 .no cap. to 60"):
+        KioskSettings(analysis_fps=100.0).validate()
 
     caplog.set_level(logging.WARNING, logger="kiosk.settings")
     settings_path(tmp_path).write_text("{not json")
@@ -123,6 +129,10 @@ def test_settings_round_trip_and_bad_files_give_defaults(tmp_path, caplog):
     settings_path(tmp_path).write_text(json.dumps({"threshold": "high", "retention_days": 7, "sound": 1}))
     loaded = KioskSettings.load(tmp_path)
     assert loaded.threshold is None and loaded.retention_days == 7 and loaded.sound is True
+    # A hand-edited idle rate above the busy one is brought down to it (whole numbers are fine).
+    settings_path(tmp_path).write_text(json.dumps({"analysis_fps": 8, "idle_analysis_fps": 20}))
+    loaded = KioskSettings.load(tmp_path)
+    assert (loaded.analysis_fps, loaded.idle_analysis_fps) == (8.0, 8.0) and "idle_analysis_fps 20" in caplog.text
     assert "not valid JSON" in caplog.text and "threshold" in caplog.text and "sound" in caplog.text
 
 
@@ -380,11 +390,21 @@ def test_settings_tab_limits_the_threshold_around_the_card(qtbot, tmp_path):
         tab.retention_spin.setValue(30)
         tab.thumbnails_check.setChecked(True)
         tab.timeout_spin.setValue(60)
+        assert tab.analysis_spin.value() == 15 and tab.idle_analysis_spin.value() == 5  # the defaults
+        tab.analysis_spin.setValue(0)
+        assert tab.analysis_spin.text() == "every frame"
+        tab.idle_analysis_spin.setValue(3)
         assert tab.save()
         saved = KioskSettings.load(tmp_path)
         assert saved.threshold == pytest.approx(0.57) and saved.retention_days == 30
         assert saved.store_thumbnails and saved.admin_timeout_s == 60
+        assert (saved.analysis_fps, saved.idle_analysis_fps) == (0.0, 3.0)
         assert window.idle.timeout_s == 60  # the new timeout applies at once
+
+        tab.analysis_spin.setValue(2)  # below the idle rate of 3
+        assert not tab.save() and "idle_analysis_fps" in tab.message.text()
+        assert KioskSettings.load(tmp_path) == saved
+        tab.analysis_spin.setValue(15)
 
         tab.door_command_edit.setText("open-door")
         tab.door_url_edit.setText("http://door/open")

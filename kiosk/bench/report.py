@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kiosk.atomic import atomic_write_bytes, atomic_write_json
+from kiosk.bench.endtoend import MODES
 from kiosk.bench.stages import STAGES
 
 JSON_NAME, MARKDOWN_NAME = "bench.json", "bench.md"
@@ -66,14 +67,15 @@ def _stages(result: dict) -> list[str]:
 def _endtoend(result: dict) -> list[str]:
     lines = [("KioskRunner over walk-in videos (25 fps), time to the grant from the face entering the picture and "
               "from the whole face in view: lossless = processing time of every frame, realtime = wall clock, "
-              "newest frame (frames dropped)."), "",
-             ("| detector | frame | mode | frames/s | analysed / played | to grant from entering: frames analysed "
+              "newest frame (frames dropped), paced = realtime with the default analysis caps (kiosk.pacing). "
+              "CPU: process CPU time over wall time (100% = one core)."), "",
+             ("| detector | frame | mode | frames/s | CPU | analysed / played | to grant from entering: frames analysed "
               "(video frames), s | from whole face: frames, s |"),
-             "|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|"]
     notes = []
     for detector, r in result.items():
         for size, runs in ((k, v) for k, v in r.items() if isinstance(v, dict) and "lossless" in v):
-            for mode in ("lossless", "realtime"):
+            for mode in MODES:
                 run, d = runs[mode], runs[mode]["decision"]
                 if d["granted"]:
                     a, b = d["from_face_entering"], d["from_whole_face"]
@@ -82,14 +84,14 @@ def _endtoend(result: dict) -> list[str]:
                 else:
                     grant = (f"no grant (denied: {', '.join(d['denials']) or 'never'})", "-")
                 fps = "-" if run["frames_per_s"] is None else f"{run['frames_per_s']:.1f}"
-                lines.append(f"| {detector} | {size} | {mode} | {fps} | {run['frames_analysed']} / {run['frames_played']} "
-                             f"| {grant[0]} | {grant[1]} |")
+                lines.append(f"| {detector} | {size} | {mode} | {fps} | {run['cpu_percent']:.0f}% | {run['frames_analysed']} / "
+                             f"{run['frames_played']} | {grant[0]} | {grant[1]} |")
         tracking = {run["tracking"] for runs in r.values() if isinstance(runs, dict) and "lossless" in runs
-                    for run in (runs["lossless"], runs["realtime"])}
+                    for run in (runs[mode] for mode in MODES)}
         notes.append(f"{detector}: {r['walker']} walks in ({r['walker_photo']}, score {r['walker_photo_score']} "
                      f"against the gallery's threshold {r['threshold']:.3f}), {r['gallery_people']} people enrolled; "
                      f"face tracking {'on' if tracking == {True} else 'off' if tracking == {False} else 'mixed'}; "
-                     f"liveness {r['liveness']}.")
+                     f"liveness {r['liveness']}; paced: {r['pace']}.")
     return lines + [""] + notes
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +27,14 @@ from kiosk.accesslog import AccessLog
 from kiosk.camera import Camera, CameraState
 from kiosk.database import database_path, open_database
 from kiosk.gallery import Gallery, GalleryError
-from kiosk.live_settings import Applied, LiveSettings, Pending, SettingsMailbox, door_from_settings
+from kiosk.live_settings import (
+    Applied,
+    LiveSettings,
+    Pending,
+    SettingsMailbox,
+    door_from_settings,
+    pace_from_settings,
+)
 from kiosk.liveness import LivenessGate
 from kiosk.modelcard import default_model_path
 from kiosk.policy import DecisionPolicy
@@ -54,7 +60,7 @@ class EngineInfo:
 @dataclass(frozen=True)
 class Recognition:
     result: object  # kiosk.runner.FrameResult
-    seconds: float  # time taken for this frame
+    seconds: float  # time the analysis of this frame took (not the pause before it)
     gallery_people: int  # enrolled people with templates, as matched against
     threshold: float  # the accept threshold this gallery was matched at
 
@@ -188,7 +194,7 @@ class RecognitionWorker(QObject):
         try:
             runner = KioskRunner(self._camera, matcher, gallery, access_log,
                                  DecisionPolicy(liveness=LivenessGate() if settings.liveness else None), door,
-                                 thumbnails=settings.store_thumbnails)
+                                 thumbnails=settings.store_thumbnails, pace=pace_from_settings(settings))
         except GalleryError as exc:  # enrolled with another model
             log.error("the gallery does not fit the face model: %s", exc)
             self.fatal.emit("Enrolled faces are from another face model — re-enrol, recognition is off", str(exc))
@@ -201,7 +207,6 @@ class RecognitionWorker(QObject):
         devtest = engine.card.raw.get("devtest", {}) if isinstance(engine.card.raw, dict) else {}
         accuracy = devtest.get("accuracy") if isinstance(devtest, dict) else None
         self.ready.emit(EngineInfo(Path(engine.card.path).stem, accuracy, threshold, purged, settings.sound))
-        started = time.perf_counter()
         last_error = ""
         counted_ids, people = None, 0  # the gallery's person ids, and how many people they name
         results = runner.run(every_frame=True)
@@ -217,7 +222,6 @@ class RecognitionWorker(QObject):
                 if not self._await_camera(live):
                     break
                 results = runner.run(every_frame=True)
-                started = time.perf_counter()
                 continue
             except Exception as exc:  # one bad frame must not end recognition
                 error = f"analysis failed: {exc}"
@@ -227,19 +231,16 @@ class RecognitionWorker(QObject):
                 self.failed.emit(error)
                 # A generator that raised is finished; go on after the frame that failed.
                 results = runner.run(every_frame=True, newer_than=runner.last_frame_index)
-                started = time.perf_counter()
                 continue
             last_error = ""
-            now = time.perf_counter()
             _, person_ids = gallery.matrix()  # cached until the gallery changes
             if person_ids is not counted_ids:  # a new matrix: count its people once, not every frame
                 counted_ids, people = person_ids, int(np.unique(person_ids).size)
-            self.analysed.emit(Recognition(result, now - started, people, matcher.threshold_for(len(person_ids))))
+            self.analysed.emit(Recognition(result, result.analysis_s, people, matcher.threshold_for(len(person_ids))))
             pending = self._mailbox.take()
             if pending and self._apply(live, pending).camera is not None:
                 results.close()  # the old camera's frame loop; go on with the new one
                 results = runner.run(every_frame=True)
-            started = time.perf_counter()
 
     def _apply(self, live: LiveSettings, pending: Pending) -> Applied:
         applied = live.apply(pending)

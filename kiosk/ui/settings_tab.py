@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 from kiosk.admin_secret import AdminSecret
 from kiosk.camera import Camera, CameraError, parse_source
 from kiosk.modelcard import ModelCard
+from kiosk.pacing import MAX_FPS
 from kiosk.settings import ADMIN_TIMEOUT_RANGE_S, MAX_RETENTION_DAYS, KioskSettings
 from kiosk.ui.pin_dialog import SetPinDialog
 
@@ -110,6 +111,15 @@ class SettingsTab(QWidget):
         self.sound_check = QCheckBox("Sound")
         self.timeout_spin = QSpinBox(minimum=ADMIN_TIMEOUT_RANGE_S[0], maximum=ADMIN_TIMEOUT_RANGE_S[1],
                                      suffix=" s")
+        # Whole frames a second are what an admin can judge; 0 shows as "every frame" (no cap).
+        self.analysis_spin = QSpinBox(minimum=0, maximum=int(MAX_FPS), suffix=" frames/s")
+        self.analysis_spin.setSpecialValueText("every frame")
+        self.idle_analysis_spin = QSpinBox(minimum=0, maximum=int(MAX_FPS), suffix=" frames/s with nobody in view")
+        self.idle_analysis_spin.setSpecialValueText("every frame with nobody in view")
+        analysis_row = QHBoxLayout()
+        analysis_row.addWidget(self.analysis_spin)
+        analysis_row.addWidget(self.idle_analysis_spin)
+        analysis_row.addStretch(1)
         self.save_button = QPushButton("Save")
         self.save_button.clicked.connect(lambda: self.save())
         self.change_pin_button = QPushButton("Change admin PIN…")
@@ -126,6 +136,7 @@ class SettingsTab(QWidget):
         form.addRow("Door URL", self.door_url_edit)
         form.addRow("Privacy", self.thumbnails_check)
         form.addRow("Feedback", self.sound_check)
+        form.addRow("Analyse at most", analysis_row)
         form.addRow("Leave admin mode after", self.timeout_spin)
         buttons = QHBoxLayout()
         buttons.addWidget(self.save_button)
@@ -154,6 +165,8 @@ class SettingsTab(QWidget):
         self.thumbnails_check.setChecked(settings.store_thumbnails)
         self.sound_check.setChecked(settings.sound)
         self.timeout_spin.setValue(settings.admin_timeout_s)
+        self.analysis_spin.setValue(round(settings.analysis_fps))
+        self.idle_analysis_spin.setValue(round(settings.idle_analysis_fps))
 
     def edited(self) -> KioskSettings:
         """The settings as the widgets show them."""
@@ -171,6 +184,8 @@ class SettingsTab(QWidget):
             store_thumbnails=self.thumbnails_check.isChecked(),
             sound=self.sound_check.isChecked(),
             admin_timeout_s=self.timeout_spin.value(),
+            analysis_fps=float(self.analysis_spin.value()),
+            idle_analysis_fps=float(self.idle_analysis_spin.value()),
         )
 
     @property
