@@ -440,6 +440,8 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
             camera, engine, Gallery(conn), AccessLog(conn), DecisionPolicy(liveness=liveness), door,
             thumbnails=args.thumbnails, on_door_outcome=door_outcome, pace=pace,
         )
+        if pace is not None:
+            out.note(f"{camera.spec.label}: {pace.describe()}")
         counts = {"granted": 0, "denied": 0}
         with _stop_on_signals(runner):
             try:

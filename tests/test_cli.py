@@ -212,6 +212,7 @@ def test_run_grants_the_enrolled_person_and_denies_the_stranger(enrolled, capsys
     ]
     assert all(set(d) >= {"time", "decision", "name", "score", "reason"} for d in decisions)
     assert opened.exists()  # the door command ran for the grant
+    assert "analysis" not in err  # a file read frame by frame is not paced
 
     code, out, err = cli(capsys, "--data-dir", enrolled, "--json", "log")
     events = json_lines(out)
@@ -225,6 +226,16 @@ def test_run_grants_the_enrolled_person_and_denies_the_stranger(enrolled, capsys
         assert AccessLog(conn).thumbnail(granted["id"])[:2] == b"\xff\xd8"  # a JPEG
     finally:
         conn.close()
+
+
+def test_run_in_real_time_is_paced_and_still_decides(enrolled, capsys, photos, tmp_path):
+    video = write_video(tmp_path / "door.avi", photos[PERSON][4:14] + photos[STRANGER][:10])  # 2 s + 2 s at 5 fps
+    KioskSettings(liveness=False).save(enrolled)
+    code, out, err = cli(capsys, "--data-dir", enrolled, "--json", "run", "--camera", video, "--headless",
+                         "--realtime", "--analysis-fps", "4", "--idle-analysis-fps", "2")
+    assert code == 0, err
+    assert "video door.avi: analysis 4/s, 2/s with nobody in view" in err
+    assert [(d["decision"], d["name"]) for d in json_lines(out)] == [("granted", PERSON), ("denied", None)]
 
 
 def test_people_rename_and_remove(enrolled, capsys):

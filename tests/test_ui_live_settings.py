@@ -77,6 +77,8 @@ def test_threshold_and_camera_changes_apply_without_a_restart(qtbot, tmp_path, e
         tab.threshold_spin.setValue(override)
         tab.camera_edit.setText(str(second))
         tab.sound_check.setChecked(False)
+        assert window._worker._runner.pace.busy_fps == 15.0  # the settings' default, at start
+        tab.analysis_spin.setValue(8)
         tab.save_button.click()
         assert tab.message.text() == "Saved; the kiosk is using it now, with video door2.avi."
         assert old_camera.state is CameraState.STOPPED  # stopped cleanly, at once
@@ -84,6 +86,7 @@ def test_threshold_and_camera_changes_apply_without_a_restart(qtbot, tmp_path, e
         assert "video door2.avi" in window.status.text()
         # The worker applies the threshold between two frames, on its own thread, and says so.
         qtbot.waitUntil(lambda: f"threshold {override:.3f}" in window.status.text(), timeout=10_000)
+        assert window._worker._runner.pace.busy_fps == 8.0  # applied with the threshold
         qtbot.waitUntil(lambda: window.banner_text == "ACCESS DENIED — not recognised", timeout=60_000)
         assert "video door2.avi" in window.status.text()
     finally:
