@@ -116,6 +116,10 @@ class SettingsTab(QWidget):
         self.analysis_spin.setSpecialValueText("every frame")
         self.idle_analysis_spin = QSpinBox(minimum=0, maximum=int(MAX_FPS), suffix=" frames/s with nobody in view")
         self.idle_analysis_spin.setSpecialValueText("every frame with nobody in view")
+        self.analysis_spin.setToolTip("Frames analysed a second while someone is in view: fewer use less CPU, "
+                                      "but a decision needs 3 agreeing frames, so it comes later")
+        self.idle_analysis_spin.setToolTip("Frames analysed a second while nobody has been in view for 2 s: "
+                                           "how soon someone walking up is first seen")
         analysis_row = QHBoxLayout()
         analysis_row.addWidget(self.analysis_spin)
         analysis_row.addWidget(self.idle_analysis_spin)
