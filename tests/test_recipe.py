@@ -95,7 +95,7 @@ def fake_summary(recipe: Recipe, accuracy: float, seconds: float) -> dict:
                "eer": 0.14, "tar_at_far_1e2": 0.5, "tar_at_far_1e3": 0.3}
     # One of the two same-person validation pairs clears the threshold: 50% accepted at the door.
     return {"recipe": recipe.as_json(), "test": figures, "validation": {"auc": 0.91}, "best_epoch": 3,
-            "train_seconds": seconds, "threshold": {"value": 0.5},
+            "train_seconds": seconds, "threshold": {"value": 0.5}, "split": "View 1: train peopleDevTrain, test pairsDevTest",
             "scores": {"validation": [0.9, 0.3, 0.6, 0.2], "validation_same": [True, True, False, False],
                        "test": [accuracy, 0.2, 0.7, 0.1], "same": [True, True, False, False]}}
 
@@ -193,3 +193,15 @@ def test_the_split_seed_chooses_the_validation_people_and_defaults_to_the_seed(t
     recorded = Recipe(seed=3).as_json()
     del recorded["split_seed"]  # a run recorded before --split-seed existed
     assert Recipe.from_json(recorded).held_out_seed == 3
+
+
+def test_runs_table_names_the_pairs_the_runs_were_tested_on():
+    from training.runs_table import test_pairs_name
+
+    view1 = {"split": "View 1: train peopleDevTrain (minus validation slice), test pairsDevTest"}
+    fold = {"split": "View 2 fold 3: train the other nine folds of people.txt, test fold 3 of pairs.txt"}
+    other = {"split": "View 2 fold 4: train the other nine folds of people.txt, test fold 4 of pairs.txt"}
+    assert test_pairs_name([view1, view1]) == "DevTest"
+    assert test_pairs_name([fold, fold]) == "fold 4 test"  # numbered from 1, as reports/view2*.md
+    assert test_pairs_name([fold, other]) == test_pairs_name([view1, fold]) == "test"
+

@@ -32,16 +32,29 @@ def runs_table(run_dirs: list[Path]) -> str:
                "seconds": round(chain_seconds(run_dir)), "own_seconds": round(own_seconds(run_dir))}
         rows.append(row)
         commands.append(f"- `{run_dir}`: `{training_command(run_dir, summary)}`")
-    table = markdown_table(rows, COLUMNS) + "\n\n" + "\n".join(commands) + "\n"
+    test = test_pairs_name(summaries)
+    columns = [(key, title.replace("DevTest", test)) for key, title in COLUMNS]
+    table = markdown_table(rows, columns) + "\n\n" + "\n".join(commands) + "\n"
     if len(run_dirs) > 1:
-        table += "\n" + _paired_table(run_dirs, summaries)
+        table += "\n" + _paired_table(run_dirs, summaries, test)
     return table
 
 
-def _paired_table(run_dirs: list[Path], summaries: list[dict]) -> str:
+def test_pairs_name(summaries: list[dict]) -> str:
+    """What the runs were tested on, for the headers: "DevTest" for View 1 runs, the fold for
+    runs of one View 2 fold (numbered from 1, as the View 2 report does), "test" for a mix."""
+    splits = {summary["split"].split(":")[0] for summary in summaries}
+    if splits == {"View 1"}:
+        return "DevTest"
+    if len(splits) == 1 and (split := splits.pop()).startswith("View 2 fold "):
+        return f"fold {int(split.removeprefix('View 2 fold ')) + 1} test"
+    return "test"
+
+
+def _paired_table(run_dirs: list[Path], summaries: list[dict], test: str) -> str:
     lines = [f"Paired differences from `{run_dirs[0]}` (points; the same pairs resampled for both runs, "
              f"{RESAMPLES} times; 95% intervals):", "",
-             "| run | validation TAR at its threshold | DevTest accuracy at its threshold |", "|---|---|---|"]
+             f"| run | validation TAR at its threshold | {test} accuracy at its threshold |", "|---|---|---|"]
     for run_dir, summary in zip(run_dirs[1:], summaries[1:]):
         try:
             differences = door_differences(summaries[0], summary)
