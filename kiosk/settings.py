@@ -56,7 +56,8 @@ class KioskSettings:
                 found.append(f"{field.name}: {problem}")
         if self.door_command.strip() and self.door_url.strip():
             found.append("door_command and door_url: give one way to open the door, not both")
-        if _idle_rate_above_busy(self.analysis_fps, self.idle_analysis_fps):
+        rates_valid = not any(problem.startswith(("analysis_fps", "idle_analysis_fps")) for problem in found)
+        if rates_valid and _idle_rate_above_busy(self.analysis_fps, self.idle_analysis_fps):
             found.append("idle_analysis_fps: must not be above analysis_fps (0 counts as no cap)")
         return found
 

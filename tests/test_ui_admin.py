@@ -122,6 +122,8 @@ def test_settings_round_trip_and_bad_files_give_defaults(tmp_path, caplog):
     assert KioskSettings(analysis_fps=0.0, idle_analysis_fps=5.0).problems() == []
     with pytest.raises(ValueError, match="analysis_fps: must be 0 .no cap. to 60"):
         KioskSettings(analysis_fps=100.0).validate()
+    assert KioskSettings(analysis_fps="fast").problems() == ["analysis_fps: must be a number of frames a second, "
+                                                              "got 'fast'"]
 
     caplog.set_level(logging.WARNING, logger="kiosk.settings")
     settings_path(tmp_path).write_text("{not json")
