@@ -3,15 +3,15 @@
 The real KioskWindow (the GUI thread paints, the recognition worker runs MTCNN and the model
 on its own thread) plays a 640x480 video at 25 frames/s, looped like a live camera: a person
 enrolled from three LFW photos walks slowly across the picture, then a stranger, with empty
-frames between them. After a warm-up, the counts of frames shown and frames analysed are
+frames between them (``--scene empty``: the empty wall only, a kiosk's usual view). After a warm-up, the counts of frames shown and frames analysed are
 sampled over the measuring window. Run it under Xvfb for real painting, or with
 QT_QPA_PLATFORM=offscreen (the default here) where Qt paints into memory.
 
 The kiosk analyses at most so many frames a second (kiosk.pacing; the settings' defaults
 unless --analysis-fps / --idle-analysis-fps say otherwise, 0 for every frame it can).
 
-    python benchmarks/gui_fps.py [--seconds 30] [--fps 25] [--analysis-fps N] [--idle-analysis-fps N]
-                                 [--out reports/gui_fps.json]
+    python benchmarks/gui_fps.py [--seconds 30] [--fps 25] [--scene door|empty] [--analysis-fps N]
+                                 [--idle-analysis-fps N] [--out reports/gui_fps.json]
 """
 from __future__ import annotations
 
@@ -39,17 +39,18 @@ NAME = "Jennifer Capriati"
 FRAME_SIZE = (640, 480)
 WARM_UP_S = 8.0  # model loading, first traces and the first decisions happen here
 SEGMENT_S = 4.0  # seconds of each part of the looped video
+SCENES = ("door", "empty")
 
 
-def door_video(path: Path, person: np.ndarray, stranger: np.ndarray, fps: float) -> Path:
-    """Empty wall, the person crossing slowly, empty wall, the stranger: one loop of the camera."""
+def door_video(path: Path, segments: list[np.ndarray | None], fps: float) -> Path:
+    """One loop of the camera: a segment per entry, the empty wall (None) or that face crossing it slowly."""
     width, height = FRAME_SIZE
     wall = np.full((height, width, 3), (96, 110, 120), np.uint8)
     frames_per_segment = int(SEGMENT_S * fps)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, FRAME_SIZE)
     if not writer.isOpened():
         raise RuntimeError("this OpenCV build cannot write MJPG .avi")
-    for face in (None, person, None, stranger):
+    for face in segments:
         for k in range(frames_per_segment):
             frame = wall.copy()
             if face is not None:
@@ -60,7 +61,7 @@ def door_video(path: Path, person: np.ndarray, stranger: np.ndarray, fps: float)
     return path
 
 
-def measure(seconds: float, fps: float, lfw_dir: str | None, settings) -> dict:
+def measure(seconds: float, fps: float, lfw_dir: str | None, settings, scene: str) -> dict:
     from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -77,9 +78,10 @@ def measure(seconds: float, fps: float, lfw_dir: str | None, settings) -> dict:
         if cli_main(["--data-dir", str(data_dir), "enroll", NAME, *map(str, photos[PERSON][:3])]) != 0:
             raise RuntimeError("enrolling the test person failed")
         settings.save(data_dir)
-        faces = [cv2.resize(cv2.imread(str(photos[name][index])), (300, 300)) for name, index in
-                 ((PERSON, 11), (STRANGER, 0))]
-        video = door_video(Path(tmp) / "door.avi", *faces, fps=fps)
+        person, stranger = (cv2.resize(cv2.imread(str(photos[name][index])), (300, 300)) for name, index in
+                            ((PERSON, 11), (STRANGER, 0)))
+        segments = [None, person, None, stranger] if scene == "door" else [None]
+        video = door_video(Path(tmp) / "door.avi", segments, fps=fps)
         window = KioskWindow(Camera(str(video), loop=True).start(), data_dir=data_dir)
         window.resize(1024, 600)
         window.show()
@@ -113,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps", type=float, default=25.0, help="frame rate of the played video")
     parser.add_argument("--analysis-fps", type=float, help="the settings' analysis_fps (default: theirs)")
     parser.add_argument("--idle-analysis-fps", type=float, help="the settings' idle_analysis_fps (default: theirs)")
+    parser.add_argument("--scene", choices=SCENES, default="door",
+                        help="door: the person, then a stranger, with the empty wall between them; "
+                             "empty: the wall only, as a kiosk sees most of the day")
     parser.add_argument("--lfw-dir", help="LFW folder (default: $LFW_DIR)")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "gui_fps.json")
     args = parser.parse_args(argv)
@@ -122,10 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.idle_analysis_fps is not None:
         settings.idle_analysis_fps = args.idle_analysis_fps
     settings.validate()
-    figures = measure(args.seconds, args.fps, args.lfw_dir, settings)
+    figures = measure(args.seconds, args.fps, args.lfw_dir, settings, args.scene)
     report = {
         "benchmark": "kiosk screen frame rates while recognising (benchmarks/gui_fps.py)",
-        "source": f"{FRAME_SIZE[0]}x{FRAME_SIZE[1]} MJPG video at {args.fps:g} frames/s, looped as a live camera",
+        "source": f"{FRAME_SIZE[0]}x{FRAME_SIZE[1]} MJPG video at {args.fps:g} frames/s, looped as a live camera, "
+                  f"scene {args.scene!r}",
         "pace": pace_from_settings(settings).describe(),
         "qt_platform": os.environ.get("QT_QPA_PLATFORM", ""),
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
