@@ -34,8 +34,8 @@ class AnalysisPace:
     @property
     def idle(self) -> bool:
         """Nobody seen lately (or ever): the idle rate applies."""
-        return (self._last_face is None or self._last_start is None
-                or self._last_start - self._last_face > self.idle_after_s)
+        # record() sets the start whenever it sets the face, so a face implies a start.
+        return self._last_face is None or self._last_start - self._last_face > self.idle_after_s
 
     def record(self, started: float, faces: int) -> None:
         """One frame analysed, which began at `started` and found `faces` faces."""
