@@ -121,11 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lfw-dir", help="LFW folder (default: $LFW_DIR)")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "gui_fps.json")
     args = parser.parse_args(argv)
-    settings = KioskSettings()
-    if args.analysis_fps is not None:
-        settings.analysis_fps = args.analysis_fps
-    if args.idle_analysis_fps is not None:
-        settings.idle_analysis_fps = args.idle_analysis_fps
+    settings = KioskSettings().with_rates(args.analysis_fps, args.idle_analysis_fps)
     settings.validate()
     figures = measure(args.seconds, args.fps, args.lfw_dir, settings, args.scene)
     report = {

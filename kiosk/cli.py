@@ -466,17 +466,12 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
 def _pace(args: argparse.Namespace, settings, camera):
     """The analysis rate caps for a real-time source (the options', else the settings'); None for
     a file read frame by frame, where every frame is the point."""
-    from dataclasses import replace
-
     from kiosk.live_settings import pace_from_settings
 
     if not camera.realtime:
         return None
-    wanted = replace(settings,
-                     analysis_fps=settings.analysis_fps if args.analysis_fps is None else args.analysis_fps,
-                     idle_analysis_fps=settings.idle_analysis_fps if args.idle_analysis_fps is None
-                     else args.idle_analysis_fps)
-    problems = [problem for problem in wanted.problems() if "analysis_fps" in problem]
+    wanted = settings.with_rates(args.analysis_fps, args.idle_analysis_fps)
+    problems = wanted.pace_problems()
     if problems:
         raise CliError("; ".join(problems).replace("idle_analysis_fps", "--idle-analysis-fps")
                        .replace("analysis_fps", "--analysis-fps"))

@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ FORMAT_VERSION = 1
 # Bounds shared by validation and the admin window's widgets.
 MAX_RETENTION_DAYS = 3650
 ADMIN_TIMEOUT_RANGE_S = (15, 3600)
+_RATE_FIELDS = ("analysis_fps", "idle_analysis_fps")
 
 
 @dataclass
@@ -56,10 +57,20 @@ class KioskSettings:
                 found.append(f"{field.name}: {problem}")
         if self.door_command.strip() and self.door_url.strip():
             found.append("door_command and door_url: give one way to open the door, not both")
-        rates_valid = not any(problem.startswith(("analysis_fps", "idle_analysis_fps")) for problem in found)
+        rates_valid = not any(problem.startswith(_RATE_FIELDS) for problem in found)
         if rates_valid and _idle_rate_above_busy(self.analysis_fps, self.idle_analysis_fps):
             found.append("idle_analysis_fps: must not be above analysis_fps (0 counts as no cap)")
         return found
+
+    def pace_problems(self) -> list[str]:
+        """problems() of the two analysis rates only."""
+        return [problem for problem in self.problems() if problem.startswith(_RATE_FIELDS)]
+
+    def with_rates(self, analysis_fps: float | None, idle_analysis_fps: float | None) -> KioskSettings:
+        """A copy with the given analysis rates (None keeps this one's), e.g. from command-line
+        options laid over the saved settings; not validated."""
+        return replace(self, analysis_fps=self.analysis_fps if analysis_fps is None else analysis_fps,
+                       idle_analysis_fps=self.idle_analysis_fps if idle_analysis_fps is None else idle_analysis_fps)
 
     def validate(self) -> None:
         """Raise ValueError listing every problem, if there are any."""

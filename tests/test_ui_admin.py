@@ -124,6 +124,15 @@ def test_settings_round_trip_and_bad_files_give_defaults(tmp_path, caplog):
         KioskSettings(analysis_fps=100.0).validate()
     assert KioskSettings(analysis_fps="fast").problems() == ["analysis_fps: must be a number of frames a second, "
                                                               "got 'fast'"]
+    # Rates laid over saved settings (as `run --analysis-fps` does): None keeps the saved one; the
+    # rate check ignores the other fields' problems.
+    saved_rates = KioskSettings(analysis_fps=10.0, idle_analysis_fps=2.0, door_command="open", door_url="http://d")
+    assert (saved_rates.with_rates(None, 1.0).analysis_fps, saved_rates.with_rates(None, 1.0).idle_analysis_fps) \
+        == (10.0, 1.0)
+    assert saved_rates.with_rates(12.0, None).idle_analysis_fps == 2.0 and saved_rates.analysis_fps == 10.0
+    assert saved_rates.pace_problems() == [] and saved_rates.problems() != []
+    assert saved_rates.with_rates(1.0, None).pace_problems() == [
+        "idle_analysis_fps: must not be above analysis_fps (0 counts as no cap)"]
 
     caplog.set_level(logging.WARNING, logger="kiosk.settings")
     settings_path(tmp_path).write_text("{not json")

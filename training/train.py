@@ -251,7 +251,7 @@ def vectors_of_pairs(by_row: dict[int, np.ndarray], pairs: PairSet) -> tuple[np.
 def pair_scores(serving: keras.Model, prepared: PreparedLFW, pairs: PairSet, scoring: Scoring | None = None) -> np.ndarray:
     """The score of each pair (cosine unless `scoring` says otherwise), as the kiosk scores it."""
     scoring = scoring or CosineScoring()
-    return scores_of_pairs(embed_rows(serving, prepared, np.concatenate([pairs.a, pairs.b]), scoring), pairs, scoring)
+    return np.asarray(scoring.pairs(*pair_vectors(serving, prepared, pairs, scoring)), np.float64)
 
 
 def scores_of_pairs(by_row: dict[int, np.ndarray], pairs: PairSet, scoring: Scoring) -> np.ndarray:

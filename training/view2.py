@@ -44,9 +44,13 @@ def view2(recipe: Recipe, lfw, prepared, runs_dir: Path, out_dir: Path, command:
     the machine that trained them, and a fold whose folder is gone is taken from its record."""
     records = []
     for fold in range(10):
-        records.append(_finished_fold(recipe, pretraining, lfw, prepared, runs_dir / f"fold{fold}",
-                                      out_dir / FOLD_RECORDS / f"fold{fold}.json", fold, log))
-        path = _write_report(records, recipe, pretraining, out_dir, command)
+        record_path = out_dir / FOLD_RECORDS / f"fold{fold}.json"
+        before = json.loads(record_path.read_text()) if record_path.exists() else None
+        records.append(_finished_fold(recipe, pretraining, lfw, prepared, runs_dir / f"fold{fold}", record_path,
+                                      fold, log))
+        # The report after every fold that changed (an interrupted run leaves a partial one), and at the end.
+        if fold == 9 or _as_json(records[-1]) != before:
+            path = _write_report(records, recipe, pretraining, out_dir, command)
         log(f"fold {fold + 1}: accuracy {records[-1]['row']['accuracy']:.4f} at the held-out threshold "
             f"{records[-1]['row']['threshold']:.3f}")
     return path
@@ -105,11 +109,13 @@ def _write_report(records: list[dict], recipe: Recipe, pretraining: Pretraining 
               "mean_accuracy": float(accuracies.mean()), "std_accuracy": float(accuracies.std()),
               "threshold_rule": THRESHOLD_RULE,
               "mean_accuracy_fold_cv": float(within_fold.mean()), "std_accuracy_fold_cv": float(within_fold.std()),
-              "folds": rows,
-              "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+              "folds": rows}
+    path = out_dir / "view2.md"
+    if _same_report(out_dir / "view2.json", result) and path.exists():
+        return path  # folds reused as they were: keep the time the report last changed
+    result["finished"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "view2.json", result)
-    path = out_dir / "view2.md"
     table = markdown_table(rows, [("fold", "fold"), ("accuracy", "accuracy"), ("threshold", "threshold"),
                                   ("accuracy_fold_cv", "accuracy, CV in fold"), ("auc", "AUC"), ("eer", "EER"),
                                   ("tar_far1", "TAR @ FAR 1%"), ("seconds", "train s")])
@@ -127,6 +133,20 @@ def _write_report(records: list[dict], recipe: Recipe, pretraining: Pretraining 
                      f"test fold instead (not the protocol's rule): {within_fold.mean() * 100:.2f}% ± "
                      f"{within_fold.std() * 100:.2f}.\n\n```\n{command}\n```\n\n{table}\n")
     return path
+
+
+def _same_report(path: Path, result: dict) -> bool:
+    """Whether the view2.json at `path` holds `result` (its write time aside)."""
+    if not path.exists():
+        return False
+    written = json.loads(path.read_text())
+    written.pop("finished", None)
+    return written == _as_json(result)
+
+
+def _as_json(value):
+    """`value` as it reads back from JSON (tuples as lists), to compare with what a file holds."""
+    return json.loads(json.dumps(value))
 
 
 def _rescored(folder: Path, wanted: Recipe, lfw, prepared, fold: int, log) -> dict | None:
