@@ -6,13 +6,14 @@ import json
 import shutil
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from tiny_lfw import tiny_lfw_and_crops
 
 from training.chain import own_seconds
 from training.experiment import Pretraining
 from training.recipe import Recipe
-from training.view2 import FOLD_RECORDS, _read_record, _write_report, view2
+from training.view2 import FOLD_RECORDS, _read_record, _write_report, door_figures, door_in_words, view2
 
 pytestmark = pytest.mark.slow
 
@@ -78,7 +79,19 @@ def test_view2_keeps_a_record_of_each_fold_that_outlives_its_run_folder(tmp_path
     for fold, record in enumerate(records):
         summary = json.loads((runs / f"fold{fold}" / "summary.json").read_text())
         assert record["scores"] == summary["scores"] and record["row"] == first["folds"][fold]
+        assert record["row"]["accuracy_door"] == summary["test"]["accuracy_at_threshold"]
         assert record["train_command"].startswith("python -m training train --loss triplet --no-augment")
+    # The gap the model card's threshold costs, fold by fold (what issue 3's "within 2 points" asks).
+    gaps = [row["accuracy_fold_cv"] - row["accuracy_door"] for row in first["folds"]]
+    assert first["door_folds"] == 10 and first["mean_door_gap"] == pytest.approx(np.mean(gaps))
+    assert (first["min_door_gap"], first["max_door_gap"]) == (pytest.approx(min(gaps)), pytest.approx(max(gaps)))
+    assert "At the door's threshold (as the model card sets it" in (reports / "view2.md").read_text()
+    # A record written before the door's figures were kept counts out of them, not as zero.
+    older_rows = [dict(row) for row in first["folds"]]
+    del older_rows[0]["accuracy_door"]
+    assert door_figures(older_rows)["door_folds"] == 9
+    assert door_figures(older_rows)["mean_door_gap"] == pytest.approx(np.mean(gaps[1:]))
+    assert door_figures([older_rows[0]]) == {} and door_in_words({}) == ""
 
     # A later machine: folds 2 and 7 were never copied there. Their records stand in; nothing trains.
     for fold in (2, 7):
