@@ -229,7 +229,11 @@ class TextureFusionScoring:
     def extend(self, vectors: np.ndarray, crops: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """The kiosk's embeddings of `crops`, given the network's unit vectors of them and where the
         faces' landmarks are in the crops (N x 5 x 2)."""
-        texture = self.texture.describe(crops, landmarks)
+        return self.join(vectors, self.texture.describe(crops, landmarks))
+
+    @staticmethod
+    def join(vectors: np.ndarray, texture: np.ndarray) -> np.ndarray:
+        """The kiosk's embeddings from the network's unit vectors and the faces' texture vectors."""
         return (np.concatenate([np.asarray(vectors, np.float32), texture], axis=1) / np.sqrt(2)).astype(np.float32)
 
     def matrix(self, queries: np.ndarray, templates: np.ndarray) -> np.ndarray:

@@ -215,7 +215,11 @@ def fused() -> TextureFusionScoring:
     network = rng.normal(size=(len(crops), 6))  # a network that knows nothing
     network /= np.linalg.norm(network, axis=1, keepdims=True)
     faces_of = (crops, at_template(len(crops)), network)
-    return fit_texture_fusion(faces_of, names, faces_of, (pairs_a, pairs_b), same, dimension=20)
+    scoring, validation_vectors = fit_texture_fusion(faces_of, names, faces_of, (pairs_a, pairs_b), same,
+                                                     dimension=20)
+    # The validation faces' embeddings it hands back are the ones the scoring makes of them.
+    assert validation_vectors == pytest.approx(scoring.extend(network, crops, at_template(len(crops))), abs=1e-6)
+    return scoring
 
 
 def test_the_fusion_leans_on_whichever_score_tells_people_apart(fused):

@@ -77,12 +77,13 @@ def fit_calibration(log_likelihood_ratios: np.ndarray, same: np.ndarray) -> tupl
 def fit_texture_fusion(train_faces: tuple[np.ndarray, np.ndarray, np.ndarray], train_names: np.ndarray,
                        validation_faces: tuple[np.ndarray, np.ndarray, np.ndarray],
                        validation_pairs: tuple[np.ndarray, np.ndarray], same: np.ndarray,
-                       dimension: int = TEXTURE_DIMENSION) -> TextureFusionScoring:
+                       dimension: int = TEXTURE_DIMENSION) -> tuple[TextureFusionScoring, np.ndarray]:
     """The fusion of a network's vectors with texture vectors: the texture projection and both Joint
     Bayesians fitted on the training images (never a test person's), the three scores' weights on
     the validation pairs, given as (a, b) indices into the validation images (each image described
     once, whatever its pairs), `same` person? Faces are (N x S x S x 3 crops, N x 5 x 2 landmarks
-    in them, N x D the network's unit vectors of them)."""
+    in them, N x D the network's unit vectors of them). Also gives the validation images'
+    embeddings as the kiosk makes them with this scoring (describing faces is the slow part)."""
     crops, landmarks, network = train_faces
     histograms = _histograms_in_chunks(crops, landmarks)
     texture, train_vectors = TextureProjection.fit(histograms, dimension)
@@ -95,8 +96,9 @@ def fit_texture_fusion(train_faces: tuple[np.ndarray, np.ndarray, np.ndarray], t
                        network_joint_bayesian.log_likelihood_ratios(validation_network[a], validation_network[b]),
                        texture_joint_bayesian.log_likelihood_ratios(described[a], described[b])], axis=1)
     w_cosine, w_network, w_texture, bias = (float(weight) for weight in fit_logistic(scores, same))
-    return TextureFusionScoring(texture, network_joint_bayesian, texture_joint_bayesian,
-                                (w_cosine, w_network, w_texture, bias))
+    return (TextureFusionScoring(texture, network_joint_bayesian, texture_joint_bayesian,
+                                 (w_cosine, w_network, w_texture, bias)),
+            TextureFusionScoring.join(validation_network, described))
 
 
 def _histograms_in_chunks(crops: np.ndarray, landmarks: np.ndarray, chunk: int = 512) -> tuple[np.ndarray, ...]:

@@ -112,9 +112,10 @@ def evaluate_run(result: TrainResult, split: Split, prepared: PreparedLFW, targe
     """The run's summary (every figure, from the recipe's scoring) and that scoring, fitted."""
     serving = build_serving_model(result.backbone, prepared.crops.shape[1])
     started = time.perf_counter()
-    scoring = fitted_scoring(result.recipe.scoring, serving, prepared, split)
+    scoring, held_out_vectors = fitted_scoring(result.recipe.scoring, serving, prepared, split)
     fit_seconds = time.perf_counter() - started
-    held_out_vectors = embed_rows(serving, prepared, held_out_rows(split), scoring)  # once: pairs and every pair
+    if held_out_vectors is None:  # once: for the validation pairs and for every pair of their images
+        held_out_vectors = embed_rows(serving, prepared, held_out_rows(split), scoring)
     validation_scores = scores_of_pairs(held_out_vectors, split.validation, scoring)
     held_out = HeldOutPeople.from_vectors(held_out_vectors, prepared, scoring)
     threshold, threshold_rule = held_out.door_threshold(target_far)
@@ -246,28 +247,31 @@ def held_out_rows(split: Split) -> np.ndarray:
     return np.unique(np.concatenate([split.validation.a, split.validation.b]))
 
 
-def fitted_scoring(kind: str, serving, prepared: PreparedLFW, split: Split) -> Scoring:
+def fitted_scoring(kind: str, serving, prepared: PreparedLFW, split: Split
+                   ) -> tuple[Scoring, dict[int, np.ndarray] | None]:
     """The scoring of `kind` for a trained network, from its embeddings of the training people (never
     test people): Joint Bayesian is fitted on them and calibrated on the validation pairs; AS-norm
-    keeps them as its cohort; the texture fusion fits its texture model on their crops."""
+    keeps them as its cohort; the texture fusion fits its texture model on their crops. Also the
+    held-out images' embeddings (as embed_rows gives them) when the fit made them, else None."""
     if kind == "cosine":
-        return CosineScoring()
+        return CosineScoring(), None
     if kind == "cosine+texture":
         pairs = split.validation
         validation_rows = held_out_rows(split)
         train_rows = np.sort(split.train_rows)
-        return fit_texture_fusion(
+        scoring, validation_vectors = fit_texture_fusion(
             _faces(serving, prepared, train_rows), np.array([prepared.records[row]["name"] for row in train_rows]),
             _faces(serving, prepared, validation_rows),
             (np.searchsorted(validation_rows, pairs.a), np.searchsorted(validation_rows, pairs.b)), pairs.same)
+        return scoring, dict(zip(validation_rows.tolist(), validation_vectors))
     by_row = embed_rows(serving, prepared, split.train_rows)
     rows = sorted(by_row)
     vectors = np.stack([by_row[row] for row in rows])
     if kind == "as-norm":
-        return CohortNormScoring.fit(vectors, COHORT_TOP_K)
+        return CohortNormScoring.fit(vectors, COHORT_TOP_K), None
     joint_bayesian = fit_joint_bayesian(vectors, np.array([prepared.records[row]["name"] for row in rows]))
     ratios = joint_bayesian.log_likelihood_ratios(*pair_vectors(serving, prepared, split.validation))
-    return joint_bayesian.with_calibration(*fit_calibration(ratios, split.validation.same))
+    return joint_bayesian.with_calibration(*fit_calibration(ratios, split.validation.same)), None
 
 
 def _faces(serving, prepared: PreparedLFW, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
