@@ -27,6 +27,11 @@ class PairSet:
     def __len__(self) -> int:
         return len(self.same)
 
+    @property
+    def images(self) -> np.ndarray:
+        """The rows of every image in the pairs, each once, sorted."""
+        return np.unique(np.concatenate([self.a, self.b]))
+
 
 @dataclass(frozen=True)
 class Split:

@@ -115,7 +115,7 @@ def evaluate_run(result: TrainResult, split: Split, prepared: PreparedLFW, targe
     scoring, held_out_vectors = fitted_scoring(result.recipe.scoring, serving, prepared, split)
     fit_seconds = time.perf_counter() - started
     if held_out_vectors is None:  # once: for the validation pairs and for every pair of their images
-        held_out_vectors = embed_rows(serving, prepared, held_out_rows(split), scoring)
+        held_out_vectors = embed_rows(serving, prepared, split.validation.images, scoring)
     validation_scores = scores_of_pairs(held_out_vectors, split.validation, scoring)
     held_out = HeldOutPeople.from_vectors(held_out_vectors, prepared, scoring)
     threshold, threshold_rule = held_out.door_threshold(target_far)
@@ -166,12 +166,12 @@ class HeldOutPeople:
 
     @classmethod
     def embed(cls, serving, prepared: PreparedLFW, split: Split, scoring: Scoring | None = None) -> "HeldOutPeople":
-        return cls.from_vectors(embed_rows(serving, prepared, held_out_rows(split), scoring), prepared, scoring)
+        return cls.from_vectors(embed_rows(serving, prepared, split.validation.images, scoring), prepared, scoring)
 
     @classmethod
     def from_vectors(cls, by_row: dict[int, np.ndarray], prepared: PreparedLFW,
                      scoring: Scoring | None = None) -> "HeldOutPeople":
-        """From embed_rows' vectors of held_out_rows()."""
+        """From embed_rows' vectors of the validation pairs' images."""
         rows = sorted(by_row)
         return cls(np.stack([by_row[row] for row in rows]), np.array([prepared.records[row]["name"] for row in rows]),
                    scoring or CosineScoring())
@@ -242,11 +242,6 @@ class HeldOutPeople:
         return float(np.mean(self.names[nearest] == self.names[probes]))
 
 
-def held_out_rows(split: Split) -> np.ndarray:
-    """The prepared rows of every image in the validation pairs, sorted, each once."""
-    return np.unique(np.concatenate([split.validation.a, split.validation.b]))
-
-
 def fitted_scoring(kind: str, serving, prepared: PreparedLFW, split: Split
                    ) -> tuple[Scoring, dict[int, np.ndarray] | None]:
     """The scoring of `kind` for a trained network, from its embeddings of the training people (never
@@ -257,7 +252,7 @@ def fitted_scoring(kind: str, serving, prepared: PreparedLFW, split: Split
         return CosineScoring(), None
     if kind == "cosine+texture":
         pairs = split.validation
-        validation_rows = held_out_rows(split)
+        validation_rows = split.validation.images
         train_rows = np.sort(split.train_rows)
         scoring, validation_vectors = fit_texture_fusion(
             _faces(serving, prepared, train_rows), np.array([prepared.records[row]["name"] for row in train_rows]),

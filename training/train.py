@@ -240,7 +240,7 @@ def embed_rows(serving: keras.Model, prepared: PreparedLFW, rows: np.ndarray, sc
 def pair_vectors(serving: keras.Model, prepared: PreparedLFW, pairs: PairSet,
                  scoring: Scoring | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The embeddings of each pair's two images (two P x D arrays), embedded exactly as the kiosk embeds."""
-    return vectors_of_pairs(embed_rows(serving, prepared, np.concatenate([pairs.a, pairs.b]), scoring), pairs)
+    return vectors_of_pairs(embed_rows(serving, prepared, pairs.images, scoring), pairs)
 
 
 def vectors_of_pairs(by_row: dict[int, np.ndarray], pairs: PairSet) -> tuple[np.ndarray, np.ndarray]:
@@ -251,7 +251,7 @@ def vectors_of_pairs(by_row: dict[int, np.ndarray], pairs: PairSet) -> tuple[np.
 def pair_scores(serving: keras.Model, prepared: PreparedLFW, pairs: PairSet, scoring: Scoring | None = None) -> np.ndarray:
     """The score of each pair (cosine unless `scoring` says otherwise), as the kiosk scores it."""
     scoring = scoring or CosineScoring()
-    return np.asarray(scoring.pairs(*pair_vectors(serving, prepared, pairs, scoring)), np.float64)
+    return scores_of_pairs(embed_rows(serving, prepared, pairs.images, scoring), pairs, scoring)
 
 
 def scores_of_pairs(by_row: dict[int, np.ndarray], pairs: PairSet, scoring: Scoring) -> np.ndarray:
