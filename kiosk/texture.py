@@ -4,24 +4,28 @@ Local binary patterns (Ojala et al., 2002) code each pixel by which of its 8 nei
 away, are at least as bright; the 58 "uniform" codes (at most two changes around the circle) and
 one bin for all others are counted. Local phase quantisation (Ojansivu and Heikkilä, 2008) codes
 each pixel by the signs of four low-frequency Fourier coefficients of its 7 x 7 neighbourhood
-(256 codes), which blur leaves alone. Both are counted in 4 x 4 cells of 6 px around 14 points of
-the face (its five landmarks and nine points derived from them: the eyes' and mouth's centres,
-brows, cheeks, halfway to the nose), at three sizes of the crop: the high-dimensional LBP of Chen
-et al. (CVPR 2013). The patches follow the face's own landmarks in the crop, not the template's:
+(256 codes), which blur leaves alone. Both codes are read twice: on the grey crop, and on the crop
+after the illumination normalisation of Tan and Triggs (IEEE TIP 2010: gamma, a difference of
+Gaussians, contrast equalisation), which flattens slow shading. All four are counted in 4 x 4
+cells of 6 px around 14 points of the face (its five landmarks and nine points derived from them:
+the eyes' and mouth's centres, brows, cheeks, halfway to the nose), at three sizes of the crop:
+the high-dimensional LBP of Chen et al. (CVPR 2013). The patches follow the face's own landmarks in the crop, not the template's:
 the aligner only matches the five points on average, and an eye or a mouth corner off its
 template point by a few pixels would otherwise fall in another cell. Fused with the network's
-cosine (kiosk.scoring.TextureFusionScoring), this raised the validation true accepts at the
-door's threshold from 52% (the network alone) to 77%; the previous descriptor, a fixed grid of
-cells over the crop, took another run of the same recipe from 53% to 72%
-(reports/recipe_search.md, sessions 9 to 11).
+cosine (kiosk.scoring.TextureFusionScoring), the grey crop's codes raised the validation true
+accepts at the door's threshold from 52% (the network alone) to 77%; the previous descriptor, a
+fixed grid of cells over the crop, took another run of the same recipe from 53% to 72%; the
+normalised crop's codes beside them added 2.4 points more (reports/recipe_search.md, sessions 9
+to 11 and 17).
 
 A face is described by the mean of its crop's histograms and its mirror image's (with the mirror
 image's landmarks), so a face and its mirror image get one description, as they get one network
 embedding (it embeds both).
 
-About 212,000 numbers, far more than the training images: each cell's histogram is first reduced
-to its 8 main axes of variation among the training images, then all of them together to the
-texture vector's (whitened and scaled to unit length): the texture part of the kiosk's embedding.
+About 423,000 numbers (kept as float16, here and in training alike), far more than the training
+images: each cell's histogram is first reduced to its 8 main axes of variation among the training
+images, then all of them together to the texture vector's (whitened and scaled to unit length):
+the texture part of the kiosk's embedding.
 """
 from __future__ import annotations
 
@@ -37,21 +41,25 @@ LPQ_BINS = 256  # 8 sign bits
 # Sides the grey crop is resized to: one patch covers an eye at 112 px, most of the face at 56.
 PATCH_SCALES = (112, 80, 56)
 PATCH_GRID = 4  # cells a side of a patch
+# Tan and Triggs's published settings: gamma, the inner and outer Gaussians' sigmas (px), and the
+# exponent and cap of the two contrast-equalisation steps.
+TT_GAMMA, TT_SIGMAS, TT_ALPHA, TT_TAU = 0.2, (1.0, 2.0), 0.1, 10.0
 PATCH_CELL = 6  # px a side of a cell
 POINTS = 14  # patch centres a face (analysis_points)
 CELL_AXES = 8  # main axes kept of each cell's histogram (16 took twice the file for no gain)
 # A mirror image's landmarks in the aligner's order (image-left eye first): its left eye is the face's right.
 MIRRORED_LANDMARKS = (1, 0, 2, 4, 3)
 # Named in every fitted scoring file: a projection fitted on one descriptor is meaningless on another.
-DESCRIPTOR = ("sqrt histograms: uniform LBP r2 and LPQ 7x7 in 4x4 cells of 6 px around 14 landmark points at "
-              "112/80/56 px; mean of the crop and its mirror; 8 axes a cell")
+DESCRIPTOR = ("sqrt histograms: uniform LBP r2 and LPQ 7x7, of the grey crop and of its Tan-Triggs normalisation, "
+              "in 4x4 cells of 6 px around 14 landmark points at 112/80/56 px; mean of the crop and its mirror "
+              "(float16); 8 axes a cell")
 # Neighbours clockwise from the top left, in steps of RADIUS.
 _NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1))
 
 
 def _uniform_bins() -> np.ndarray:
     """Each 8-bit pattern's bin: its rank among the uniform patterns, or BINS - 1."""
-    bins = np.full(256, BINS - 1, np.int64)
+    bins = np.full(256, BINS - 1, np.uint8)
     uniform = [code for code in range(256)
                if sum(((code >> i) & 1) != ((code >> ((i + 1) % 8)) & 1) for i in range(8)) <= 2]
     bins[uniform] = np.arange(len(uniform))
@@ -65,10 +73,10 @@ def lbp_codes(grey: np.ndarray, radius: int = RADIUS) -> np.ndarray:
     """N x H x W grey images -> N x (H - 2r) x (W - 2r) uniform-pattern bins (0..58)."""
     height, width = grey.shape[1:]
     centre = grey[:, radius:height - radius, radius:width - radius]
-    code = np.zeros(centre.shape, np.int64)
+    code = np.zeros(centre.shape, np.uint8)
     for bit, (dy, dx) in enumerate(_NEIGHBOURS):
         y, x = radius + dy * radius, radius + dx * radius
-        code |= (grey[:, y:y + centre.shape[1], x:x + centre.shape[2]] >= centre).astype(np.int64) << bit
+        code |= (grey[:, y:y + centre.shape[1], x:x + centre.shape[2]] >= centre).astype(np.uint8) << bit
     return _BIN_OF_CODE[code]
 
 
@@ -76,12 +84,12 @@ def lpq_codes(grey: np.ndarray) -> np.ndarray:
     """N x H x W grey images -> N x H x W codes (0..255): bit 2k is set where the real part of the
     k-th Fourier coefficient of the pixel's 7 x 7 neighbourhood (border mirrored) is positive, bit
     2k + 1 where its imaginary part is; frequencies (a, 0), (0, a), (a, a), (a, -a), a = 1/7."""
-    codes = np.zeros(grey.shape, np.int64)
+    codes = np.zeros(np.shape(grey), np.uint8)
     for index, image in enumerate(np.asarray(grey, np.float32)):
         for bit, weights in enumerate(_LPQ_WEIGHTS):
             response = cv2.filter2D(image, cv2.CV_32F, weights, borderType=cv2.BORDER_REFLECT)
             # Not 0: on a flat patch every coefficient is 0 up to rounding, whose sign is noise.
-            codes[index] |= (response > 1e-3).astype(np.int64) << bit
+            codes[index] |= (response > 1e-3).astype(np.uint8) << bit
     return codes
 
 
@@ -94,6 +102,22 @@ def _lpq_weights() -> list[np.ndarray]:
 
 
 _LPQ_WEIGHTS = _lpq_weights()
+
+
+def tan_triggs(grey: np.ndarray) -> np.ndarray:
+    """N x H x W grey images (0..255) -> their illumination normalisation (Tan and Triggs, 2010) on
+    the same 0..255 scale: gamma compression, a difference of Gaussians (drops slow shading and the
+    finest noise), then two contrast equalisations and a tanh that caps what stays extreme. A flat
+    image comes out flat (127.5)."""
+    out = np.empty(np.shape(grey), np.float32)
+    inner, outer = TT_SIGMAS
+    for index, image in enumerate(np.asarray(grey, np.float32)):
+        compressed = np.power(image + 1.0, TT_GAMMA)
+        band = cv2.GaussianBlur(compressed, (0, 0), inner) - cv2.GaussianBlur(compressed, (0, 0), outer)
+        band /= max(float(np.mean(np.abs(band) ** TT_ALPHA)) ** (1 / TT_ALPHA), 1e-6)
+        band /= max(float(np.mean(np.minimum(np.abs(band), TT_TAU) ** TT_ALPHA)) ** (1 / TT_ALPHA), 1e-6)
+        out[index] = (np.tanh(band / TT_TAU) + 1.0) * 127.5
+    return out
 
 
 def analysis_points(landmarks: np.ndarray) -> np.ndarray:
@@ -117,6 +141,11 @@ def patch_histograms(codes: np.ndarray, centres: np.ndarray, bin_count: int) -> 
     """N x H x W codes, N x K x 2 patch centres (x, y in the code map's pixels) -> N x (K * 16) x
     bin_count code frequencies in each patch's 4 x 4 cells; a patch that would leave the map is
     moved inside it."""
+    return patch_counts(codes, centres, bin_count).astype(np.float32) / PATCH_CELL ** 2
+
+
+def patch_counts(codes: np.ndarray, centres: np.ndarray, bin_count: int) -> np.ndarray:
+    """patch_histograms as uint8 counts of each code in each cell (a cell has 36 pixels)."""
     count, height, width = codes.shape
     side = PATCH_GRID * PATCH_CELL
     corners = np.rint(np.asarray(centres) - side / 2).astype(np.int64)
@@ -128,14 +157,16 @@ def patch_histograms(codes: np.ndarray, centres: np.ndarray, bin_count: int) -> 
     patch_index = np.arange(patches.shape[0] * patches.shape[1]).reshape(patches.shape[:2])[..., None, None]
     index = (patch_index * PATCH_GRID ** 2 + cell_of) * bin_count + patches
     counts = np.bincount(index.ravel(), minlength=patch_index.size * PATCH_GRID ** 2 * bin_count)
-    return counts.reshape(count, -1, bin_count).astype(np.float32) / PATCH_CELL ** 2
+    return counts.reshape(count, -1, bin_count).astype(np.uint8)
 
 
-def face_histograms(crops: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def face_histograms(crops: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, ...]:
     """The descriptor the projection is fitted on and applied to, as (N x cells x 59 LBP,
-    N x cells x 256 LPQ) blocks of square-rooted frequencies (the root makes a bin's noise
-    independent of its count): the mean of each crop's and its mirror image's. `landmarks`:
-    N x 5 x 2, where each face's landmarks fall in its crop (kiosk.alignment.landmarks_in_crop)."""
+    N x cells x 256 LPQ) blocks of the grey crops, then the same two of their Tan-Triggs
+    normalisation: square-rooted frequencies (the root makes a bin's noise independent of its
+    count), the mean of each crop's and its mirror image's, as float16 (half the memory of thousands
+    of faces in training). `landmarks`: N x 5 x 2, where each face's landmarks fall in its crop
+    (kiosk.alignment.landmarks_in_crop)."""
     crops = np.asarray(crops)
     if crops.ndim != 4 or crops.shape[-1] != 3 or crops.dtype != np.uint8:
         raise ValueError(f"crops must be N x S x S x 3 uint8, got {crops.shape} {crops.dtype}")
@@ -144,22 +175,27 @@ def face_histograms(crops: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarra
         raise ValueError(f"need 5 landmarks for each of the {len(crops)} crops, got {landmarks.shape}")
     mirrored = landmarks[:, MIRRORED_LANDMARKS].copy()
     mirrored[..., 0] = crops.shape[2] - 1 - mirrored[..., 0]
-    lbp, lpq = _crop_histograms(crops, landmarks)
-    mirror_lbp, mirror_lpq = _crop_histograms(crops[:, :, ::-1], mirrored)
-    return (lbp + mirror_lbp) / 2, (lpq + mirror_lpq) / 2
+    own = _crop_histograms(crops, landmarks)
+    mirror = _crop_histograms(crops[:, :, ::-1], mirrored)
+    return tuple(((block + mirrored_block) / 2).astype(np.float16) for block, mirrored_block in zip(own, mirror))
 
 
-def _crop_histograms(crops: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _crop_histograms(crops: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, ...]:
     grey = np.stack([cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY) for crop in crops]).astype(np.float32)
     centres = analysis_points(landmarks) / crops.shape[2]  # as fractions of the crop
-    lbp, lpq = [], []
+    blocks: list[list[np.ndarray]] = [[], [], [], []]  # LBP, LPQ, normalised LBP, normalised LPQ
     for side in PATCH_SCALES:
         resized = grey if side == grey.shape[1] else np.stack(
             [cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA) for image in grey])
-        # An LBP code map starts RADIUS px into the image; an LPQ map covers all of it.
-        lbp.append(patch_histograms(lbp_codes(resized), centres * side - RADIUS, BINS))
-        lpq.append(patch_histograms(lpq_codes(resized), centres * side, LPQ_BINS))
-    return np.sqrt(np.concatenate(lbp, axis=1)), np.sqrt(np.concatenate(lpq, axis=1))
+        for offset, image in ((0, resized), (2, tan_triggs(resized))):
+            # An LBP code map starts RADIUS px into the image; an LPQ map covers all of it.
+            blocks[offset].append(patch_counts(lbp_codes(image), centres * side - RADIUS, BINS))
+            blocks[offset + 1].append(patch_counts(lpq_codes(image), centres * side, LPQ_BINS))
+    return tuple(_ROOT_FREQUENCY[np.concatenate(block, axis=1)] for block in blocks)
+
+
+# The square root of each count's frequency in a cell, looked up rather than computed for every bin.
+_ROOT_FREQUENCY = np.sqrt(np.arange(PATCH_CELL ** 2 + 1).astype(np.float32) / PATCH_CELL ** 2)
 
 
 def _half(array: np.ndarray) -> np.ndarray:
@@ -177,22 +213,24 @@ class CellAxes:
 
     @classmethod
     def fit(cls, cells: np.ndarray, dimension: int = CELL_AXES) -> "CellAxes":
-        """The top `dimension` principal axes of each cell among N x cells x bins training histograms."""
-        cells = np.asarray(cells, np.float32)
+        """The top `dimension` principal axes of each cell among N x cells x bins training histograms
+        (any float type: they are read in float32 a few cells at a time)."""
+        cells = np.asarray(cells)
         if not 1 <= dimension <= cells.shape[2]:
             raise ValueError(f"cell dimension must be 1..{cells.shape[2]}, got {dimension}")
-        mean = cells.mean(axis=0)
-        axes = []
+        means, axes = [], []
         for chunk in _cell_chunks(cells.shape[1]):
-            centred = np.moveaxis(cells[:, chunk] - mean[chunk], 1, 0)  # cells x N x bins
+            part = cells[:, chunk].astype(np.float32)
+            means.append(part.mean(axis=0))
+            centred = np.moveaxis(part - means[-1], 1, 0)  # cells x N x bins
             scatter = np.matmul(centred.transpose(0, 2, 1), centred).astype(np.float64)
             axes.append(np.linalg.eigh(scatter)[1][:, :, ::-1][:, :, :dimension])
-        return cls(mean, _half(np.concatenate(axes)))
+        return cls(np.concatenate(means), _half(np.concatenate(axes)))
 
     def project(self, cells: np.ndarray) -> np.ndarray:
         """N x cells x bins -> N x (cells * k)."""
-        cells = np.asarray(cells, np.float32)
-        return np.concatenate([np.moveaxis(np.matmul(np.moveaxis(cells[:, chunk] - self.mean[chunk], 1, 0),
+        cells = np.asarray(cells)
+        return np.concatenate([np.moveaxis(np.matmul(np.moveaxis(cells[:, chunk].astype(np.float32) - self.mean[chunk], 1, 0),
                                                      self.axes[chunk]), 0, 1).reshape(len(cells), -1)
                                for chunk in _cell_chunks(cells.shape[1])], axis=1)
 
@@ -260,7 +298,7 @@ class TextureProjection:
 
 def texture_in_words(texture: TextureProjection) -> str:
     """What a fitted projection is, for model cards and run summaries."""
-    return (f"LBP and LPQ histograms around {POINTS} landmark points of the crop and its mirror image, each "
+    return (f"LBP and LPQ histograms of the grey crop and of its Tan-Triggs normalisation around {POINTS} landmark points of the crop and its mirror image, each "
             f"cell's reduced to its {texture.cells[0].axes.shape[2]} principal axes, then {texture.dimension} "
             f"principal axes of them all, among the training images")
 

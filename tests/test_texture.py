@@ -1,6 +1,6 @@
 """The hand-made texture descriptor (kiosk.texture) and its fusion with the network's cosine
-(kiosk.scoring.TextureFusionScoring): LBP and LPQ codes and patch histograms by hand, the patches
-following the landmarks, the projection against scikit-learn, the fused score against its formula,
+(kiosk.scoring.TextureFusionScoring): LBP and LPQ codes and patch histograms by hand, the
+Tan-Triggs normalisation, the patches following the landmarks, the projection against scikit-learn, the fused score against its formula,
 and the kiosk embedding and scoring with it end to end."""
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from kiosk.texture import (
     lpq_codes,
     patch_histograms,
     principal_axes,
+    tan_triggs,
 )
 from training.backend import fit_logistic, fit_texture_fusion
 
@@ -89,19 +90,42 @@ def test_histograms_ignore_brightness_and_see_a_change_of_face():
     rng = np.random.default_rng(0)
     grey = rng.integers(40, 120, size=(2, 112, 112)).astype(np.uint8)
     crops = np.repeat(grey[..., None], 3, axis=-1)
-    lbp, lpq = face_histograms(crops, at_template(2))
-    assert lbp.shape == (2, CELLS, BINS) and lpq.shape == (2, CELLS, LPQ_BINS) and lbp.dtype == np.float32
+    blocks = face_histograms(crops, at_template(2))
+    assert [block.shape for block in blocks] == [(2, CELLS, BINS), (2, CELLS, LPQ_BINS)] * 2
+    assert all(block.dtype == np.float16 for block in blocks)  # training and kiosk share the rounding
+    lbp, lpq, normalised_lbp, normalised_lpq = blocks
     brighter = face_histograms(crops + 30, at_template(2))
     own_size = POINTS * 16  # the cells at the crop's own size come first
     assert np.array_equal(brighter[0][:, :own_size], lbp[:, :own_size]) and np.array_equal(brighter[1], lpq)
     assert np.abs(brighter[0] - lbp).mean() < 1e-3  # resized, a rounding flips the odd equal pair of pixels
-    contrast = face_histograms(crops * 2, at_template(2))[1]  # LPQ: contrast too
-    assert np.array_equal(contrast[:, :own_size], lpq[:, :own_size]) and np.abs(contrast - lpq).mean() < 1e-3
-    assert not np.allclose(lbp[0], lbp[1]) and not np.allclose(lpq[0], lpq[1])
+    contrast = face_histograms(crops * 2, at_template(2))
+    assert np.array_equal(contrast[1][:, :own_size], lpq[:, :own_size]) and np.abs(contrast[1] - lpq).mean() < 1e-3
+    # The normalised crop's codes barely move with brightness or contrast either (gamma is not
+    # exactly scale-free: it compresses x + 1).
+    for changed in (brighter, contrast):
+        assert np.abs(changed[2].astype(np.float32) - normalised_lbp).mean() < 0.01
+        assert np.abs(changed[3].astype(np.float32) - normalised_lpq).mean() < 0.01
+    assert all(not np.allclose(block[0], block[1]) for block in blocks)
+    assert not np.allclose(normalised_lbp, lbp[..., :BINS])  # a second look, not a copy
     with pytest.raises(ValueError, match="uint8"):
         face_histograms(crops.astype(np.float32), at_template(2))
     with pytest.raises(ValueError, match="5 landmarks for each of the 2 crops"):
         face_histograms(crops, at_template(3))
+
+
+def test_tan_triggs_flattens_shading_and_keeps_the_detail():
+    rng = np.random.default_rng(3)
+    detail = rng.uniform(60, 120, size=(1, 64, 64)).astype(np.float32)
+    shade = np.linspace(0.3, 1.0, 64, dtype=np.float32)[None, None, :]  # light falling off across the face
+    normalised, shaded = tan_triggs(detail), tan_triggs(detail * shade)
+    assert normalised.shape == detail.shape and normalised.dtype == np.float32
+    assert 0 <= normalised.min() and normalised.max() <= 255 and normalised.std() > 10
+    # The slow ramp is gone: both halves come out alike, though the shaded image's left half is
+    # half as bright as its right; what stays is the shared detail.
+    halves = [shaded[..., :32].mean(), shaded[..., 32:].mean()]
+    assert abs(halves[0] - halves[1]) < 3 and (detail * shade)[..., :32].mean() < 0.7 * (detail * shade)[..., 32:].mean()
+    assert np.corrcoef(normalised[..., 8:-8].ravel(), shaded[..., 8:-8].ravel())[0, 1] > 0.9
+    assert np.all(tan_triggs(np.full((1, 16, 16), 90.0)) == 127.5)  # a flat image has nothing to show, and no NaN
 
 
 def test_lpq_codes_are_the_signs_of_the_windows_fourier_coefficients():
@@ -128,12 +152,12 @@ def test_a_face_and_its_mirror_image_have_one_descriptor_and_the_patches_follow_
     landmarks = at_template(2) + rng.normal(scale=2.0, size=(2, 5, 2)).astype(np.float32)
     mirrored = landmarks[:, [1, 0, 2, 4, 3]].copy()  # the mirror image's image-left eye is the face's right
     mirrored[..., 0] = 111 - mirrored[..., 0]
-    lbp, lpq = face_histograms(crops, landmarks)
-    mirror_lbp, mirror_lpq = face_histograms(crops[:, :, ::-1], mirrored)
-    assert np.array_equal(mirror_lbp, lbp) and np.array_equal(mirror_lpq, lpq)
+    blocks = face_histograms(crops, landmarks)
+    mirror_blocks = face_histograms(crops[:, :, ::-1], mirrored)
+    assert all(np.array_equal(mirror, own) for mirror, own in zip(mirror_blocks, blocks))
     # Landmarks moved by 3 px: other pixels fall in the patches' cells.
     shifted = face_histograms(crops, landmarks + [3.0, 0.0])
-    assert not np.allclose(shifted[0], lbp) and not np.allclose(shifted[1], lpq)
+    assert all(not np.allclose(moved, own) for moved, own in zip(shifted, blocks))
 
 
 def test_landmarks_in_crop_are_where_the_aligned_face_shows_them(detector, astronaut):

@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,6 +68,17 @@ class Child:
 
     def wait_ready(self, timeout: float = 60.0) -> bool:
         return self._ready.wait(timeout) and self.process.poll() is None
+
+    def wait_for_line(self, prefix: str, timeout: float = 60.0) -> bool:
+        """Whether a stdout line starting with `prefix` came before the timeout (or the exit)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(line.startswith(prefix) for line in list(self.lines)):
+                return True
+            if self.process.poll() is not None:
+                return False
+            time.sleep(0.01)
+        return False
 
     def finish(self, timeout: float = 120.0) -> int:
         """Wait for the exit and for all output; the exit status."""

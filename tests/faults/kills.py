@@ -45,11 +45,16 @@ class KillFigures:
                 "problems": self.verdict.problems[:20]}
 
 
-def _kill_one(mode: str, data_dir: Path, tag: str, rng: np.random.Generator) -> Child:
+def _kill_one(mode: str, data_dir: Path, tag: str, rng: np.random.Generator, after_a_commit: bool = False) -> Child:
+    """Start a writer and kill it at a random moment of its first MAX_DELAY_S of writing (counted
+    from its first reported commit when `after_a_commit`)."""
     child = Child.writer(mode, data_dir, tag)
     if not child.wait_ready():
         child.finish()
         raise RuntimeError(f"writer {mode} did not start: {child.stderr.strip()[-500:]}")
+    if after_a_commit and not child.wait_for_line(f"committed {mode}"):
+        child.finish()
+        raise RuntimeError(f"writer {mode} reported no commit: {child.stderr.strip()[-500:]}")
     time.sleep(float(rng.uniform(0, MAX_DELAY_S)))
     os.kill(child.process.pid, signal.SIGKILL)
     code = child.finish()
@@ -94,7 +99,9 @@ def kill_file_writer(mode: str, data_dir: Path, kills: int, seed: int) -> KillFi
     figures = KillFigures(mode)
     previous: int | None = None  # the step the file held after the last kill (None: no file yet)
     for k in range(kills):
-        child = _kill_one(mode, data_dir, f"k{seed}r{k:03d}", rng)
+        # A PIN write hashes slowly: on a loaded machine every kill could land before the first
+        # commit and leave nothing to check, so the first kill waits for one.
+        child = _kill_one(mode, data_dir, f"k{seed}r{k:03d}", rng, after_a_commit=k == 0)
         steps = [int(line.split()[2]) for line in child.lines if line.startswith(f"committed {mode} ")]
         figures.kills += 1
         figures.committed += len(steps)
