@@ -26,7 +26,7 @@ from kiosk.texture import (
     face_histograms,
     lbp_codes,
     lpq_codes,
-    patch_histograms,
+    patch_counts,
     principal_axes,
     tan_triggs,
 )
@@ -60,17 +60,18 @@ def test_lbp_codes_by_hand():
     assert lbp_codes(ring(5, [9, 1, 9, 1, 9, 1, 9, 1]))[0, 0, 0] == BINS - 1  # alternating: not uniform
 
 
-def test_patch_histograms_count_each_cell_and_stay_inside_the_map():
+def test_patch_counts_count_each_cell_and_stay_inside_the_map():
     codes = np.zeros((1, 40, 50), np.int64)
     codes[0, 10:16, 20:26] = 5  # the top-left 6 x 6 cell of a patch centred at (32, 22)
     codes[0, 10:13, 26:32] = 7  # half of the next cell to the right
-    histograms = patch_histograms(codes, np.array([[[32.0, 22.0], [0.0, 0.0]]]), BINS)
-    assert histograms.shape == (1, 2 * 16, BINS) and histograms.sum(axis=-1) == pytest.approx(np.ones((1, 32)))
-    assert histograms[0, 0, 5] == 1.0 and histograms[0, 1, [0, 7]] == pytest.approx([0.5, 0.5])
-    assert histograms[0, 2:16, 0] == pytest.approx(np.ones(14))
+    counts = patch_counts(codes, np.array([[[32.0, 22.0], [0.0, 0.0]]]), BINS)
+    assert counts.shape == (1, 2 * 16, BINS) and counts.dtype == np.uint8
+    assert np.all(counts.sum(axis=-1) == 36)  # every pixel of each 6 x 6 cell, once
+    assert counts[0, 0, 5] == 36 and list(counts[0, 1, [0, 7]]) == [18, 18]
+    assert np.all(counts[0, 2:16, 0] == 36)
     # A centre at the map's corner: the patch is moved inside, to the top-left 24 x 24 pixels.
-    inside = patch_histograms(codes, np.array([[[12.0, 12.0]]]), BINS)
-    assert np.array_equal(histograms[0, 16:], inside[0])
+    inside = patch_counts(codes, np.array([[[12.0, 12.0]]]), BINS)
+    assert np.array_equal(counts[0, 16:], inside[0])
 
 
 def test_analysis_points_follow_the_landmarks():
