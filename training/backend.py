@@ -124,7 +124,8 @@ def fit_logistic(features: np.ndarray, same: np.ndarray, iterations: int = 50) -
     design = np.concatenate([x, np.ones((len(x), 1))], axis=1)
     weights = np.append(1.0 / np.maximum(x.std(axis=0), 1e-12) / x.shape[1], 0.0)
     for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-(design @ weights)))
+        # Clipped: on separable pairs the log-odds run off to +-infinity; e^500 still fits a float64.
+        p = 1.0 / (1.0 + np.exp(-np.clip(design @ weights, -500, 500)))
         gradient = design.T @ (y - p)
         hessian = design.T @ (design * (p * (1 - p))[:, None]) + 1e-9 * np.eye(len(weights))
         step = np.linalg.solve(hessian, gradient)
