@@ -53,6 +53,7 @@ def _kill_one(mode: str, data_dir: Path, tag: str, rng: np.random.Generator, aft
         child.finish()
         raise RuntimeError(f"writer {mode} did not start: {child.stderr.strip()[-500:]}")
     if after_a_commit and not child.wait_for_line(f"committed {mode}"):
+        child.process.kill()  # may still be alive after the wait
         child.finish()
         raise RuntimeError(f"writer {mode} reported no commit: {child.stderr.strip()[-500:]}")
     time.sleep(float(rng.uniform(0, MAX_DELAY_S)))
