@@ -11,12 +11,12 @@ cells of 6 px around 14 points of the face (its five landmarks and nine points d
 the eyes' and mouth's centres, brows, cheeks, halfway to the nose), at three sizes of the crop:
 the high-dimensional LBP of Chen et al. (CVPR 2013). The patches follow the face's own landmarks
 in the crop, not the template's: the aligner only matches the five points on average, and an eye
-or a mouth corner off its template point by a few pixels would otherwise fall in another cell. Fused with the network's
-cosine (kiosk.scoring.TextureFusionScoring), the grey crop's codes raised the validation true
-accepts at the door's threshold from 52% (the network alone) to 77%; the previous descriptor, a
-fixed grid of cells over the crop, took another run of the same recipe from 53% to 72%; the
-normalised crop's codes beside them added 2.4 points more (reports/recipe_search.md, sessions 9
-to 11 and 17).
+or a mouth corner off its template point by a few pixels would otherwise fall in another cell.
+Fused with the network's cosine (kiosk.scoring.TextureFusionScoring), the grey crop's codes
+raised the validation true accepts at the door's threshold from 52% (the network alone) to 77%;
+the previous descriptor, a fixed grid of cells over the crop, took another run of the same recipe
+from 53% to 72%; the normalised crop's codes beside them added 2.4 points more
+(reports/recipe_search.md, sessions 9 to 11 and 17).
 
 A face is described by the mean of its crop's histograms and its mirror image's (with the mirror
 image's landmarks), so a face and its mirror image get one description, as they get one network
@@ -53,6 +53,8 @@ MIRRORED_LANDMARKS = (1, 0, 2, 4, 3)
 DESCRIPTOR = ("sqrt histograms: uniform LBP r2 and LPQ 7x7, of the grey crop and of its Tan-Triggs normalisation, "
               "in 4x4 cells of 6 px around 14 landmark points at 112/80/56 px; mean of the crop and its mirror "
               "(float16); 8 axes a cell")
+# The square root of each count's frequency in a cell, looked up rather than computed for every bin.
+_ROOT_FREQUENCY = np.sqrt(np.arange(PATCH_CELL ** 2 + 1).astype(np.float32) / PATCH_CELL ** 2)
 # Neighbours clockwise from the top left, in steps of RADIUS.
 _NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1))
 
@@ -188,9 +190,6 @@ def _crop_histograms(crops: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarr
             blocks[offset + 1].append(patch_counts(lpq_codes(image), centres * side, LPQ_BINS))
     return tuple(_ROOT_FREQUENCY[np.concatenate(block, axis=1)] for block in blocks)
 
-
-# The square root of each count's frequency in a cell, looked up rather than computed for every bin.
-_ROOT_FREQUENCY = np.sqrt(np.arange(PATCH_CELL ** 2 + 1).astype(np.float32) / PATCH_CELL ** 2)
 
 
 def _half(array: np.ndarray) -> np.ndarray:
