@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from kiosk.admin_secret import AdminSecret, AdminSecretError
+from kiosk.calibration import DoorRule
 from kiosk.camera import Camera, CameraError, CameraState
 from kiosk.datadir import resolve_data_dir
 from kiosk.errors import KioskError
@@ -140,7 +141,7 @@ class KioskWindow(QMainWindow):
         self._challenge: tuple[str, float] | None = None  # (prompt, time.monotonic() deadline) on the banner
         self._locked_until = 0.0  # time.monotonic() when a rate-limit lockout ends
         self._gallery_people: int | None = None
-        self._threshold_in_use: float | None = None  # from the latest analysed frame
+        self._rule_in_use: DoorRule | None = None  # from the latest analysed frame
         self.banner_text = ""  # the banner in plain text (it is shown as rich text)
         self.decisions: list[Decision] = []  # every decision shown, oldest first
         self.frames_shown = 0
@@ -243,7 +244,7 @@ class KioskWindow(QMainWindow):
         result = recognition.result
         self._faces = list(result.faces)
         self._gallery_people = recognition.gallery_people
-        self._threshold_in_use = recognition.threshold
+        self._rule_in_use = recognition.rule
         self._analysis_rate.tick(recognition.seconds)
         self.frames_analysed += 1
         self._analysis_error = ""
@@ -297,8 +298,8 @@ class KioskWindow(QMainWindow):
             model = f"model {self._engine_info.model}"
             if self._engine_info.devtest_accuracy is not None:
                 model += f" (DevTest {self._engine_info.devtest_accuracy * 100:.1f}%)"
-            threshold = self._threshold_in_use if self._threshold_in_use is not None else self._engine_info.threshold
-            parts.append(f"{model}, threshold {threshold:.3f}")
+            rule = self._rule_in_use if self._rule_in_use is not None else self._engine_info.rule
+            parts.append(f"{model}, threshold {rule.threshold:.3f} ({rule.source})")
         self.status.setText("  ·  ".join(parts))
         self._refresh_banner()  # the camera may have been lost or found since the last result
 
@@ -457,8 +458,8 @@ class KioskWindow(QMainWindow):
     @Slot(object)
     def _on_reconfigured(self, applied: Applied) -> None:
         if self._engine_info is not None:
-            self._engine_info = replace(self._engine_info, threshold=applied.threshold, sound=applied.settings.sound)
-            self._threshold_in_use = None  # until the next analysed frame says what the gallery needs
+            self._engine_info = replace(self._engine_info, rule=applied.rule, sound=applied.settings.sound)
+            self._rule_in_use = None  # until the next analysed frame says what the gallery needs
         if applied.camera is not None:
             self._faces = []  # boxes from the old camera's picture mean nothing on the new one
             self.video.set_boxes([])
