@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -42,13 +40,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.orl import ORL_ENV_VAR, locate_orl, orl_protocol  # noqa: E402
 from kiosk.atomic import atomic_write_json  # noqa: E402
 from kiosk.calibration import DEFAULT_RISK  # noqa: E402
 from kiosk.enrollment import assess_image  # noqa: E402
 from kiosk.images import load_image  # noqa: E402
 
-ORL_ENV_VAR = "ORL_DIR"
-ENROLL_PHOTOS = 3
 LFW_PEOPLE = 100
 RISKS = (DEFAULT_RISK, 1000)
 VIDEO_FPS = 10.0
@@ -56,42 +53,6 @@ FRAMES_PER_PHOTO = 5  # each photo held for half a second
 LEAD_FRAMES = 3  # empty frames before the person steps in
 FRAME_SIZE = (640, 480)
 PHOTO_SCALE = 3  # ORL's 92x112 photos shown at 276x336, a face of about 150 px as at a kiosk
-
-
-# -- ORL on disk ----------------------------------------------------------------
-
-
-def locate_orl(orl_dir: str | None, cache_dir: Path) -> Path:
-    """The folder of sNN/ people folders: given, or unpacked from orl_faces.tar.gz into `cache_dir`."""
-    given = orl_dir or os.environ.get(ORL_ENV_VAR)
-    if not given:
-        raise SystemExit(f"error: give the ORL folder with --orl-dir or ${ORL_ENV_VAR}")
-    root = Path(given).expanduser()
-    for candidate in (root, root / "orl_faces"):
-        if candidate.is_dir() and any(candidate.glob("s*/*.png")):
-            return candidate
-    archive = root / "orl_faces.tar.gz"
-    if not archive.exists():
-        raise SystemExit(f"error: {root} holds neither sNN/ folders nor orl_faces.tar.gz")
-    target = cache_dir / "orl"
-    if not any(target.glob("orl_faces/s*/*.png")):
-        target.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(archive) as tar:
-            tar.extractall(target, filter="data")
-    return target / "orl_faces"
-
-
-def orl_protocol(root: Path) -> tuple[dict[str, list[Path]], dict[str, list[Path]], dict[str, list[Path]]]:
-    """(enrolment photos, genuine probes, stranger probes), each by person folder name."""
-    people = sorted(p for p in root.iterdir() if p.is_dir())
-    enrol, genuine, strangers = {}, {}, {}
-    for position, folder in enumerate(people):
-        photos = sorted(folder.glob("*.png"))
-        if position % 2 == 0:
-            enrol[folder.name], genuine[folder.name] = photos[:ENROLL_PHOTOS], photos[ENROLL_PHOTOS:]
-        else:
-            strangers[folder.name] = photos
-    return enrol, genuine, strangers
 
 
 # -- statistics -----------------------------------------------------------------
