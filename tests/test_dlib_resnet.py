@@ -159,3 +159,25 @@ def test_alignment_spec_with_its_own_template_round_trips_and_aligns_there(astro
         AlignmentSpec(points=points[:4])
     with pytest.raises(ValueError, match="unknown alignment template"):
         AlignmentSpec.from_dict({"size": 150, "margin": 0.0, "template": "mystery"})
+
+
+@needs_dlib
+@pytest.mark.slow  # the TFLite conversion of 5.6 M weights takes most of a minute
+def test_exported_dlib_model_embeds_through_face_engine(weights, astronaut, detector, tmp_path):
+    from kiosk.embedder import Embedder
+    from kiosk.engine import FaceEngine
+    from training.dlib_resnet import build_dlib_resnet
+    from training.export import export_model
+
+    points = ((0.313, 0.299), (0.671, 0.299), (0.486, 0.513), (0.336, 0.689), (0.649, 0.691))
+    spec = AlignmentSpec(size=150, points=points)
+    card = {"threshold": {"value": 0.9, "target_far": 0.01, "rule": "test"}}
+    path = export_model(build_dlib_resnet(weights), 150, spec.to_dict(), tmp_path / "dlib_resnet.keras", card)
+    engine = FaceEngine(path, detector)
+    assert engine.card.alignment == spec and engine.embedding_size == 128
+    face = detector.detect(astronaut)[0]
+    np.testing.assert_array_equal(engine.align(astronaut, [face])[0], align_face(astronaut, face.landmarks, spec))
+    vector = engine.embed_faces(astronaut, [face])[0]
+    assert vector.shape == (128,) and np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-5)
+    keras_vector = Embedder(path, runtime="keras").embed_crops(engine.align(astronaut, [face]))[0]
+    assert float(vector @ keras_vector) > 0.9999  # the TFLite backbone and the .keras model agree
