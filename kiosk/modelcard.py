@@ -71,10 +71,9 @@ class ModelCard:
             raise ModelCardError(f"model card not found: {card_path} (every model needs its card beside it)")
         try:
             raw = json.loads(card_path.read_text(encoding="utf-8"))
-            alignment = raw["input"]["alignment"]
             return cls(
                 path=model_path,
-                alignment=AlignmentSpec(size=int(alignment["size"]), margin=float(alignment["margin"])),
+                alignment=AlignmentSpec.from_dict(raw["input"]["alignment"]),
                 embedding_size=int(raw["embedding_size"]),
                 threshold=float(raw["threshold"]["value"]),
                 threshold_rule=str(raw["threshold"]["rule"]),
