@@ -501,16 +501,21 @@ def cmd_keys(args: argparse.Namespace, out: Output) -> int:
 
 def cmd_run(args: argparse.Namespace, out: Output) -> int:
     from kiosk.camera import Camera, CameraError, parse_source
+    from kiosk.datadir import require_private
     from kiosk.door import DoorAction
     from kiosk.engine import RiskEngine
     from kiosk.liveness import LivenessGate
     from kiosk.policy import DecisionPolicy
     from kiosk.retention import RetentionPurge
     from kiosk.runner import KioskRunner
-    from kiosk.settings import KioskSettings
+    from kiosk.settings import KioskSettings, settings_path
 
     if not args.headless:
         raise CliError("the command line runs the kiosk with --headless only; the kiosk window is `face-kiosk`")
+    folder = _data_dir(args)
+    # The kiosk decides who gets in: it vouches for its files (and the liveness switch in the
+    # settings) as the admin commands do.
+    require_private(folder, database_path(folder), settings_path(folder), refusing="refusing to run the kiosk")
     try:
         door = DoorAction.from_config(args.door_command, args.door_url, args.door_timeout)
     except ValueError as exc:
@@ -521,12 +526,6 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
         camera = Camera(args.camera, loop=args.loop, realtime=None if live or args.realtime else False)
     except CameraError as exc:
         raise CliError(str(exc)) from exc
-    from kiosk.datadir import require_private
-    from kiosk.settings import settings_path
-
-    folder = _data_dir(args)
-    # The kiosk decides who gets in: it vouches for its files as the admin commands do.
-    require_private(folder, database_path(folder), settings_path(folder), refusing="refusing to run the kiosk")
     settings = KioskSettings.load(folder)
     pace = _pace(args, settings, camera)  # before the model loads: a bad option fails at once
     engine = RiskEngine(_engine(args.model), settings.risk)  # the admin's risk, the site's rule
