@@ -355,7 +355,7 @@ def test_enroll_refuses_photos_of_someone_else_unless_allowed(tmp_path, capsys, 
     assert code == 1 and f"refused {powell[4]}: is the face of Colin Powell, who is already enrolled" in out
     assert dump(tmp_path) == before
     code, out, _ = cli(capsys, "--data-dir", tmp_path, "identify", powell[6])
-    assert code == 0 and ": Colin Powell (score" in out
+    assert code == 0 and ": Colin Powell (match " in out
 
     # A genuine photo is still added; an admin who means it can override.
     code, out, err = cli(capsys, "--data-dir", tmp_path, "--json", "enroll", "George W Bush", bush[4])
