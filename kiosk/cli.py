@@ -12,8 +12,10 @@ Global options (before or after the command): --data-dir (else $KIOSK_DATA_DIR, 
 platform's per-user data folder), --model (else $KIOSK_MODEL, else the shipped model) and
 --json (one JSON object per line on stdout). Problems end with exit status 1 and one line
 ``error: ...`` on stderr; usage mistakes with status 2. Admin commands (enroll, people
-rename/remove, keys) refuse a data directory or database that group or others can write
-to (SECURITY.md).
+rename/remove, keys) and run refuse a data directory or database that group or others can
+write to, run also such a settings file (SECURITY.md). enroll refuses a photo whose face does
+not match the name unless --allow-mismatch; log --export writes only new files outside the
+data directory unless --force.
 
 TensorFlow takes seconds to load, so it is imported only by the commands that need the
 model (enroll, identify, verify, run); --help, people and log start instantly.
