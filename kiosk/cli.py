@@ -12,8 +12,10 @@ Global options (before or after the command): --data-dir (else $KIOSK_DATA_DIR, 
 platform's per-user data folder), --model (else $KIOSK_MODEL, else the shipped model) and
 --json (one JSON object per line on stdout). Problems end with exit status 1 and one line
 ``error: ...`` on stderr; usage mistakes with status 2. Admin commands (enroll, people
-rename/remove, keys) refuse a data directory or database that group or others can write
-to (SECURITY.md).
+rename/remove, keys) and run refuse a data directory or database that group or others can
+write to, run also such a settings file (SECURITY.md). enroll refuses a photo whose face does
+not match the name unless --allow-mismatch; log --export writes only new files outside the
+data directory unless --force.
 
 TensorFlow takes seconds to load, so it is imported only by the commands that need the
 model (enroll, identify, verify, run); --help, people and log start instantly.
@@ -22,15 +24,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import signal
 import sqlite3
 import sys
 import threading
+import unicodedata
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from kiosk import __version__
 from kiosk.accesslog import AccessLog
@@ -38,7 +44,7 @@ from kiosk.calibration import GRANT_LINE
 from kiosk.database import SchemaVersionError, database_path, open_database
 from kiosk.datadir import ENV_VAR as DATA_DIR_ENV_VAR
 from kiosk.errors import InvalidImageError, KioskError
-from kiosk.gallery import Gallery, GalleryError, normalise_name
+from kiosk.gallery import INVISIBLE_CATEGORIES, Gallery, GalleryError, normalise_badge, normalise_name
 
 PROG = "python -m kiosk"
 START_TIMEOUT_S = 10.0  # how long `run` waits for a live camera's first frame
@@ -59,22 +65,37 @@ class Output:
 
     def emit(self, obj: dict[str, Any], text: str | None) -> None:
         if self.json:
-            print(json.dumps(obj, ensure_ascii=False), flush=True)
+            line = json.dumps(obj, ensure_ascii=False)
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError:  # a file name that is not UTF-8: JSON's \u escapes keep it exact
+                line = json.dumps(obj)
+            print(line, flush=True)
         elif text is not None:
-            print(text, flush=True)
+            print(terminal_safe(text), flush=True)
 
     def text(self, text: str) -> None:
         """A line only people want (nothing in --json mode)."""
         if not self.json:
-            print(text, flush=True)
+            print(terminal_safe(text), flush=True)
 
     @staticmethod
     def note(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
+        print(terminal_safe(text), file=sys.stderr, flush=True)
 
     @staticmethod
     def error(text: str) -> None:
-        print(f"error: {text}", file=sys.stderr, flush=True)
+        print(f"error: {terminal_safe(text)}", file=sys.stderr, flush=True)
+
+
+def terminal_safe(text: str) -> str:
+    """Text as printed: control and invisible characters (an escape sequence in a name, a
+    right-to-left override, a file name that is not UTF-8) shown as escapes, line breaks kept."""
+    return "".join(
+        char if char == "\n" or unicodedata.category(char) not in INVISIBLE_CATEGORIES
+        else ascii(char)[1:-1]
+        for char in text
+    )
 
 
 def _score(value: float | None) -> float | None:
@@ -101,6 +122,11 @@ def _data_dir(args: argparse.Namespace) -> Path:
 
 def _open_database(args: argparse.Namespace) -> sqlite3.Connection:
     return open_database(database_path(_data_dir(args)))
+
+
+def _stored_text(text: str) -> str:
+    """A file name as stored and printed: one that is not valid UTF-8 gets U+FFFD for the bad bytes."""
+    return os.fsencode(text).decode("utf-8", "replace")
 
 
 def _open_admin_database(args: argparse.Namespace) -> sqlite3.Connection:
@@ -131,6 +157,7 @@ def cmd_enroll(args: argparse.Namespace, out: Output) -> int:
 
     try:
         normalise_name(args.name)
+        badge = normalise_badge(args.badge)
     except GalleryError as exc:
         raise CliError(str(exc)) from exc
     conn = _open_admin_database(args)  # before the model loads: a refusal should not wait for it
@@ -138,7 +165,6 @@ def cmd_enroll(args: argparse.Namespace, out: Output) -> int:
         engine = _engine(args.model)
         gallery = Gallery(conn)
         existing = gallery.find_person(args.name)
-        badge = (args.badge or "").strip() or None
         if existing is not None and badge is not None and badge != existing.external_id:
             raise CliError(
                 f"{existing.name} is already enrolled (badge {existing.external_id or 'none'}); "
@@ -149,6 +175,7 @@ def cmd_enroll(args: argparse.Namespace, out: Output) -> int:
             if holder is not None:
                 raise CliError(f"badge {badge} already belongs to {holder[0]}")
 
+        identity = _IdentityCheck(engine, gallery, existing)
         samples = []
         for image in args.images:
             try:
@@ -157,15 +184,22 @@ def cmd_enroll(args: argparse.Namespace, out: Output) -> int:
                 reason = _strip_name(str(exc), image)
                 out.emit({"image": image, "used": False, "reason": reason}, f"  skipped {image}: {reason}")
                 continue
-            sample = assess_image(engine, rgb, Path(image).name)
+            sample = assess_image(engine, rgb, _stored_text(Path(image).name))
             if not sample.used:
                 out.emit({"image": image, "used": False, "reason": sample.reason},
                          f"  skipped {image}: {sample.reason}")
                 continue
+            mismatch = identity.problem(sample.embedding, args.name)
+            if mismatch is not None and not args.allow_mismatch:
+                out.emit({"image": image, "used": False, "reason": mismatch, "mismatch": True},
+                         f"  refused {image}: {mismatch} (--allow-mismatch stores it anyway)")
+                continue
             samples.append(sample)
             out.emit(
-                {"image": image, "used": True, "reason": None},
-                f"  used    {image} (face {sample.face.width:.0f} px, sharpness {sample.face.quality.sharpness:.0f})",
+                {"image": image, "used": True, "reason": None, "mismatch": mismatch is not None,
+                 "warning": mismatch},
+                f"  used    {image} (face {sample.face.width:.0f} px, sharpness {sample.face.quality.sharpness:.0f})"
+                + (f"; allowed although it {mismatch}" if mismatch else ""),
             )
         embeddings = [sample.embedding for sample in samples]
         qualities = [sample.quality for sample in samples]
@@ -194,6 +228,49 @@ def cmd_enroll(args: argparse.Namespace, out: Output) -> int:
         f" ({person.template_count} in all)",
     )
     return 0
+
+
+class _IdentityCheck:
+    """Whose face a photo shows, against the gallery, before it is stored under a name: as the
+    admin window warns, but the command line refuses unless --allow-mismatch."""
+
+    def __init__(self, engine, gallery: Gallery, person) -> None:
+        from kiosk.scoring import CosineScoring
+
+        self._person = person
+        self._threshold = engine.threshold
+        self._scoring = getattr(engine, "scoring", None) or CosineScoring()
+        self._templates, self._person_ids = gallery.matrix()
+        self._names = {p.id: p.name for p in gallery.people()}
+        own = [t.embedding for t in gallery.templates(person)] if person is not None else []
+        self._own = np.stack(own) if own else None
+
+    def problem(self, embedding: np.ndarray, name: str) -> str | None:
+        """Why this face should not go under `name` (None: nothing against it)."""
+        from kiosk.enrollment import closest_person
+
+        other = None
+        if len(self._templates) and self._templates.shape[1] == embedding.size:
+            other = closest_person(embedding, self._templates, self._person_ids,
+                                   exclude=None if self._person is None else self._person.id, scoring=self._scoring)
+        if other is not None and other[1] < self._threshold:
+            other = None
+        t = self._threshold
+        if self._person is None:
+            if other is None:
+                return None
+            return (f"is the face of {self._names.get(other[0], f'person {other[0]}')}, who is already enrolled "
+                    f"(similarity {other[1]:.2f}, threshold {t:.2f})")
+        if self._own is None or self._own.shape[1] != embedding.size:
+            return None  # nothing usable to compare with (add_templates refuses another model's size)
+        own = float(np.max(self._scoring.matrix(np.asarray(embedding, np.float32)[None], self._own)[0]))
+        if own < t:
+            return (f"does not match {self._person.name}'s enrolled photos "
+                    f"(best similarity {own:.2f}, threshold {t:.2f})")
+        if other is not None and other[1] > own:
+            return (f"looks more like {self._names.get(other[0], f'person {other[0]}')} ({other[1]:.2f}) "
+                    f"than {self._person.name} ({own:.2f})")
+        return None
 
 
 # -- identify / verify -------------------------------------------------------------
@@ -288,16 +365,22 @@ def cmd_people(args: argparse.Namespace, out: Output) -> int:
                       "events_erased": gone.events_erased}, text)
         else:
             people = gallery.people()
+            damaged = gallery.damaged_templates()
             if not people:
                 out.text("no one is enrolled")
-            width = max((len(p.name) for p in people), default=4)
+            width = max((len(terminal_safe(p.name)) for p in people), default=4)
             for p in people:
+                unusable = [d for d in damaged if d.person_id == p.id]
                 out.emit(
                     {"id": p.id, "name": p.name, "badge": p.external_id, "templates": p.template_count,
-                     "active": p.active, "created": p.created},
-                    f"{p.name:<{width}}  templates {p.template_count:>3}  badge {p.external_id or '-'}"
-                    f"  enrolled {p.created[:10]}{'' if p.active else '  (inactive)'}",
+                     "active": p.active, "created": p.created,
+                     "damaged": [{"template": d.template_id, "problem": d.problem} for d in unusable]},
+                    f"{terminal_safe(p.name):<{width}}  templates {p.template_count:>3}  badge {p.external_id or '-'}"
+                    f"  enrolled {p.created[:10]}{'' if p.active else '  (inactive)'}"
+                    + (f"  ({len(unusable)} damaged, not used)" if unusable else ""),
                 )
+            for d in damaged:
+                out.note(f"warning: template {d.template_id} (person {d.person_id}) is skipped: {d.problem}")
     finally:
         conn.close()
     return 0
@@ -313,15 +396,21 @@ def parse_when(text: str) -> datetime:
     """ISO 8601 (a time without a zone is local time) or an age like 30m, 2h, 7d."""
     cleaned = text.strip()
     age = _AGE.fullmatch(cleaned.lower())
-    if age:
-        return datetime.now(timezone.utc) - timedelta(**{_AGE_UNITS[age.group(2)]: float(age.group(1))})
+    try:
+        if age:
+            return datetime.now(timezone.utc) - timedelta(**{_AGE_UNITS[age.group(2)]: float(age.group(1))})
+    except (OverflowError, ValueError):
+        raise argparse.ArgumentTypeError(f"the age {text!r} reaches back before the year 1") from None
     try:
         when = datetime.fromisoformat(cleaned[:-1] + "+00:00" if cleaned.endswith(("Z", "z")) else cleaned)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"not a time: {text!r}; give ISO 8601 (2024-05-01, 2024-05-01T08:30, ...Z) or an age (30m, 2h, 7d)"
         ) from None
-    return when.astimezone() if when.utcoffset() is None else when
+    try:  # in UTC now: a time at the edge of the calendar fails here, not in the query
+        return (when.astimezone() if when.utcoffset() is None else when).astimezone(timezone.utc)
+    except (OverflowError, ValueError):
+        raise argparse.ArgumentTypeError(f"the time {text!r} is outside the calendar (years 1 to 9999)") from None
 
 
 def cmd_log(args: argparse.Namespace, out: Output) -> int:
@@ -332,7 +421,12 @@ def cmd_log(args: argparse.Namespace, out: Output) -> int:
             return _verify_log(access_log, out)
         filters = {"since": args.since, "until": args.until, "person": args.person, "decision": args.decision}
         if args.export:
-            rows = access_log.export_csv(args.export, limit=args.limit, **filters)
+            from kiosk.exports import check_export_target
+            from kiosk.keystore import key_file_path
+
+            folder = _data_dir(args)
+            target = check_export_target(args.export, folder, key_file_path(folder), force=args.force)
+            rows = access_log.export_csv(target, limit=args.limit, **filters)
             out.emit({"exported": rows, "file": str(args.export)},
                      f"exported {rows} event{'s' if rows != 1 else ''} to {args.export}")
             return 0
@@ -358,17 +452,21 @@ def _verify_log(access_log: AccessLog, out: Output) -> int:
     counts = (f"{report.entries} entries, {report.events} events ({report.redacted} erased), "
               f"head {report.head_seq} {report.head_digest[:16]}"
               + (f", entries up to {report.anchor_seq} purged" if report.anchor_seq else ""))
+    if report.recorded_head_seq is not None:
+        counts += f"; recorded head {report.recorded_head_seq}"
     first = report.first
     if first is None:
         out.emit(report.as_dict(), f"access log intact: {counts}")
         return 0
     where = f"entry {first.seq}" if first.seq is not None else "outside the chain"
+    if first.event_id is not None:
+        where += f" (event {first.event_id}, {first.time})"
     out.emit(report.as_dict(), "\n".join(
         [f"access log BROKEN: {len(report.problems)} problem{'s' if len(report.problems) != 1 else ''}; {counts}"]
         + [f"  {p.time or '-'}  {'entry ' + str(p.seq) if p.seq is not None else 'no entry'}: {p.problem}"
            for p in report.problems]
     ))
-    out.error(f"access log chain broken at {where} (event {first.event_id}, {first.time}): {first.problem}")
+    out.error(f"access log chain broken at {where}: {first.problem}")
     return 1
 
 
@@ -405,16 +503,21 @@ def cmd_keys(args: argparse.Namespace, out: Output) -> int:
 
 def cmd_run(args: argparse.Namespace, out: Output) -> int:
     from kiosk.camera import Camera, CameraError, parse_source
+    from kiosk.datadir import require_private
     from kiosk.door import DoorAction
     from kiosk.engine import RiskEngine
     from kiosk.liveness import LivenessGate
     from kiosk.policy import DecisionPolicy
     from kiosk.retention import RetentionPurge
     from kiosk.runner import KioskRunner
-    from kiosk.settings import KioskSettings
+    from kiosk.settings import KioskSettings, settings_path
 
     if not args.headless:
         raise CliError("the command line runs the kiosk with --headless only; the kiosk window is `face-kiosk`")
+    folder = _data_dir(args)
+    # The kiosk decides who gets in: it vouches for its files (and the liveness switch in the
+    # settings) as the admin commands do.
+    require_private(folder, database_path(folder), settings_path(folder), refusing="refusing to run the kiosk")
     try:
         door = DoorAction.from_config(args.door_command, args.door_url, args.door_timeout)
     except ValueError as exc:
@@ -425,7 +528,7 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
         camera = Camera(args.camera, loop=args.loop, realtime=None if live or args.realtime else False)
     except CameraError as exc:
         raise CliError(str(exc)) from exc
-    settings = KioskSettings.load(_data_dir(args))
+    settings = KioskSettings.load(folder)
     pace = _pace(args, settings, camera)  # before the model loads: a bad option fails at once
     engine = RiskEngine(_engine(args.model), settings.risk)  # the admin's risk, the site's rule
     conn = _open_database(args)
@@ -535,14 +638,19 @@ class _stop_on_signals:
 # -- parser ----------------------------------------------------------------------
 
 
+MAX_LIMIT = 2**63 - 1  # SQLite's largest integer
+
+
 def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+            raise argparse.ArgumentTypeError(f"not a number: {text[:40]!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text[:40]}")
+        if value > MAX_LIMIT:
+            raise argparse.ArgumentTypeError(f"too large, at most {MAX_LIMIT}")
         return value
 
     return parse
@@ -577,6 +685,9 @@ def build_parser() -> argparse.ArgumentParser:
     enroll.add_argument("name", metavar="NAME")
     enroll.add_argument("images", metavar="IMAGE", nargs="+", help="photos with this person's face only")
     enroll.add_argument("--badge", metavar="ID", help="badge or employee number (new people only)")
+    enroll.add_argument("--allow-mismatch", action="store_true",
+                        help="store photos even when they do not match NAME's enrolled face, or show someone "
+                             "else who is enrolled (refused otherwise)")
 
     identify = command("identify", "say who is in each photo (largest face), or unknown", cmd_identify)
     identify.add_argument("images", metavar="IMAGE", nargs="+")
@@ -601,7 +712,9 @@ def build_parser() -> argparse.ArgumentParser:
     log.add_argument("--person", metavar="NAME", help="only this person's events")
     log.add_argument("--decision", choices=("granted", "denied"))
     log.add_argument("--limit", type=_positive(int), metavar="N", help="at most N events")
-    log.add_argument("--export", metavar="FILE.csv", type=Path, help="write the events to a CSV file instead")
+    log.add_argument("--export", metavar="FILE.csv", type=Path,
+                     help="write the events to a new CSV file instead (owner-only; never inside the data directory)")
+    log.add_argument("--force", action="store_true", help="with --export: replace an existing file")
     log_commands = log.add_subparsers(dest="log_command", metavar="ACTION")
     command("verify", "check the access log's tamper-evident chain; exit status 1 if broken", cmd_log,
             parent=log_commands)
@@ -646,6 +759,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.error(f"database: {exc}")
     except OSError as exc:
         out.error(str(exc))
+    except UnicodeError as exc:  # a name or path that is not valid UTF-8 reached SQLite or a file
+        out.error(f"text that is not valid UTF-8 ({exc.reason}); give names and paths in UTF-8")
     except KeyboardInterrupt:
         return 130
     return 1
