@@ -175,7 +175,9 @@ def cmd_enroll(args: argparse.Namespace, out: Output) -> int:
             if holder is not None:
                 raise CliError(f"badge {badge} already belongs to {holder[0]}")
 
-        identity = _IdentityCheck(engine, gallery, existing)
+        from kiosk.settings import KioskSettings
+
+        identity = _IdentityCheck(engine, gallery, existing, KioskSettings.load(_data_dir(args)).risk)
         samples = []
         for image in args.images:
             try:
@@ -234,13 +236,15 @@ class _IdentityCheck:
     """Whose face a photo shows, against the gallery, before it is stored under a name: as the
     admin window warns, but the command line refuses unless --allow-mismatch."""
 
-    def __init__(self, engine, gallery: Gallery, person) -> None:
+    def __init__(self, engine, gallery: Gallery, person, risk: int) -> None:
         from kiosk.scoring import CosineScoring
 
         self._person = person
-        self._threshold = engine.threshold
+        self._threshold = engine.threshold  # one comparison: does the photo show this person?
         self._scoring = getattr(engine, "scoring", None) or CosineScoring()
         self._templates, self._person_ids = gallery.matrix()
+        # Someone else's face: would the door let this photo in as them?
+        self._rule = engine.door_rule(self._templates, self._person_ids, risk)
         self._names = {p.id: p.name for p in gallery.people()}
         own = [t.embedding for t in gallery.templates(person)] if person is not None else []
         self._own = np.stack(own) if own else None
@@ -253,14 +257,14 @@ class _IdentityCheck:
         if len(self._templates) and self._templates.shape[1] == embedding.size:
             other = closest_person(embedding, self._templates, self._person_ids,
                                    exclude=None if self._person is None else self._person.id, scoring=self._scoring)
-        if other is not None and other[1] < self._threshold:
+        if other is not None and other[1] < self._rule.threshold:
             other = None
         t = self._threshold
         if self._person is None:
             if other is None:
                 return None
             return (f"is the face of {self._names.get(other[0], f'person {other[0]}')}, who is already enrolled "
-                    f"(similarity {other[1]:.2f}, threshold {t:.2f})")
+                    f"(match {self._rule.match_percent(other[1])}/100; the door opens at {GRANT_LINE})")
         if self._own is None or self._own.shape[1] != embedding.size:
             return None  # nothing usable to compare with (add_templates refuses another model's size)
         own = float(np.max(self._scoring.matrix(np.asarray(embedding, np.float32)[None], self._own)[0]))
