@@ -8,6 +8,9 @@ the crop and the threshold, both from DevTrain people only:
   150 px chip, training.dlib_reference) cuts chips of DevTrain training images; MTCNN, run on
   those chips, says where its five landmarks fall on them; the template is their median. Aligning
   MTCNN's landmarks onto it then gives, on average, dlib's chip.
+- the centre: the mean of the serving model's summed unit descriptors over CENTRE_IMAGES DevTrain
+  training images (one each of as many people), taken off inside the model, so that its cosine
+  has the usual scale (training.dlib_resnet.build_dlib_resnet).
 - the threshold: the card's usual rule (the target false-accept rate over every different-person
   pair of the View 1 validation people, the same people a `train` run of the default recipe holds
   out), scored by cosine.
@@ -33,6 +36,7 @@ from training.prepare import PreparedLFW, prepare
 
 TEMPLATE_IMAGES = 400  # DevTrain training images whose dlib chips fit the template
 CHECK_IMAGES = 100  # other DevTrain training images that measure how close our crops come to dlib's chips
+CENTRE_IMAGES = 1000  # DevTrain training images (distinct people) whose mean descriptor centres the model
 MODEL_NAME = "dlib_resnet.keras"
 
 BACKBONE_ORIGIN = {
@@ -152,7 +156,9 @@ def export_dlib(lfw: LFW, cache_dir: Path, out_dir: Path, target_far: float, mod
         f"({agreement['images']} other DevTrain images)")
 
     split = people.split
-    wanted = sorted(set(people.of_rows(split.validation.images)) | set(people.of_rows(split.test.images)))
+    centring = people.training_images(CENTRE_IMAGES, seed=1)
+    wanted = sorted(set(people.of_rows(split.validation.images)) | set(people.of_rows(split.test.images))
+                    | set(centring))
     prepared = prepare(lfw, cache_dir, spec, detector=detector, refs=wanted)
     row_of = prepared.positions()
 
@@ -160,7 +166,11 @@ def export_dlib(lfw: LFW, cache_dir: Path, out_dir: Path, target_far: float, mod
         """Rows of the split (every LFW image) -> rows of the crops prepared here."""
         return np.array([row_of[people.refs[row].relpath] for row in lfw_rows.tolist()])
 
-    backbone = build_dlib_resnet(weights)
+    centre_rows = np.array([row_of[ref.relpath] for ref in centring])
+    centre_rows = centre_rows[[prepared.records[row]["detected"] for row in centre_rows]]
+    centre = _summed(build_dlib_resnet(weights), prepared.crops[centre_rows]).mean(axis=0)
+    log(f"centre from {len(centre_rows)} DevTrain training faces: |mean| {np.linalg.norm(centre):.3f}")
+    backbone = build_dlib_resnet(weights, centre=centre)
     serving = build_serving_model(backbone, CHIP_SIZE)
     vectors = _embed(serving, prepared.crops)
     log(f"embedded {len(vectors)} validation and DevTest images")
@@ -187,6 +197,9 @@ def export_dlib(lfw: LFW, cache_dir: Path, out_dir: Path, target_far: float, mod
         "devtest_pairs_with_undetected_face": int((undetected[test_a] | undetected[test_b]).sum()),
         "validation": validation,
         "backbone": BACKBONE_ORIGIN,
+        "centre": {"images": int(len(centre_rows)), "norm": round(float(np.linalg.norm(centre)), 4),
+                   "rule": "mean of the serving model's summed unit descriptors (crop + mirror) of DevTrain training "
+                           "images, one per person; half taken off each unit descriptor inside the model"},
         "alignment_fit": {"template": template_fit, "agreement_with_dlib_chips": agreement,
                           "method": "dlib's detector, 5-point shape predictor and get_face_chip (150 px, padding "
                                     "0.25) on DevTrain training images; MTCNN on those chips; the median of its "
@@ -199,6 +212,19 @@ def export_dlib(lfw: LFW, cache_dir: Path, out_dir: Path, target_far: float, mod
                  "protocol_sha256": protocol_checksums(lfw), "dlib_model_file": MODEL_FILE},
     }
     return export_model(backbone, CHIP_SIZE, spec.to_dict(), out_path, card)
+
+
+def _summed(backbone, crops: np.ndarray) -> np.ndarray:
+    """The sum of the crop's and the mirror's unit descriptors, as the serving model makes it before
+    its final normalisation: what the centre is the mean of."""
+    from kiosk.serving import crops_and_mirrors
+
+    sums = []
+    for start in range(0, len(crops), 64):
+        batch = np.asarray(crops[start:start + 64])
+        unit = np.asarray(backbone(crops_and_mirrors(batch, CHIP_SIZE), training=False))
+        sums.append(unit[:len(batch)] + unit[len(batch):])
+    return np.concatenate(sums)
 
 
 def _embed(serving, crops: np.ndarray, batch: int = 64) -> np.ndarray:
