@@ -27,6 +27,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="face-kiosk",
         description="Face-recognition access kiosk: shows the camera and who is at the door.",
+        epilog="Enrolling from photos, the access log and a kiosk without a screen: face-kiosk-admin.",
     )
     parser.add_argument("--camera", metavar="SOURCE",
                         help=f"{ACCEPTED_SOURCES} (default: the camera in the admin settings, at first 0)")

@@ -1,12 +1,12 @@
-"""The command line: ``python -m kiosk COMMAND``.
+"""The command line: ``face-kiosk-admin COMMAND`` (installed), or ``python -m kiosk COMMAND``.
 
-    python -m kiosk enroll "Ada Lovelace" ada1.jpg ada2.jpg ada3.jpg --badge 1042
-    python -m kiosk identify visitor.jpg
-    python -m kiosk verify a.jpg b.jpg
-    python -m kiosk people | people rename OLD NEW | people remove NAME [--erase-log]
-    python -m kiosk log --since 2h --decision denied | log --export events.csv | log verify
-    python -m kiosk keys | keys rotate
-    python -m kiosk run --camera 0 --headless --door-command "gpio-pulse 17"
+    face-kiosk-admin enroll "Ada Lovelace" ada1.jpg ada2.jpg ada3.jpg --badge 1042
+    face-kiosk-admin identify visitor.jpg
+    face-kiosk-admin verify a.jpg b.jpg
+    face-kiosk-admin people | people rename OLD NEW | people remove NAME [--erase-log]
+    face-kiosk-admin log --since 2h --decision denied | log --export events.csv | log verify
+    face-kiosk-admin keys | keys rotate
+    face-kiosk-admin run --camera 0 --headless --door-command "gpio-pulse 17"
 
 Global options (before or after the command): --data-dir (else $KIOSK_DATA_DIR, else the
 platform's per-user data folder), --model (else $KIOSK_MODEL, else the shipped model) and
@@ -46,7 +46,7 @@ from kiosk.datadir import ENV_VAR as DATA_DIR_ENV_VAR
 from kiosk.errors import InvalidImageError, KioskError
 from kiosk.gallery import INVISIBLE_CATEGORIES, Gallery, GalleryError, normalise_badge, normalise_name
 
-PROG = "python -m kiosk"
+PROG = "face-kiosk-admin"  # the installed command; `python -m kiosk` passes its own name
 START_TIMEOUT_S = 10.0  # how long `run` waits for a live camera's first frame
 
 
@@ -660,7 +660,7 @@ def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
     return parse
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     def add_globals(parser: argparse.ArgumentParser, default: Any) -> None:
         # Given to the top parser with real defaults and to every command with SUPPRESS, so
         # that they work before or after the command name.
@@ -673,7 +673,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="the .keras model with its .card.json (else $KIOSK_MODEL, else the shipped model)")
 
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Face-recognition access kiosk: enrol people, recognise faces, run the door.",
+        prog=prog, description="Face-recognition access kiosk: enrol people, recognise faces, run the door.",
+        epilog="The kiosk screen itself is the command face-kiosk.",
     )
     parser.add_argument("--version", action="version", version=f"face-kiosk {__version__}")
     add_globals(parser, None)
@@ -752,8 +753,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    args = build_parser(prog).parse_args(argv)
     out = Output(args.json)
     try:
         return args.handler(args, out)

@@ -1,5 +1,6 @@
 """The built wheel, installed (not editable) into a fresh virtual environment, enrols, identifies
-and runs headless from there: the model, its card, scoring file and the sounds travel inside it.
+and runs headless from there with its installed commands: the model, its card, scoring file and
+the sounds travel inside it.
 
 The fresh environment borrows the test environment's dependencies through a .pth file (installing
 TensorFlow again would take minutes and download hundreds of MB); the wheel itself, its package
@@ -39,6 +40,7 @@ class Installed:
         self.bin = venv / ("Scripts" if os.name == "nt" else "bin")
         self.python = self.bin / "python"
         self.env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "KIOSK_MODEL", "KIOSK_DATA_DIR")}
+        self.env["COLUMNS"] = "200"  # --help on one line per option, as the asserts read it
 
     def run(self, *argv: str | os.PathLike, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
         """Run a command installed in the environment (its name, e.g. "python")."""
@@ -85,7 +87,7 @@ def test_the_installed_package_carries_its_model_and_sounds(installed):
 def test_the_installed_kiosk_enrolls_identifies_and_runs_headless(installed, lfw, tmp_path):
     photos = {name: [lfw.image_path(ref) for ref in lfw.images_of([name])[:14]] for name in (PERSON, STRANGER)}
     data = tmp_path / "data"
-    kiosk = ("python", "-m", "kiosk", "--data-dir", data, "--json")
+    kiosk = ("face-kiosk-admin", "--data-dir", data, "--json")
     enrolled = installed.run(*kiosk, "enroll", PERSON, *photos[PERSON][:3])
     assert json.loads(enrolled.stdout.splitlines()[-1])["templates"] == 3
 
@@ -98,3 +100,14 @@ def test_the_installed_kiosk_enrolls_identifies_and_runs_headless(installed, lfw
     ran = installed.run(*kiosk, "run", "--headless", "--camera", video)
     assert [(d["decision"], d["name"]) for d in map(json.loads, ran.stdout.splitlines())] == [
         ("granted", PERSON), ("denied", None)]
+
+
+def test_one_installed_command_per_job_each_named_in_its_help(installed):
+    screen = installed.run("face-kiosk", "--help").stdout
+    admin = installed.run("face-kiosk-admin", "--help").stdout
+    module = installed.run("python", "-m", "kiosk", "--help").stdout
+    assert screen.startswith("usage: face-kiosk [") and "--fullscreen" in screen and "face-kiosk-admin" in screen
+    assert admin.startswith("usage: face-kiosk-admin [") and "The kiosk screen itself is the command face-kiosk" in admin
+    assert all(command in admin for command in ("enroll", "identify", "people", "log", "keys", "run"))
+    assert module.startswith("usage: python -m kiosk [")
+    assert installed.run("face-kiosk-admin", "--version").stdout == installed.run("face-kiosk", "--version").stdout
