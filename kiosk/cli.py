@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import signal
@@ -38,13 +39,15 @@ from typing import Any
 
 import numpy as np
 
-from kiosk import __version__
+from kiosk import __version__, logsetup
 from kiosk.accesslog import AccessLog
 from kiosk.calibration import GRANT_LINE
 from kiosk.database import SchemaVersionError, database_path, open_database
 from kiosk.datadir import ENV_VAR as DATA_DIR_ENV_VAR
 from kiosk.errors import InvalidImageError, KioskError
 from kiosk.gallery import INVISIBLE_CATEGORIES, Gallery, GalleryError, normalise_badge, normalise_name
+
+log = logging.getLogger(__name__)
 
 PROG = "face-kiosk-admin"  # the installed command; `python -m kiosk` passes its own name
 START_TIMEOUT_S = 10.0  # how long `run` waits for a live camera's first frame
@@ -86,6 +89,7 @@ class Output:
     @staticmethod
     def error(text: str) -> None:
         print(f"error: {terminal_safe(text)}", file=sys.stderr, flush=True)
+        log.error("%s", terminal_safe(text), extra={logsetup.SHOWN: True})  # and in the operator's log file
 
 
 def terminal_safe(text: str) -> str:
@@ -671,6 +675,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                            help="one JSON object per line on stdout")
         group.add_argument("--model", metavar="FILE", default=default,
                            help="the .keras model with its .card.json (else $KIOSK_MODEL, else the shipped model)")
+        logsetup.add_options(group, default)
 
     parser = argparse.ArgumentParser(
         prog=prog, description="Face-recognition access kiosk: enrol people, recognise faces, run the door.",
@@ -757,6 +762,7 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
     args = build_parser(prog).parse_args(argv)
     out = Output(args.json)
     try:
+        logsetup.configure_from(args, lambda: _data_dir(args))
         return args.handler(args, out)
     except (KioskError, SchemaVersionError) as exc:
         out.error(str(exc))
