@@ -530,10 +530,12 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
         door = DoorAction.from_config(args.door_command, args.door_url, args.door_timeout)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
+    events = _events(args)  # before the model loads: a bad option fails at once
     try:
         live = parse_source(args.camera).live
         # Files are analysed frame by frame unless --realtime; live sources are real time anyway.
-        camera = Camera(args.camera, loop=args.loop, realtime=None if live or args.realtime else False)
+        camera = Camera(args.camera, loop=args.loop, realtime=None if live or args.realtime else False,
+                        on_state=events.camera if events else None)
     except CameraError as exc:
         raise CliError(str(exc)) from exc
     settings = KioskSettings.load(folder)
@@ -542,6 +544,9 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
     conn = _open_database(args)
     retention = RetentionPurge(_data_dir(args))  # as the kiosk window does: at start, then hourly
     try:
+        if events is not None:
+            events.start()
+            _check_chain(conn, events)
         retention.start(conn)
         camera.start()
         if camera.spec.live and camera.latest(timeout=args.start_timeout) is None:
@@ -570,6 +575,8 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
                     else:
                         counts[result.decision.decision] += 1
                         _emit_decision(out, result, runner.engine.door_rule(*runner.gallery.matrix()))
+                        if events is not None:
+                            _publish(events, result)
             except KeyboardInterrupt:
                 runner.stop()
         out.note(f"{camera.message}: {counts['granted']} granted, {counts['denied']} denied")
@@ -578,8 +585,50 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
     finally:
         retention.stop()
         camera.stop()
+        if events is not None:
+            events.close(args.events_drain)
         conn.close()
     return 0
+
+
+def _events(args: argparse.Namespace):
+    """The EventPublisher for --mqtt / --webhook (None without either); its outbox is in the data directory."""
+    if not (args.mqtt or args.webhook):
+        return None
+    from kiosk.events import EventPublisher, check_door_id
+    from kiosk.outbox import FILE_NAME, Outbox
+
+    destinations = []
+    try:
+        door = check_door_id(args.door_id)
+        if args.mqtt:
+            from kiosk.mqtt_events import MqttDestination
+
+            destinations.append(MqttDestination(args.mqtt, door, prefix=args.mqtt_prefix, ca_file=args.mqtt_ca))
+        if args.webhook:
+            from kiosk.webhook import WebhookDestination
+
+            destinations.append(WebhookDestination(args.webhook))
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    return EventPublisher(Outbox(_data_dir(args) / FILE_NAME), door, destinations)
+
+
+def _check_chain(conn: sqlite3.Connection, events) -> None:
+    """A broken access-log chain at start-up is a tamper finding: logged and sent."""
+    first = AccessLog(conn).verify().first
+    if first is not None:
+        detail = f"access log chain broken at entry {first.seq} (event {first.event_id}): {first.problem}"
+        log.warning("tamper: %s", detail)
+        events.tamper("access_log_chain", detail)
+
+
+def _publish(events, result) -> None:
+    from kiosk.policy import RATE_LIMITED
+
+    events.access(result.decision, result.event)
+    if result.decision.reason == RATE_LIMITED:
+        events.lockout(result.locked_s, result.event.id)
 
 
 def _pace(args: argparse.Namespace, settings, camera):
@@ -662,6 +711,12 @@ def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+def _default_door_id() -> str:
+    from kiosk.events import default_door_id
+
+    return default_door_id()
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
@@ -755,6 +810,21 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                           "(default: the settings', 5; never above --analysis-fps)")
     run.add_argument("--start-timeout", type=_positive(float), default=START_TIMEOUT_S, metavar="S",
                      help=f"seconds to wait for a live camera's first picture (default: {START_TIMEOUT_S:g})")
+    events = run.add_argument_group(
+        "events out", "access decisions, lockouts, camera states and tamper findings as JSON (docs/events.md); "
+                      "kept in an outbox in the data directory until delivered")
+    events.add_argument("--mqtt", metavar="URL", help="MQTT broker, mqtt://[USER@]HOST[:PORT] or mqtts:// for TLS "
+                                                      "(password: $KIOSK_MQTT_PASSWORD)")
+    events.add_argument("--mqtt-prefix", metavar="TOPIC", default="face-kiosk",
+                        help="topic prefix (default: face-kiosk); topics are PREFIX/DOOR/...")
+    events.add_argument("--mqtt-ca", metavar="FILE", help="CA certificate for mqtts:// (default: the system's)")
+    events.add_argument("--webhook", metavar="URL", help="URL that receives every event as a JSON POST "
+                                                         "(Authorization: $KIOSK_WEBHOOK_AUTH; HMAC signature "
+                                                         "with $KIOSK_WEBHOOK_SECRET)")
+    events.add_argument("--door-id", metavar="ID", default=_default_door_id(),
+                        help="this door's name in topics and events: a-z, 0-9, - and _ (default: the host name)")
+    events.add_argument("--events-drain", type=float, default=5.0, metavar="S",
+                        help="seconds to keep delivering queued events when the run ends (default: 5)")
     return parser
 
 
