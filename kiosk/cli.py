@@ -575,6 +575,7 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
                     else:
                         counts[result.decision.decision] += 1
                         _emit_decision(out, result, runner.engine.door_rule(*runner.gallery.matrix()))
+                        _log_decision(result)
                         if events is not None:
                             _publish(events, result)
             except KeyboardInterrupt:
@@ -589,6 +590,16 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
             events.close(args.events_drain)
         conn.close()
     return 0
+
+
+def _log_decision(result) -> None:
+    """One line in the operator's log per decision; the name stays in the access log (erasable there)."""
+    from kiosk.policy import RATE_LIMITED
+
+    decision = result.decision
+    log.info("access %s (%s), event %d", decision.decision, decision.reason, result.event.id)
+    if decision.reason == RATE_LIMITED:
+        log.warning("recognition locked out for %.0f s after repeated denials", result.locked_s)
 
 
 def _events(args: argparse.Namespace):

@@ -189,6 +189,9 @@ def test_a_headless_run_sends_its_decisions_and_camera_states(tmp_path, broker, 
     assert [(e["decision"], e["name"], e["event_id"]) for e in access] == [
         (d["decision"], d["name"], d["event_id"]) for d in decisions] == [
         ("granted", person, decisions[0]["event_id"]), ("denied", None, decisions[1]["event_id"])]
+    logged = (data / "face-kiosk.log").read_text()
+    assert f"INFO    kiosk.cli: access granted (match), event {decisions[0]['event_id']}" in logged
+    assert "INFO    kiosk.events: event access denied queued for MQTT broker" in logged
     cameras = [e["state"] for e in first_copies(subscriber.on("face-kiosk/lobby/camera"))]
     assert cameras[0] == "live" and cameras[-1] in ("ended", "stopped")
     assert [e["type"] for e in hooked if e["type"] == "access"] == ["access", "access"]
