@@ -174,7 +174,8 @@ def test_a_headless_run_sends_its_decisions_and_camera_states(tmp_path, broker, 
     data = tmp_path / "data"
     assert main(["--data-dir", str(data), "enroll", person, *map(str, photos[person][:3])]) == 0
     KioskSettings(liveness=False).save(data)
-    video = write_video(tmp_path / "door.avi", [read_bgr(p) for p in photos[person][4:14] + photos[stranger][:10]])
+    video = write_video(tmp_path / "door.avi", [read_bgr(photos[person][11])] * 10  # as in tests/test_cli.py
+                        + [read_bgr(p) for p in photos[stranger][:10]])
     receiver = Receiver().start()
     capsys.readouterr()
     try:
