@@ -7,6 +7,7 @@ one-line error instead of an empty window, and ``--help`` never waits for Tensor
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 from collections.abc import Sequence
@@ -14,11 +15,13 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QApplication
 
-from kiosk import __version__
+from kiosk import __version__, logsetup
 from kiosk.camera import ACCEPTED_SOURCES, Camera, CameraError
 from kiosk.datadir import resolve_data_dir
 from kiosk.settings import KioskSettings
 from kiosk.ui.kiosk_window import KioskWindow
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SIZE = (1280, 720)  # windowed mode; shrunk to fit smaller screens
 
@@ -27,6 +30,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="face-kiosk",
         description="Face-recognition access kiosk: shows the camera and who is at the door.",
+        epilog="Enrolling from photos, the access log and a kiosk without a screen: face-kiosk-admin.",
     )
     parser.add_argument("--camera", metavar="SOURCE",
                         help=f"{ACCEPTED_SOURCES} (default: the camera in the admin settings, at first 0)")
@@ -35,18 +39,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, metavar="DIR",
                         help="where the kiosk keeps its database of enrolled people, access events, "
                              "settings and admin PIN (default: $KIOSK_DATA_DIR or the per-user data folder)")
+    logsetup.add_options(parser)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
+    try:
+        logsetup.configure_from(options, lambda: resolve_data_dir(options.data_dir))
+    except logsetup.LogSetupError as exc:
+        print(f"face-kiosk: error: {exc}", file=sys.stderr)
+        return 2
+    log.info("face-kiosk %s starting", __version__)
     source = options.camera
     if source is None:  # the camera chosen in admin mode, kept in the data dir's settings
         source = KioskSettings.load(resolve_data_dir(options.data_dir)).camera
     try:
         camera = Camera(source, loop=options.loop).start()
     except CameraError as exc:
+        log.error("cannot start: %s", exc, extra={logsetup.SHOWN: True})
         print(f"face-kiosk: error: {exc}", file=sys.stderr)
         return 2
     previous_sigint = signal.getsignal(signal.SIGINT)

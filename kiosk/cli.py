@@ -1,12 +1,12 @@
-"""The command line: ``python -m kiosk COMMAND``.
+"""The command line: ``face-kiosk-admin COMMAND`` (installed), or ``python -m kiosk COMMAND``.
 
-    python -m kiosk enroll "Ada Lovelace" ada1.jpg ada2.jpg ada3.jpg --badge 1042
-    python -m kiosk identify visitor.jpg
-    python -m kiosk verify a.jpg b.jpg
-    python -m kiosk people | people rename OLD NEW | people remove NAME [--erase-log]
-    python -m kiosk log --since 2h --decision denied | log --export events.csv | log verify
-    python -m kiosk keys | keys rotate
-    python -m kiosk run --camera 0 --headless --door-command "gpio-pulse 17"
+    face-kiosk-admin enroll "Ada Lovelace" ada1.jpg ada2.jpg ada3.jpg --badge 1042
+    face-kiosk-admin identify visitor.jpg
+    face-kiosk-admin verify a.jpg b.jpg
+    face-kiosk-admin people | people rename OLD NEW | people remove NAME [--erase-log]
+    face-kiosk-admin log --since 2h --decision denied | log --export events.csv | log verify
+    face-kiosk-admin keys | keys rotate
+    face-kiosk-admin run --camera 0 --headless --door-command "gpio-pulse 17"
 
 Global options (before or after the command): --data-dir (else $KIOSK_DATA_DIR, else the
 platform's per-user data folder), --model (else $KIOSK_MODEL, else the shipped model) and
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import signal
@@ -38,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from kiosk import __version__
+from kiosk import __version__, logsetup
 from kiosk.accesslog import AccessLog
 from kiosk.calibration import GRANT_LINE
 from kiosk.database import SchemaVersionError, database_path, open_database
@@ -46,7 +47,9 @@ from kiosk.datadir import ENV_VAR as DATA_DIR_ENV_VAR
 from kiosk.errors import InvalidImageError, KioskError
 from kiosk.gallery import INVISIBLE_CATEGORIES, Gallery, GalleryError, normalise_badge, normalise_name
 
-PROG = "python -m kiosk"
+log = logging.getLogger(__name__)
+
+PROG = "face-kiosk-admin"  # the installed command; `python -m kiosk` passes its own name
 START_TIMEOUT_S = 10.0  # how long `run` waits for a live camera's first frame
 
 
@@ -86,6 +89,7 @@ class Output:
     @staticmethod
     def error(text: str) -> None:
         print(f"error: {terminal_safe(text)}", file=sys.stderr, flush=True)
+        log.error("%s", terminal_safe(text), extra={logsetup.SHOWN: True})  # and in the operator's log file
 
 
 def terminal_safe(text: str) -> str:
@@ -526,10 +530,12 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
         door = DoorAction.from_config(args.door_command, args.door_url, args.door_timeout)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
+    events = _events(args)  # before the model loads: a bad option fails at once
     try:
         live = parse_source(args.camera).live
         # Files are analysed frame by frame unless --realtime; live sources are real time anyway.
-        camera = Camera(args.camera, loop=args.loop, realtime=None if live or args.realtime else False)
+        camera = Camera(args.camera, loop=args.loop, realtime=None if live or args.realtime else False,
+                        on_state=events.camera if events else None)
     except CameraError as exc:
         raise CliError(str(exc)) from exc
     settings = KioskSettings.load(folder)
@@ -538,6 +544,9 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
     conn = _open_database(args)
     retention = RetentionPurge(_data_dir(args))  # as the kiosk window does: at start, then hourly
     try:
+        if events is not None:
+            events.start()
+            _check_chain(conn, events)
         retention.start(conn)
         camera.start()
         if camera.spec.live and camera.latest(timeout=args.start_timeout) is None:
@@ -566,6 +575,9 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
                     else:
                         counts[result.decision.decision] += 1
                         _emit_decision(out, result, runner.engine.door_rule(*runner.gallery.matrix()))
+                        _log_decision(result)
+                        if events is not None:
+                            _publish(events, result)
             except KeyboardInterrupt:
                 runner.stop()
         out.note(f"{camera.message}: {counts['granted']} granted, {counts['denied']} denied")
@@ -574,8 +586,60 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
     finally:
         retention.stop()
         camera.stop()
+        if events is not None:
+            events.close(args.events_drain)
         conn.close()
     return 0
+
+
+def _log_decision(result) -> None:
+    """One line in the operator's log per decision; the name stays in the access log (erasable there)."""
+    from kiosk.policy import RATE_LIMITED
+
+    decision = result.decision
+    log.info("access %s (%s), event %d", decision.decision, decision.reason, result.event.id)
+    if decision.reason == RATE_LIMITED:
+        log.warning("recognition locked out for %.0f s after repeated denials", result.locked_s)
+
+
+def _events(args: argparse.Namespace):
+    """The EventPublisher for --mqtt / --webhook (None without either); its outbox is in the data directory."""
+    if not (args.mqtt or args.webhook):
+        return None
+    from kiosk.events import EventPublisher, check_door_id
+    from kiosk.outbox import FILE_NAME, Outbox
+
+    destinations = []
+    try:
+        door = check_door_id(args.door_id)
+        if args.mqtt:
+            from kiosk.mqtt_events import MqttDestination
+
+            destinations.append(MqttDestination(args.mqtt, door, prefix=args.mqtt_prefix, ca_file=args.mqtt_ca))
+        if args.webhook:
+            from kiosk.webhook import WebhookDestination
+
+            destinations.append(WebhookDestination(args.webhook))
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    return EventPublisher(Outbox(_data_dir(args) / FILE_NAME), door, destinations)
+
+
+def _check_chain(conn: sqlite3.Connection, events) -> None:
+    """A broken access-log chain at start-up is a tamper finding: logged and sent."""
+    first = AccessLog(conn).verify().first
+    if first is not None:
+        detail = f"access log chain broken at entry {first.seq} (event {first.event_id}): {first.problem}"
+        log.warning("tamper: %s", detail)
+        events.tamper("access_log_chain", detail)
+
+
+def _publish(events, result) -> None:
+    from kiosk.policy import RATE_LIMITED
+
+    events.access(result.decision, result.event)
+    if result.decision.reason == RATE_LIMITED:
+        events.lockout(result.locked_s, result.event.id)
 
 
 def _pace(args: argparse.Namespace, settings, camera):
@@ -660,7 +724,13 @@ def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
     return parse
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _default_door_id() -> str:
+    from kiosk.events import default_door_id
+
+    return default_door_id()
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     def add_globals(parser: argparse.ArgumentParser, default: Any) -> None:
         # Given to the top parser with real defaults and to every command with SUPPRESS, so
         # that they work before or after the command name.
@@ -671,9 +741,11 @@ def build_parser() -> argparse.ArgumentParser:
                            help="one JSON object per line on stdout")
         group.add_argument("--model", metavar="FILE", default=default,
                            help="the .keras model with its .card.json (else $KIOSK_MODEL, else the shipped model)")
+        logsetup.add_options(group, default)
 
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Face-recognition access kiosk: enrol people, recognise faces, run the door.",
+        prog=prog, description="Face-recognition access kiosk: enrol people, recognise faces, run the door.",
+        epilog="The kiosk screen itself is the command face-kiosk.",
     )
     parser.add_argument("--version", action="version", version=f"face-kiosk {__version__}")
     add_globals(parser, None)
@@ -749,13 +821,29 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default: the settings', 5; never above --analysis-fps)")
     run.add_argument("--start-timeout", type=_positive(float), default=START_TIMEOUT_S, metavar="S",
                      help=f"seconds to wait for a live camera's first picture (default: {START_TIMEOUT_S:g})")
+    events = run.add_argument_group(
+        "events out", "access decisions, lockouts, camera states and tamper findings as JSON (docs/events.md); "
+                      "kept in an outbox in the data directory until delivered")
+    events.add_argument("--mqtt", metavar="URL", help="MQTT broker, mqtt://[USER@]HOST[:PORT] or mqtts:// for TLS "
+                                                      "(password: $KIOSK_MQTT_PASSWORD)")
+    events.add_argument("--mqtt-prefix", metavar="TOPIC", default="face-kiosk",
+                        help="topic prefix (default: face-kiosk); topics are PREFIX/DOOR/...")
+    events.add_argument("--mqtt-ca", metavar="FILE", help="CA certificate for mqtts:// (default: the system's)")
+    events.add_argument("--webhook", metavar="URL", help="URL that receives every event as a JSON POST "
+                                                         "(Authorization: $KIOSK_WEBHOOK_AUTH; HMAC signature "
+                                                         "with $KIOSK_WEBHOOK_SECRET)")
+    events.add_argument("--door-id", metavar="ID", default=_default_door_id(),
+                        help="this door's name in topics and events: a-z, 0-9, - and _ (default: the host name)")
+    events.add_argument("--events-drain", type=float, default=5.0, metavar="S",
+                        help="seconds to keep delivering queued events when the run ends (default: 5)")
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    args = build_parser(prog).parse_args(argv)
     out = Output(args.json)
     try:
+        logsetup.configure_from(args, lambda: _data_dir(args))
         return args.handler(args, out)
     except (KioskError, SchemaVersionError) as exc:
         out.error(str(exc))
