@@ -33,7 +33,8 @@ from kiosk.modelcard import ModelCard, default_model_path
 # threshold is calibrated on single-image pairs, which is what "best" compares; "mean" would
 # need its own threshold (at an equal 1% impostor-grant rate it does grant a little more).
 DEFAULT_STRATEGY = "best"
-# A best match this close to the runner-up is "ambiguous" rather than a match.
+# A best match this close to the runner-up is "ambiguous" rather than a match; a card whose scores
+# live on another scale names its own margin (ModelCard.ambiguity_margin).
 DEFAULT_AMBIGUITY_MARGIN = 0.05
 
 
@@ -49,7 +50,7 @@ class FaceEngine:
         detector: FaceDetector | None = None,
         *,
         strategy: str = DEFAULT_STRATEGY,
-        ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN,
+        ambiguity_margin: float | None = None,  # None: the card's, else DEFAULT_AMBIGUITY_MARGIN
     ) -> None:
         from kiosk.embedder import Embedder  # imports TensorFlow: only when an engine is built
 
@@ -57,6 +58,8 @@ class FaceEngine:
         self.scoring = self._embedder.scoring
         self._detector = detector if detector is not None else shared_detector()
         self.strategy = strategy
+        if ambiguity_margin is None:
+            ambiguity_margin = self._embedder.card.ambiguity_margin or DEFAULT_AMBIGUITY_MARGIN
         self.ambiguity_margin = ambiguity_margin
         self._site: tuple[np.ndarray, np.ndarray, SiteCalibration] | None = None
 

@@ -41,6 +41,9 @@ class ModelCard:
     target_far: float | None = None  # the false-accept rate per pair the threshold was chosen for
     # (false-accept rate, threshold) measured on held-out impostor pairs, rates ascending.
     far_table: tuple[tuple[float, float], ...] = ()
+    # How close a runner-up may come to the best match before it is "ambiguous", on this card's
+    # scale (None: the kiosk's default, made for scores on the cosine's usual scale).
+    ambiguity_margin: float | None = None
 
     def threshold_at_far(self, far: float) -> float:
         """The similarity threshold whose false-accept rate per pair is `far` (from far_table).
@@ -82,6 +85,7 @@ class ModelCard:
                 raw=raw,
                 target_far=_optional_float(raw["threshold"].get("target_far")),
                 far_table=_far_table(raw.get("impostor_far_table")),
+                ambiguity_margin=_optional_float(raw.get("ambiguity_margin")),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelCardError(f"{card_path}: not a valid model card ({exc!r})") from exc

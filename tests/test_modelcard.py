@@ -88,3 +88,22 @@ def _pair_scoring(engine, score: float):
         low, high = (middle, high) if engine.similarity(query, template(middle)) > score else (low, middle)
     assert engine.similarity(query, template(low)) == pytest.approx(score, abs=1e-6)
     return query.astype(np.float32), template(low)
+
+
+def test_a_card_on_another_scale_states_its_own_ambiguity_margin(tmp_path, detector):
+    from kiosk.engine import DEFAULT_AMBIGUITY_MARGIN, FaceEngine
+
+    shipped = _card_copy(tmp_path, lambda raw: None)
+    for entry in ("tflite", "scoring"):  # the files the card names, beside the copy
+        name = shipped.raw[entry]["file"]
+        shutil.copy(default_model_path().with_name(name), tmp_path / name)
+    assert shipped.ambiguity_margin is None
+    assert FaceEngine(shipped.path, detector).ambiguity_margin == DEFAULT_AMBIGUITY_MARGIN
+
+    def narrow(raw):
+        raw["ambiguity_margin"] = 0.0065  # a cosine squeezed between 0.87 (strangers) and 0.91 (the threshold)
+
+    card = _card_copy(tmp_path, narrow)
+    assert card.ambiguity_margin == pytest.approx(0.0065)
+    assert FaceEngine(card.path, detector).ambiguity_margin == pytest.approx(0.0065)
+    assert FaceEngine(card.path, detector, ambiguity_margin=0.02).ambiguity_margin == 0.02

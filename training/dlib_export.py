@@ -8,9 +8,10 @@ the crop and the threshold, both from DevTrain people only:
   150 px chip, training.dlib_reference) cuts chips of DevTrain training images; MTCNN, run on
   those chips, says where its five landmarks fall on them; the template is their median. Aligning
   MTCNN's landmarks onto it then gives, on average, dlib's chip.
-- the centre: the mean of the serving model's summed unit descriptors over CENTRE_IMAGES DevTrain
-  training images (one each of as many people), taken off inside the model, so that its cosine
-  has the usual scale (training.dlib_resnet.build_dlib_resnet).
+- the ambiguity margin: dlib's unit descriptors of any two faces have a cosine of 0.8 or more, so
+  the kiosk's default margin between a best match and its runner-up (0.05, made for scores on the
+  cosine's usual scale, where it is 15% of the way from a typical stranger to the threshold) would
+  call most true matches "ambiguous"; the card states the same 15% on its own scale.
 - the threshold: the card's usual rule (the target false-accept rate over every different-person
   pair of the View 1 validation people, the same people a `train` run of the default recipe holds
   out), scored by cosine.
@@ -34,9 +35,9 @@ from training.dlib_resnet import CHIP_SIZE, MODEL_FILE, build_dlib_resnet, read_
 from training.lfw import LFW, ImageRef
 from training.prepare import PreparedLFW, prepare
 
+AMBIGUITY_SHARE = 0.15  # the margin, as a share of the way from a typical stranger (FAR 0.2) to the threshold
 TEMPLATE_IMAGES = 400  # DevTrain training images whose dlib chips fit the template
 CHECK_IMAGES = 100  # other DevTrain training images that measure how close our crops come to dlib's chips
-CENTRE_IMAGES = 1000  # DevTrain training images (distinct people) whose mean descriptor centres the model
 MODEL_NAME = "dlib_resnet.keras"
 
 BACKBONE_ORIGIN = {
@@ -156,9 +157,7 @@ def export_dlib(lfw: LFW, cache_dir: Path, out_dir: Path, target_far: float, mod
         f"({agreement['images']} other DevTrain images)")
 
     split = people.split
-    centring = people.training_images(CENTRE_IMAGES, seed=1)
-    wanted = sorted(set(people.of_rows(split.validation.images)) | set(people.of_rows(split.test.images))
-                    | set(centring))
+    wanted = sorted(set(people.of_rows(split.validation.images)) | set(people.of_rows(split.test.images)))
     prepared = prepare(lfw, cache_dir, spec, detector=detector, refs=wanted)
     row_of = prepared.positions()
 
@@ -166,11 +165,7 @@ def export_dlib(lfw: LFW, cache_dir: Path, out_dir: Path, target_far: float, mod
         """Rows of the split (every LFW image) -> rows of the crops prepared here."""
         return np.array([row_of[people.refs[row].relpath] for row in lfw_rows.tolist()])
 
-    centre_rows = np.array([row_of[ref.relpath] for ref in centring])
-    centre_rows = centre_rows[[prepared.records[row]["detected"] for row in centre_rows]]
-    centre = _summed(build_dlib_resnet(weights), prepared.crops[centre_rows]).mean(axis=0)
-    log(f"centre from {len(centre_rows)} DevTrain training faces: |mean| {np.linalg.norm(centre):.3f}")
-    backbone = build_dlib_resnet(weights, centre=centre)
+    backbone = build_dlib_resnet(weights)
     serving = build_serving_model(backbone, CHIP_SIZE)
     vectors = _embed(serving, prepared.crops)
     log(f"embedded {len(vectors)} validation and DevTest images")
@@ -186,9 +181,12 @@ def export_dlib(lfw: LFW, cache_dir: Path, out_dir: Path, target_far: float, mod
     undetected = np.array([not record["detected"] for record in prepared.records])
     seconds = time.perf_counter() - started
     out_path = Path(out_dir) / MODEL_NAME
+    far_table = held_out.far_table()
+    typical_stranger = far_table["thresholds"][max(far_table["thresholds"], key=float)]
     card = {
         "threshold": {"value": threshold, "target_far": target_far, "rule": rule, "why": THRESHOLD_WHY},
-        "impostor_far_table": held_out.far_table(),
+        "impostor_far_table": far_table,
+        "ambiguity_margin": round(AMBIGUITY_SHARE * (threshold - typical_stranger), 6),
         "devtest": {key: devtest[key] for key in ("pairs", "accuracy", "accuracy_std", "auc", "eer", "tar_at_far_1e2",
                                                   "tar_at_far_1e3", "accuracy_at_threshold")},
         "devtest_protocol": "LFW View 1: nothing trained on LFW; template and threshold fitted on peopleDevTrain.txt "
@@ -197,9 +195,6 @@ def export_dlib(lfw: LFW, cache_dir: Path, out_dir: Path, target_far: float, mod
         "devtest_pairs_with_undetected_face": int((undetected[test_a] | undetected[test_b]).sum()),
         "validation": validation,
         "backbone": BACKBONE_ORIGIN,
-        "centre": {"images": int(len(centre_rows)), "norm": round(float(np.linalg.norm(centre)), 4),
-                   "rule": "mean of the serving model's summed unit descriptors (crop + mirror) of DevTrain training "
-                           "images, one per person; half taken off each unit descriptor inside the model"},
         "alignment_fit": {"template": template_fit, "agreement_with_dlib_chips": agreement,
                           "method": "dlib's detector, 5-point shape predictor and get_face_chip (150 px, padding "
                                     "0.25) on DevTrain training images; MTCNN on those chips; the median of its "
@@ -212,19 +207,6 @@ def export_dlib(lfw: LFW, cache_dir: Path, out_dir: Path, target_far: float, mod
                  "protocol_sha256": protocol_checksums(lfw), "dlib_model_file": MODEL_FILE},
     }
     return export_model(backbone, CHIP_SIZE, spec.to_dict(), out_path, card)
-
-
-def _summed(backbone, crops: np.ndarray) -> np.ndarray:
-    """The sum of the crop's and the mirror's unit descriptors, as the serving model makes it before
-    its final normalisation: what the centre is the mean of."""
-    from kiosk.serving import crops_and_mirrors
-
-    sums = []
-    for start in range(0, len(crops), 64):
-        batch = np.asarray(crops[start:start + 64])
-        unit = np.asarray(backbone(crops_and_mirrors(batch, CHIP_SIZE), training=False))
-        sums.append(unit[:len(batch)] + unit[len(batch):])
-    return np.concatenate(sums)
 
 
 def _embed(serving, crops: np.ndarray, batch: int = 64) -> np.ndarray:

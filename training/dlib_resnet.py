@@ -148,17 +148,9 @@ def _fits(op: Op, layer: DlibLayer) -> bool:
     return True
 
 
-def build_dlib_resnet(weights: DlibWeights | None = None, normalize: bool = True,
-                      centre: np.ndarray | None = None) -> keras.Model:
+def build_dlib_resnet(weights: DlibWeights | None = None, normalize: bool = True) -> keras.Model:
     """150x150x3 crops, float in [0, 1] (the kiosk's serving convention: uint8 / 255) -> the
-    128-d face descriptor: dlib's own numbers with `normalize=False`, unit length otherwise.
-
-    `centre` (with `normalize`): the mean of the serving model's summed unit descriptors (crop +
-    mirror) over training faces; half of it is taken off each unit descriptor, so that the serving
-    model's sum is centred. dlib's unit descriptors of any two faces have a cosine of 0.8 or more;
-    centred, strangers score around 0 and the same person near 1, the cosine's usual scale, on
-    which the kiosk's ambiguity margin and the site's normal model of stranger scores were made.
-    """
+    128-d face descriptor: dlib's own numbers with `normalize=False`, unit length otherwise."""
     weights = weights or read_weights()
     inputs = keras.Input((CHIP_SIZE, CHIP_SIZE, 3), name="crop")
     # dlib: (pixel - mean) / 256 on 0..255 pixels; here pixel = 255 x.
@@ -178,17 +170,9 @@ def build_dlib_resnet(weights: DlibWeights | None = None, normalize: bool = True
         built.append((op, layer))
     if normalize:
         x = L2Normalize(name="embedding")(x)
-    shift = None
-    if centre is not None:
-        if not normalize:
-            raise ValueError("centre applies to unit descriptors: build with normalize=True")
-        shift = layers.Dense(DESCRIPTOR_SIZE, use_bias=True, trainable=False, name="centre")
-        x = shift(x)
     model = keras.Model(inputs, x, name="dlib_resnet" if normalize else "dlib_resnet_descriptor")
     for op, layer in built:
         _set_weights(layer, op, weights.layers[op.name])
-    if shift is not None:
-        shift.set_weights([np.eye(DESCRIPTOR_SIZE, dtype=np.float32), (-np.asarray(centre, np.float32) / 2)])
     return model
 
 
