@@ -119,8 +119,8 @@ def score_pairs(engine, pairs, vectors: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 def door_gap(scores: np.ndarray, same: np.ndarray, threshold: float) -> dict:
-    """How much the door's threshold costs against thresholds cross-validated on these pairs (the
-    issue's "within 2 points"), with a 95% paired-bootstrap interval: both decide the same pairs,
+    """How much the door's threshold costs against thresholds cross-validated on these pairs, with
+    a 95% paired-bootstrap interval: both decide the same pairs,
     so the pairs are resampled once for both (fold thresholds held fixed)."""
     cross_validated, _ = cross_validated_correct(scores, same)
     at_threshold = (scores >= threshold) == same
@@ -285,8 +285,8 @@ def run(lfw_dir: str | None, model: str | None, out: Path, batch: int = BATCH, c
         f"Acceptance (within {ACCEPTANCE_POINTS} point of the card's accuracy): "
         f"**{'passed' if accepted else 'failed'}**.",
         "",
-        f"The door threshold's cost (the issue's \"within 2 points\"): {gap_line} The card's threshold lets "
-        "in 1% of strangers (a door's rate); the accuracy-maximising one sits near the equal-error rate.",
+        f"The door threshold's cost (accuracy given up for a bounded false-accept rate): {gap_line} "
+        "The card's threshold lets in 1% of strangers (a door's rate); the accuracy-maximising one sits near the equal-error rate.",
         "",
         f"Detection: {result['protocol']['detector']}; {result['protocol']['detection']}"
         + ("" if batching is None else

@@ -1,6 +1,6 @@
 """TFLite against Keras for the shipped embedder: what the kiosk gains by serving TFLite.
 
-Measures, on this machine and from the aligner's uint8 crop, the kiosk's `Embedder` with each
+Measures, on the machine it runs on and from the aligner's uint8 crop, the kiosk's `Embedder` with each
 runtime: the `.keras` model, the float32 TFLite backbone that export ships beside it (the
 kiosk's default), and the same backbone with dynamic-range int8 weights (not shipped; measured
 to show what it would cost in agreement):

@@ -41,7 +41,7 @@ What it cannot stop: a video of the person replayed on a screen, photos of the p
 different poses swapped in at the same place, a 3D mask; those have a real head's geometry.
 A photo swung quickly between strong tilts on either side without passing through straight
 can still fool it now and then (the calibration counts how often). Live motion (a webcam
-recording) has not been tried here: there is no camera on this machine.
+recording) has not been tried: it needs a real camera recording.
 """
 from __future__ import annotations
 

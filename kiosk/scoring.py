@@ -10,7 +10,7 @@ The model card says which scoring its threshold was set for:
   odds). Linear, so the kiosk's ambiguity margin (0.05) means the same thing everywhere: the
   best match 0.57 nats likelier than the runner-up; a probability would crowd every good match
   just under 1. Unlike the cosine it also weighs how typical each face is: more true matches at a
-  false-accept rate of 1%, fewer far down the impostor tail (reports/recipe_search.md, session 8).
+  false-accept rate of 1%, fewer far down the impostor tail (reports/recipe_search.md).
 - as-norm: the cosine, normalised by each face's usual cosine with the training people's images
   (adaptive score normalisation; CohortNormScoring): more true matches far down the tail on the
   validation people, not on DevTest.

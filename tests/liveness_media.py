@@ -16,7 +16,7 @@ JPEG artefacts, written as real video files by cv2.VideoWriter:
   frame. Between real photos of a real head at different poses, the nose moves off the plane
   of the eyes and mouth corners (parallax), as it does in front of the door. What this cannot
   show: a live head moving continuously, its motion blur, or the timing of a real person; those
-  need a webcam recording, which this machine does not have.
+  need a webcam recording, which the test suite does not have.
 
 The photo numbers below were chosen with the real detector (MTCNN head poses of every image of
 the person; see tests/test_liveness_pipeline.py for the selection rule and its check).

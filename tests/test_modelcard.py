@@ -44,7 +44,7 @@ def test_a_table_whose_thresholds_rise_with_the_rate_is_refused(tmp_path):
 def test_the_shipped_threshold_is_its_impostor_tables_entry(engine):
     # Both come from the same held-out impostor pairs, so from one template to two the kiosk's
     # threshold moves by the table's slope, not by the gap between two estimates of one rate
-    # (0.450 from 1,000 pairs against 0.482 from 229,468, before session 6).
+    # (0.450 from 1,000 pairs against 0.482 from 229,468, with the older rule).
     card = engine.card
     assert card.threshold == pytest.approx(card.threshold_at_far(card.target_far), abs=1e-6)
 

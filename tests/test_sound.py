@@ -158,6 +158,6 @@ def test_a_failing_player_is_dropped_for_the_next_then_the_bell(tmp_path, caplog
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the real players are looked for on Linux here")
 def test_this_machines_player_or_none_never_raises():
-    player = SoundPlayer()  # whatever this machine has: a real player, one without a device, or none
+    player = SoundPlayer()  # whatever the machine has: a real player, one without a device, or none
     player.play("grant")
     assert player.wait(6)

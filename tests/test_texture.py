@@ -300,7 +300,7 @@ def test_a_scoring_file_fitted_on_another_descriptor_is_refused_by_name(fused, t
     recipe = Recipe(scoring="cosine+texture")
     fused.save(tmp_path / SCORING_FILE)
     assert scoring_is_current(tmp_path, recipe)
-    with np.load(tmp_path / SCORING_FILE) as data:  # as session 9 wrote it: no descriptor named
+    with np.load(tmp_path / SCORING_FILE) as data:  # as an older version wrote it: no descriptor named
         older = {key: data[key] for key in data.files if key != "texture_descriptor"}
     np.savez(tmp_path / SCORING_FILE, **older)
     with pytest.raises(StaleScoringError, match="another texture descriptor .*rescore"):
@@ -310,7 +310,7 @@ def test_a_scoring_file_fitted_on_another_descriptor_is_refused_by_name(fused, t
 
 def test_a_scoring_file_without_the_networks_joint_bayesian_is_refused(fused, tmp_path):
     fused.save(tmp_path / "t.npz")
-    with np.load(tmp_path / "t.npz") as data:  # as session 11 wrote it: cosine and texture only
+    with np.load(tmp_path / "t.npz") as data:  # as an older version wrote it: cosine and texture only
         older = {key: data[key] for key in data.files if not key.startswith("network_")}
     older["weights"] = np.array(fused.weights)[[0, 2, 3]]
     np.savez(tmp_path / "t.npz", **older)

@@ -53,7 +53,7 @@ OCCLUSION_ASPECT_RANGE = (0.3, 3.3)
 # (training crops are always made with the default template, no margin), half-axes as fractions
 # of the crop, scaled together by a factor in SUNGLASSES_SCALE_RANGE; lenses are dark, slightly
 # tinted and let a little of the eye through. Sunglasses were on 7 of the 24 lowest-scored
-# same-person DevTest pairs (session 7), and nothing else in the pipeline draws them; a fifth of
+# same-person DevTest pairs, and nothing else in the pipeline draws them; a fifth of
 # the images with lenses did not help on validation (reports/recipe_search.md), so it is off by default.
 SUNGLASSES_EYES = REFERENCE_LANDMARKS_112[:2] / 112.0
 SUNGLASSES_HALF_AXES = (0.15, 0.10)

@@ -32,7 +32,7 @@ TEXTURE_SHRINKAGE = 0.0
 # where the kiosk's thresholds for galleries of 10 or more people lie (FAR 1e-4: 27.0% against
 # 29.0%); more shrinkage trades the one for the other smoothly (2, 6, 8, 12, 16, 24, 32, 50). 24 is
 # the most true accepts at the threshold (77.3%) whose tail beats the fusion without the term
-# (30.5% at 1e-4, 22.4% at 2e-5 against 20.7%): session 12's scratch probes, validation pairs only.
+# (30.5% at 1e-4, 22.4% at 2e-5 against 20.7%): exploratory comparisons on validation pairs only.
 FUSION_NETWORK_SHRINKAGE = 24.0
 
 

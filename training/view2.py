@@ -142,7 +142,7 @@ def _write_report(records: list[dict], recipe: Recipe, pretraining: Pretraining 
 
 def door_figures(rows: list[dict]) -> dict:
     """Accuracy at the door's threshold (the model card's rule) and its gap under the in-fold
-    cross-validated accuracy, over the folds that record it (records before session 16 do not)."""
+    cross-validated accuracy, over the folds that record it (older records do not)."""
     rows = [row for row in rows if row.get("accuracy_door") is not None]
     if not rows:
         return {}

@@ -20,7 +20,7 @@ Both are measured from the frame where the face enters the picture (part of its 
 and from the first frame with the whole face in view. Each video is played once untimed
 first (losslessly, up to the grant): first calls trace TensorFlow functions for new shapes.
 
-Liveness is off (the issue's "liveness challenge aside"): the policy grants on recognition alone.
+Liveness is off (the challenge aside): the policy grants on recognition alone.
 The runner runs as the kiosk runs it, with its defaults (face tracking between full searches
 included, where the runner has it); the report says whether tracking was on.
 The policy needs several agreeing frames, so the number of frames is reported beside the time.
