@@ -9,7 +9,10 @@ enrolled people themselves, who are strangers to each other.
 - Each template of each person is scored against every other person (by their most similar
   template, as matching does): with P people and N templates that is N x (P - 1) scores of a
   face from this camera against someone it is not.
-- Those scores are modelled as a normal distribution (their mean and spread). A visitor who is
+- Those scores are modelled as a normal distribution (their mean and spread). A cosine is bounded
+  by 1, so its upper tail is squeezed against that bound: cosines are modelled after Fisher's
+  z-transform (atanh), as correlation coefficients are; a fitted back end's scores are unbounded
+  and modelled as they are. A visitor who is
   nobody is compared with all P people, so for at most `far` false accepts per visitor each
   comparison must pass at far / P: the site's threshold is that upper quantile, read as a
   one-sided tolerance bound (CONFIDENCE): with 5 people the mean and spread come from only 10
@@ -45,6 +48,8 @@ MIN_SITE_PEOPLE = 5
 # How sure the site's threshold must be to hold the chosen rate (a one-sided normal tolerance
 # bound): 90% sure, counting each pair of enrolled people as one independent observation.
 CONFIDENCE = 0.9
+# Cosines are clipped this far inside +-1 before Fisher's transform (a face against its own copy).
+FISHER_LIMIT = 1 - 1e-6
 # The match shown to people (0-100): the door's threshold sits at GRANT_LINE.
 GRANT_LINE = 70
 
@@ -59,6 +64,13 @@ class SiteCalibration:
     mean: float | None  # of those scores (None without any)
     spread: float | None  # their standard deviation
     closest: tuple[int, int, float] | None  # the two most alike people (ids) and their score
+    bounded: bool = False  # cosine scores: mean and spread are of their Fisher z-transforms
+
+    def _to_model(self, score: float) -> float:
+        return math.atanh(min(max(score, -FISHER_LIMIT), FISHER_LIMIT)) if self.bounded else score
+
+    def _from_model(self, value: float) -> float:
+        return math.tanh(value) if self.bounded else value
 
     def site_threshold(self, far_per_visitor: float) -> float | None:
         """The score a comparison must reach for `far_per_visitor` false accepts per visitor at
@@ -66,13 +78,14 @@ class SiteCalibration:
         if self.people < MIN_SITE_PEOPLE or self.spread is None or self.spread <= 0:
             return None
         per_person = min(far_per_visitor / self.people, 0.5)
-        return self.mean + tolerance_factor(per_person, self.people * (self.people - 1) // 2) * self.spread
+        pairs = self.people * (self.people - 1) // 2
+        return self._from_model(self.mean + tolerance_factor(per_person, pairs) * self.spread)
 
     def estimated_far(self, threshold: float) -> float | None:
         """About how many visitors in one are falsely accepted at `threshold`, by the site's model."""
         if self.people < MIN_SITE_PEOPLE or self.spread is None or self.spread <= 0:
             return None
-        per_person = 1.0 - NormalDist(self.mean, self.spread).cdf(threshold)
+        per_person = 1.0 - NormalDist(self.mean, self.spread).cdf(self._to_model(threshold))
         return min(1.0, self.people * per_person)
 
 
@@ -121,20 +134,22 @@ def measure_site(templates: np.ndarray, person_ids: np.ndarray, scoring) -> Site
         templates, person_ids = templates[order], person_ids[order]
     if len(people) < 2:
         return SiteCalibration(len(people), len(templates), 0, None, None, None)
+    bounded = getattr(scoring, "kind", None) == "cosine"
     scores = np.asarray(scoring.matrix(templates, templates), np.float64)
     per_person = np.maximum.reduceat(scores, starts, axis=1)  # template x person: best template of each
     owner = np.searchsorted(people, person_ids)
     other = np.ones_like(per_person, dtype=bool)
     other[np.arange(len(templates)), owner] = False
     impostor = per_person[other]
+    modelled = np.arctanh(np.clip(impostor, -FISHER_LIMIT, FISHER_LIMIT)) if bounded else impostor
     # The closest pair: each person against each other person, by their best pair of templates.
     pair = np.maximum.reduceat(per_person, starts, axis=0)
     np.fill_diagonal(pair, -np.inf)
     a, b = np.unravel_index(int(np.argmax(pair)), pair.shape)
     return SiteCalibration(
         people=len(people), templates=len(templates), impostor_scores=int(impostor.size),
-        mean=float(impostor.mean()), spread=float(impostor.std(ddof=1)) if impostor.size > 1 else None,
-        closest=(int(people[min(a, b)]), int(people[max(a, b)]), float(pair[a, b])),
+        mean=float(modelled.mean()), spread=float(modelled.std(ddof=1)) if impostor.size > 1 else None,
+        closest=(int(people[min(a, b)]), int(people[max(a, b)]), float(pair[a, b])), bounded=bounded,
     )
 
 

@@ -26,7 +26,7 @@ from kiosk.calibration import (
     tolerance_factor,
 )
 from kiosk.modelcard import ModelCard
-from kiosk.scoring import CosineScoring
+from kiosk.scoring import CosineScoring, JointBayesianScoring
 from kiosk.settings import KioskSettings, settings_path
 
 # A card whose one-comparison threshold (FAR 1%) is 0.40, down to 0.80 at FAR 1e-5.
@@ -62,8 +62,11 @@ def test_the_site_is_measured_on_the_enrolled_people_against_each_other():
     assert (site.people, site.templates, site.impostor_scores) == (6, 18, 18 * 5)
     scores = templates @ templates.T
     impostor = [max(scores[i, ids == other]) for i in range(18) for other in np.unique(ids) if other != ids[i]]
-    assert site.mean == pytest.approx(np.mean(impostor), abs=1e-6)
-    assert site.spread == pytest.approx(np.std(impostor, ddof=1), abs=1e-6)
+    # Cosines are bounded by 1: modelled after Fisher's z-transform. Other scores as they are.
+    assert site.bounded and site.mean == pytest.approx(np.mean(np.arctanh(impostor)), abs=1e-6)
+    assert site.spread == pytest.approx(np.std(np.arctanh(impostor), ddof=1), abs=1e-6)
+    unbounded = measure_site(templates, ids, JointBayesianScoring(np.zeros(64), np.eye(64), np.zeros((64, 64))))
+    assert not unbounded.bounded and unbounded.impostor_scores == 18 * 5
     # The closest pair: a seventh person who is almost the first one.
     twin = (templates[:3] + 0.05 * templates[3:6]) / np.linalg.norm(templates[:3] + 0.05 * templates[3:6], axis=1,
                                                                       keepdims=True)
@@ -87,9 +90,9 @@ def test_a_site_where_strangers_look_alike_gets_a_stricter_door_by_itself():
     assert plain.source == "model card" and plain.threshold == pytest.approx(CARD.threshold_at_far(0.01 / 60))
     # One camera makes everyone alike: the site's quantile takes over, far above the card's rule.
     site = alike.calibration
-    expected = site.mean + tolerance_factor(0.01 / 20, 20 * 19 // 2) * site.spread
+    expected = math.tanh(site.mean + tolerance_factor(0.01 / 20, 20 * 19 // 2) * site.spread)
     assert alike.source == "site" and alike.threshold == pytest.approx(expected)
-    assert alike.threshold > NormalDist(site.mean, site.spread).inv_cdf(1 - 0.01 / 20) > plain.threshold
+    assert alike.threshold > math.tanh(NormalDist(site.mean, site.spread).inv_cdf(1 - 0.01 / 20)) > plain.threshold
     assert 0 < alike.estimated_far < 0.01  # the bound is on the safe side of the estimate
     assert "measured at this site from 20 enrolled people" in site_summary(alike, {})[0]
 
