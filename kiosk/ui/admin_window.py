@@ -104,6 +104,11 @@ class AdminWindow(QMainWindow):
         self.tabs.setCurrentWidget(self.log_tab)
         self.log_tab.export_csv()
 
+    @property
+    def enrolling(self) -> bool:
+        """Whether an enrolment dialog is open (the kiosk pauses its door decisions meanwhile)."""
+        return not self._closed and bool(self.people_tab.enroll_dialogs)
+
     def offer_frame(self, rgb: np.ndarray) -> None:
         """A camera frame from the kiosk window, for guided enrollment capture."""
         if not self._closed:

@@ -16,7 +16,7 @@ import os
 import sqlite3
 import time
 from collections import deque
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
@@ -84,6 +84,16 @@ class Tone(Enum):
     DENIED = ("#c62828", "#ffffff")
 
 
+@dataclass(frozen=True)
+class BannerState:
+    """What the banner shows: one line, or a big headline over a smaller second line."""
+
+    text: str  # the whole banner in plain text
+    tone: Tone
+    headline: str | None = None  # two lines: headline and words
+    words: str | None = None
+
+
 class RateMeter:
     """Events per second, and the mean of the value each carries, over the last few seconds."""
 
@@ -125,7 +135,7 @@ class KioskWindow(QMainWindow):
         self._camera = camera
         self._last_index = -1
         self._faces: list[Face] | None = None  # the latest analysis result; None until the first one
-        self._banner_state: tuple[str, Tone] | None = None
+        self._banner_state: BannerState | None = None
         self._analysis_error = ""
         self._display_rate = RateMeter()
         self._analysis_rate = RateMeter()
@@ -138,7 +148,8 @@ class KioskWindow(QMainWindow):
         self._verdict: tuple[str, str, Tone] | None = None  # (headline, words, tone) on the banner
         self._verdict_until = 0.0
         self._challenge: tuple[str, float] | None = None  # (prompt, time.monotonic() deadline) on the banner
-        self._locked_until = 0.0  # time.monotonic() when a rate-limit lockout ends
+        self._locked_until = 0.0  # time.monotonic() when the lockout of the face in view ends
+        self._paused = False  # door decisions paused while an admin enrols someone
         self._gallery_people: int | None = None
         self._threshold_in_use: float | None = None  # from the latest analysed frame
         self.banner_text = ""  # the banner in plain text (it is shown as rich text)
@@ -247,7 +258,9 @@ class KioskWindow(QMainWindow):
         self._analysis_rate.tick(recognition.seconds)
         self.frames_analysed += 1
         self._analysis_error = ""
-        self.video.set_boxes((face.box for face in self._faces), (name is not None for name in result.names))
+        # A locked-out face is never drawn as recognised, whoever it matches.
+        self.video.set_boxes((face.box for face in self._faces),
+                             (name is not None and result.locked_s <= 0 for name in result.names))
         now = time.monotonic()
         self._locked_until = now + result.locked_s if result.locked_s > 0 else 0.0
         self._challenge = (result.challenge.prompt, now + result.challenge_left_s) if result.challenge else None
@@ -279,8 +292,16 @@ class KioskWindow(QMainWindow):
     def _on_failure(self, message: str) -> None:
         self._analysis_error = message
 
+    def _pause_while_enrolling(self) -> None:
+        """Door decisions wait while an admin enrols someone at this camera."""
+        enrolling = self.admin_window is not None and self.admin_window.enrolling
+        if enrolling != self._paused and self._recognising:
+            self._paused = enrolling
+            self._worker.pause(enrolling)
+
     @Slot()
     def _refresh_status(self) -> None:
+        self._pause_while_enrolling()
         seconds = self._analysis_rate.mean()
         if self._fatal is not None:
             analysis = self._fatal[1]
@@ -306,43 +327,51 @@ class KioskWindow(QMainWindow):
         if self._verdict is not None and time.monotonic() >= self._verdict_until:
             self._verdict = None
         if self._fatal is not None:
-            state = (self._fatal[0], Tone.DENIED)
+            state = BannerState(self._fatal[0], Tone.DENIED)
+        elif self._paused:
+            state = BannerState("Enrolment in progress — the door is paused", Tone.WARNING)
+        elif self._challenge is not None:
+            # The instruction running now always shows; a denial just before it goes under it.
+            prompt, deadline = self._challenge
+            prompt = f"{prompt} ({max(math.ceil(deadline - time.monotonic()), 0)} s)"
+            if self._verdict is not None:
+                headline, words, _ = self._verdict
+                state = BannerState(f"{prompt} — {headline}: {words}", Tone.INFO, prompt, f"{headline}: {words}")
+            else:
+                state = BannerState(prompt, Tone.INFO)
         elif self._verdict is not None:
             headline, words, tone = self._verdict
-            state = (f"{headline} — {words}", tone)
+            state = BannerState(f"{headline} — {words}", tone, headline, words)
         elif time.monotonic() < self._locked_until:
-            state = (f"Too many attempts — wait {math.ceil(self._locked_until - time.monotonic())} s", Tone.WARNING)
-        elif self._challenge is not None:
-            prompt, deadline = self._challenge  # the liveness challenge: what to do, and how long is left
-            state = (f"{prompt} ({max(math.ceil(deadline - time.monotonic()), 0)} s)", Tone.INFO)
+            state = BannerState(f"Too many attempts — wait {math.ceil(self._locked_until - time.monotonic())} s",
+                                Tone.WARNING)
         elif self._camera.state is CameraState.RECONNECTING:
-            state = ("Camera unavailable", Tone.WARNING)
+            state = BannerState("Camera unavailable", Tone.WARNING)
         elif self._faces is None:
-            state = ("Starting…", Tone.NEUTRAL)
+            state = BannerState("Starting…", Tone.NEUTRAL)
         elif self._faces:
-            state = ("Face detected", Tone.INFO)
+            state = BannerState("Face detected", Tone.INFO)
         else:
-            state = ("Look at the camera", Tone.NEUTRAL)
+            state = BannerState("Look at the camera", Tone.NEUTRAL)
         if state == self._banner_state:
             return  # restyling is not free; skip it when nothing changed
         self._banner_state = state
         self._paint_banner()
 
     def _paint_banner(self) -> None:
-        if self._banner_state is None:
+        state = self._banner_state
+        if state is None:
             return
-        text, tone = self._banner_state
-        background, foreground = tone.value
-        self.banner_text = text
-        if self._verdict is not None and self._fatal is None:
-            headline, words, _ = self._verdict
-            # Two lines: the verdict big and bold, the name or the reason under it.
+        background, foreground = state.tone.value
+        self.banner_text = state.text
+        if state.headline is not None:
+            # Two lines: the headline big and bold, the name, reason or earlier verdict under it.
             self.banner.setText(
-                f'<div style="font-size:{self._banner_px}px; font-weight:800;">{html.escape(headline)}</div>'
-                f'<div style="font-size:{round(self._banner_px * 0.6)}px;">{html.escape(words)}</div>'
+                f'<div style="font-size:{self._banner_px}px; font-weight:800;">{html.escape(state.headline)}</div>'
+                f'<div style="font-size:{round(self._banner_px * 0.6)}px;">{html.escape(state.words or "")}</div>'
             )
         else:
-            self.banner.setText(f'<span style="font-size:{self._banner_px}px;">{html.escape(text)}</span>')
+            self.banner.setText(f'<span style="font-size:{self._banner_px}px;">{html.escape(state.text)}</span>')
         self.banner.setStyleSheet(f"background: {background}; color: {foreground};")
 
     # -- size and lifetime -----------------------------------------------------

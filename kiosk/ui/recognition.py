@@ -133,6 +133,7 @@ class RecognitionWorker(QObject):
         self._model_path = model_path
         self._stopping = threading.Event()
         self._runner = None
+        self._paused = False
         self._lock = threading.Lock()
         self._mailbox = SettingsMailbox()  # the GUI thread's way in: read between frames
 
@@ -144,6 +145,14 @@ class RecognitionWorker(QObject):
         """Recognise on this (started) camera from the next frame on; safe from any thread.
         The caller then stops the old camera, which also ends a wait for its next frame."""
         self._mailbox.put_camera(camera)
+
+    def pause(self, paused: bool) -> None:
+        """Pause door decisions and their log (an admin is enrolling someone) or resume them;
+        safe from any thread."""
+        with self._lock:
+            self._paused = paused
+            if self._runner is not None:
+                self._runner.paused = paused
 
     def stop(self) -> None:
         """Ask run() to return after the current frame; safe from any thread."""
@@ -201,6 +210,7 @@ class RecognitionWorker(QObject):
             return
         with self._lock:
             self._runner = runner
+            runner.paused = self._paused
             if self._stopping.is_set():
                 return
         live = LiveSettings(runner, settings, conn)
