@@ -119,3 +119,33 @@ def test_the_kiosk_screen_shows_a_lockout_only_to_the_locked_face(qtbot, tmp_pat
         window.close()
     reasons = [d.reason for d in window.decisions]
     assert reasons[:6] == ["unknown"] * 5 + ["rate_limited"] and reasons[-1] == "match", reasons
+
+
+def test_door_decisions_pause_while_an_admin_enrols(qtbot, tmp_path, engine, enrolled, faces):
+    from kiosk.admin_secret import AdminSecret
+    from kiosk.ui.kiosk_window import KioskWindow
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(enrolled, data_dir)
+    KioskSettings(liveness=False).save(data_dir)
+    AdminSecret(data_dir).set_pin("2468")
+    video = write_video(tmp_path / "door.avi", [faces["stranger"]] * 3 + [faces["blank"]] * 2)
+    window = KioskWindow(Camera(str(video), loop=True).start(), data_dir=data_dir)
+    qtbot.addWidget(window)
+    window.show()
+    try:
+        qtbot.waitUntil(lambda: window.banner_text == "ACCESS DENIED — not recognised", timeout=60_000)
+        window.request_admin()
+        qtbot.waitUntil(lambda: window._pin_dialog is not None, timeout=2_000)
+        window._pin_dialog.pin.setText("2468")
+        window._pin_dialog.ok_button.click()
+        qtbot.waitUntil(lambda: window.admin_window is not None, timeout=5_000)
+        dialog = window.admin_window.people_tab.enroll_new()
+        qtbot.waitUntil(lambda: window.banner_text == "Enrolment in progress — the door is paused", timeout=2_000)
+        decided, analysed = len(window.decisions), window.frames_analysed
+        qtbot.wait(3_000)  # the stranger comes and goes three times: nobody is judged or logged
+        assert len(window.decisions) == decided and window.frames_analysed > analysed
+        dialog.reject()
+        qtbot.waitUntil(lambda: len(window.decisions) > decided, timeout=10_000)
+    finally:
+        window.close()
