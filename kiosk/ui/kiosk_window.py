@@ -166,6 +166,8 @@ class KioskWindow(QMainWindow):
         self.admin_window: AdminWindow | None = None
 
         self.video = VideoView()
+        if self._settings is not None:
+            self.video.mirrored = self._settings.mirror_preview
         self.banner = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
         self.banner.setTextFormat(Qt.TextFormat.RichText)
         self._banner_px = 20
@@ -458,6 +460,8 @@ class KioskWindow(QMainWindow):
     def apply_settings(self, settings: KioskSettings) -> None:
         """Use newly saved settings now (the admin window's Settings tab calls this on Save)."""
         self._sound.enabled = settings.sound
+        self.video.mirrored = settings.mirror_preview
+        self.video.update()
         if not self._recognising:  # a detection-only screen has no recogniser to reconfigure
             return
         outcome = "Saved; the kiosk is using it now."

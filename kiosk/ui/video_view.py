@@ -18,7 +18,9 @@ KNOWN_BOX_COLOUR = QColor("#2ecc71")  # a face recognised as an enrolled person
 class VideoView(QWidget):
     """Paints the last frame given to ``set_frame`` and the boxes given to ``set_boxes``.
 
-    Boxes are x1, y1, x2, y2 in the frame's pixel coordinates.
+    Boxes are x1, y1, x2, y2 in the frame's pixel coordinates. With ``mirrored`` (the default)
+    the frame and its boxes are painted flipped left to right, as a mirror shows a person: the
+    frame itself, and so everything analysed, stays as the camera gives it.
     """
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -26,6 +28,7 @@ class VideoView(QWidget):
         self._image: QImage | None = None
         self._boxes: list[tuple[float, float, float, float]] = []
         self._known: list[bool] = []  # per box: drawn green (a recognised enrolled person)
+        self.mirrored = True
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)  # every pixel is painted each time
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumSize(160, 120)
@@ -68,6 +71,10 @@ class VideoView(QWidget):
             return
         target = self._fit(self._image)
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        if self.mirrored:
+            # Flip the painter about the target's vertical centre line: the image and the boxes follow.
+            painter.translate(2 * target.center().x(), 0)
+            painter.scale(-1, 1)
         painter.drawImage(target, self._image)
         if not self._boxes:
             return
