@@ -126,10 +126,12 @@ class KioskWindow(QMainWindow):
 
     def __init__(self, camera: Camera, analyse: Analyse | None = None,
                  data_dir: str | os.PathLike | None = None,
-                 model_path: str | os.PathLike | None = None, *, loop: bool = False) -> None:
+                 model_path: str | os.PathLike | None = None, *, loop: bool = False,
+                 new_data_dir: bool = False) -> None:
         """``analyse=None`` (the kiosk): recognition with the data dir's gallery, settings and log.
         A callable instead runs only that on each frame (detection, for a screen without a gallery).
-        ``loop``: a video file or image folder chosen in the settings later plays over and over."""
+        ``loop``: a video file or image folder chosen in the settings later plays over and over.
+        ``new_data_dir``: the data folder was just created (the first-run screen says where)."""
         super().__init__()
         self.setWindowTitle("Face kiosk")
         self._camera = camera
@@ -166,6 +168,13 @@ class KioskWindow(QMainWindow):
         self.admin_window: AdminWindow | None = None
 
         self.video = VideoView()
+        self._new_data_dir = new_data_dir
+        # How to set the kiosk up, over the video, until an admin PIN is chosen and someone is enrolled.
+        self.setup_hint = QLabel(self.video)
+        self.setup_hint.setWordWrap(True)
+        self.setup_hint.setTextFormat(Qt.TextFormat.RichText)
+        self.setup_hint.setStyleSheet("background: rgba(14, 17, 22, 215); color: #e6e9ef; border-radius: 12px;")
+        self.setup_hint.hide()
         if self._settings is not None:
             self.video.mirrored = self._settings.mirror_preview
         self.banner = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
@@ -197,6 +206,8 @@ class KioskWindow(QMainWindow):
         status_line.addWidget(self.admin_button)
         layout.addLayout(status_line)
         self.setCentralWidget(central)
+        self._pin_set = self._admin_pin_set()
+        self._setup_hint_key: tuple | None = None
         admin_keys = QShortcut(QKeySequence("Ctrl+Shift+A"), self)
         admin_keys.activated.connect(self.request_admin)
         self._refresh_banner()
@@ -324,6 +335,7 @@ class KioskWindow(QMainWindow):
             parts.append(f"{model}, threshold {threshold:.3f}")
         self.status.setText("  ·  ".join(parts))
         self._refresh_banner()  # the camera may have been lost or found since the last result
+        self._refresh_setup_hint()
 
     def _refresh_banner(self) -> None:
         if self._verdict is not None and time.monotonic() >= self._verdict_until:
@@ -381,6 +393,7 @@ class KioskWindow(QMainWindow):
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self._scale_fonts()
+        self._refresh_setup_hint()
 
     def _scale_fonts(self) -> None:
         # One unit per 1/16 of the width or 1/9 of the height, whichever is smaller, so the
@@ -453,6 +466,49 @@ class KioskWindow(QMainWindow):
     @Slot()
     def _forget_admin(self) -> None:
         self.admin_window = None
+        self._pin_set = self._admin_pin_set()
+        self._refresh_setup_hint()
+
+    def _admin_pin_set(self) -> bool:
+        if not self._recognising:
+            return True  # a detection-only screen has nothing to set up
+        try:
+            return AdminSecret(self._data_dir).is_set()
+        except AdminSecretError:
+            return True  # damaged: admin mode says so; this is no first run
+
+    def _refresh_setup_hint(self) -> None:
+        """The first-run screen: shown until a PIN is chosen and someone is enrolled."""
+        # Until the first analysed frame says how many are enrolled, only a missing PIN counts.
+        nobody = self._gallery_people == 0
+        shown = self._recognising and self._fatal is None and (not self._pin_set or nobody)
+        key = (shown, self._pin_set, self._banner_px, self.video.width(), self.video.height())
+        if key == self._setup_hint_key:
+            return  # laying the text out again is not free
+        self._setup_hint_key = key
+        if not shown:
+            self.setup_hint.hide()
+            return
+        steps = []
+        if not self._pin_set:
+            steps.append("Press <b>Admin</b> (bottom right, or Ctrl+Shift+A) and choose an admin PIN.")
+        steps.append("In <b>People</b>, press <b>Enrol</b> and add the people who may enter "
+                     "(three photos each, or a live capture).")
+        where = (f"<p>A new data folder was created: {html.escape(str(self._data_dir))}</p>"
+                 if self._new_data_dir else "")
+        self.setup_hint.setText(
+            f'<p style="font-size:{self._banner_px}px; font-weight:800;">This kiosk is not set up yet</p>'
+            f'<ol style="font-size:{round(self._banner_px * 0.55)}px;">'
+            + "".join(f"<li>{step}</li>" for step in steps) + f"</ol>{where}")
+        self._place_setup_hint()
+        self.setup_hint.show()
+
+    def _place_setup_hint(self) -> None:
+        margin = max(12, self.video.width() // 12)
+        self.setup_hint.setContentsMargins(self._banner_px, self._banner_px // 2, self._banner_px, self._banner_px // 2)
+        self.setup_hint.setFixedWidth(max(self.video.width() - 2 * margin, 100))
+        self.setup_hint.adjustSize()
+        self.setup_hint.move(margin, max((self.video.height() - self.setup_hint.height()) // 2, 0))
 
     # -- settings saved while running ------------------------------------------
 
