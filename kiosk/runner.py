@@ -170,6 +170,22 @@ class KioskRunner:
             limit.restore_original_limits()
             self.finish()
 
+    def warm_up(self, timeout: float = 2.0) -> None:
+        """Run the detector (full frame and tracked region) and the embedder once on the camera's
+        picture, so their one-off tracing (seconds) happens now, not in front of the first visitor."""
+        try:
+            self.camera.start()
+        except RuntimeError:  # stopped meanwhile (the window is closing): nothing to warm up for
+            return
+        frame = self.camera.latest(timeout=timeout)
+        rgb = frame.rgb if frame is not None else np.zeros((480, 640, 3), np.uint8)
+        faces = self.engine.detect(rgb)
+        if self.tracker is not None:
+            side = min(rgb.shape[:2])
+            self.engine.detector.detect_in_region(rgb, (0, 0, side, side), self.tracker.region_side)
+        if faces:
+            self.engine.embed_faces(rgb, faces[:1])
+
     def finish(self, timeout: float | None = None) -> None:
         """Wait for door actions in flight (up to their timeout) and log their outcomes."""
         if self.door is not None:

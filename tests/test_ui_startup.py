@@ -3,6 +3,7 @@ with what to do. Real widgets (offscreen), real video files, real data folders.
 """
 from __future__ import annotations
 
+import logging
 import stat
 
 import numpy as np
@@ -11,6 +12,7 @@ from PySide6.QtWidgets import QApplication
 from videos import write_video
 
 from kiosk import app
+from kiosk.camera import Camera
 from kiosk.ui.kiosk_window import KioskWindow
 from kiosk.ui.startup_problem import StartupProblemWindow
 
@@ -92,3 +94,19 @@ def test_a_data_folder_that_cannot_be_created_is_shown_in_the_window(qtbot, tmp_
     assert app.main(["--camera", str(video), "--data-dir", str(blocker / "data")]) == 2
     assert seen["headline"] == "The kiosk's data folder cannot be created"
     assert "--data-dir" in seen["todo"] and seen["detail"] == f"{blocker / 'data'}: Not a directory"
+
+
+def test_the_banner_shows_each_start_up_step_until_recognition_is_ready(qtbot, tmp_path, engine, caplog):
+    video = write_video(tmp_path / "door.avi", [np.full((120, 160, 3), 128, np.uint8)] * 5)
+    caplog.set_level(logging.INFO, logger="kiosk.ui.kiosk_window")
+    window = KioskWindow(Camera(str(video), loop=True).start(), data_dir=tmp_path / "data")
+    qtbot.addWidget(window)
+    window.show()
+    try:
+        qtbot.waitUntil(lambda: window.banner_text == "Look at the camera", timeout=60_000)
+    finally:
+        window.close()
+    shown = [r.getMessage() for r in caplog.records if r.getMessage().startswith("start-up: ")]
+    assert shown == ["start-up: Starting — loading the face recogniser (step 1 of 3)…",
+                     "start-up: Starting — opening the database (step 2 of 3)…",
+                     "start-up: Starting — warming up (step 3 of 3)…"]

@@ -152,14 +152,15 @@ class KioskWindow(QMainWindow):
         self._challenge: tuple[str, float] | None = None  # (prompt, time.monotonic() deadline) on the banner
         self._locked_until = 0.0  # time.monotonic() when the lockout of the face in view ends
         self._paused = False  # door decisions paused while an admin enrols someone
+        self._starting = "Starting…"  # the start-up step, on the banner until recognition is ready
         self._gallery_people: int | None = None
         self._threshold_in_use: float | None = None  # from the latest analysed frame
         self.banner_text = ""  # the banner in plain text (it is shown as rich text)
         self.decisions: list[Decision] = []  # every decision shown, oldest first
         self.frames_shown = 0
         self.frames_analysed = 0
-        if self._recognising and self._data_dir is None:
-            self._data_dir = resolve_data_dir()
+        if self._recognising:  # created when missing (kiosk.app says so when it cannot be)
+            self._data_dir = resolve_data_dir(data_dir)
         self._loop = loop
         # As last saved: a save changes the camera only when its camera field was changed.
         self._settings = KioskSettings.load(self._data_dir) if self._recognising else None
@@ -219,6 +220,7 @@ class KioskWindow(QMainWindow):
             self._worker = RecognitionWorker(camera, self._data_dir, model_path)
             self._worker.analysed.connect(self._on_recognition)
             self._worker.ready.connect(self._on_ready)
+            self._worker.progress.connect(self._on_progress)
             self._worker.fatal.connect(self._on_fatal)
             self._worker.reconfigured.connect(self._on_reconfigured)
         else:
@@ -248,6 +250,8 @@ class KioskWindow(QMainWindow):
         if frame is None:
             return
         self._last_index = frame.index
+        if self.frames_shown == 0:
+            log.info("first camera frame shown")  # benchmarks/startup.py times the start-up by these lines
         self.video.set_frame(frame.rgb)
         self._display_rate.tick()
         self.frames_shown += 1
@@ -289,9 +293,16 @@ class KioskWindow(QMainWindow):
         self.decisions.append(decision)
         self._sound.play("grant" if decision.granted else "deny")  # in the background; never waits
 
+    @Slot(str)
+    def _on_progress(self, step: str) -> None:
+        self._starting = step
+        self._refresh_banner()
+        log.info("start-up: %s", self.banner_text)
+
     @Slot(object)
     def _on_ready(self, info: EngineInfo) -> None:
         self._engine_info = info
+        log.info("recognition ready")
         self._sound.enabled = info.sound
         self._faces = []  # ready: idle until the first frame says otherwise
         self._refresh_status()
@@ -362,7 +373,7 @@ class KioskWindow(QMainWindow):
         elif self._camera.state is CameraState.RECONNECTING:
             state = BannerState("Camera unavailable", Tone.WARNING)
         elif self._faces is None:
-            state = BannerState("Starting…", Tone.NEUTRAL)
+            state = BannerState(self._starting, Tone.NEUTRAL)
         elif self._faces:
             state = BannerState("Face detected", Tone.INFO)
         else:
