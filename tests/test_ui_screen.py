@@ -93,3 +93,17 @@ def test_the_preview_is_a_mirror_by_default_and_the_analysed_frame_is_not(qtbot,
         assert (left.mean() > right.mean() + 40) == mirror, (left.mean(), right.mean())
     finally:
         window.close()
+
+
+def test_the_end_of_a_video_is_shown_on_the_banner(qtbot, tmp_path, enrolled):
+    data_dir, probe = enrolled
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    video = write_video(tmp_path / "short.avi", [probe] * 8)  # played once: her face stays on the last frame
+    window = open_window(qtbot, Camera(str(video)).start(), data)
+    try:
+        qtbot.waitUntil(lambda: window.banner_text == "End of the video — nothing more to recognise",
+                        timeout=60_000)
+        assert window.banner.styleSheet().startswith("background: #8a6d00")
+    finally:
+        window.close()

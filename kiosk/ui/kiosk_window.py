@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from kiosk.admin_secret import AdminSecret, AdminSecretError
-from kiosk.camera import Camera, CameraError, CameraState
+from kiosk.camera import Camera, CameraError, CameraState, SourceKind
 from kiosk.datadir import resolve_data_dir
 from kiosk.errors import KioskError
 from kiosk.faces import Face
@@ -370,6 +370,12 @@ class KioskWindow(QMainWindow):
         elif time.monotonic() < self._locked_until:
             state = BannerState(f"Too many attempts — wait {math.ceil(self._locked_until - time.monotonic())} s",
                                 Tone.WARNING)
+        elif self._camera.state is CameraState.ENDED:  # a video file or image folder played to its end
+            what = "image folder" if self._camera.spec.kind is SourceKind.FOLDER else "video"
+            if self._camera.message.startswith("end of "):
+                state = BannerState(f"End of the {what} — nothing more to recognise", Tone.WARNING)
+            else:  # it failed: the status line has the camera's own words
+                state = BannerState(f"The {what} cannot be read — recognition has stopped", Tone.WARNING)
         elif self._camera.state is CameraState.RECONNECTING:
             state = BannerState("Camera unavailable", Tone.WARNING)
         elif self._faces is None:
