@@ -107,3 +107,30 @@ def test_the_end_of_a_video_is_shown_on_the_banner(qtbot, tmp_path, enrolled):
         assert window.banner.styleSheet().startswith("background: #8a6d00")
     finally:
         window.close()
+
+
+def test_camera_setting_messages_say_what_runs(qtbot, tmp_path, enrolled):
+    from kiosk.admin_secret import AdminSecret
+
+    data_dir, probe = enrolled
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)  # the saved camera is the default, device 0
+    AdminSecret(data).set_pin("2468")
+    video = write_video(tmp_path / "door.avi", [probe] * 10)
+    window = open_window(qtbot, Camera(str(video), loop=True).start(), data)  # as with --camera door.avi
+    try:
+        window.request_admin()
+        qtbot.waitUntil(lambda: window._pin_dialog is not None, timeout=2_000)
+        window._pin_dialog.pin.setText("2468")
+        window._pin_dialog.ok_button.click()
+        qtbot.waitUntil(lambda: window.admin_window is not None, timeout=5_000)
+        tab = window.admin_window.settings_tab
+        assert tab.message.text().startswith("Running now: video door.avi (chosen when the kiosk was started)")
+        tab.camera_edit.setText("7")  # no such device
+        tab.save_button.click()
+        assert tab.message.text() == "Saved; connecting to camera 7…"
+        qtbot.waitUntil(lambda: tab.message.text().startswith("Saved, but camera 7 gives no picture ("),
+                        timeout=10_000)
+        assert "Check the camera number" in tab.message.text()
+    finally:
+        window.close()

@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from kiosk.admin_secret import AdminSecret, AdminSecretError
-from kiosk.camera import Camera, CameraError, CameraState, SourceKind
+from kiosk.camera import Camera, CameraError, CameraState, SourceKind, parse_source
 from kiosk.datadir import resolve_data_dir
 from kiosk.errors import KioskError
 from kiosk.faces import Face
@@ -55,6 +55,7 @@ FRAME_INTERVAL_MS = 33  # ~30 Hz, the rate cameras deliver; showing a frame is o
 STATUS_INTERVAL_MS = 500  # figures that change 30 times a second cannot be read
 BACKGROUND = "#0e1116"
 VERDICT_S = 3.0  # how long ACCESS GRANTED / DENIED stays on the banner
+CAMERA_CHECK_MS = 3000  # after switching to a device or stream: the time it gets to give a picture
 
 # Why access was denied, in words a visitor understands.
 DENIAL_WORDS = {
@@ -478,6 +479,9 @@ class KioskWindow(QMainWindow):
         window.closed.connect(self._forget_admin)
         window.settings_tab.saved.connect(self.apply_settings)
         self.admin_window = window
+        note = self._running_camera_note()
+        if note:
+            window.settings_tab.message.setText(note)
         window.show()
 
     @Slot()
@@ -558,7 +562,33 @@ class KioskWindow(QMainWindow):
         old.stop()  # also ends the worker's wait for the old camera's next frame
         log.info("camera switched from %s to %s", old.spec.label, camera.spec.label)
         self._refresh_status()
-        return f"Saved; the kiosk is using it now, with {camera.spec.label}."
+        if not camera.spec.live:  # a file or folder was opened above: it plays
+            return f"Saved; the kiosk is using it now, with {camera.spec.label}."
+        # A device or stream opens on its reader thread: say how it went once it had time to.
+        QTimer.singleShot(CAMERA_CHECK_MS, self, lambda: self._report_camera(camera))
+        return f"Saved; connecting to {camera.spec.label}…"
+
+    def _report_camera(self, camera: Camera) -> None:
+        """The settings tab's message once a newly chosen live camera had time to give a picture."""
+        if camera is not self._camera or self.admin_window is None:
+            return
+        if camera.state is CameraState.LIVE:
+            text = f"Saved; the kiosk is using {camera.spec.label} now."
+        else:
+            text = (f"Saved, but {camera.spec.label} gives no picture ({camera.message}); the kiosk keeps "
+                    "trying. Check the camera number and its cable, or choose another camera.")
+        self.admin_window.settings_tab.message.setText(text)
+
+    def _running_camera_note(self) -> str:
+        """What the settings tab adds when the camera running is not the one saved (--camera)."""
+        try:
+            saved = parse_source(self._settings.camera).label if self._settings is not None else None
+        except CameraError:
+            saved = None
+        if saved is None or saved == self._camera.spec.label:
+            return ""
+        return (f"Running now: {self._camera.spec.label} (chosen when the kiosk was started), not the "
+                "camera saved here; saving a camera here switches to it.")
 
     @Slot(object)
     def _on_reconfigured(self, applied: Applied) -> None:
