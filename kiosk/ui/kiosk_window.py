@@ -513,10 +513,10 @@ class KioskWindow(QMainWindow):
         steps = []
         if not self._pin_set:
             steps.append("Press <b>Admin</b> (bottom right, or Ctrl+Shift+A) and choose an admin PIN.")
-        steps.append("In <b>People</b>, press <b>Enrol</b> and add the people who may enter "
+        steps.append("In <b>People</b>, press <b>Enroll a person…</b> and add the people who may enter "
                      "(three photos each, or a live capture).")
-        where = (f"<p>A new data folder was created: {html.escape(str(self._data_dir))}</p>"
-                 if self._new_data_dir else "")
+        where = (f'<p style="font-size:{round(self._banner_px * 0.4)}px;">A new data folder was created: '
+                 f"{html.escape(str(self._data_dir))}</p>" if self._new_data_dir else "")
         self.setup_hint.setText(
             f'<p style="font-size:{self._banner_px}px; font-weight:800;">This kiosk is not set up yet</p>'
             f'<ol style="font-size:{round(self._banner_px * 0.55)}px;">'
