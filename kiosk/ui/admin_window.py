@@ -104,6 +104,9 @@ class AdminWindow(QMainWindow):
         self.tabs.setCurrentWidget(self.log_tab)
         self.log_tab.export_csv()
 
+    def _unsaved_enrolment(self) -> bool:
+        return any(d.samples or d.capturing or d.busy for d in self.people_tab.enroll_dialogs)
+
     @property
     def enrolling(self) -> bool:
         """Whether an enrolment dialog is open (the kiosk pauses its door decisions meanwhile)."""
@@ -121,6 +124,11 @@ class AdminWindow(QMainWindow):
 
     @Slot()
     def _on_idle(self) -> None:
+        if self._unsaved_enrolment():
+            # Never thrown away for lack of input: a capture has the admin at the camera, not the keyboard.
+            log.info("admin mode stays open: an enrolment has unsaved samples")
+            self.idle.set_timeout(self.idle.timeout_s)  # look again after another timeout
+            return
         log.info("leaving admin mode after %d s without input", self.settings.admin_timeout_s)
         self.close()
         self.timed_out.emit()
