@@ -12,6 +12,7 @@ an admin does (PIN dialog, Settings tab, People tab, enrollment dialog) and save
                       for a head move (liveness is on, as by default);
 - kiosk-granted.png   ...he makes it and is let in;
 - kiosk-denied.png    a stranger (Gerhard Schroeder) is turned away;
+- pin-keypad.png      the admin PIN asked for on the on-screen keypad;
 - admin-log.png       the access log with the events of this run (nothing written by hand), his
                       grant selected: its thumbnail and how the liveness check went;
 - enroll-dialog.png   enrolling Tony Blair: two photos from files, one file without a face, two
@@ -179,6 +180,10 @@ def drive(desk: Path, files: list[Path]) -> None:
 
     window.request_admin()
     wait_until(lambda: window._pin_dialog is not None, 5, "the PIN dialog")
+    for key in PIN[:2]:  # half typed on the on-screen keypad
+        window._pin_dialog.keypad.keys[key].click()
+    pause(0.3)
+    save(window._pin_dialog, "pin-keypad.png")
     window._pin_dialog.pin.setText(PIN)
     window._pin_dialog.ok_button.click()
     wait_until(lambda: window.admin_window is not None, 10, "the admin window")

@@ -206,6 +206,44 @@ def test_pin_dialogs_first_start_wrong_pin_and_lockout(qtbot, tmp_path):
     assert AdminSecret(tmp_path).failures() == 0
 
 
+def test_pin_dialogs_are_touch_keypads_sized_from_the_screen(qtbot, tmp_path):
+    secret = AdminSecret(tmp_path)
+    setter = SetPinDialog(secret)
+    qtbot.addWidget(setter)
+    setter.show()
+    screen = setter.screen().availableGeometry()
+    side = max(56, screen.height() // 12)
+    assert set(setter.keypad.keys) == {*"0123456789", "⌫", "OK"}
+    assert all(key.height() >= side and key.width() >= side for key in setter.keypad.keys.values())
+    assert setter.width() >= min(6 * side, screen.width())
+    for key in "12":
+        qtbot.mouseClick(setter.keypad.keys[key], Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(setter.ok_button, Qt.MouseButton.LeftButton)
+    assert setter.message.text() == "The PIN needs at least 4 characters."  # "PIN", not "pin"
+    setter.pin.setFocus()
+    setter.pin.clear()
+    for key in "24689⌫":  # a slip, taken back
+        qtbot.mouseClick(setter.keypad.keys[key], Qt.MouseButton.LeftButton)
+    assert setter.pin.text() == "2468" and setter.focusWidget() is setter.pin  # the keys never take the focus
+    setter.repeat.setFocus()
+    for key in "2468":
+        qtbot.mouseClick(setter.keypad.keys[key], Qt.MouseButton.LeftButton)
+    with qtbot.waitSignal(setter.accepted, timeout=2_000):
+        qtbot.mouseClick(setter.ok_button, Qt.MouseButton.LeftButton)
+
+    entry = EnterPinDialog(secret)
+    qtbot.addWidget(entry)
+    entry.show()
+    for attempt in range(3):
+        for key in "1111":
+            qtbot.mouseClick(entry.keypad.keys[key], Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(entry.ok_button, Qt.MouseButton.LeftButton)
+    # The lockout message is shown whole: wrapped, never cut off.
+    message = entry.message
+    assert message.text().startswith("Wrong PIN. Too many wrong PINs: try again in ")
+    assert message.height() >= message.heightForWidth(message.width())
+
+
 # -- the access log ------------------------------------------------------------------------
 
 
