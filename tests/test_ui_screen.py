@@ -134,3 +134,25 @@ def test_camera_setting_messages_say_what_runs(qtbot, tmp_path, enrolled):
         assert "Check the camera number" in tab.message.text()
     finally:
         window.close()
+
+
+def test_a_liveness_prompt_is_heard_as_well_as_read(qtbot, tmp_path, enrolled, monkeypatch):
+    data_dir, probe = enrolled
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)  # liveness on, sound on: the defaults
+    # The platform's player is a real executable that writes down what it was asked to play.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    player = bin_dir / "aplay"
+    player.write_text(f'#!/bin/sh\necho "$@" >> "{bin_dir}/played.log"\n')
+    player.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    video = write_video(tmp_path / "still.avi", [probe] * 10)
+    window = open_window(qtbot, Camera(str(video), loop=True).start(), data)
+    prompts = tuple(c.prompt for c in Challenge)
+    try:
+        qtbot.waitUntil(lambda: window.banner_text.startswith(prompts), timeout=60_000)
+        qtbot.waitUntil(lambda: (bin_dir / "played.log").exists(), timeout=5_000)
+        assert (bin_dir / "played.log").read_text().split()[-1].endswith("prompt.wav")
+    finally:
+        window.close()

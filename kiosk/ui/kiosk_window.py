@@ -282,6 +282,8 @@ class KioskWindow(QMainWindow):
         now = time.monotonic()
         self._locked_until = now + result.locked_s if result.locked_s > 0 else 0.0
         self._challenge = (result.challenge.prompt, now + result.challenge_left_s) if result.challenge else None
+        if result.challenge_started:
+            self._sound.play("prompt")  # heard as well as read: look at the screen, a move is asked
         if result.decision is not None:
             self._show_decision(result.decision)
         self._refresh_banner()
