@@ -21,6 +21,7 @@ an admin does (PIN dialog, Settings tab, People tab, enrollment dialog) and save
                       to do, and Try again, in the window;
 - kiosk-first-run.png a fresh data folder: the first-run screen over the video (choose a PIN,
                       then enrol);
+- kiosk-guidance.png  the member standing too far away: the outline to step into, "Come closer";
 - kiosk-lockout.png   the stranger, denied again and again, is locked out (shown to him alone:
                       the member who steps up next is recognised as usual).
 
@@ -238,6 +239,23 @@ def drive_first_run() -> None:
     window.close()
 
 
+def drive_guidance() -> None:
+    window = top_window(KioskWindow)
+    window.resize(1024, 600)
+    wait_until(lambda: window.banner_text == "Come closer", 120, "the hint to come closer")
+    pause(0.3)
+    save(window, "kiosk-guidance.png")
+    window.close()
+
+
+def far_video(work: Path, lfw: LFW) -> Path:
+    """The member standing well back from the door: his face about 45 px wide."""
+    room = empty_room()
+    face = cv2.resize(cv2.imread(str(lfw.image_path(ImageRef(MEMBER, MEMBER_FRONTAL)))), (110, 110))
+    room[150:260, 265:375] = face
+    return write_video(work / "far.avi", [room] * 10)
+
+
 def drive_lockout() -> None:
     window = top_window(KioskWindow)
     window.resize(1024, 600)
@@ -294,6 +312,8 @@ def main() -> int:
                                        "--data-dir", str(work / "new-kiosk")]):
             return 1
         if run_kiosk(drive_lockout, ["--data-dir", str(locked), "--loop"]):
+            return 1
+        if run_kiosk(drive_guidance, ["--camera", str(far_video(work, lfw)), "--loop", "--data-dir", str(locked)]):
             return 1
         return run_kiosk(lambda: drive(desk, files), ["--data-dir", str(data_dir), "--loop"])
 

@@ -156,3 +156,36 @@ def test_a_liveness_prompt_is_heard_as_well_as_read(qtbot, tmp_path, enrolled, m
         assert (bin_dir / "played.log").read_text().split()[-1].endswith("prompt.wav")
     finally:
         window.close()
+
+
+def test_the_banner_guides_the_person_at_the_camera(qtbot, tmp_path, enrolled, lfw):
+    data_dir, _ = enrolled
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    KioskSettings(liveness=False).save(data)
+    stranger = read_bgr(lfw.image_path(lfw.images_of(["Gerhard_Schroeder"])[0]))
+    wall = np.full((300, 600, 3), 110, np.uint8)
+    far = wall.copy()
+    far[90:90 + 110, 245:245 + 110] = cv2.resize(stranger, (110, 110))  # a face about 45 px wide
+    two = wall.copy()
+    two[25:275, 40:290], two[25:275, 310:560] = stranger, stranger
+    aside = wall.copy()
+    aside[25:275, 350:600] = stranger  # on the picture's right: the person's left
+    # One long visit (never a face-less frame): each denial reason is given once, then the hints show.
+    video = write_video(tmp_path / "guide.avi", [far] * 10 + [two] * 10 + [aside] * 10)
+    window = open_window(qtbot, Camera(str(video), loop=True).start(), data)
+    seen: set[str] = set()
+
+    def saw(text: str) -> bool:
+        seen.add(window.banner_text)
+        return text in seen
+
+    try:
+        assert window.video.outline
+        qtbot.waitUntil(lambda: saw("Come closer"), timeout=60_000)
+        qtbot.waitUntil(lambda: saw("One person at a time, please"), timeout=60_000)
+        qtbot.waitUntil(lambda: saw("Step a little to your right"), timeout=60_000)
+    finally:
+        window.close()
+    # The far face was denied as unclear, with what to do about it.
+    assert "ACCESS DENIED — face not clear — come closer" in seen, seen

@@ -44,6 +44,7 @@ from kiosk.policy import AMBIGUOUS, LIVENESS, LOW_QUALITY, RATE_LIMITED, SEVERAL
 from kiosk.settings import KioskSettings
 from kiosk.sound import SoundPlayer
 from kiosk.ui.admin_window import AdminWindow, load_card
+from kiosk.ui.guidance import hint
 from kiosk.ui.pin_dialog import EnterPinDialog, SetPinDialog
 from kiosk.ui.recognition import EngineInfo, Recognition, RecognitionWorker
 from kiosk.ui.video_view import VideoView
@@ -154,6 +155,7 @@ class KioskWindow(QMainWindow):
         self._locked_until = 0.0  # time.monotonic() when the lockout of the face in view ends
         self._paused = False  # door decisions paused while an admin enrols someone
         self._starting = "Starting…"  # the start-up step, on the banner until recognition is ready
+        self._hint = "Face detected"  # what the person at the camera should do (kiosk.ui.guidance)
         self._gallery_people: int | None = None
         self._threshold_in_use: float | None = None  # from the latest analysed frame
         self.banner_text = ""  # the banner in plain text (it is shown as rich text)
@@ -170,6 +172,7 @@ class KioskWindow(QMainWindow):
         self.admin_window: AdminWindow | None = None
 
         self.video = VideoView()
+        self.video.outline = self._recognising  # where to stand, for the person at the door
         self._new_data_dir = new_data_dir
         # How to set the kiosk up, over the video, until an admin PIN is chosen and someone is enrolled.
         self.setup_hint = QLabel(self.video)
@@ -276,9 +279,11 @@ class KioskWindow(QMainWindow):
         self._analysis_rate.tick(recognition.seconds)
         self.frames_analysed += 1
         self._analysis_error = ""
-        # A locked-out face is never drawn as recognised, whoever it matches.
+        # A locked-out face is never drawn as recognised, whoever it matches; nor is one under a denial.
+        denied = self._verdict is not None and self._verdict[2] is Tone.DENIED and time.monotonic() < self._verdict_until
         self.video.set_boxes((face.box for face in self._faces),
-                             (name is not None and result.locked_s <= 0 for name in result.names))
+                             (name is not None and result.locked_s <= 0 and not denied for name in result.names))
+        self._hint = hint(self._faces, result.frame.rgb.shape[1])
         now = time.monotonic()
         self._locked_until = now + result.locked_s if result.locked_s > 0 else 0.0
         self._challenge = (result.challenge.prompt, now + result.challenge_left_s) if result.challenge else None
@@ -290,6 +295,10 @@ class KioskWindow(QMainWindow):
 
     def _show_decision(self, decision: Decision) -> None:
         headline, words = verdict_words(decision)
+        if decision.reason == LOW_QUALITY and self._hint not in ("Hold still…", "Face detected"):
+            words = f"face not clear — {self._hint[:1].lower()}{self._hint[1:]}"  # e.g. come closer
+        if not decision.granted:
+            self.video.set_boxes(self.video.boxes)  # no green box under a red banner
         self._verdict = (headline, words, Tone.GRANTED if decision.granted else Tone.DENIED)
         self._verdict_until = time.monotonic() + VERDICT_S
         self._verdict_timer.start(round(VERDICT_S * 1000) + 20)
@@ -384,7 +393,7 @@ class KioskWindow(QMainWindow):
         elif self._faces is None:
             state = BannerState(self._starting, Tone.NEUTRAL)
         elif self._faces:
-            state = BannerState("Face detected", Tone.INFO)
+            state = BannerState(self._hint, Tone.INFO)
         else:
             state = BannerState("Look at the camera", Tone.NEUTRAL)
         if state == self._banner_state:
