@@ -121,7 +121,7 @@ def test_the_kiosk_screen_shows_a_lockout_only_to_the_locked_face(qtbot, tmp_pat
     assert reasons[:6] == ["unknown"] * 5 + ["rate_limited"] and reasons[-1] == "match", reasons
 
 
-def test_door_decisions_pause_while_an_admin_enrols(qtbot, tmp_path, engine, enrolled, faces):
+def test_door_decisions_pause_and_the_capture_has_its_own_preview_while_an_admin_enrols(qtbot, tmp_path, engine, enrolled, faces):
     from kiosk.admin_secret import AdminSecret
     from kiosk.ui.kiosk_window import KioskWindow
 
@@ -142,6 +142,9 @@ def test_door_decisions_pause_while_an_admin_enrols(qtbot, tmp_path, engine, enr
         qtbot.waitUntil(lambda: window.admin_window is not None, timeout=5_000)
         dialog = window.admin_window.people_tab.enroll_new()
         qtbot.waitUntil(lambda: window.banner_text == "Enrolment in progress — the door is paused", timeout=2_000)
+        assert not dialog.preview.isVisible()
+        dialog.start_capture()  # the capture has a live picture of its own: the dialog may cover the kiosk's
+        qtbot.waitUntil(lambda: dialog.preview.has_frame and dialog.preview.isVisible(), timeout=5_000)
         decided, analysed = len(window.decisions), window.frames_analysed
         qtbot.wait(3_000)  # the stranger comes and goes three times: nobody is judged or logged
         assert len(window.decisions) == decided and window.frames_analysed > analysed
