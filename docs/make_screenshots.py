@@ -16,7 +16,7 @@ an admin does (PIN dialog, Settings tab, People tab, enrollment dialog) and save
 - admin-log.png       the access log with the events of this run (nothing written by hand), his
                       grant selected: its thumbnail and how the liveness check went;
 - enroll-dialog.png   enrolling Tony Blair: two photos from files, one file without a face, two
-                      guided captures from the camera, the live feedback for the third;
+                      guided captures from the camera, its live picture and feedback for the third;
 - startup-error.png   the kiosk started on a camera file that is not there: the problem, what
                       to do, and Try again, in the window;
 - kiosk-first-run.png a fresh data folder: the first-run screen over the video (choose a PIN,
