@@ -34,6 +34,7 @@ from typing import Any
 
 from kiosk import __version__
 from kiosk.accesslog import AccessLog
+from kiosk.calibration import GRANT_LINE
 from kiosk.database import SchemaVersionError, database_path, open_database
 from kiosk.datadir import ENV_VAR as DATA_DIR_ENV_VAR
 from kiosk.errors import InvalidImageError, KioskError
@@ -199,13 +200,17 @@ def cmd_enroll(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_identify(args: argparse.Namespace, out: Output) -> int:
-    engine = _engine(args.model)
+    from kiosk.engine import RiskEngine
+    from kiosk.settings import KioskSettings
+
+    engine = RiskEngine(_engine(args.model), KioskSettings.load(_data_dir(args)).risk)  # the door's own rule
     conn = _open_database(args)
     failed = 0
     try:
         gallery = Gallery(conn)
         gallery.check_model(engine.embedding_size, engine.model_identity)  # one clear refusal, not one per image
         templates, person_ids = gallery.matrix()
+        rule = engine.door_rule(templates, person_ids)
         for image in args.images:
             try:
                 rgb = _load(image)
@@ -219,16 +224,17 @@ def cmd_identify(args: argparse.Namespace, out: Output) -> int:
             match = engine.match(engine.embed_faces(rgb, faces[:1]), templates, person_ids)[0]
             name = gallery.get_person(match.person_id).name if match.verdict == "match" else None
             score = _score(match.score) if match.person_id is not None else None
+            percent = rule.match_percent(match.score) if score is not None else None
             if match.verdict == "match":
-                text = f"{image}: {name} (score {score:.3f})"
+                text = f"{image}: {name} (match {percent}/100)"
             elif score is None:
                 text = f"{image}: unknown (no one is enrolled)"
             else:
-                threshold = engine.gallery_threshold(len(templates))
-                text = f"{image}: {match.verdict} (best score {score:.3f}, threshold {threshold:.3f})"
+                text = f"{image}: {match.verdict} (best match {percent}/100; the door opens at {GRANT_LINE})"
             if len(faces) > 1:
                 text += f" [largest of {len(faces)} faces]"
-            out.emit({"image": image, "name": name, "score": score, "verdict": match.verdict, "faces": len(faces)}, text)
+            out.emit({"image": image, "name": name, "verdict": match.verdict, "match": percent, "score": score,
+                      "threshold": _score(rule.threshold), "rule": rule.source, "faces": len(faces)}, text)
     finally:
         conn.close()
     return 1 if failed else 0
@@ -400,6 +406,7 @@ def cmd_keys(args: argparse.Namespace, out: Output) -> int:
 def cmd_run(args: argparse.Namespace, out: Output) -> int:
     from kiosk.camera import Camera, CameraError, parse_source
     from kiosk.door import DoorAction
+    from kiosk.engine import RiskEngine
     from kiosk.liveness import LivenessGate
     from kiosk.policy import DecisionPolicy
     from kiosk.retention import RetentionPurge
@@ -420,7 +427,7 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
         raise CliError(str(exc)) from exc
     settings = KioskSettings.load(_data_dir(args))
     pace = _pace(args, settings, camera)  # before the model loads: a bad option fails at once
-    engine = _engine(args.model)
+    engine = RiskEngine(_engine(args.model), settings.risk)  # the admin's risk, the site's rule
     conn = _open_database(args)
     retention = RetentionPurge(_data_dir(args))  # as the kiosk window does: at start, then hourly
     try:
@@ -442,6 +449,7 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
         )
         if pace is not None:
             out.note(f"{camera.spec.label}: {pace.describe()}")
+        out.note(f"door rule: {runner.engine.door_rule(*runner.gallery.matrix()).describe()}")
         counts = {"granted": 0, "denied": 0}
         with _stop_on_signals(runner):
             try:
@@ -450,7 +458,7 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
                         _emit_challenge(out, result)
                     else:
                         counts[result.decision.decision] += 1
-                        _emit_decision(out, result)
+                        _emit_decision(out, result, runner.engine.door_rule(*runner.gallery.matrix()))
             except KeyboardInterrupt:
                 runner.stop()
         out.note(f"{camera.message}: {counts['granted']} granted, {counts['denied']} denied")
@@ -488,19 +496,21 @@ def _emit_challenge(out: Output, result) -> None:
              f"{timestamp()}  CHALLENGE  {challenge.prompt} (within {seconds} s)")
 
 
-def _emit_decision(out: Output, result) -> None:
+def _emit_decision(out: Output, result, rule) -> None:
+    """One line per decision; the match on the 0-100 scale of `rule` (the door's rule in force)."""
     event, decision = result.event, result.decision
     score = _score(decision.score)
+    percent = None if score is None else rule.match_percent(decision.score)
     # The reason, or what went wrong in words (liveness, rate limiting); a passed check is noted.
     words = decision.detail or decision.reason
     if decision.granted and decision.liveness:
         words += ", liveness passed"
     out.emit(
-        {"time": event.time, "decision": decision.decision, "name": decision.name, "score": score,
+        {"time": event.time, "decision": decision.decision, "name": decision.name, "match": percent, "score": score,
          "reason": decision.reason, "detail": decision.detail, "liveness": decision.liveness,
          "person_id": decision.person_id, "event_id": event.id, "camera": event.camera},
         f"{event.time}  {decision.decision.upper():<7}  {decision.name or '-':<20}  "
-        f"{'-' if score is None else f'{score:.3f}':>6}  {words}",
+        f"{'-' if percent is None else f'match {percent:>3}':>9}  {words}",
     )
 
 

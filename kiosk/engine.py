@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kiosk.calibration import DEFAULT_RISK, DoorRule, SiteCalibration, door_rule, measure_site
 from kiosk.errors import NoFaceError
 from kiosk.faces import Face, FaceDetector, crop_faces, crop_landmarks, shared_detector
 from kiosk.images import as_rgb_uint8
@@ -57,6 +58,7 @@ class FaceEngine:
         self._detector = detector if detector is not None else shared_detector()
         self.strategy = strategy
         self.ambiguity_margin = ambiguity_margin
+        self._site: tuple[np.ndarray, np.ndarray, SiteCalibration] | None = None
 
     # -- what the model card says ---------------------------------------------
 
@@ -147,38 +149,79 @@ class FaceEngine:
         return self.similarity(a, b) >= self.threshold
 
     def gallery_threshold(self, templates: int) -> float:
-        """The accept threshold for a face compared with a gallery of `templates` templates.
+        """The model card's accept threshold for a face compared with a gallery of `templates` templates.
 
         The card's threshold bounds the false-accept rate of ONE comparison (its target_far).
         A stranger at the door is compared with every template and is let in if any one
         passes, so with N templates the chance grows to about N times that rate. To keep the
         card's rate per visitor, each comparison must pass at target_far / N, read from the
-        card's impostor table (benchmarks/identification.py measures the effect on LFW).
-        Never below the card's threshold.
+        card's impostor table. Never below the card's threshold. The door itself also weighs
+        what the site's own faces look like: see door_rule().
         """
         card = self.card
         if card.target_far is None or templates <= 1:
             return self.threshold
         return max(self.threshold, card.threshold_at_far(card.target_far / templates))
 
+    def measure_site(self, templates: np.ndarray, person_ids: np.ndarray) -> SiteCalibration:
+        """The enrolled people scored against each other (kiosk.calibration); kept while the same
+        read-only gallery matrix (Gallery.matrix()) comes back, so a frame does not redo it."""
+        cached = self._site
+        if cached is not None and cached[0] is templates and cached[1] is person_ids:
+            return cached[2]
+        calibration = measure_site(templates, person_ids, self.scoring)
+        if isinstance(templates, np.ndarray) and not templates.flags.writeable:
+            self._site = (templates, person_ids, calibration)
+        return calibration
+
+    def door_rule(self, templates: np.ndarray, person_ids: np.ndarray, risk: int = DEFAULT_RISK) -> DoorRule:
+        """The rule the door applies to this gallery at `risk` visitors per false accept: the stricter
+        of the site's measured threshold and the card's rule (kiosk.calibration)."""
+        return door_rule(self.card, self.measure_site(templates, person_ids), risk)
+
     def match(self, embeddings: np.ndarray, templates: np.ndarray, person_ids: np.ndarray,
-              threshold: float | None = None) -> list[Match]:
+              threshold: float | None = None, risk: int = DEFAULT_RISK) -> list[Match]:
         """Match M x D embeddings against a gallery (e.g. Gallery.matrix()).
 
-        At `threshold` when given (an admin's override), else at gallery_threshold().
+        At the door's rule for this gallery and `risk` (door_rule()), or at `threshold` when one is
+        given (for experiments and benchmarks; the kiosk never passes one).
         """
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if embeddings.ndim == 1:
             embeddings = embeddings[None]
+        if threshold is None:
+            threshold = self.door_rule(templates, person_ids, risk).threshold
         return match_many(
             embeddings,
             templates,
             person_ids,
-            threshold=self.gallery_threshold(len(templates)) if threshold is None else threshold,
+            threshold=threshold,
             ambiguity_margin=self.ambiguity_margin,
             strategy=self.strategy,
             scoring=self.scoring,
         )
+
+
+class RiskEngine:
+    """A FaceEngine seen at the risk an admin chose: what the kiosk loop matches with.
+
+    The engine itself is shared by the whole process (shared_engine), so the risk lives here,
+    one per kiosk loop; `risk` may be changed while the loop runs (kiosk.live_settings).
+    """
+
+    def __init__(self, engine: FaceEngine, risk: int = DEFAULT_RISK) -> None:
+        self.engine = engine
+        self.risk = int(risk)
+
+    def __getattr__(self, name: str):
+        # detect, embed_faces, detector, card, embedding_size, model_identity, ...: the engine's own.
+        return getattr(self.engine, name)
+
+    def door_rule(self, templates: np.ndarray, person_ids: np.ndarray) -> DoorRule:
+        return self.engine.door_rule(templates, person_ids, self.risk)
+
+    def match(self, embeddings: np.ndarray, templates: np.ndarray, person_ids: np.ndarray) -> list[Match]:
+        return self.engine.match(embeddings, templates, person_ids, risk=self.risk)
 
 
 _shared: dict[tuple[str, float], FaceEngine] = {}

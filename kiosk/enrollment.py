@@ -32,10 +32,11 @@ class Sample:
     face: Face | None = None
     match_name: str | None = None  # an enrolled person this face already matches...
     match_score: float | None = None  # ...with this similarity (set by the caller, see closest_person)
+    match_percent: int | None = None  # ...shown as a 0-100 match (kiosk.calibration.match_percent)
 
-    def with_match(self, name: str | None, score: float | None) -> Sample:
+    def with_match(self, name: str | None, score: float | None, percent: int | None = None) -> Sample:
         return Sample(self.source, self.used, self.reason, self.embedding, self.quality, self.thumbnail,
-                      self.face, name, score)
+                      self.face, name, score, percent)
 
 
 def rejection(faces: list[Face], gates: QualityGates) -> str | None:

@@ -1,8 +1,9 @@
 """Which denied face is which, across visits: the keys of the kiosk's per-face lockouts.
 
 A face that is denied becomes a track, remembered by its embeddings (up to `references` of
-them, the latest kept). A later face belongs to a track when the engine matches it to one, as
-it matches a face to an enrolled person; so a stranger who steps away and comes back, or
+them, the latest kept). A later face belongs to a track when it matches one at the model card's
+threshold (one comparison: "the same person?"), scored as the engine scores faces; so a
+stranger who steps away and comes back, or
 holds up the same photo again, is still the same track, while anyone else is a different
 face and is never locked out by that track's denials. Only faces that were denied are kept,
 at most `max_tracks` of them (the one seen longest ago goes first).
@@ -10,14 +11,11 @@ at most `max_tracks` of them (the one seen longest ago goes first).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from kiosk.matching import Match
-
-# engine.match(embeddings, templates, ids): one Match per embedding
-MatchFn = Callable[[np.ndarray, np.ndarray, np.ndarray], Sequence[Match]]
+from kiosk.matching import match_many
+from kiosk.scoring import Scoring
 
 
 class FaceTracks:
@@ -32,13 +30,14 @@ class FaceTracks:
     def __len__(self) -> int:
         return len(self._tracks)
 
-    def find(self, embedding: np.ndarray, match: MatchFn) -> int | None:
-        """The track this face belongs to, or None when it is none of them."""
+    def find(self, embedding: np.ndarray, threshold: float, scoring: Scoring | None = None) -> int | None:
+        """The track this face belongs to (similarity >= `threshold` by `scoring`), or None."""
         if not self._tracks:
             return None
         ids = np.array([track for track, refs in self._tracks.items() for _ in refs], dtype=np.int64)
         templates = np.stack([ref for refs in self._tracks.values() for ref in refs])
-        found = match(np.asarray(embedding, np.float32)[None], templates, ids)[0]
+        found = match_many(np.asarray(embedding, np.float32)[None], templates, ids,
+                           threshold=threshold, scoring=scoring)[0]
         if found.verdict == "unknown" or found.person_id is None:
             return None
         # "ambiguous" between two tracks still means a face seen before: the closer one.

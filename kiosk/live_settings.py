@@ -5,7 +5,7 @@ never calls into it. When the admin saves settings, the GUI thread puts them (an
 it has opened for a changed source) into a SettingsMailbox; the recognition loop takes
 what is there between two frames and applies it to its KioskRunner with LiveSettings.apply:
 
-- threshold override -> the runner's engine (off: the card's, scaled to the gallery's size);
+- risk (visitors per stranger let in) -> the runner's RiskEngine (kiosk.calibration's door rule);
 - door command / URL -> a new DoorAction (None when unusable, with a logged error);
 - thumbnails on/off -> the runner;
 - liveness on/off -> the policy's LivenessGate (the visit in progress starts afresh);
@@ -23,6 +23,7 @@ import threading
 from dataclasses import dataclass
 
 from kiosk.accesslog import AccessLog
+from kiosk.calibration import DoorRule, risk_words
 from kiosk.camera import Camera
 from kiosk.door import DoorAction
 from kiosk.liveness import LivenessGate
@@ -90,8 +91,8 @@ class Applied:
     """What one LiveSettings.apply did."""
 
     settings: KioskSettings  # now in force
-    threshold: float  # the accept threshold now in use
-    changes: tuple[str, ...]  # what changed, in words, e.g. "threshold 0.550", "purged 3 access events"
+    rule: DoorRule  # the door's rule now in force for the gallery
+    changes: tuple[str, ...]  # what changed, in words, e.g. "risk 1 in 1,000 visitors", "purged 3 access events"
     camera: Camera | None = None  # the runner's new camera: restart its frame loop
 
 
@@ -101,24 +102,24 @@ class LiveSettings:
     Use it only on the thread that owns the runner (and `conn`)."""
 
     def __init__(self, runner, settings: KioskSettings, conn: sqlite3.Connection) -> None:
-        """`runner`: a kiosk.runner.KioskRunner whose engine is a kiosk.ui.recognition.ThresholdEngine."""
+        """`runner`: a kiosk.runner.KioskRunner whose engine is a kiosk.engine.RiskEngine."""
         self._runner = runner
         self._conn = conn
         self.settings = settings
 
     @property
-    def threshold(self) -> float:
-        return self._runner.engine.threshold
+    def rule(self) -> DoorRule:
+        """The door's rule in force now, for the runner's gallery as it is now."""
+        return self._runner.engine.door_rule(*self._runner.gallery.matrix())
 
     def apply(self, pending: Pending) -> Applied:
         """Apply what `pending` holds (between frames); returns what changed."""
         old, new = self.settings, pending.settings or self.settings
         runner = self._runner
         changes: list[str] = []
-        if new.threshold != old.threshold:
-            runner.engine.override = new.threshold
-            changes.append(f"threshold {new.threshold:.3f}" if new.threshold is not None
-                           else "threshold: the model card's for the gallery's size")
+        if new.risk != old.risk:
+            runner.engine.risk = new.risk
+            changes.append(f"risk {risk_words(new.risk)}")
         if (new.door_command, new.door_url) != (old.door_command, old.door_url):
             # A door action still in flight finishes on its own thread and reports as before.
             runner.door = door_from_settings(new)
@@ -141,7 +142,7 @@ class LiveSettings:
         self.settings = new
         if changes:
             log.info("settings applied: %s", ", ".join(changes))
-        return Applied(new, self.threshold, tuple(changes), pending.camera)
+        return Applied(new, self.rule, tuple(changes), pending.camera)
 
     def _purge(self, days: int) -> str:
         if days <= 0:

@@ -94,7 +94,7 @@ def match_many(
         templates, person_ids = person_means(templates, person_ids)
 
     # Per person, the best similarity over their templates.
-    order, starts, people = _group(person_ids)
+    order, starts, people = group_people(person_ids)
     similarities = (scoring or CosineScoring()).matrix(queries, templates)
     if order is not None:
         similarities = similarities[:, order]
@@ -130,7 +130,7 @@ def match_many(
 def person_means(templates: np.ndarray, person_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(P x D re-normalised mean template of each person, their P ids in ascending order)."""
     templates, person_ids = _check_gallery(templates, person_ids)
-    order, starts, people = _group(person_ids)
+    order, starts, people = group_people(person_ids)
     if order is not None:
         templates = templates[order]
     counts = np.diff(np.r_[starts, len(person_ids)])
@@ -161,7 +161,7 @@ def _check_gallery(templates: np.ndarray, person_ids: np.ndarray) -> tuple[np.nd
     return templates, person_ids
 
 
-def _group(person_ids: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+def group_people(person_ids: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """(sorting order or None if already sorted, group starts in sorted order, distinct ids).
 
     reduceat needs each person's templates contiguous; Gallery.matrix() already

@@ -212,7 +212,7 @@ class KioskRunner:
             templates, person_ids = self.gallery.matrix()
             matches = self.engine.match(embeddings, templates, person_ids)
             names = [self._name(m) for m in matches]
-            track = self.tracks.find(embeddings[0], self.engine.match)
+            track = self.tracks.find(embeddings[0], self.engine.threshold, self.engine.scoring)
             lockout = self._lockout(track, matches[0])
             if lockout is not None:
                 return self._locked_out(frame, faces, matches, names, *lockout)

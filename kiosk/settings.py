@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kiosk.atomic import atomic_write_json
+from kiosk.calibration import DEFAULT_RISK, LOOSER_RISKS, RISKS
 from kiosk.pacing import MAX_FPS
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,10 @@ _RATE_FIELDS = ("analysis_fps", "idle_analysis_fps")
 @dataclass
 class KioskSettings:
     camera: str = "0"  # as for --camera: device index, video file, image folder or stream URL
-    threshold: float | None = None  # similarity override; None = the model card's threshold
+    # At most one stranger let in per `risk` visitors (kiosk.calibration: the site-calibrated door rule).
+    # 100 is the shipped rule; a looser one (LOOSER_RISKS) needs looser_risk_confirmed as well.
+    risk: int = DEFAULT_RISK
+    looser_risk_confirmed: bool = False
     liveness: bool = True  # ask each recognised person for a head move before granting (kiosk.liveness)
     retention_days: int = 90  # access events older than this are purged; 0 keeps them forever
     door_command: str = ""  # run (split like a shell) on a grant; empty = none
@@ -58,6 +62,9 @@ class KioskSettings:
                 found.append(f"{field.name}: {problem}")
         if self.door_command.strip() and self.door_url.strip():
             found.append("door_command and door_url: give one way to open the door, not both")
+        if self.risk in LOOSER_RISKS and not self.looser_risk_confirmed:
+            found.append(f"risk: 1 in {self.risk} lets in more strangers than the shipped 1 in {DEFAULT_RISK}; "
+                         f"confirm it with looser_risk_confirmed")
         rates_valid = not any(problem.startswith(_RATE_FIELDS) for problem in found)
         if rates_valid and _idle_rate_above_busy(self.analysis_fps, self.idle_analysis_fps):
             found.append("idle_analysis_fps: must not be above analysis_fps (0 counts as no cap)")
@@ -103,6 +110,15 @@ class KioskSettings:
         if settings.door_command.strip() and settings.door_url.strip():
             log.warning("%s: both door_command and door_url are set; ignoring both", source)
             settings.door_command = settings.door_url = ""
+        if "threshold" in raw and raw["threshold"] is not None:
+            # An older kiosk's raw similarity override: it could loosen the door by accident, and a
+            # score means nothing at another site. The risk setting replaces it.
+            log.warning("%s: the similarity threshold override (%r) is no longer used; the door follows the risk "
+                        "setting (now 1 in %d visitors)", source, raw["threshold"], settings.risk)
+        if settings.risk in LOOSER_RISKS and not settings.looser_risk_confirmed:
+            log.warning("%s: risk 1 in %d is looser than the shipped 1 in %d and not confirmed; using 1 in %d",
+                        source, settings.risk, DEFAULT_RISK, DEFAULT_RISK)
+            settings.risk = DEFAULT_RISK
         if _idle_rate_above_busy(settings.analysis_fps, settings.idle_analysis_fps):
             log.warning("%s: idle_analysis_fps %g is above analysis_fps %g; using %g for both", source,
                         settings.idle_analysis_fps, settings.analysis_fps, settings.analysis_fps)
@@ -144,16 +160,16 @@ def settings_path(data_dir: str | os.PathLike) -> Path:
 
 def _coerce(name: str, value: Any) -> Any:
     """Forgive what JSON and hand-editing make of a value: 30.0 for 30, 1 for a float."""
-    if name in ("retention_days", "admin_timeout_s") and isinstance(value, float) and value.is_integer():
+    if name in ("retention_days", "admin_timeout_s", "risk") and isinstance(value, float) and value.is_integer():
         return int(value)
-    if name in ("threshold", "analysis_fps", "idle_analysis_fps") and isinstance(value, int) \
+    if name in ("analysis_fps", "idle_analysis_fps") and isinstance(value, int) \
             and not isinstance(value, bool):
         return float(value)
     return value
 
 
 def _field_problem(name: str, value: Any) -> str | None:
-    if name in ("liveness", "store_thumbnails", "sound", "mirror_preview"):
+    if name in ("liveness", "store_thumbnails", "sound", "looser_risk_confirmed", "mirror_preview"):
         return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
     if name in ("camera", "door_command", "door_url"):
         if not isinstance(value, str):
@@ -163,12 +179,10 @@ def _field_problem(name: str, value: Any) -> str | None:
         if name == "door_url" and value.strip() and not value.strip().lower().startswith(("http://", "https://")):
             return f"must start with http:// or https://, got {value!r}"
         return None
-    if name == "threshold":
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, float) or not math.isfinite(value):
-            return f"must be a number or null, got {value!r}"
-        return None if 0.0 <= value <= 1.0 else f"must be between 0 and 1, got {value!r}"
+    if name == "risk":
+        if isinstance(value, bool) or not isinstance(value, int) or value not in RISKS:
+            return f"must be one of {', '.join(str(r) for r in RISKS)} (visitors per stranger let in), got {value!r}"
+        return None
     if name in ("analysis_fps", "idle_analysis_fps"):
         if isinstance(value, bool) or not isinstance(value, float) or not math.isfinite(value):
             return f"must be a number of frames a second, got {value!r}"

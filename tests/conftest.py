@@ -39,6 +39,17 @@ def lfw(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def orl(tmp_path_factory):
+    """The ORL faces named by $ORL_DIR (CI sets it): one camera, one room; tests using it skip without it."""
+    if not os.environ.get("ORL_DIR"):
+        pytest.skip("ORL_DIR is not set")
+    from benchmarks.orl import locate_orl
+
+    cache = os.environ.get("KIOSK_CACHE_DIR") or tmp_path_factory.mktemp("orl-cache")
+    return locate_orl(None, Path(cache))
+
+
+@pytest.fixture(scope="session")
 def engine(detector):
     """The shipped model with the shared detector; tests using it skip until a model is exported."""
     from kiosk.modelcard import default_model_path

@@ -25,7 +25,7 @@ from kiosk.settings import KioskSettings
 def test_mailbox_hands_over_the_newest_and_wakes_a_waiting_thread(tmp_path):
     mailbox = SettingsMailbox()
     assert not mailbox.take() and mailbox.wait(0.01) is False
-    first, second = KioskSettings(threshold=0.5), KioskSettings(threshold=0.6)
+    first, second = KioskSettings(risk=1000), KioskSettings(risk=10000)
     mailbox.put_settings(first)
     mailbox.put_settings(second)  # newest wins: the worker never applies a stale one
     assert mailbox.take() == Pending(second, None)
@@ -48,14 +48,14 @@ def test_mailbox_hands_over_the_newest_and_wakes_a_waiting_thread(tmp_path):
 
 @pytest.fixture
 def runner(tmp_path, engine):
+    from kiosk.engine import RiskEngine
     from kiosk.runner import KioskRunner
-    from kiosk.ui.recognition import ThresholdEngine
 
     frames = tmp_path / "frames"
     frames.mkdir()
     cv2.imwrite(str(frames / "0.png"), np.full((120, 160, 3), 90, np.uint8))
     conn = open_database(database_path(tmp_path))
-    runner = KioskRunner(Camera(str(frames)), ThresholdEngine(engine, None), Gallery(conn),
+    runner = KioskRunner(Camera(str(frames)), RiskEngine(engine), Gallery(conn),
                          AccessLog(conn), DecisionPolicy(), None, tracking=False)
     yield runner, conn
     conn.close()
@@ -71,34 +71,35 @@ def test_live_settings_apply_each_change_to_the_runner(runner, tmp_path, engine,
     live = LiveSettings(runner, start, conn)
 
     same = live.apply(Pending(KioskSettings(liveness=False)))
-    assert same.changes == () and same.threshold == pytest.approx(engine.threshold) and same.camera is None
+    assert same.changes == () and same.camera is None
+    # Nobody enrolled: the door starts at the strictest threshold the card vouches for.
+    strictest = engine.card.threshold_at_far(engine.card.far_table[0][0])
+    assert same.rule.source == "strict start" and same.rule.threshold == pytest.approx(strictest)
 
     caplog.set_level(logging.INFO, logger="kiosk.live_settings")
-    new = KioskSettings(threshold=0.55, door_command="open-door --seconds 3", store_thumbnails=True,
+    new = KioskSettings(risk=1000, door_command="open-door --seconds 3", store_thumbnails=True,
                         liveness=True, analysis_fps=10.0, idle_analysis_fps=2.0, retention_days=30)
     applied = live.apply(Pending(new))
-    assert runner.engine.threshold == pytest.approx(0.55) and applied.threshold == pytest.approx(0.55)
+    assert runner.engine.risk == 1000 and applied.rule.risk == 1000
     assert runner.door.command == ["open-door", "--seconds", "3"]
     assert runner.thumbnails is True
     assert isinstance(runner.policy.liveness, LivenessGate)
     assert (runner.pace.busy_fps, runner.pace.idle_fps) == (10.0, 2.0)
-    assert applied.changes == ("threshold 0.550", "door command open-door --seconds 3", "thumbnails on",
+    assert applied.changes == ("risk 1 in 1,000 visitors", "door command open-door --seconds 3", "thumbnails on",
                                "liveness on", "analysis 10/s, 2/s with nobody in view",
                                "retention 30 days (purged 2 access events)")
     assert len(log.query()) == 1  # the one from yesterday is kept
-    assert "settings applied: threshold 0.550" in caplog.text
+    assert "settings applied: risk 1 in 1,000 visitors" in caplog.text
     assert live.settings == new
 
-    # Back to the card's threshold; an unusable door command leaves no door (and says why).
-    off = KioskSettings(threshold=None, door_command='open "door', liveness=False, retention_days=30,
+    # Back to the shipped risk; an unusable door command leaves no door (and says why).
+    off = KioskSettings(door_command='open "door', liveness=False, retention_days=30,
                         analysis_fps=10.0, idle_analysis_fps=2.0)
     applied = live.apply(Pending(off))
-    assert runner.engine.threshold == pytest.approx(engine.threshold)
+    assert runner.engine.risk == 100 and applied.rule.risk == 100
     assert runner.door is None and "door action not usable" in caplog.text
     assert runner.policy.liveness is None and runner.thumbnails is False
-    assert runner.engine.threshold_for(30) == pytest.approx(engine.gallery_threshold(30))
-    assert runner.engine.threshold_for(30) > engine.threshold  # 30 templates: stricter than one comparison
-    assert applied.changes == ("threshold: the model card's for the gallery's size", "door none", "thumbnails off",
+    assert applied.changes == ("risk 1 in 100 visitors", "door none", "thumbnails off",
                                "liveness off")
 
 

@@ -34,7 +34,6 @@ from kiosk.ui.enroll_dialog import EnrollDialog
 from kiosk.ui.kiosk_window import KioskWindow
 from kiosk.ui.log_model import AccessLogModel, LogFilter
 from kiosk.ui.pin_dialog import EnterPinDialog, SetPinDialog
-from kiosk.ui.settings_tab import THRESHOLD_SPAN
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -107,7 +106,7 @@ def shown(model) -> list[tuple[str, str, str]]:
 
 def test_settings_round_trip_and_bad_files_give_defaults(tmp_path, caplog):
     assert KioskSettings.load(tmp_path) == KioskSettings()  # no file: defaults, silently
-    saved = KioskSettings(camera="rtsp://cam/1", threshold=0.61, retention_days=30, door_url="http://door/open",
+    saved = KioskSettings(camera="rtsp://cam/1", risk=1000, retention_days=30, door_url="http://door/open",
                           store_thumbnails=True, admin_timeout_s=300, analysis_fps=10.0, idle_analysis_fps=0.5)
     saved.save(tmp_path)
     assert KioskSettings.load(tmp_path) == saved
@@ -137,14 +136,14 @@ def test_settings_round_trip_and_bad_files_give_defaults(tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="kiosk.settings")
     settings_path(tmp_path).write_text("{not json")
     assert KioskSettings.load(tmp_path) == KioskSettings()
-    settings_path(tmp_path).write_text(json.dumps({"threshold": "high", "retention_days": 7, "sound": 1}))
+    settings_path(tmp_path).write_text(json.dumps({"risk": "high", "retention_days": 7, "sound": 1}))
     loaded = KioskSettings.load(tmp_path)
-    assert loaded.threshold is None and loaded.retention_days == 7 and loaded.sound is True
+    assert loaded.risk == 100 and loaded.retention_days == 7 and loaded.sound is True
     # A hand-edited idle rate above the busy one is brought down to it (whole numbers are fine).
     settings_path(tmp_path).write_text(json.dumps({"analysis_fps": 8, "idle_analysis_fps": 20}))
     loaded = KioskSettings.load(tmp_path)
     assert (loaded.analysis_fps, loaded.idle_analysis_fps) == (8.0, 8.0) and "idle_analysis_fps 20" in caplog.text
-    assert "not valid JSON" in caplog.text and "threshold" in caplog.text and "sound" in caplog.text
+    assert "not valid JSON" in caplog.text and "risk" in caplog.text and "sound" in caplog.text
 
 
 def test_admin_secret_is_hashed_private_and_lockout_survives_a_restart(tmp_path):
@@ -424,18 +423,24 @@ def test_deleting_a_person_can_erase_their_log_entries(qtbot, admin, tmp_path):
         check.close()
 
 
-def test_settings_tab_limits_the_threshold_around_the_card(qtbot, tmp_path):
-    raw = {"threshold": {"value": 0.42, "target_far": 0.001}, "devtest": {"accuracy": 0.93, "tar_at_far_1e3": 0.61}}
+def test_settings_tab_sets_a_risk_and_says_what_the_door_uses(qtbot, tmp_path):
+    raw = {"threshold": {"value": 0.42, "target_far": 0.01}, "devtest": {"accuracy": 0.93, "tar_at_far_1e3": 0.61}}
     card = ModelCard(Path("m.keras"), AlignmentSpec(112, 0.0), 128, 0.42, "far", raw)
     window = AdminWindow(tmp_path, card=card)
     qtbot.addWidget(window)
     try:
         tab = window.settings_tab
-        assert tab.threshold_spin.minimum() == pytest.approx(0.42 - THRESHOLD_SPAN)
-        assert tab.threshold_spin.maximum() == pytest.approx(0.42 + THRESHOLD_SPAN)
-        assert "0.420" in tab.threshold_label.text() and "93.0%" in tab.threshold_label.text()
-        tab.threshold_check.setChecked(True)
-        tab.threshold_spin.setValue(0.95)  # clamped to the safe range
+        assert tab.risk_combo.currentData() == 100 and "as shipped" in tab.risk_combo.currentText()
+        assert "93.0%" in tab.card_label.text()
+        # Nobody enrolled: the rule in force is the model's strictest, and the tab says so.
+        assert "strictest" in tab.rule_label.text() and "0.420" in tab.rule_label.text()
+        # A looser door needs its own tick: without it nothing is saved.
+        tab.risk_combo.setCurrentIndex(tab.risk_combo.findData(20))
+        assert tab.looser_check.isVisibleTo(tab) and "looser than shipped" in tab.risk_combo.currentText()
+        assert not tab.save() and "looser_risk_confirmed" in tab.message.text()
+        assert KioskSettings.load(tmp_path) == KioskSettings()
+        tab.risk_combo.setCurrentIndex(tab.risk_combo.findData(1000))
+        assert not tab.looser_check.isVisibleTo(tab)
         tab.retention_spin.setValue(30)
         tab.thumbnails_check.setChecked(True)
         tab.timeout_spin.setValue(60)
@@ -445,7 +450,7 @@ def test_settings_tab_limits_the_threshold_around_the_card(qtbot, tmp_path):
         tab.idle_analysis_spin.setValue(3)
         assert tab.save()
         saved = KioskSettings.load(tmp_path)
-        assert saved.threshold == pytest.approx(0.57) and saved.retention_days == 30
+        assert saved.risk == 1000 and not saved.looser_risk_confirmed and saved.retention_days == 30
         assert saved.store_thumbnails and saved.admin_timeout_s == 60
         assert (saved.analysis_fps, saved.idle_analysis_fps) == (0.0, 3.0)
         assert window.idle.timeout_s == 60  # the new timeout applies at once

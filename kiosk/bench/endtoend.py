@@ -65,7 +65,7 @@ def run(ctx, detector: str) -> dict:
     result: dict = {
         "walker": cast.walker, "walker_photo": cast.probe.relpath, "walker_photo_score": cast.probe_score,
         "gallery_people": len(cast.enrolled),
-        "threshold": engine.gallery_threshold(sum(len(photos) for photos in cast.enrolled.values())),
+        "threshold": _door_threshold(engine, database),
         "liveness": "off (DecisionPolicy() without a liveness gate)",
         "pace": pace_from_settings(KioskSettings()).describe(),
     }
@@ -81,6 +81,15 @@ def run(ctx, detector: str) -> dict:
                           pace=pace_from_settings(KioskSettings())),
         }
     return result
+
+
+def _door_threshold(engine, database: Path) -> float:
+    """The threshold the door applies to the bench's gallery (kiosk.calibration)."""
+    conn = open_database(database)
+    try:
+        return engine.door_rule(*Gallery(conn).matrix()).threshold
+    finally:
+        conn.close()
 
 
 def play(engine, database: Path, sequence: Sequence, *, realtime: bool, stop_after_grant: bool,

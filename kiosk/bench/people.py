@@ -86,7 +86,7 @@ def _pick_walker(engine, found: dict) -> Cast | None:
         if probe is None:
             continue
         match = engine.match(vectors[ENROL_PHOTOS], templates, ids)[0]
-        threshold = engine.gallery_threshold(len(templates))  # what engine.match applied
+        threshold = engine.door_rule(templates, ids).threshold  # what engine.match applied
         if match.verdict == "match" and match.person_id == index and match.score >= threshold + PROBE_MARGIN:
             enrolled = {n: found[n][0] for n in names}
             return Cast(enrolled, name, probe, round(float(match.score), 4))

@@ -21,8 +21,9 @@ from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import QDialog, QMainWindow, QTabWidget, QWidget
 
+from kiosk.calibration import door_rule, measure_site, site_summary
 from kiosk.database import database_path, open_database
-from kiosk.gallery import Gallery
+from kiosk.gallery import Gallery, GalleryError
 from kiosk.modelcard import ModelCard, ModelCardError, default_model_path
 from kiosk.settings import KioskSettings
 from kiosk.ui.enroll_worker import EngineFactory, default_engine
@@ -63,9 +64,11 @@ class AdminWindow(QMainWindow):
         self.settings = KioskSettings.load(self._data_dir)
 
         self.log_tab = LogTab(self._db_path, self._people_names)
-        self.people_tab = PeopleTab(self._gallery, self._db_path, threshold=lambda: self.settings.threshold,
+        self.people_tab = PeopleTab(self._gallery, self._db_path, risk=lambda: self.settings.risk,
                                     engine_factory=engine_factory)
-        self.settings_tab = SettingsTab(self.settings, self._data_dir, card)
+        self._card = card
+        self._scoring = None  # the card's scoring, loaded when the rule is first described
+        self.settings_tab = SettingsTab(self.settings, self._data_dir, card, describe_rule=self.describe_rule)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.log_tab, "Access log")
         self.tabs.addTab(self.people_tab, "People")
@@ -73,6 +76,7 @@ class AdminWindow(QMainWindow):
         self.setCentralWidget(self.tabs)
         self.people_tab.people_changed.connect(self.log_tab.refresh_people)
         self.people_tab.log_erased.connect(self.log_tab.reload)
+        self.people_tab.people_changed.connect(self.settings_tab.refresh_rule)
         self.settings_tab.saved.connect(self._on_settings_saved)
 
         self.idle = IdleWatcher(self, self.settings.admin_timeout_s)
@@ -91,6 +95,21 @@ class AdminWindow(QMainWindow):
 
     def _people_names(self) -> list[str]:
         return [person.name for person in self._gallery.people()]
+
+    def describe_rule(self, risk: int) -> list[str]:
+        """The door's rule at `risk` for the people enrolled now, measured as the kiosk measures it."""
+        if self._card is None:
+            return ["No face model: the door's rule cannot be measured."]
+        try:
+            if self._scoring is None:
+                self._scoring = self._card.load_scoring()
+            templates, person_ids = self._gallery.matrix()
+        except (ModelCardError, GalleryError) as exc:
+            return [f"The door's rule cannot be measured: {exc}"]
+        if len(templates) and templates.shape[1] != self._card.embedding_size:
+            return ["The enrolled faces are from another face model: re-enrol to measure the door's rule."]
+        rule = door_rule(self._card, measure_site(templates, person_ids, self._scoring), risk)
+        return site_summary(rule, {person.id: person.name for person in self._gallery.people()})
 
     # -- actions ------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from kiosk.calibration import DEFAULT_RISK, GRANT_LINE
 from kiosk.enrollment import CAPTURE_STEPS, CaptureStep, Sample
 from kiosk.gallery import Person
 from kiosk.ui.enroll_worker import EngineFactory, EnrollWorker, SaveRequest, default_engine
@@ -71,7 +72,7 @@ class EnrollDialog(QDialog):
     saved = Signal(object)  # the Person, after a successful save
 
     def __init__(self, db_path: str | os.PathLike, person: Person | None = None, *,
-                 threshold: float | None = None, engine_factory: EngineFactory = default_engine,
+                 risk: int = DEFAULT_RISK, engine_factory: EngineFactory = default_engine,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._person = person
@@ -159,7 +160,7 @@ class EnrollDialog(QDialog):
 
         self._thread = QThread(self)
         self._thread.setObjectName("enrollment")
-        self._worker = EnrollWorker(db_path, engine_factory, threshold, person.id if person else None)
+        self._worker = EnrollWorker(db_path, engine_factory, risk, person.id if person else None)
         self._worker.moveToThread(self._thread)
         self._thread.started.connect(self._worker.run)
         self._worker.finished.connect(self._thread.quit)
@@ -191,13 +192,14 @@ class EnrollDialog(QDialog):
 
     def duplicate_warning(self) -> str | None:
         """Text naming enrolled people the accepted samples already match, or None."""
-        matches: dict[str, float] = {}
+        matches: dict[str, int] = {}
         for sample in self._samples:
-            if sample.match_name is not None and sample.match_score is not None:
-                matches[sample.match_name] = max(matches.get(sample.match_name, -1.0), sample.match_score)
+            if sample.match_name is not None and sample.match_percent is not None:
+                matches[sample.match_name] = max(matches.get(sample.match_name, -1), sample.match_percent)
         if not matches:
             return None
-        who = ", ".join(f"{name} (similarity {score:.2f})" for name, score in sorted(matches.items()))
+        who = ", ".join(f"{name} (match {percent}/100, the door opens at {GRANT_LINE})"
+                        for name, percent in sorted(matches.items()))
         return f"These samples already match someone enrolled: {who}."
 
     # -- image files ------------------------------------------------------------------
@@ -238,7 +240,7 @@ class EnrollDialog(QDialog):
         if sample.used:
             text = f"✓ {sample.source}: used"
             if sample.match_name:
-                text += f" — looks like {sample.match_name} ({sample.match_score:.2f})"
+                text += f" — looks like {sample.match_name} (match {sample.match_percent}/100)"
         else:
             text = f"✗ {sample.source}: {sample.reason}"
         item = QListWidgetItem(text)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, Signal, Slot
 
+from kiosk.calibration import DEFAULT_RISK
 from kiosk.database import open_database
 from kiosk.enrollment import CaptureStep, Sample, assess_capture, assess_image, closest_person
 from kiosk.errors import KioskError
@@ -60,12 +61,12 @@ class EnrollWorker(QObject):
     finished = Signal()  # run() returned
 
     def __init__(self, db_path: str | os.PathLike, engine_factory: EngineFactory = default_engine,
-                 threshold: float | None = None, person_id: int | None = None) -> None:
+                 risk: int = DEFAULT_RISK, person_id: int | None = None) -> None:
         super().__init__()
         self._db_path = Path(db_path)
         self._engine_factory = engine_factory
         self._engine = None
-        self._threshold = threshold  # None: the model card's
+        self._risk = risk  # the door's: a sample "already matches" someone when the door would let it in as them
         self._person_id = person_id  # the person samples are added to (not a "duplicate" of themselves)
         self._cancel = threading.Event()
         self._jobs: queue.Queue[tuple | None] = queue.Queue()
@@ -198,7 +199,7 @@ class EnrollWorker(QObject):
         return templates, person_ids, names
 
     def _checked(self, sample: Sample, engine, gallery: tuple[np.ndarray, np.ndarray, dict[int, str]]) -> Sample:
-        """The sample, with the enrolled person it already matches (similarity >= threshold), if any."""
+        """The sample, with the enrolled person it already matches (at the door's rule), if any."""
         if not sample.used or sample.embedding is None:
             return sample
         templates, person_ids, names = gallery
@@ -206,7 +207,10 @@ class EnrollWorker(QObject):
             return sample  # a gallery from another model: add_templates will say so
         closest = closest_person(sample.embedding, templates, person_ids, exclude=self._person_id,
                                  scoring=getattr(engine, "scoring", None))
-        threshold = self._threshold if self._threshold is not None else engine.threshold
-        if closest is None or closest[1] < threshold:
+        if closest is None:
             return sample
-        return sample.with_match(names.get(closest[0], f"person {closest[0]}"), closest[1])
+        rule = engine.door_rule(templates, person_ids, self._risk)
+        if closest[1] < rule.threshold:
+            return sample
+        return sample.with_match(names.get(closest[0], f"person {closest[0]}"), closest[1],
+                                 rule.match_percent(closest[1]))

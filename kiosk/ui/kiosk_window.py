@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from kiosk.admin_secret import AdminSecret, AdminSecretError
+from kiosk.calibration import DoorRule
 from kiosk.camera import Camera, CameraError, CameraState, SourceKind, parse_source
 from kiosk.datadir import resolve_data_dir
 from kiosk.errors import KioskError
@@ -157,7 +158,7 @@ class KioskWindow(QMainWindow):
         self._starting = "Starting…"  # the start-up step, on the banner until recognition is ready
         self._hint = "Face detected"  # what the person at the camera should do (kiosk.ui.guidance)
         self._gallery_people: int | None = None
-        self._threshold_in_use: float | None = None  # from the latest analysed frame
+        self._rule_in_use: DoorRule | None = None  # from the latest analysed frame
         self.banner_text = ""  # the banner in plain text (it is shown as rich text)
         self.decisions: list[Decision] = []  # every decision shown, oldest first
         self.frames_shown = 0
@@ -275,7 +276,7 @@ class KioskWindow(QMainWindow):
         result = recognition.result
         self._faces = list(result.faces)
         self._gallery_people = recognition.gallery_people
-        self._threshold_in_use = recognition.threshold
+        self._rule_in_use = recognition.rule
         self._analysis_rate.tick(recognition.seconds)
         self.frames_analysed += 1
         self._analysis_error = ""
@@ -354,8 +355,8 @@ class KioskWindow(QMainWindow):
             model = f"model {self._engine_info.model}"
             if self._engine_info.devtest_accuracy is not None:
                 model += f" (DevTest {self._engine_info.devtest_accuracy * 100:.1f}%)"
-            threshold = self._threshold_in_use if self._threshold_in_use is not None else self._engine_info.threshold
-            parts.append(f"{model}, threshold {threshold:.3f}")
+            rule = self._rule_in_use if self._rule_in_use is not None else self._engine_info.rule
+            parts.append(f"{model}, threshold {rule.threshold:.3f} ({rule.source})")
         self.status.setText("  ·  ".join(parts))
         self._refresh_banner()  # the camera may have been lost or found since the last result
         self._refresh_setup_hint()
@@ -367,6 +368,14 @@ class KioskWindow(QMainWindow):
             state = BannerState(self._fatal[0], Tone.DENIED)
         elif self._paused:
             state = BannerState("Enrolment in progress — the door is paused", Tone.WARNING)
+        elif self._camera.state is CameraState.ENDED and self._verdict is None:
+            # A video file or image folder played to its end: nothing more comes, not even a
+            # challenge's next frame (its verdict, if the last frame gave one, shows first).
+            what = "image folder" if self._camera.spec.kind is SourceKind.FOLDER else "video"
+            if self._camera.message.startswith("end of "):
+                state = BannerState(f"End of the {what} — nothing more to recognise", Tone.WARNING)
+            else:  # it failed: the status line has the camera's own words
+                state = BannerState(f"The {what} cannot be read — recognition has stopped", Tone.WARNING)
         elif self._challenge is not None:
             # The instruction running now always shows; a denial just before it goes under it.
             prompt, deadline = self._challenge
@@ -382,12 +391,6 @@ class KioskWindow(QMainWindow):
         elif time.monotonic() < self._locked_until:
             state = BannerState(f"Too many attempts — wait {math.ceil(self._locked_until - time.monotonic())} s",
                                 Tone.WARNING)
-        elif self._camera.state is CameraState.ENDED:  # a video file or image folder played to its end
-            what = "image folder" if self._camera.spec.kind is SourceKind.FOLDER else "video"
-            if self._camera.message.startswith("end of "):
-                state = BannerState(f"End of the {what} — nothing more to recognise", Tone.WARNING)
-            else:  # it failed: the status line has the camera's own words
-                state = BannerState(f"The {what} cannot be read — recognition has stopped", Tone.WARNING)
         elif self._camera.state is CameraState.RECONNECTING:
             state = BannerState("Camera unavailable", Tone.WARNING)
         elif self._faces is None:
@@ -604,8 +607,8 @@ class KioskWindow(QMainWindow):
     @Slot(object)
     def _on_reconfigured(self, applied: Applied) -> None:
         if self._engine_info is not None:
-            self._engine_info = replace(self._engine_info, threshold=applied.threshold, sound=applied.settings.sound)
-            self._threshold_in_use = None  # until the next analysed frame says what the gallery needs
+            self._engine_info = replace(self._engine_info, rule=applied.rule, sound=applied.settings.sound)
+            self._rule_in_use = None  # until the next analysed frame says what the gallery needs
         if applied.camera is not None:
             self._faces = []  # boxes from the old camera's picture mean nothing on the new one
             self.video.set_boxes([])

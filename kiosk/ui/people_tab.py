@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from kiosk.calibration import DEFAULT_RISK
 from kiosk.gallery import Gallery, GalleryError, Person
 from kiosk.privacy import remove_person
 from kiosk.ui.enroll_dialog import EnrollDialog
@@ -42,12 +43,12 @@ class PeopleTab(QWidget):
     people_changed = Signal()
     log_erased = Signal()  # a deleted person's access-log entries were redacted
 
-    def __init__(self, gallery: Gallery, db_path: Path, *, threshold: Callable[[], float | None] = lambda: None,
+    def __init__(self, gallery: Gallery, db_path: Path, *, risk: Callable[[], int] = lambda: DEFAULT_RISK,
                  engine_factory: EngineFactory = default_engine, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._gallery = gallery
         self._db_path = db_path
-        self._threshold = threshold
+        self._risk = risk  # the admin's setting, read when a dialog opens
         self._engine_factory = engine_factory
         self._people: list[Person] = []
         self._dialogs: list[EnrollDialog] = []
@@ -226,7 +227,7 @@ class PeopleTab(QWidget):
         return None if person is None else self._open_dialog(person)
 
     def _open_dialog(self, person: Person | None) -> EnrollDialog:
-        dialog = EnrollDialog(self._db_path, person, threshold=self._threshold(),
+        dialog = EnrollDialog(self._db_path, person, risk=self._risk(),
                               engine_factory=self._engine_factory, parent=self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.saved.connect(self._on_enrolled)

@@ -28,6 +28,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal, Slot
 
 from kiosk.accesslog import AccessLog
+from kiosk.calibration import DoorRule
 from kiosk.camera import Camera, CameraState
 from kiosk.database import database_path, open_database
 from kiosk.gallery import Gallery, GalleryError
@@ -56,7 +57,7 @@ class EngineInfo:
 
     model: str  # the model file's stem, e.g. "face_embedder"
     devtest_accuracy: float | None  # from the model card
-    threshold: float  # the threshold in use at start (the override, or the card's for this gallery)
+    rule: DoorRule  # the door's rule in force at start, for the gallery as it was
     purged: int  # access events removed by the retention purge at start
     sound: bool  # the settings' "sound on grant/deny"
 
@@ -66,50 +67,7 @@ class Recognition:
     result: object  # kiosk.runner.FrameResult
     seconds: float  # time the analysis of this frame took (not the pause before it)
     gallery_people: int  # enrolled people with templates, as matched against
-    threshold: float  # the accept threshold this gallery was matched at
-
-
-class ThresholdEngine:
-    """A FaceEngine whose accept threshold the admin may override.
-
-    Without an override (None) a face is matched at the engine's gallery_threshold, which
-    rises with the number of enrolled templates so a stranger's chance stays at the model
-    card's rate; an override is used as it is, whatever the gallery's size.
-    """
-
-    def __init__(self, engine, override: float | None) -> None:
-        self._engine = engine
-        self.override = None if override is None else float(override)
-
-    @property
-    def detector(self):
-        return self._engine.detector
-
-    @property
-    def embedding_size(self) -> int:
-        return self._engine.embedding_size
-
-    @property
-    def model_identity(self) -> str:
-        return self._engine.model_identity
-
-    @property
-    def threshold(self) -> float:
-        """The override, or the card's threshold for a single comparison."""
-        return self.override if self.override is not None else self._engine.threshold
-
-    def threshold_for(self, templates: int) -> float:
-        """The threshold a face is matched at against a gallery of `templates` templates."""
-        return self.override if self.override is not None else self._engine.gallery_threshold(templates)
-
-    def detect(self, rgb: np.ndarray):
-        return self._engine.detect(rgb)
-
-    def embed_faces(self, rgb: np.ndarray, faces):
-        return self._engine.embed_faces(rgb, faces)
-
-    def match(self, embeddings: np.ndarray, templates: np.ndarray, person_ids: np.ndarray):
-        return self._engine.match(embeddings, templates, person_ids, threshold=self.override)
+    rule: DoorRule  # the door's rule this gallery was matched at
 
 
 def load_engine(model_path: str | os.PathLike | None = None):
@@ -205,8 +163,10 @@ class RecognitionWorker(QObject):
         access_log = AccessLog(conn)
         door = door_from_settings(settings)
         gallery = Gallery(conn)
-        matcher = ThresholdEngine(engine, settings.threshold)
-        threshold = matcher.threshold_for(len(gallery.matrix()[0]))
+        from kiosk.engine import RiskEngine
+
+        matcher = RiskEngine(engine, settings.risk)
+        rule = matcher.door_rule(*gallery.matrix())
         try:
             runner = KioskRunner(self._camera, matcher, gallery, access_log,
                                  DecisionPolicy(liveness=LivenessGate() if settings.liveness else None), door,
@@ -225,7 +185,7 @@ class RecognitionWorker(QObject):
         live = LiveSettings(runner, settings, conn)
         devtest = engine.card.raw.get("devtest", {}) if isinstance(engine.card.raw, dict) else {}
         accuracy = devtest.get("accuracy") if isinstance(devtest, dict) else None
-        self.ready.emit(EngineInfo(Path(engine.card.path).stem, accuracy, threshold, purged, settings.sound))
+        self.ready.emit(EngineInfo(Path(engine.card.path).stem, accuracy, rule, purged, settings.sound))
         last_error = ""
         counted_ids, people = None, 0  # the gallery's person ids, and how many people they name
         results = runner.run(every_frame=True)
@@ -252,10 +212,11 @@ class RecognitionWorker(QObject):
                 results = runner.run(every_frame=True, newer_than=runner.last_frame_index)
                 continue
             last_error = ""
-            _, person_ids = gallery.matrix()  # cached until the gallery changes
+            templates, person_ids = gallery.matrix()  # cached until the gallery changes
             if person_ids is not counted_ids:  # a new matrix: count its people once, not every frame
                 counted_ids, people = person_ids, int(np.unique(person_ids).size)
-            self.analysed.emit(Recognition(result, result.analysis_s, people, matcher.threshold_for(len(person_ids))))
+            # The rule is measured once per gallery (FaceEngine caches it), so this is a lookup per frame.
+            self.analysed.emit(Recognition(result, result.analysis_s, people, matcher.door_rule(templates, person_ids)))
             pending = self._mailbox.take()
             if pending and self._apply(live, pending).camera is not None:
                 results.close()  # the old camera's frame loop; go on with the new one

@@ -1,20 +1,22 @@
 """The admin window's "Settings" tab: the KioskSettings fields and Save.
 
-The threshold override is limited to the model card's threshold ± THRESHOLD_SPAN (within
-[0, 1]): past that the card's measured error rates say nothing about what the door does.
-Without a model card the override cannot be edited (a stored one is kept as it is).
+The admin sets a risk, not a score: at most one stranger let in per so many visitors
+(kiosk.calibration). The shipped rule is 1 in 100; stricter ones are a choice away, a looser
+one needs its own tick box. Under the choice the tab says what the door uses now for the people
+enrolled (`describe_rule`, given by the admin window) and which two people look most alike.
 
 Save writes the file and emits ``saved``; a running kiosk window applies the settings at once
 and puts how that went in ``message``.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QCheckBox,
-    QDoubleSpinBox,
+    QComboBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -26,26 +28,18 @@ from PySide6.QtWidgets import (
 )
 
 from kiosk.admin_secret import AdminSecret
+from kiosk.calibration import DEFAULT_RISK, LOOSER_RISKS, RISKS, risk_words
 from kiosk.camera import Camera, CameraError, parse_source
 from kiosk.modelcard import ModelCard
 from kiosk.pacing import MAX_FPS
 from kiosk.settings import ADMIN_TIMEOUT_RANGE_S, MAX_RETENTION_DAYS, KioskSettings
 from kiosk.ui.pin_dialog import SetPinDialog
 
-THRESHOLD_SPAN = 0.15
-
-
-def threshold_range(card_threshold: float) -> tuple[float, float]:
-    return max(0.0, card_threshold - THRESHOLD_SPAN), min(1.0, card_threshold + THRESHOLD_SPAN)
-
 
 def card_summary(card: ModelCard) -> str:
-    """The card's threshold and LFW figures in a line or two."""
+    """The model and its LFW figures in a line or two."""
     raw = card.raw
-    parts = [f"Model card threshold {card.threshold:.3f}"]
-    target_far = (raw.get("threshold") or {}).get("target_far")
-    if target_far is not None:
-        parts[0] += f" (false accepts ≤ {target_far:g} on validation pairs)"
+    parts = [f"Model {card.path.stem}"]
     test = raw.get("devtest") or {}
     figures = []
     if test.get("accuracy") is not None:
@@ -75,31 +69,38 @@ class SettingsTab(QWidget):
     saved = Signal(object)  # KioskSettings
 
     def __init__(self, settings: KioskSettings, data_dir: Path, card: ModelCard | None,
-                 parent: QWidget | None = None) -> None:
+                 describe_rule: Callable[[int], list[str]] | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._settings = settings
         self._data_dir = data_dir
         self._card = card
+        self._describe_rule = describe_rule  # risk -> the rule in force for the people enrolled, in lines
 
         self.camera_edit = QLineEdit()
         self.camera_edit.setToolTip("Device number (0), video file, image folder or stream URL")
-        self.threshold_check = QCheckBox("Override")
-        self.threshold_spin = QDoubleSpinBox(decimals=3, singleStep=0.01)
-        self.threshold_label = QLabel()
-        self.threshold_label.setWordWrap(True)
-        self.threshold_check.toggled.connect(self.threshold_spin.setEnabled)
-        threshold_row = QHBoxLayout()
-        threshold_row.addWidget(self.threshold_check)
-        threshold_row.addWidget(self.threshold_spin)
-        threshold_row.addWidget(self.threshold_label, stretch=1)
-        if card is not None:
-            low, high = threshold_range(card.threshold)
-            self.threshold_spin.setRange(low, high)
-            self.threshold_label.setText(card_summary(card))
-        else:
-            self.threshold_check.setEnabled(False)
-            self.threshold_spin.setRange(0.0, 1.0)
-            self.threshold_label.setText("No model card found: the threshold cannot be changed here.")
+        self.risk_combo = QComboBox()
+        for risk in RISKS:
+            label = risk_words(risk)
+            if risk == DEFAULT_RISK:
+                label += " (as shipped)"
+            elif risk in LOOSER_RISKS:
+                label += " (looser than shipped)"
+            self.risk_combo.addItem(f"At most {label}", risk)
+        self.risk_combo.setToolTip("How many visitors who are not enrolled may pass for one stranger let in. "
+                                   "Stricter means fewer strangers, and enrolled people turned away a little "
+                                   "more often")
+        self.looser_check = QCheckBox("I accept a looser door than shipped (more strangers let in)")
+        self.risk_combo.currentIndexChanged.connect(self._show_rule)
+        self.rule_label = QLabel()
+        self.rule_label.setWordWrap(True)
+        self.rule_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.card_label = QLabel(card_summary(card) if card is not None else "No model card found.")
+        self.card_label.setWordWrap(True)
+        risk_box = QVBoxLayout()
+        risk_box.addWidget(self.risk_combo)
+        risk_box.addWidget(self.looser_check)
+        risk_box.addWidget(self.rule_label)
+        risk_box.addWidget(self.card_label)
         self.liveness_check = QCheckBox("Check liveness: ask for a head turn or nod before granting")
         self.retention_spin = QSpinBox(minimum=0, maximum=MAX_RETENTION_DAYS, suffix=" days")
         self.retention_spin.setSpecialValueText("keep forever")
@@ -134,7 +135,7 @@ class SettingsTab(QWidget):
 
         form = QFormLayout()
         form.addRow("Camera", self.camera_edit)
-        form.addRow("Match threshold", threshold_row)
+        form.addRow("Strangers let in", risk_box)
         form.addRow("Liveness", self.liveness_check)
         form.addRow("Keep access log", self.retention_spin)
         form.addRow("Door command", self.door_command_edit)
@@ -157,13 +158,9 @@ class SettingsTab(QWidget):
 
     def show_settings(self, settings: KioskSettings) -> None:
         self.camera_edit.setText(settings.camera)
-        override = settings.threshold is not None and self._card is not None
-        self.threshold_check.setChecked(override)
-        self.threshold_spin.setEnabled(override)
-        if settings.threshold is not None:
-            self.threshold_spin.setValue(settings.threshold)  # clamped to the safe range
-        elif self._card is not None:
-            self.threshold_spin.setValue(self._card.threshold)
+        self.risk_combo.setCurrentIndex(self.risk_combo.findData(settings.risk))
+        self.looser_check.setChecked(settings.looser_risk_confirmed)
+        self._show_rule()
         self.liveness_check.setChecked(settings.liveness)
         self.retention_spin.setValue(settings.retention_days)
         self.door_command_edit.setText(settings.door_command)
@@ -177,13 +174,11 @@ class SettingsTab(QWidget):
 
     def edited(self) -> KioskSettings:
         """The settings as the widgets show them."""
-        if self._card is None:
-            threshold = self._settings.threshold  # not editable: keep what is stored
-        else:
-            threshold = round(self.threshold_spin.value(), 3) if self.threshold_check.isChecked() else None
+        risk = int(self.risk_combo.currentData())
         return KioskSettings(
             camera=self.camera_edit.text().strip(),
-            threshold=threshold,
+            risk=risk,
+            looser_risk_confirmed=risk in LOOSER_RISKS and self.looser_check.isChecked(),
             liveness=self.liveness_check.isChecked(),
             retention_days=self.retention_spin.value(),
             door_command=self.door_command_edit.text().strip(),
@@ -199,6 +194,20 @@ class SettingsTab(QWidget):
     @property
     def settings(self) -> KioskSettings:
         return self._settings
+
+    @Slot()
+    def _show_rule(self) -> None:
+        """What the door uses now at the chosen risk, and the most alike pair of people."""
+        risk = self.risk_combo.currentData()
+        self.looser_check.setVisible(risk in LOOSER_RISKS)
+        if risk is None or self._describe_rule is None:
+            self.rule_label.setText("")
+            return
+        self.rule_label.setText("\n".join(self._describe_rule(int(risk))))
+
+    def refresh_rule(self) -> None:
+        """Say again what the door uses (after people were enrolled or removed)."""
+        self._show_rule()
 
     def save(self) -> bool:
         settings = self.edited()

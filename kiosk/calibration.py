@@ -1,0 +1,200 @@
+"""The door's rule, calibrated to the site: how strict to be with the faces this camera sees.
+
+A model card's threshold is measured on LFW's web photos, where two different people almost
+never share a camera, a background and a light. At a door they always do, and every stranger
+then scores closer to the enrolled people than an LFW stranger would. So the kiosk measures
+what a stranger looks like *here*, from the one sample of site impostors it always has: the
+enrolled people themselves, who are strangers to each other.
+
+- Each template of each person is scored against every other person (by their most similar
+  template, as matching does): with P people and N templates that is N x (P - 1) scores of a
+  face from this camera against someone it is not.
+- Those scores are modelled as a normal distribution (their mean and spread). A visitor who is
+  nobody is compared with all P people, so for at most `far` false accepts per visitor each
+  comparison must pass at far / P: the site's threshold is that upper quantile.
+- The door uses the stricter of the site's threshold and the model card's own rule for the
+  gallery's size; it is never looser than the card.
+- With fewer than MIN_SITE_PEOPLE people the site sample is too small to trust, and the door
+  uses the strictest threshold the card vouches for (its lowest measured false-accept rate)
+  until there are enough people to measure.
+
+Everything here is numpy and the standard library: it runs wherever matching runs, and it is
+recomputed whenever the gallery changes (FaceEngine caches it per gallery matrix).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+
+from kiosk.matching import group_people
+from kiosk.modelcard import ModelCard
+
+# Visitors per false accept the admin may choose ("1 in 100" ...). 100 is the shipped rule (the
+# card's 1% per visitor); LOOSER_RISKS let more strangers in and need an explicit confirmation.
+RISKS = (20, 100, 1000, 10000)
+DEFAULT_RISK = 100
+LOOSER_RISKS = tuple(risk for risk in RISKS if risk < DEFAULT_RISK)
+# Fewer enrolled people than this: too few site impostor scores to estimate a tail from.
+MIN_SITE_PEOPLE = 5
+# The match shown to people (0-100): the door's threshold sits at GRANT_LINE.
+GRANT_LINE = 70
+
+
+@dataclass(frozen=True)
+class SiteCalibration:
+    """What the kiosk measured of its own site: the enrolled people scored against each other."""
+
+    people: int
+    templates: int
+    impostor_scores: int  # template-against-other-person scores measured
+    mean: float | None  # of those scores (None without any)
+    spread: float | None  # their standard deviation
+    closest: tuple[int, int, float] | None  # the two most alike people (ids) and their score
+
+    def site_threshold(self, far_per_visitor: float) -> float | None:
+        """The score a comparison must reach for `far_per_visitor` false accepts per visitor at
+        this site (None while the site sample is too small to estimate it)."""
+        if self.people < MIN_SITE_PEOPLE or self.spread is None or self.spread <= 0:
+            return None
+        per_person = min(far_per_visitor / self.people, 0.5)
+        return NormalDist(self.mean, self.spread).inv_cdf(1.0 - per_person)
+
+    def estimated_far(self, threshold: float) -> float | None:
+        """About how many visitors in one are falsely accepted at `threshold`, by the site's model."""
+        if self.people < MIN_SITE_PEOPLE or self.spread is None or self.spread <= 0:
+            return None
+        per_person = 1.0 - NormalDist(self.mean, self.spread).cdf(threshold)
+        return min(1.0, self.people * per_person)
+
+
+@dataclass(frozen=True)
+class DoorRule:
+    """The threshold in force for one gallery at one risk, and where it comes from."""
+
+    risk: int  # visitors per false accept the rule aims at
+    threshold: float  # similarity >= threshold opens the door
+    source: str  # "site", "model card" or "strict start"
+    card_threshold: float  # the card's rule for this gallery's size
+    site_threshold: float | None  # the site's estimate (None: too few people)
+    calibration: SiteCalibration
+    low: float  # a typical stranger's score (match 0), from the card
+
+    @property
+    def estimated_far(self) -> float | None:
+        return self.calibration.estimated_far(self.threshold)
+
+    def match_percent(self, score: float) -> int:
+        """`score` on the 0-100 scale people see: GRANT_LINE at the threshold, 0 at a typical stranger."""
+        return match_percent(score, self.threshold, self.low)
+
+    def describe(self) -> str:
+        """The rule in a sentence, for the admin window, `people` and the status line."""
+        aim = f"aiming at 1 false accept in {self.risk:,} visitors"
+        if self.source == "strict start":
+            return (f"threshold {self.threshold:.3f}: the model card's strictest, until {MIN_SITE_PEOPLE} people "
+                    f"are enrolled and the site can be measured ({aim})")
+        far = self.estimated_far
+        measured = (f"measured on {self.calibration.people} enrolled people "
+                    f"({self.calibration.impostor_scores:,} stranger comparisons)")
+        estimate = f"; estimated 1 in {max(1, round(1 / far)):,}" if far else ""
+        origin = "this site's" if self.source == "site" else "the model card's (stricter than the site needs)"
+        return f"threshold {self.threshold:.3f}, {origin}, {measured}, {aim}{estimate}"
+
+
+def measure_site(templates: np.ndarray, person_ids: np.ndarray, scoring) -> SiteCalibration:
+    """Score every template against every other enrolled person (by their best template)."""
+    templates = np.asarray(templates, np.float32)
+    person_ids = np.asarray(person_ids)
+    if len(templates) == 0:
+        return SiteCalibration(0, 0, 0, None, None, None)
+    order, starts, people = group_people(person_ids)
+    if order is not None:
+        templates, person_ids = templates[order], person_ids[order]
+    if len(people) < 2:
+        return SiteCalibration(len(people), len(templates), 0, None, None, None)
+    scores = np.asarray(scoring.matrix(templates, templates), np.float64)
+    per_person = np.maximum.reduceat(scores, starts, axis=1)  # template x person: best template of each
+    owner = np.searchsorted(people, person_ids)
+    other = np.ones_like(per_person, dtype=bool)
+    other[np.arange(len(templates)), owner] = False
+    impostor = per_person[other]
+    # The closest pair: each person against each other person, by their best pair of templates.
+    pair = np.maximum.reduceat(per_person, starts, axis=0)
+    np.fill_diagonal(pair, -np.inf)
+    a, b = np.unravel_index(int(np.argmax(pair)), pair.shape)
+    return SiteCalibration(
+        people=len(people), templates=len(templates), impostor_scores=int(impostor.size),
+        mean=float(impostor.mean()), spread=float(impostor.std(ddof=1)) if impostor.size > 1 else None,
+        closest=(int(people[min(a, b)]), int(people[max(a, b)]), float(pair[a, b])),
+    )
+
+
+def door_rule(card: ModelCard, calibration: SiteCalibration, risk: int = DEFAULT_RISK) -> DoorRule:
+    """The rule the door applies to a gallery measured as `calibration`, at `risk` visitors per false accept."""
+    if risk <= 0:
+        raise ValueError(f"risk must be a positive number of visitors, got {risk}")
+    far = 1.0 / risk
+    card_threshold = card_rule(card, far, calibration.templates)
+    site = calibration.site_threshold(far)
+    low = card.threshold_at_far(card.far_table[-1][0]) if card.far_table else card.threshold - 0.3
+    if site is None:
+        strict = card.threshold_at_far(card.far_table[0][0]) if card.far_table else card_threshold
+        threshold = max(card_threshold, strict)
+        return DoorRule(risk, threshold, "strict start", card_threshold, None, calibration, low)
+    source = "site" if site >= card_threshold else "model card"
+    return DoorRule(risk, max(site, card_threshold), source, card_threshold, site, calibration, low)
+
+
+def card_rule(card: ModelCard, far: float, templates: int) -> float:
+    """The card's threshold for `far` false accepts per visitor against `templates` templates.
+
+    A stranger is compared with every template, so each comparison must pass at far / templates
+    (read from the card's impostor table). At the shipped risk or stricter never below the card's
+    own threshold; a looser risk (chosen explicitly) may go below it.
+    """
+    per_comparison = far / max(templates, 1)
+    threshold = card.threshold_at_far(per_comparison) if card.far_table else card.threshold
+    shipped = card.target_far if card.target_far is not None else 1.0 / DEFAULT_RISK
+    return max(threshold, card.threshold) if far <= shipped else threshold
+
+
+def match_percent(score: float, threshold: float, low: float) -> int:
+    """A score as 0-100: 0 at a typical stranger's score `low`, GRANT_LINE at `threshold`, 100 well above it."""
+    span = max(threshold - low, 1e-6)
+    if score <= threshold:
+        value = GRANT_LINE * (score - low) / span
+    else:
+        value = GRANT_LINE + (100 - GRANT_LINE) * (score - threshold) / span
+    return int(min(100, max(0, math.floor(value))))
+
+
+def site_summary(rule: DoorRule, names: dict[int, str]) -> list[str]:
+    """What the kiosk measured and uses, in lines an admin can read (`names`: person id -> name)."""
+    calibration = rule.calibration
+    if rule.source == "strict start":
+        people = f"{calibration.people} person" if calibration.people == 1 else f"{calibration.people} people"
+        lines = [f"In force: the model's strictest rule (threshold {rule.threshold:.3f}). With {people} enrolled "
+                 f"the kiosk cannot yet measure how alike strangers look through this camera; it will from "
+                 f"{MIN_SITE_PEOPLE} people on."]
+    else:
+        far = rule.estimated_far
+        estimate = f" — estimated 1 in {max(1, round(1 / far)):,}" if far else ""
+        origin = ("measured at this site" if rule.source == "site"
+                  else "the model card's, stricter than this site needs")
+        lines = [f"In force: threshold {rule.threshold:.3f}, {origin} from {calibration.people} enrolled people "
+                 f"({calibration.impostor_scores:,} comparisons of people who are not each other){estimate}."]
+    if calibration.closest is not None:
+        a, b, score = calibration.closest
+        percent = rule.match_percent(score)
+        look = "look alike to the model" if percent >= GRANT_LINE else "are the most alike pair"
+        lines.append(f"{names.get(a, f'person {a}')} and {names.get(b, f'person {b}')} {look} "
+                     f"(match {percent}/100; the door opens at {GRANT_LINE}).")
+    return lines
+
+
+def risk_words(risk: int) -> str:
+    """1000 -> "1 in 1,000 visitors"."""
+    return f"1 in {risk:,} visitors"

@@ -1,0 +1,201 @@
+"""The door's rule, calibrated to the site (kiosk.calibration): measured on the enrolled people,
+never looser than the model card's rule, strictest until the site can be measured.
+
+The first tests use synthetic unit vectors scored by the cosine and a small model card with an
+impostor table, so every expected threshold can be worked out by hand. The last ones enrol real
+ORL people (one camera, one room: the kind of site the rule is for) with the shipped model.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from statistics import NormalDist
+
+import numpy as np
+import pytest
+
+from kiosk.alignment import AlignmentSpec
+from kiosk.calibration import (
+    DEFAULT_RISK,
+    GRANT_LINE,
+    MIN_SITE_PEOPLE,
+    door_rule,
+    match_percent,
+    measure_site,
+    site_summary,
+)
+from kiosk.modelcard import ModelCard
+from kiosk.scoring import CosineScoring
+from kiosk.settings import KioskSettings, settings_path
+
+# A card whose one-comparison threshold (FAR 1%) is 0.40, down to 0.80 at FAR 1e-5.
+TABLE = {"1e-05": 0.80, "0.0001": 0.70, "0.001": 0.60, "0.01": 0.40, "0.1": 0.20}
+CARD = ModelCard(Path("m.keras"), AlignmentSpec(112, 0.0), 64, 0.40, "FAR 1%",
+                 {"threshold": {"value": 0.40, "target_far": 0.01}}, target_far=0.01,
+                 far_table=tuple(sorted((float(rate), t) for rate, t in TABLE.items())))
+
+
+def gallery(people: int, per_person: int = 3, shared: float = 0.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors: each person a random direction with small variations; `shared` mixes in one
+    direction common to everyone (what one camera, one background and one light add)."""
+    rng = np.random.default_rng(seed)
+    common = rng.normal(size=64)
+    common /= np.linalg.norm(common)
+    rows, ids = [], []
+    for person in range(people):
+        centre = rng.normal(size=64)
+        centre /= np.linalg.norm(centre)
+        for _ in range(per_person):
+            vector = centre + 0.3 * rng.normal(size=64) / 8 + shared * common
+            rows.append(vector / np.linalg.norm(vector))
+            ids.append(person + 10)
+    templates = np.asarray(rows, np.float32)
+    person_ids = np.asarray(ids, np.int64)
+    templates.flags.writeable = person_ids.flags.writeable = False
+    return templates, person_ids
+
+
+def test_the_site_is_measured_on_the_enrolled_people_against_each_other():
+    templates, ids = gallery(6)
+    site = measure_site(templates, ids, CosineScoring())
+    assert (site.people, site.templates, site.impostor_scores) == (6, 18, 18 * 5)
+    scores = templates @ templates.T
+    impostor = [max(scores[i, ids == other]) for i in range(18) for other in np.unique(ids) if other != ids[i]]
+    assert site.mean == pytest.approx(np.mean(impostor), abs=1e-6)
+    assert site.spread == pytest.approx(np.std(impostor, ddof=1), abs=1e-6)
+    # The closest pair: a seventh person who is almost the first one.
+    twin = (templates[:3] + 0.05 * templates[3:6]) / np.linalg.norm(templates[:3] + 0.05 * templates[3:6], axis=1,
+                                                                      keepdims=True)
+    site = measure_site(np.vstack([templates, twin]), np.r_[ids, [99, 99, 99]], CosineScoring())
+    assert site.closest[:2] == (10, 99) and site.closest[2] > 0.9
+
+
+def test_few_people_get_the_strictest_rule_the_card_vouches_for():
+    for people in (0, 1, MIN_SITE_PEOPLE - 1):
+        templates, ids = gallery(people)
+        rule = door_rule(CARD, measure_site(templates, ids, CosineScoring()))
+        assert rule.source == "strict start" and rule.threshold == pytest.approx(0.80)
+        assert rule.site_threshold is None and rule.estimated_far is None
+    assert "strictest" in site_summary(rule, {})[0] and f"from {MIN_SITE_PEOPLE} people on" in site_summary(rule, {})[0]
+
+
+def test_a_site_where_strangers_look_alike_gets_a_stricter_door_by_itself():
+    plain = door_rule(CARD, measure_site(*gallery(20), CosineScoring()))
+    alike = door_rule(CARD, measure_site(*gallery(20, shared=1.2), CosineScoring()))
+    # Distinct people: the card's rule for 60 templates is the stricter one, and it stays in force.
+    assert plain.source == "model card" and plain.threshold == pytest.approx(CARD.threshold_at_far(0.01 / 60))
+    # One camera makes everyone alike: the site's quantile takes over, far above the card's rule.
+    site = alike.calibration
+    expected = NormalDist(site.mean, site.spread).inv_cdf(1 - 0.01 / 20)
+    assert alike.source == "site" and alike.threshold == pytest.approx(expected)
+    assert alike.threshold > plain.threshold
+    assert alike.estimated_far == pytest.approx(0.01, rel=1e-6)
+    assert "measured at this site from 20 enrolled people" in site_summary(alike, {})[0]
+
+
+def test_a_stricter_risk_is_never_looser_and_the_shipped_risk_never_below_the_card():
+    for shared in (0.0, 1.2):
+        site = measure_site(*gallery(20, shared=shared), CosineScoring())
+        thresholds = [door_rule(CARD, site, risk).threshold for risk in (DEFAULT_RISK, 1000, 10000)]
+        assert thresholds == sorted(thresholds) and thresholds[0] >= CARD.threshold
+        assert door_rule(CARD, site, 20).threshold <= thresholds[0]  # a looser risk is looser
+    with pytest.raises(ValueError, match="positive"):
+        door_rule(CARD, site, 0)
+
+
+def test_people_see_a_match_out_of_100_with_the_door_at_the_grant_line():
+    assert match_percent(0.9, threshold=0.9, low=0.3) == GRANT_LINE
+    assert match_percent(0.3, threshold=0.9, low=0.3) == 0 and match_percent(-5, 0.9, 0.3) == 0
+    assert match_percent(1.5, threshold=0.9, low=0.3) == 100 and match_percent(9.0, 0.9, 0.3) == 100
+    # At or above the grant line exactly when the door opens.
+    assert match_percent(0.8999, 0.9, 0.3) < GRANT_LINE <= match_percent(0.9001, 0.9, 0.3)
+    assert match_percent(1.0, 0.9, 0.3) == 75
+
+
+def test_an_old_threshold_override_cannot_loosen_the_door(tmp_path, caplog):
+    # An older kiosk's settings with a similarity override that let everyone in: ignored, the door
+    # follows the shipped risk, and the log says so.
+    settings_path(tmp_path).write_text('{"threshold": 0.0, "retention_days": 7}')
+    loaded = KioskSettings.load(tmp_path)
+    assert loaded.risk == DEFAULT_RISK and loaded.retention_days == 7 and "no longer used" in caplog.text
+    # A looser risk needs its own confirmation, in the file as in the window.
+    settings_path(tmp_path).write_text('{"risk": 20}')
+    assert KioskSettings.load(tmp_path).risk == DEFAULT_RISK and "not confirmed" in caplog.text
+    assert KioskSettings(risk=20).problems() == [
+        "risk: 1 in 20 lets in more strangers than the shipped 1 in 100; confirm it with looser_risk_confirmed"]
+    assert KioskSettings(risk=20, looser_risk_confirmed=True).problems() == []
+    assert KioskSettings(risk=50).problems()[0].startswith("risk: must be one of 20, 100, 1000, 10000")
+    settings_path(tmp_path).write_text('{"risk": 20, "looser_risk_confirmed": true}')
+    assert KioskSettings.load(tmp_path).risk == 20
+
+
+# -- a real one-camera site ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def orl_site(tmp_path_factory, engine, orl):
+    """Six ORL people enrolled from 3 photos each (as `enroll` does), in a real database."""
+    from benchmarks.door import enrol_gallery
+    from benchmarks.orl import orl_protocol
+
+    enrol, genuine, strangers = orl_protocol(orl)
+    chosen = dict(list(enrol.items())[:6])
+    data_dir = tmp_path_factory.mktemp("orl-site")
+    conn, names, _ = enrol_gallery(engine, data_dir, chosen)
+    yield data_dir, conn, names, genuine, strangers
+    conn.close()
+
+
+@pytest.mark.orl
+def test_a_one_camera_site_sets_its_own_stricter_rule_and_updates_it_on_enrolment(orl_site, engine):
+    from kiosk.gallery import Gallery
+
+    _, conn, names, genuine, strangers = orl_site
+    gallery = Gallery(conn)
+    templates, ids = gallery.matrix()
+    rule = engine.door_rule(templates, ids)
+    # Strangers in one room look alike to the model: the site's rule is far stricter than the card's.
+    assert rule.source == "site" and rule.threshold > engine.gallery_threshold(len(templates)) + 0.1
+    assert engine.measure_site(templates, ids) is rule.calibration  # measured once per gallery, not per frame
+    closest = rule.calibration.closest
+    assert {names[closest[0]], names[closest[1]]} <= set(names.values())
+    # The enrolled are let in, the never-enrolled are not (the same camera, the same room).
+    from kiosk.images import load_image
+
+    def verdicts(photos):
+        out = []
+        for photo in photos:
+            rgb = load_image(photo)
+            match = engine.match(engine.embed_faces(rgb, engine.detect(rgb)[:1]), templates, ids)[0]
+            out.append(names[match.person_id] if match.verdict == "match" else None)
+        return out
+
+    person = next(iter(names.values()))
+    assert verdicts(genuine[person][:3]) == [person] * 3
+    assert verdicts([photos[0] for photos in list(strangers.values())[:6]]) == [None] * 6
+    # Removing a person measures the site again, by itself.
+    gallery.remove(person)
+    fewer = engine.door_rule(*gallery.matrix())
+    assert fewer.calibration.people == 5 and fewer.calibration is not rule.calibration
+
+
+@pytest.mark.orl
+def test_the_admin_window_shows_the_rule_in_force_for_the_people_enrolled(orl_site, engine, qtbot):
+    from kiosk.ui.admin_window import AdminWindow
+
+    data_dir, conn, names, _, _ = orl_site
+    window = AdminWindow(data_dir, card=engine.card)  # its own connection to the site's database
+    qtbot.addWidget(window)
+    try:
+        from kiosk.gallery import Gallery
+
+        templates, ids = Gallery(conn).matrix()
+        for risk in (DEFAULT_RISK, 1000):
+            window.settings_tab.risk_combo.setCurrentIndex(window.settings_tab.risk_combo.findData(risk))
+            rule = engine.door_rule(templates, ids, risk)
+            text = window.settings_tab.rule_label.text()
+            assert f"threshold {rule.threshold:.3f}" in text and "measured at this site" in text
+        a, b, _ = rule.calibration.closest
+        assert f"{names[a]} and {names[b]}" in text and math.isfinite(rule.threshold)
+    finally:
+        window.close()
