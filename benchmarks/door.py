@@ -28,6 +28,7 @@ before site calibration), so that the two can be compared on the same embeddings
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import tempfile
@@ -382,7 +383,39 @@ def run(args: argparse.Namespace) -> dict:
     report["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     atomic_write_json(args.out, report)
     print(f"\nwrote {args.out}")
+    if args.record_in_card:
+        record_in_card(engine.card.path, report, args.out)
     return report
+
+
+def record_in_card(model_path: Path, report: dict, out: Path) -> None:
+    """The door's figures in the model's card, beside its LFW figures (the card's "door" entry)."""
+    from kiosk.modelcard import card_path_for
+
+    def figures(row: dict) -> dict:
+        return {"threshold": row.get("threshold"), "source": row.get("source"),
+                **{key: row[key]["rate"] for key in ("enrolled_granted", "strangers_granted", "wrong_person_granted")}}
+
+    orl = report["orl"]
+    door = {
+        "set": "ORL / AT&T faces: 40 people, one camera, one room (none in LFW; never trained or fitted on)",
+        "protocol": orl["protocol"],
+        "single_photos_20_enrolled": {key: figures(row) for key, row in orl["single_photos"].items()},
+        "one_person_galleries": {key: figures(row) for key, row in orl["one_person_galleries"].items()},
+        "lfw_identification_100_enrolled": {key: figures(row) for key, row in report.get("lfw", {}).items()
+                                            if isinstance(row, dict) and "strangers_granted" in row},
+        "command": f"python benchmarks/door.py --record-in-card --out {out}",
+        "measured": report["created"],
+    }
+    if "videos" in orl:
+        door["videos_through_the_kiosk_loop"] = {key: orl["videos"][key] for key in (
+            "enrolled_people", "enrolled_granted", "enrolled_granted_within_2s", "stranger_people",
+            "strangers_granted", "wrong_person_grants")}
+    path = card_path_for(model_path)
+    card = json.loads(path.read_text(encoding="utf-8"))
+    card["door"] = door
+    atomic_write_json(path, card)
+    print(f"recorded the door's figures in {path}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -393,6 +426,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-lfw", action="store_true", help="skip LFW identification")
     parser.add_argument("--no-videos", action="store_true", help="skip the videos through the kiosk loop")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "door.json")
+    parser.add_argument("--record-in-card", action="store_true",
+                        help="also write the figures into the model's card (its \"door\" entry)")
     run(parser.parse_args(argv))
     return 0
 

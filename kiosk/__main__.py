@@ -1,7 +1,7 @@
-"""``python -m kiosk``: the command line (see kiosk/cli.py)."""
+"""``python -m kiosk``: the command line, as the installed ``face-kiosk-admin`` (see kiosk/cli.py)."""
 import sys
 
 from kiosk.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="python -m kiosk"))

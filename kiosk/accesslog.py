@@ -55,6 +55,17 @@ _SEARCH_COLUMNS = ("name", "camera", "decision", "reason", "liveness", "door")
 _CSV_COLUMNS = [f.name for f in fields(AccessEvent) if f.name != "has_thumbnail"]
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...), +cmd|...).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A CSV cell that a spreadsheet shows as text: a leading ' before a text that would be a formula."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def _event(row: Sequence) -> AccessEvent:
     return AccessEvent(*row[:10], has_thumbnail=bool(row[10]), redacted=bool(row[11]))
 
@@ -238,16 +249,17 @@ class AccessLog:
     ) -> int:
         """Write the matching events (no thumbnails) to a CSV file; returns the row count.
 
-        Takes query()'s arguments. The file appears complete or not at all
-        (temporary file beside it, fsync, rename over).
+        Takes query()'s arguments. The file appears complete or not at all (temporary file
+        beside it, fsync, rename over), readable by its owner only: it names people. Where the
+        target may be is the caller's decision (kiosk.exports.check_export_target).
         """
         events = self._select(_Filter(**filters), limit, offset, newest_first)
         rows = 0
-        with atomic_open(path, "w", newline="", encoding="utf-8") as out:
+        with atomic_open(path, "w", permissions=0o600, newline="", encoding="utf-8") as out:
             writer = csv.writer(out)
             writer.writerow(_CSV_COLUMNS)
             for event in events:
-                writer.writerow([getattr(event, column) for column in _CSV_COLUMNS])
+                writer.writerow([spreadsheet_safe(getattr(event, column)) for column in _CSV_COLUMNS])
                 rows += 1
         return rows
 

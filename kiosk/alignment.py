@@ -29,25 +29,52 @@ LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 
 @dataclass(frozen=True)
 class AlignmentSpec:
-    """Output crop geometry. `margin` adds that fraction of the crop as border on every side."""
+    """Output crop geometry. `margin` adds that fraction of the crop as border on every side.
+
+    `points` replaces the ArcFace template with another one (five (x, y) pairs as fractions of
+    the crop, in LANDMARK_NAMES order): a model trained on other crops, e.g. dlib's face chips,
+    names its own in its card.
+    """
 
     size: int = 112
     margin: float = 0.0
+    points: tuple[tuple[float, float], ...] | None = None
 
     def __post_init__(self) -> None:
         if self.size < 16:
             raise ValueError(f"crop size must be at least 16 px, got {self.size}")
         if not 0.0 <= self.margin < 0.5:
             raise ValueError(f"margin must be in [0, 0.5), got {self.margin}")
+        if self.points is not None:
+            points = np.asarray(self.points, dtype=np.float64)
+            if points.shape != (5, 2) or not np.all((points > 0) & (points < 1)):
+                raise ValueError(f"template points must be five (x, y) pairs inside (0, 1), got {self.points}")
+            if points[1, 0] - points[0, 0] <= 0:
+                raise ValueError("template points: the image-left eye must be left of the image-right eye")
 
     def template(self) -> np.ndarray:
         """The 5x2 target landmark positions for this crop size and margin."""
-        unit = REFERENCE_LANDMARKS_112 / 112.0
+        unit = REFERENCE_LANDMARKS_112 / 112.0 if self.points is None else np.asarray(self.points, dtype=np.float64)
         shrink = 1.0 / (1.0 + 2.0 * self.margin)
         return ((unit - 0.5) * shrink + 0.5) * self.size
 
     def to_dict(self) -> dict:
-        return {"size": self.size, "margin": self.margin, "template": "arcface-5pt"}
+        if self.points is None:
+            return {"size": self.size, "margin": self.margin, "template": "arcface-5pt"}
+        return {"size": self.size, "margin": self.margin, "template": "points-5pt",
+                "points": [[round(float(x), 6), round(float(y), 6)] for x, y in self.points]}
+
+    @classmethod
+    def from_dict(cls, entry: dict) -> "AlignmentSpec":
+        """The spec `to_dict` wrote (a card's or a prepare cache's "alignment"); raises ValueError
+        or KeyError for an unknown template or bad values."""
+        template = entry.get("template", "arcface-5pt")
+        if template == "arcface-5pt":
+            return cls(size=int(entry["size"]), margin=float(entry["margin"]))
+        if template == "points-5pt":
+            points = tuple((float(x), float(y)) for x, y in entry["points"])
+            return cls(size=int(entry["size"]), margin=float(entry["margin"]), points=points)
+        raise ValueError(f"unknown alignment template {template!r} (known: arcface-5pt, points-5pt)")
 
 
 def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:

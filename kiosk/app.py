@@ -8,6 +8,7 @@ and printed as a one-line error; closing that window exits with status 2.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -16,12 +17,14 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QApplication, QMainWindow
 
-from kiosk import __version__
+from kiosk import __version__, logsetup
 from kiosk.camera import ACCEPTED_SOURCES, Camera, CameraError
 from kiosk.datadir import chosen_data_dir, resolve_data_dir
 from kiosk.settings import KioskSettings
 from kiosk.ui.kiosk_window import KioskWindow
 from kiosk.ui.startup_problem import StartupProblem, StartupProblemWindow
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SIZE = (1280, 720)  # windowed mode; shrunk to fit smaller screens
 
@@ -30,6 +33,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="face-kiosk",
         description="Face-recognition access kiosk: shows the camera and who is at the door.",
+        epilog="Enrolling from photos, the access log and a kiosk without a screen: face-kiosk-admin.",
     )
     parser.add_argument("--camera", metavar="SOURCE",
                         help=f"{ACCEPTED_SOURCES} (default: the camera in the admin settings, at first 0)")
@@ -38,6 +42,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, metavar="DIR",
                         help="where the kiosk keeps its database of enrolled people, access events, "
                              "settings and admin PIN (default: $KIOSK_DATA_DIR or the per-user data folder)")
+    logsetup.add_options(parser)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser.parse_args(argv)
 
@@ -59,9 +64,11 @@ def open_data_dir(explicit: Path | None) -> tuple[Path, bool]:
     return path, not existed
 
 
-def open_kiosk(options: argparse.Namespace) -> KioskWindow:
-    """The kiosk window on the chosen data folder and camera; StartupProblem when either cannot be used."""
-    data_dir, created = open_data_dir(options.data_dir)
+def open_kiosk(options: argparse.Namespace, created: bool = False) -> KioskWindow:
+    """The kiosk window on the chosen data folder and camera; StartupProblem when either cannot be used.
+    `created`: the data folder was made earlier in this start (the first-run screen says so)."""
+    data_dir, made = open_data_dir(options.data_dir)
+    created = created or made
     source = options.camera
     if source is None:  # the camera chosen in admin mode, kept in the data dir's settings
         source = KioskSettings.load(data_dir).camera
@@ -94,17 +101,30 @@ def show(window: QMainWindow, fullscreen: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
+    created = False
+    try:
+        _, created = open_data_dir(options.data_dir)  # made now if missing: the log file goes there
+        log_dir = lambda: resolve_data_dir(options.data_dir)  # noqa: E731
+    except StartupProblem:  # said in the window below; meanwhile no log file in it
+        log_dir = None
+    try:
+        logsetup.configure_from(options, log_dir)
+    except logsetup.LogSetupError as exc:
+        print(f"face-kiosk: error: {exc}", file=sys.stderr)
+        return 2
+    log.info("face-kiosk %s starting", __version__)
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("face-kiosk")
     app.setApplicationDisplayName("Face kiosk")
     # Qt 6 scales for high-DPI screens by itself; the windows size their fonts from their own size.
     current: list[QMainWindow] = []
     try:
-        current.append(open_kiosk(options))
+        current.append(open_kiosk(options, created))
     except StartupProblem as problem:
         # Said in the window too: a kiosk started at boot has no terminal.
+        log.error("cannot start: %s", problem, extra={logsetup.SHOWN: True})
         print(f"face-kiosk: error: {problem}", file=sys.stderr)
-        problem_window = StartupProblemWindow(problem, lambda: open_kiosk(options))
+        problem_window = StartupProblemWindow(problem, lambda: open_kiosk(options, created))
 
         def started(window: QMainWindow) -> None:
             current.append(window)

@@ -21,17 +21,22 @@ STALE_TEMPORARY_S = 3600.0
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in the target's folder; on success it replaces `path`."""
+def atomic_path(path: str | os.PathLike, mode: int | None = None) -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; on success it replaces `path`.
+
+    The file gets `mode` when given (0o600 for what names people), else the umask's default.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     temporary = Path(temporary)
     # mkstemp makes the file owner-only; a normal file honours the umask (secrets chmod themselves).
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)
+    if mode is None:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    os.chmod(temporary, mode)
     try:
         yield temporary
         with open(temporary, "rb+") as written:
@@ -44,9 +49,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
+def atomic_open(path: str | os.PathLike, mode: str = "w", permissions: int | None = None, **kwargs) -> Iterator[IO]:
     """open() for writing whose result appears at `path` only when the block succeeds."""
-    with atomic_path(path) as temporary, open(temporary, mode, **kwargs) as stream:
+    with atomic_path(path, permissions) as temporary, open(temporary, mode, **kwargs) as stream:
         yield stream
 
 

@@ -11,7 +11,10 @@ enrolled people themselves, who are strangers to each other.
   face from this camera against someone it is not.
 - Those scores are modelled as a normal distribution (their mean and spread). A visitor who is
   nobody is compared with all P people, so for at most `far` false accepts per visitor each
-  comparison must pass at far / P: the site's threshold is that upper quantile.
+  comparison must pass at far / P: the site's threshold is that upper quantile, read as a
+  one-sided tolerance bound (CONFIDENCE): with 5 people the mean and spread come from only 10
+  pairs of people and could be far off, so the bound lies well above the plain quantile; with
+  hundreds it is nearly the quantile itself.
 - The door uses the stricter of the site's threshold and the model card's own rule for the
   gallery's size; it is never looser than the card.
 - With fewer than MIN_SITE_PEOPLE people the site sample is too small to trust, and the door
@@ -39,6 +42,9 @@ DEFAULT_RISK = 100
 LOOSER_RISKS = tuple(risk for risk in RISKS if risk < DEFAULT_RISK)
 # Fewer enrolled people than this: too few site impostor scores to estimate a tail from.
 MIN_SITE_PEOPLE = 5
+# How sure the site's threshold must be to hold the chosen rate (a one-sided normal tolerance
+# bound): 90% sure, counting each pair of enrolled people as one independent observation.
+CONFIDENCE = 0.9
 # The match shown to people (0-100): the door's threshold sits at GRANT_LINE.
 GRANT_LINE = 70
 
@@ -60,7 +66,7 @@ class SiteCalibration:
         if self.people < MIN_SITE_PEOPLE or self.spread is None or self.spread <= 0:
             return None
         per_person = min(far_per_visitor / self.people, 0.5)
-        return NormalDist(self.mean, self.spread).inv_cdf(1.0 - per_person)
+        return self.mean + tolerance_factor(per_person, self.people * (self.people - 1) // 2) * self.spread
 
     def estimated_far(self, threshold: float) -> float | None:
         """About how many visitors in one are falsely accepted at `threshold`, by the site's model."""
@@ -130,6 +136,18 @@ def measure_site(templates: np.ndarray, person_ids: np.ndarray, scoring) -> Site
         mean=float(impostor.mean()), spread=float(impostor.std(ddof=1)) if impostor.size > 1 else None,
         closest=(int(people[min(a, b)]), int(people[max(a, b)]), float(pair[a, b])),
     )
+
+
+def tolerance_factor(rate: float, observations: int, confidence: float = CONFIDENCE) -> float:
+    """k such that mean + k * spread of `observations` normal values lies above the (1 - rate)
+    quantile with probability `confidence` (Natrella's approximation of the one-sided factor)."""
+    z_rate, z_conf = NormalDist().inv_cdf(1.0 - rate), NormalDist().inv_cdf(confidence)
+    n = max(observations, 2)
+    a = 1.0 - z_conf ** 2 / (2.0 * (n - 1))
+    b = z_rate ** 2 - z_conf ** 2 / n
+    if a <= 0:  # too few observations for the approximation: a wide bound
+        return z_rate + 3.0 * z_conf
+    return (z_rate + math.sqrt(max(z_rate ** 2 - a * b, 0.0))) / a
 
 
 def door_rule(card: ModelCard, calibration: SiteCalibration, risk: int = DEFAULT_RISK) -> DoorRule:

@@ -1,19 +1,21 @@
-"""The command line: ``python -m kiosk COMMAND``.
+"""The command line: ``face-kiosk-admin COMMAND`` (installed), or ``python -m kiosk COMMAND``.
 
-    python -m kiosk enroll "Ada Lovelace" ada1.jpg ada2.jpg ada3.jpg --badge 1042
-    python -m kiosk identify visitor.jpg
-    python -m kiosk verify a.jpg b.jpg
-    python -m kiosk people | people rename OLD NEW | people remove NAME [--erase-log]
-    python -m kiosk log --since 2h --decision denied | log --export events.csv | log verify
-    python -m kiosk keys | keys rotate
-    python -m kiosk run --camera 0 --headless --door-command "gpio-pulse 17"
+    face-kiosk-admin enroll "Ada Lovelace" ada1.jpg ada2.jpg ada3.jpg --badge 1042
+    face-kiosk-admin identify visitor.jpg
+    face-kiosk-admin verify a.jpg b.jpg
+    face-kiosk-admin people | people rename OLD NEW | people remove NAME [--erase-log]
+    face-kiosk-admin log --since 2h --decision denied | log --export events.csv | log verify
+    face-kiosk-admin keys | keys rotate
+    face-kiosk-admin run --camera 0 --headless --door-command "gpio-pulse 17"
 
 Global options (before or after the command): --data-dir (else $KIOSK_DATA_DIR, else the
 platform's per-user data folder), --model (else $KIOSK_MODEL, else the shipped model) and
 --json (one JSON object per line on stdout). Problems end with exit status 1 and one line
 ``error: ...`` on stderr; usage mistakes with status 2. Admin commands (enroll, people
-rename/remove, keys) refuse a data directory or database that group or others can write
-to (SECURITY.md).
+rename/remove, keys) and run refuse a data directory or database that group or others can
+write to, run also such a settings file (SECURITY.md). enroll refuses a photo whose face does
+not match the name unless --allow-mismatch; log --export writes only new files outside the
+data directory unless --force.
 
 TensorFlow takes seconds to load, so it is imported only by the commands that need the
 model (enroll, identify, verify, run); --help, people and log start instantly.
@@ -22,25 +24,32 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import re
 import signal
 import sqlite3
 import sys
 import threading
+import unicodedata
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from kiosk import __version__
+import numpy as np
+
+from kiosk import __version__, logsetup
 from kiosk.accesslog import AccessLog
 from kiosk.calibration import GRANT_LINE
 from kiosk.database import SchemaVersionError, database_path, open_database
 from kiosk.datadir import ENV_VAR as DATA_DIR_ENV_VAR
 from kiosk.errors import InvalidImageError, KioskError
-from kiosk.gallery import Gallery, GalleryError, normalise_name
+from kiosk.gallery import INVISIBLE_CATEGORIES, Gallery, GalleryError, normalise_badge, normalise_name
 
-PROG = "python -m kiosk"
+log = logging.getLogger(__name__)
+
+PROG = "face-kiosk-admin"  # the installed command; `python -m kiosk` passes its own name
 START_TIMEOUT_S = 10.0  # how long `run` waits for a live camera's first frame
 
 
@@ -59,22 +68,38 @@ class Output:
 
     def emit(self, obj: dict[str, Any], text: str | None) -> None:
         if self.json:
-            print(json.dumps(obj, ensure_ascii=False), flush=True)
+            line = json.dumps(obj, ensure_ascii=False)
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError:  # a file name that is not UTF-8: JSON's \u escapes keep it exact
+                line = json.dumps(obj)
+            print(line, flush=True)
         elif text is not None:
-            print(text, flush=True)
+            print(terminal_safe(text), flush=True)
 
     def text(self, text: str) -> None:
         """A line only people want (nothing in --json mode)."""
         if not self.json:
-            print(text, flush=True)
+            print(terminal_safe(text), flush=True)
 
     @staticmethod
     def note(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
+        print(terminal_safe(text), file=sys.stderr, flush=True)
 
     @staticmethod
     def error(text: str) -> None:
-        print(f"error: {text}", file=sys.stderr, flush=True)
+        print(f"error: {terminal_safe(text)}", file=sys.stderr, flush=True)
+        log.error("%s", terminal_safe(text), extra={logsetup.SHOWN: True})  # and in the operator's log file
+
+
+def terminal_safe(text: str) -> str:
+    """Text as printed: control and invisible characters (an escape sequence in a name, a
+    right-to-left override, a file name that is not UTF-8) shown as escapes, line breaks kept."""
+    return "".join(
+        char if char == "\n" or unicodedata.category(char) not in INVISIBLE_CATEGORIES
+        else ascii(char)[1:-1]
+        for char in text
+    )
 
 
 def _score(value: float | None) -> float | None:
@@ -101,6 +126,11 @@ def _data_dir(args: argparse.Namespace) -> Path:
 
 def _open_database(args: argparse.Namespace) -> sqlite3.Connection:
     return open_database(database_path(_data_dir(args)))
+
+
+def _stored_text(text: str) -> str:
+    """A file name as stored and printed: one that is not valid UTF-8 gets U+FFFD for the bad bytes."""
+    return os.fsencode(text).decode("utf-8", "replace")
 
 
 def _open_admin_database(args: argparse.Namespace) -> sqlite3.Connection:
@@ -131,6 +161,7 @@ def cmd_enroll(args: argparse.Namespace, out: Output) -> int:
 
     try:
         normalise_name(args.name)
+        badge = normalise_badge(args.badge)
     except GalleryError as exc:
         raise CliError(str(exc)) from exc
     conn = _open_admin_database(args)  # before the model loads: a refusal should not wait for it
@@ -138,7 +169,6 @@ def cmd_enroll(args: argparse.Namespace, out: Output) -> int:
         engine = _engine(args.model)
         gallery = Gallery(conn)
         existing = gallery.find_person(args.name)
-        badge = (args.badge or "").strip() or None
         if existing is not None and badge is not None and badge != existing.external_id:
             raise CliError(
                 f"{existing.name} is already enrolled (badge {existing.external_id or 'none'}); "
@@ -149,6 +179,9 @@ def cmd_enroll(args: argparse.Namespace, out: Output) -> int:
             if holder is not None:
                 raise CliError(f"badge {badge} already belongs to {holder[0]}")
 
+        from kiosk.settings import KioskSettings
+
+        identity = _IdentityCheck(engine, gallery, existing, KioskSettings.load(_data_dir(args)).risk)
         samples = []
         for image in args.images:
             try:
@@ -157,15 +190,22 @@ def cmd_enroll(args: argparse.Namespace, out: Output) -> int:
                 reason = _strip_name(str(exc), image)
                 out.emit({"image": image, "used": False, "reason": reason}, f"  skipped {image}: {reason}")
                 continue
-            sample = assess_image(engine, rgb, Path(image).name)
+            sample = assess_image(engine, rgb, _stored_text(Path(image).name))
             if not sample.used:
                 out.emit({"image": image, "used": False, "reason": sample.reason},
                          f"  skipped {image}: {sample.reason}")
                 continue
+            mismatch = identity.problem(sample.embedding, args.name)
+            if mismatch is not None and not args.allow_mismatch:
+                out.emit({"image": image, "used": False, "reason": mismatch, "mismatch": True},
+                         f"  refused {image}: {mismatch} (--allow-mismatch stores it anyway)")
+                continue
             samples.append(sample)
             out.emit(
-                {"image": image, "used": True, "reason": None},
-                f"  used    {image} (face {sample.face.width:.0f} px, sharpness {sample.face.quality.sharpness:.0f})",
+                {"image": image, "used": True, "reason": None, "mismatch": mismatch is not None,
+                 "warning": mismatch},
+                f"  used    {image} (face {sample.face.width:.0f} px, sharpness {sample.face.quality.sharpness:.0f})"
+                + (f"; allowed although it {mismatch}" if mismatch else ""),
             )
         embeddings = [sample.embedding for sample in samples]
         qualities = [sample.quality for sample in samples]
@@ -194,6 +234,51 @@ def cmd_enroll(args: argparse.Namespace, out: Output) -> int:
         f" ({person.template_count} in all)",
     )
     return 0
+
+
+class _IdentityCheck:
+    """Whose face a photo shows, against the gallery, before it is stored under a name: as the
+    admin window warns, but the command line refuses unless --allow-mismatch."""
+
+    def __init__(self, engine, gallery: Gallery, person, risk: int) -> None:
+        from kiosk.scoring import CosineScoring
+
+        self._person = person
+        self._threshold = engine.threshold  # one comparison: does the photo show this person?
+        self._scoring = getattr(engine, "scoring", None) or CosineScoring()
+        self._templates, self._person_ids = gallery.matrix()
+        # Someone else's face: would the door let this photo in as them?
+        self._rule = engine.door_rule(self._templates, self._person_ids, risk)
+        self._names = {p.id: p.name for p in gallery.people()}
+        own = [t.embedding for t in gallery.templates(person)] if person is not None else []
+        self._own = np.stack(own) if own else None
+
+    def problem(self, embedding: np.ndarray, name: str) -> str | None:
+        """Why this face should not go under `name` (None: nothing against it)."""
+        from kiosk.enrollment import closest_person
+
+        other = None
+        if len(self._templates) and self._templates.shape[1] == embedding.size:
+            other = closest_person(embedding, self._templates, self._person_ids,
+                                   exclude=None if self._person is None else self._person.id, scoring=self._scoring)
+        if other is not None and other[1] < self._rule.threshold:
+            other = None
+        t = self._threshold
+        if self._person is None:
+            if other is None:
+                return None
+            return (f"is the face of {self._names.get(other[0], f'person {other[0]}')}, who is already enrolled "
+                    f"(match {self._rule.match_percent(other[1])}/100; the door opens at {GRANT_LINE})")
+        if self._own is None or self._own.shape[1] != embedding.size:
+            return None  # nothing usable to compare with (add_templates refuses another model's size)
+        own = float(np.max(self._scoring.matrix(np.asarray(embedding, np.float32)[None], self._own)[0]))
+        if own < t:
+            return (f"does not match {self._person.name}'s enrolled photos "
+                    f"(best similarity {own:.2f}, threshold {t:.2f})")
+        if other is not None and other[1] > own:
+            return (f"looks more like {self._names.get(other[0], f'person {other[0]}')} ({other[1]:.2f}) "
+                    f"than {self._person.name} ({own:.2f})")
+        return None
 
 
 # -- identify / verify -------------------------------------------------------------
@@ -288,16 +373,22 @@ def cmd_people(args: argparse.Namespace, out: Output) -> int:
                       "events_erased": gone.events_erased}, text)
         else:
             people = gallery.people()
+            damaged = gallery.damaged_templates()
             if not people:
                 out.text("no one is enrolled")
-            width = max((len(p.name) for p in people), default=4)
+            width = max((len(terminal_safe(p.name)) for p in people), default=4)
             for p in people:
+                unusable = [d for d in damaged if d.person_id == p.id]
                 out.emit(
                     {"id": p.id, "name": p.name, "badge": p.external_id, "templates": p.template_count,
-                     "active": p.active, "created": p.created},
-                    f"{p.name:<{width}}  templates {p.template_count:>3}  badge {p.external_id or '-'}"
-                    f"  enrolled {p.created[:10]}{'' if p.active else '  (inactive)'}",
+                     "active": p.active, "created": p.created,
+                     "damaged": [{"template": d.template_id, "problem": d.problem} for d in unusable]},
+                    f"{terminal_safe(p.name):<{width}}  templates {p.template_count:>3}  badge {p.external_id or '-'}"
+                    f"  enrolled {p.created[:10]}{'' if p.active else '  (inactive)'}"
+                    + (f"  ({len(unusable)} damaged, not used)" if unusable else ""),
                 )
+            for d in damaged:
+                out.note(f"warning: template {d.template_id} (person {d.person_id}) is skipped: {d.problem}")
     finally:
         conn.close()
     return 0
@@ -313,15 +404,21 @@ def parse_when(text: str) -> datetime:
     """ISO 8601 (a time without a zone is local time) or an age like 30m, 2h, 7d."""
     cleaned = text.strip()
     age = _AGE.fullmatch(cleaned.lower())
-    if age:
-        return datetime.now(timezone.utc) - timedelta(**{_AGE_UNITS[age.group(2)]: float(age.group(1))})
+    try:
+        if age:
+            return datetime.now(timezone.utc) - timedelta(**{_AGE_UNITS[age.group(2)]: float(age.group(1))})
+    except (OverflowError, ValueError):
+        raise argparse.ArgumentTypeError(f"the age {text!r} reaches back before the year 1") from None
     try:
         when = datetime.fromisoformat(cleaned[:-1] + "+00:00" if cleaned.endswith(("Z", "z")) else cleaned)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"not a time: {text!r}; give ISO 8601 (2024-05-01, 2024-05-01T08:30, ...Z) or an age (30m, 2h, 7d)"
         ) from None
-    return when.astimezone() if when.utcoffset() is None else when
+    try:  # in UTC now: a time at the edge of the calendar fails here, not in the query
+        return (when.astimezone() if when.utcoffset() is None else when).astimezone(timezone.utc)
+    except (OverflowError, ValueError):
+        raise argparse.ArgumentTypeError(f"the time {text!r} is outside the calendar (years 1 to 9999)") from None
 
 
 def cmd_log(args: argparse.Namespace, out: Output) -> int:
@@ -332,7 +429,12 @@ def cmd_log(args: argparse.Namespace, out: Output) -> int:
             return _verify_log(access_log, out)
         filters = {"since": args.since, "until": args.until, "person": args.person, "decision": args.decision}
         if args.export:
-            rows = access_log.export_csv(args.export, limit=args.limit, **filters)
+            from kiosk.exports import check_export_target
+            from kiosk.keystore import key_file_path
+
+            folder = _data_dir(args)
+            target = check_export_target(args.export, folder, key_file_path(folder), force=args.force)
+            rows = access_log.export_csv(target, limit=args.limit, **filters)
             out.emit({"exported": rows, "file": str(args.export)},
                      f"exported {rows} event{'s' if rows != 1 else ''} to {args.export}")
             return 0
@@ -358,17 +460,21 @@ def _verify_log(access_log: AccessLog, out: Output) -> int:
     counts = (f"{report.entries} entries, {report.events} events ({report.redacted} erased), "
               f"head {report.head_seq} {report.head_digest[:16]}"
               + (f", entries up to {report.anchor_seq} purged" if report.anchor_seq else ""))
+    if report.recorded_head_seq is not None:
+        counts += f"; recorded head {report.recorded_head_seq}"
     first = report.first
     if first is None:
         out.emit(report.as_dict(), f"access log intact: {counts}")
         return 0
     where = f"entry {first.seq}" if first.seq is not None else "outside the chain"
+    if first.event_id is not None:
+        where += f" (event {first.event_id}, {first.time})"
     out.emit(report.as_dict(), "\n".join(
         [f"access log BROKEN: {len(report.problems)} problem{'s' if len(report.problems) != 1 else ''}; {counts}"]
         + [f"  {p.time or '-'}  {'entry ' + str(p.seq) if p.seq is not None else 'no entry'}: {p.problem}"
            for p in report.problems]
     ))
-    out.error(f"access log chain broken at {where} (event {first.event_id}, {first.time}): {first.problem}")
+    out.error(f"access log chain broken at {where}: {first.problem}")
     return 1
 
 
@@ -405,32 +511,42 @@ def cmd_keys(args: argparse.Namespace, out: Output) -> int:
 
 def cmd_run(args: argparse.Namespace, out: Output) -> int:
     from kiosk.camera import Camera, CameraError, parse_source
+    from kiosk.datadir import require_private
     from kiosk.door import DoorAction
     from kiosk.engine import RiskEngine
     from kiosk.liveness import LivenessGate
     from kiosk.policy import DecisionPolicy
     from kiosk.retention import RetentionPurge
     from kiosk.runner import KioskRunner
-    from kiosk.settings import KioskSettings
+    from kiosk.settings import KioskSettings, settings_path
 
     if not args.headless:
         raise CliError("the command line runs the kiosk with --headless only; the kiosk window is `face-kiosk`")
+    folder = _data_dir(args)
+    # The kiosk decides who gets in: it vouches for its files (and the liveness switch in the
+    # settings) as the admin commands do.
+    require_private(folder, database_path(folder), settings_path(folder), refusing="refusing to run the kiosk")
     try:
         door = DoorAction.from_config(args.door_command, args.door_url, args.door_timeout)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
+    events = _events(args)  # before the model loads: a bad option fails at once
     try:
         live = parse_source(args.camera).live
         # Files are analysed frame by frame unless --realtime; live sources are real time anyway.
-        camera = Camera(args.camera, loop=args.loop, realtime=None if live or args.realtime else False)
+        camera = Camera(args.camera, loop=args.loop, realtime=None if live or args.realtime else False,
+                        on_state=events.camera if events else None)
     except CameraError as exc:
         raise CliError(str(exc)) from exc
-    settings = KioskSettings.load(_data_dir(args))
+    settings = KioskSettings.load(folder)
     pace = _pace(args, settings, camera)  # before the model loads: a bad option fails at once
     engine = RiskEngine(_engine(args.model), settings.risk)  # the admin's risk, the site's rule
     conn = _open_database(args)
     retention = RetentionPurge(_data_dir(args))  # as the kiosk window does: at start, then hourly
     try:
+        if events is not None:
+            events.start()
+            _check_chain(conn, events)
         retention.start(conn)
         camera.start()
         if camera.spec.live and camera.latest(timeout=args.start_timeout) is None:
@@ -459,6 +575,9 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
                     else:
                         counts[result.decision.decision] += 1
                         _emit_decision(out, result, runner.engine.door_rule(*runner.gallery.matrix()))
+                        _log_decision(result)
+                        if events is not None:
+                            _publish(events, result)
             except KeyboardInterrupt:
                 runner.stop()
         out.note(f"{camera.message}: {counts['granted']} granted, {counts['denied']} denied")
@@ -467,8 +586,60 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
     finally:
         retention.stop()
         camera.stop()
+        if events is not None:
+            events.close(args.events_drain)
         conn.close()
     return 0
+
+
+def _log_decision(result) -> None:
+    """One line in the operator's log per decision; the name stays in the access log (erasable there)."""
+    from kiosk.policy import RATE_LIMITED
+
+    decision = result.decision
+    log.info("access %s (%s), event %d", decision.decision, decision.reason, result.event.id)
+    if decision.reason == RATE_LIMITED:
+        log.warning("recognition locked out for %.0f s after repeated denials", result.locked_s)
+
+
+def _events(args: argparse.Namespace):
+    """The EventPublisher for --mqtt / --webhook (None without either); its outbox is in the data directory."""
+    if not (args.mqtt or args.webhook):
+        return None
+    from kiosk.events import EventPublisher, check_door_id
+    from kiosk.outbox import FILE_NAME, Outbox
+
+    destinations = []
+    try:
+        door = check_door_id(args.door_id)
+        if args.mqtt:
+            from kiosk.mqtt_events import MqttDestination
+
+            destinations.append(MqttDestination(args.mqtt, door, prefix=args.mqtt_prefix, ca_file=args.mqtt_ca))
+        if args.webhook:
+            from kiosk.webhook import WebhookDestination
+
+            destinations.append(WebhookDestination(args.webhook))
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    return EventPublisher(Outbox(_data_dir(args) / FILE_NAME), door, destinations)
+
+
+def _check_chain(conn: sqlite3.Connection, events) -> None:
+    """A broken access-log chain at start-up is a tamper finding: logged and sent."""
+    first = AccessLog(conn).verify().first
+    if first is not None:
+        detail = f"access log chain broken at entry {first.seq} (event {first.event_id}): {first.problem}"
+        log.warning("tamper: %s", detail)
+        events.tamper("access_log_chain", detail)
+
+
+def _publish(events, result) -> None:
+    from kiosk.policy import RATE_LIMITED
+
+    events.access(result.decision, result.event)
+    if result.decision.reason == RATE_LIMITED:
+        events.lockout(result.locked_s, result.event.id)
 
 
 def _pace(args: argparse.Namespace, settings, camera):
@@ -535,20 +706,31 @@ class _stop_on_signals:
 # -- parser ----------------------------------------------------------------------
 
 
+MAX_LIMIT = 2**63 - 1  # SQLite's largest integer
+
+
 def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+            raise argparse.ArgumentTypeError(f"not a number: {text[:40]!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text[:40]}")
+        if value > MAX_LIMIT:
+            raise argparse.ArgumentTypeError(f"too large, at most {MAX_LIMIT}")
         return value
 
     return parse
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _default_door_id() -> str:
+    from kiosk.events import default_door_id
+
+    return default_door_id()
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     def add_globals(parser: argparse.ArgumentParser, default: Any) -> None:
         # Given to the top parser with real defaults and to every command with SUPPRESS, so
         # that they work before or after the command name.
@@ -559,9 +741,11 @@ def build_parser() -> argparse.ArgumentParser:
                            help="one JSON object per line on stdout")
         group.add_argument("--model", metavar="FILE", default=default,
                            help="the .keras model with its .card.json (else $KIOSK_MODEL, else the shipped model)")
+        logsetup.add_options(group, default)
 
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Face-recognition access kiosk: enrol people, recognise faces, run the door.",
+        prog=prog, description="Face-recognition access kiosk: enrol people, recognise faces, run the door.",
+        epilog="The kiosk screen itself is the command face-kiosk.",
     )
     parser.add_argument("--version", action="version", version=f"face-kiosk {__version__}")
     add_globals(parser, None)
@@ -577,6 +761,9 @@ def build_parser() -> argparse.ArgumentParser:
     enroll.add_argument("name", metavar="NAME")
     enroll.add_argument("images", metavar="IMAGE", nargs="+", help="photos with this person's face only")
     enroll.add_argument("--badge", metavar="ID", help="badge or employee number (new people only)")
+    enroll.add_argument("--allow-mismatch", action="store_true",
+                        help="store photos even when they do not match NAME's enrolled face, or show someone "
+                             "else who is enrolled (refused otherwise)")
 
     identify = command("identify", "say who is in each photo (largest face), or unknown", cmd_identify)
     identify.add_argument("images", metavar="IMAGE", nargs="+")
@@ -601,7 +788,9 @@ def build_parser() -> argparse.ArgumentParser:
     log.add_argument("--person", metavar="NAME", help="only this person's events")
     log.add_argument("--decision", choices=("granted", "denied"))
     log.add_argument("--limit", type=_positive(int), metavar="N", help="at most N events")
-    log.add_argument("--export", metavar="FILE.csv", type=Path, help="write the events to a CSV file instead")
+    log.add_argument("--export", metavar="FILE.csv", type=Path,
+                     help="write the events to a new CSV file instead (owner-only; never inside the data directory)")
+    log.add_argument("--force", action="store_true", help="with --export: replace an existing file")
     log_commands = log.add_subparsers(dest="log_command", metavar="ACTION")
     command("verify", "check the access log's tamper-evident chain; exit status 1 if broken", cmd_log,
             parent=log_commands)
@@ -632,13 +821,29 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default: the settings', 5; never above --analysis-fps)")
     run.add_argument("--start-timeout", type=_positive(float), default=START_TIMEOUT_S, metavar="S",
                      help=f"seconds to wait for a live camera's first picture (default: {START_TIMEOUT_S:g})")
+    events = run.add_argument_group(
+        "events out", "access decisions, lockouts, camera states and tamper findings as JSON (docs/events.md); "
+                      "kept in an outbox in the data directory until delivered")
+    events.add_argument("--mqtt", metavar="URL", help="MQTT broker, mqtt://[USER@]HOST[:PORT] or mqtts:// for TLS "
+                                                      "(password: $KIOSK_MQTT_PASSWORD)")
+    events.add_argument("--mqtt-prefix", metavar="TOPIC", default="face-kiosk",
+                        help="topic prefix (default: face-kiosk); topics are PREFIX/DOOR/...")
+    events.add_argument("--mqtt-ca", metavar="FILE", help="CA certificate for mqtts:// (default: the system's)")
+    events.add_argument("--webhook", metavar="URL", help="URL that receives every event as a JSON POST "
+                                                         "(Authorization: $KIOSK_WEBHOOK_AUTH; HMAC signature "
+                                                         "with $KIOSK_WEBHOOK_SECRET)")
+    events.add_argument("--door-id", metavar="ID", default=_default_door_id(),
+                        help="this door's name in topics and events: a-z, 0-9, - and _ (default: the host name)")
+    events.add_argument("--events-drain", type=float, default=5.0, metavar="S",
+                        help="seconds to keep delivering queued events when the run ends (default: 5)")
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
+    args = build_parser(prog).parse_args(argv)
     out = Output(args.json)
     try:
+        logsetup.configure_from(args, lambda: _data_dir(args))
         return args.handler(args, out)
     except (KioskError, SchemaVersionError) as exc:
         out.error(str(exc))
@@ -646,6 +851,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.error(f"database: {exc}")
     except OSError as exc:
         out.error(str(exc))
+    except UnicodeError as exc:  # a name or path that is not valid UTF-8 reached SQLite or a file
+        out.error(f"text that is not valid UTF-8 ({exc.reason}); give names and paths in UTF-8")
     except KeyboardInterrupt:
         return 130
     return 1

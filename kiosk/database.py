@@ -40,6 +40,12 @@ def _seal_and_chain(conn: sqlite3.Connection) -> None:
     migrate(conn)
 
 
+def _record_state(conn: sqlite3.Connection) -> None:
+    from kiosk.seal_migration import record_state  # imports the log chain, which imports this module
+
+    record_state(conn)
+
+
 UNRECORDED_MODEL = "a model from before models were recorded (schema 2)"
 
 # Each migration is a list of statements, or a function of the connection (which carries its
@@ -124,6 +130,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         f"""INSERT INTO gallery_model (id, identity) SELECT 1, '{UNRECORDED_MODEL}'
             WHERE EXISTS (SELECT 1 FROM template)""",
     ),
+    # 4: the state file beside the key file (kiosk.sealstate) starts with the log's head and the
+    # ids of every template removed so far (the gaps below the highest id ever given).
+    _record_state,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -141,6 +150,22 @@ class KioskConnection(sqlite3.Connection):
     """A connection that carries its database's keys (set by open_database)."""
 
     sealer: Sealer | None = None
+    after_commit: list[Callable[[sqlite3.Connection], None]] | None = None  # run once the outermost transaction commits
+
+
+def on_commit(conn: sqlite3.Connection, callback: Callable[[sqlite3.Connection], None]) -> None:
+    """Run `callback(conn)` after the current (outermost) transaction commits, once; at once outside one.
+
+    For records kept outside the database that must never get ahead of what it committed.
+    """
+    if not conn.in_transaction:
+        callback(conn)
+        return
+    hooks = getattr(conn, "after_commit", None)
+    if hooks is None:
+        hooks = conn.after_commit = []
+    if callback not in hooks:
+        hooks.append(callback)
 
 
 def open_database(path: str | Path) -> sqlite3.Connection:
@@ -158,7 +183,10 @@ def open_database(path: str | Path) -> sqlite3.Connection:
         os.fspath(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, factory=KioskConnection
     )
     try:
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            raise _unopenable(path, exc) from exc
         if mode != "wal":  # e.g. on a network file system; still correct, just more locking
             log.warning("%s: WAL unavailable, using journal_mode=%s", path, mode)
         # FULL, not NORMAL: in WAL mode NORMAL can lose the last commits on power
@@ -182,12 +210,31 @@ def open_database(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
+class DatabaseAccessError(KioskError):
+    """The database file or its folder cannot be opened for writing."""
+
+
 def _create_private(path: Path) -> None:
     # A new database file is owner-only (its -wal and -shm files take its mode).
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
         pass
+    except OSError as exc:
+        raise DatabaseAccessError(f"cannot create the database {path}: {exc.strerror}") from exc
+
+
+def _unopenable(path: Path, exc: sqlite3.Error) -> KioskError:
+    """SQLite's "unable to open database file", with the path and the likely cause."""
+    folder = path.parent
+    if not os.access(folder, os.W_OK):
+        cause = f"the data directory {folder} is not writable (read-only, or owned by another user)"
+    elif not os.access(path, os.W_OK):
+        cause = "the database file is not writable (read-only, or owned by another user)"
+    else:
+        cause = str(exc)
+    return DatabaseAccessError(f"cannot open the database {path}: {cause}; the kiosk needs to write "
+                               f"there, and next to it (its -wal and -shm files)")
 
 
 def _keyring(conn: sqlite3.Connection, path: Path) -> Keyring:
@@ -288,7 +335,17 @@ def transaction(
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
+        _take_hooks(conn)  # what they would record did not happen
         raise
+    for hook in _take_hooks(conn):
+        hook(conn)
+
+
+def _take_hooks(conn: sqlite3.Connection) -> list[Callable[[sqlite3.Connection], None]]:
+    hooks = getattr(conn, "after_commit", None) or []
+    if hooks:
+        conn.after_commit = []
+    return hooks
 
 
 def next_id(conn: sqlite3.Connection, table: str) -> int:
@@ -325,4 +382,5 @@ def timestamp(when: datetime | str | None = None) -> str:
     One fixed format makes text comparison in SQL equal time comparison.
     """
     utc = utc_datetime(when)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S") + f".{utc.microsecond // 1000:03d}Z"
+    # %Y would drop the leading zeros of years before 1000, and text order would no longer be time order.
+    return f"{utc.year:04d}-" + utc.strftime("%m-%dT%H:%M:%S") + f".{utc.microsecond // 1000:03d}Z"

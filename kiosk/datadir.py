@@ -49,19 +49,24 @@ class UnsafePermissionsError(KioskError):
     """The data directory or database can be changed by other users: admin commands refuse."""
 
 
-def require_private(data_dir: str | Path, db_file: str | Path) -> None:
-    """Refuse (UnsafePermissionsError) if the data directory or the database file is
-    writable by group or others: anyone who can write there could replace the gallery,
-    so the admin commands will not vouch for it. See SECURITY.md."""
+def require_private(data_dir: str | Path, db_file: str | Path, settings_file: str | Path | None = None,
+                    refusing: str = "refusing an admin command") -> None:
+    """Refuse (UnsafePermissionsError) if the data directory, the database file or the settings
+    file is writable by group or others: anyone who can write there could replace the gallery
+    or turn liveness off, so neither the admin commands nor the kiosk will vouch for it. See
+    SECURITY.md."""
     if os.name != "posix":
         return
-    for path, what in ((Path(data_dir), "data directory"), (Path(db_file), "database")):
+    checked = [(Path(data_dir), "data directory"), (Path(db_file), "database")]
+    if settings_file is not None:
+        checked.append((Path(settings_file), "settings file"))
+    for path, what in checked:
         try:
             mode = stat.S_IMODE(path.stat().st_mode)
         except FileNotFoundError:
             continue
         if mode & 0o022:
             raise UnsafePermissionsError(
-                f"refusing an admin command: the {what} {path} is writable by group or others "
+                f"{refusing}: the {what} {path} is writable by group or others "
                 f"(mode {mode:04o}); make it private first: chmod go-w {path}"
             )

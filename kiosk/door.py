@@ -19,6 +19,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import urllib.error
 import urllib.request
@@ -119,35 +120,41 @@ class DoorAction:
                 self._pending.discard(threading.current_thread())
 
     def _run_command(self, event_id: int, name: str) -> str:
+        """Run the command in a process group of its own, judged by its exit status alone.
+
+        Its stderr goes to a file, not a pipe: a background child that keeps the pipe open must
+        not make a command that already exited look hung. On timeout the whole group is killed,
+        so no grandchild of a hung script stays behind.
+        """
         env = {**os.environ, "KIOSK_PERSON": name, "KIOSK_EVENT": str(event_id)}
-        try:
-            result = subprocess.run(
-                self.command,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                timeout=self.timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:  # subprocess.run has killed it
-            return TIMEOUT
-        except FileNotFoundError:
-            return f"failed: command not found: {self.command[0]}"
-        except PermissionError:
-            return f"failed: not allowed to run {self.command[0]}"
-        if result.returncode == 0:
-            return OK
-        if result.returncode < 0:
+        with tempfile.TemporaryFile() as stderr:
             try:
-                signal_name = signal.Signals(-result.returncode).name
-            except ValueError:
-                signal_name = f"signal {-result.returncode}"
-            return f"failed: killed by {signal_name}"
-        detail = result.stderr.decode("utf-8", "replace").strip()
+                process = subprocess.Popen(
+                    self.command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=stderr, start_new_session=True,
+                )
+            except FileNotFoundError:
+                return f"failed: command not found: {self.command[0]}"
+            except PermissionError:
+                return f"failed: not allowed to run {self.command[0]}"
+            try:
+                returncode = process.wait(timeout=self.timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(process)
+                return TIMEOUT
+            if returncode == 0:
+                return OK
+            if returncode < 0:
+                try:
+                    signal_name = signal.Signals(-returncode).name
+                except ValueError:
+                    signal_name = f"signal {-returncode}"
+                return f"failed: killed by {signal_name}"
+            stderr.seek(max(0, os.fstat(stderr.fileno()).st_size - 2000))  # its last words only
+            detail = stderr.read().decode("utf-8", "replace").strip()
         if detail:
-            log.warning("door command exited with %d: %s", result.returncode, detail[-2000:])
-        return f"failed: exit {result.returncode}"
+            log.warning("door command exited with %d: %s", returncode, detail)
+        return f"failed: exit {returncode}"
 
     def _post(self, event_id: int, name: str) -> str:
         body = json.dumps({"event": event_id, "person": name}).encode("utf-8")
@@ -169,3 +176,12 @@ class DoorAction:
         except OSError as exc:  # connection reset mid-response and the like
             return f"failed: {exc}"
         return OK if 200 <= status < 300 else f"failed: HTTP {status}"
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL the command's process group (it leads it: start_new_session) and reap the command."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:  # the group is already gone
+        pass
+    process.wait()

@@ -78,7 +78,7 @@ def _keras_embedding(card: ModelCard):
     import keras
     import tensorflow as tf
 
-    import training.model  # noqa: F401  registers the custom layers the saved model uses
+    import kiosk.serving  # noqa: F401  registers the custom layers the saved model uses
 
     try:
         model = keras.saving.load_model(card.path, compile=False)
@@ -98,7 +98,7 @@ class _LiteEmbedding:
         import tensorflow as tf
         from ai_edge_litert.interpreter import Interpreter
 
-        from training.model import crops_and_mirrors
+        from kiosk.serving import crops_and_mirrors
 
         path = card.verified_tflite_path()
         try:

@@ -3,20 +3,28 @@
 Embeddings and thumbnails are stored sealed (kiosk.sealing: AES-GCM, bound to the template's
 id, person and dimension), so a copy of the database file alone reveals no face. matrix()
 opens them once per gallery version and keeps the result in memory for matching.
+
+A removed template's id is recorded beside the key file (kiosk.sealstate) before the removal
+commits, so its row put back from an older copy of the database is refused. A row that fails
+either check is skipped and reported (``damaged``), and everyone else is still recognised.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from kiosk.database import next_id, timestamp, transaction
 from kiosk.errors import KioskError
-from kiosk.sealing import sealer, template_aad, template_thumbnail_aad
+from kiosk.sealing import SealError, sealer, template_aad, template_thumbnail_aad
+from kiosk.sealstate import SealState, id_ranges, load_state, update_state
+
+log = logging.getLogger(__name__)
 
 # Stored embedding format: float32, little-endian, whatever the host's byte order.
 _STORED_DTYPE = np.dtype("<f4")
@@ -50,20 +58,63 @@ class Template:
     created: str  # ISO 8601 UTC
 
 
+@dataclass(frozen=True)
+class DamagedTemplate:
+    """A template row that is not used: it cannot be opened, or belongs to a removed template."""
+
+    template_id: int
+    person_id: int
+    problem: str
+
+
 PersonRef = int | str | Person  # an id, a name (any case) or a Person
 
 
-def normalise_name(name: str) -> str:
-    """The name as stored: NFC, surrounding whitespace removed; refuses empty names."""
-    cleaned = unicodedata.normalize("NFC", name).strip()
+MAX_NAME_LENGTH = 100
+MAX_BADGE_LENGTH = 64
+# Control characters (newline, escape), invisible formatting (zero-width joiners, right-to-left
+# overrides), line and paragraph separators, private-use and unassigned code points, and the
+# surrogates a name that is not valid UTF-8 arrives with: each can make a name print as
+# something else, or two names look alike.
+INVISIBLE_CATEGORIES = {"Cc", "Cf", "Co", "Cn", "Cs", "Zl", "Zp"}
+
+
+def check_label(text: str, what: str, limit: int) -> str:
+    """`text` NFC-normalised with surrounding whitespace removed, or GalleryError saying why not."""
+    cleaned = unicodedata.normalize("NFC", text).strip()
     if not cleaned:
-        raise GalleryError("a person's name cannot be empty")
+        raise GalleryError(f"{what} cannot be empty")
+    if len(cleaned) > limit:
+        raise GalleryError(f"{what} is {len(cleaned)} characters long; at most {limit} are allowed")
+    for char in cleaned:
+        if unicodedata.category(char) in INVISIBLE_CATEGORIES:
+            raise GalleryError(f"{what} contains an invisible or control character (U+{ord(char):04X}); "
+                               "use visible letters, digits, spaces and punctuation")
     return cleaned
 
 
+def normalise_name(name: str) -> str:
+    """The name as stored: NFC, surrounding whitespace removed; refuses empty and over-long names
+    and names with control or invisible characters."""
+    return check_label(name, "a person's name", MAX_NAME_LENGTH)
+
+
+def normalise_badge(badge: str | None) -> str | None:
+    """A badge or employee number as stored (checked like a name); None when empty."""
+    if badge is None or not badge.strip():
+        return None
+    return check_label(badge, "a badge", MAX_BADGE_LENGTH)
+
+
 def name_key(name: str) -> str:
-    """The case-insensitive key that names are unique by and looked up with."""
-    return normalise_name(name).casefold()
+    """The case-insensitive key that names are unique by and looked up with.
+
+    Not checked like a new name: a person enrolled before names were checked can still be found.
+    """
+    cleaned = unicodedata.normalize("NFC", name).strip()
+    if not cleaned:
+        raise GalleryError("a person's name cannot be empty")
+    return cleaned.casefold()
 
 
 _PERSON_COLUMNS = """
@@ -74,6 +125,10 @@ _PERSON_COLUMNS = """
 _TEMPLATE_COLUMNS = (
     "SELECT id, person_id, dim, key_id, embedding, quality, source, created FROM template"
 )
+
+
+_REMOVED = ("template {} was removed, and its row was put back into the database "
+            "(from an older copy?); it is not used")
 
 
 def _person(row: Sequence) -> Person:
@@ -104,6 +159,7 @@ class Gallery:
         self._sealer = sealer(conn)  # refuses a connection without keys
         self._matrix: tuple[np.ndarray, np.ndarray] | None = None
         self._matrix_version = -1
+        self.damaged: tuple[DamagedTemplate, ...] = ()  # rows the last matrix() skipped
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -114,7 +170,7 @@ class Gallery:
 
     def add_person(self, name: str, external_id: str | None = None) -> Person:
         name = normalise_name(name)
-        external_id = (external_id or "").strip() or None
+        external_id = normalise_badge(external_id)
         with transaction(self._conn):
             self._check_name_free(name)
             if external_id is not None and self._conn.execute(
@@ -196,7 +252,9 @@ class Gallery:
         """
         with transaction(self._conn):
             person = self.get_person(name)
+            ids = [row[0] for row in self._conn.execute("SELECT id FROM template WHERE person_id = ?", (person.id,))]
             self._conn.execute("DELETE FROM person WHERE id = ?", (person.id,))
+            self._record_removed(ids)
             return person.template_count
 
     # Templates
@@ -252,6 +310,7 @@ class Gallery:
             return [self._template_by_id(i) for i in ids]
 
     def templates(self, person: PersonRef | None = None) -> list[Template]:
+        """The usable templates (of one person, or all); damaged rows are left out (damaged_templates)."""
         if person is None:
             rows = self._conn.execute(f"{_TEMPLATE_COLUMNS} ORDER BY id").fetchall()
         else:
@@ -259,13 +318,23 @@ class Gallery:
                 f"{_TEMPLATE_COLUMNS} WHERE person_id = ? ORDER BY id",
                 (self.get_person(person).id,),
             ).fetchall()
-        return [self._template(row) for row in rows]
+        state = self._state()
+        return [self._template(row) for row in rows if self._problem(state, *row[:5]) is None]
+
+    def damaged_templates(self) -> list[DamagedTemplate]:
+        """Every template row that is not used (of active and inactive people), and why."""
+        state = self._state()
+        rows = self._conn.execute(
+            "SELECT id, person_id, dim, key_id, embedding FROM template ORDER BY id").fetchall()
+        return [DamagedTemplate(row[0], row[1], problem) for row in rows
+                if (problem := self._problem(state, *row)) is not None]
 
     def remove_template(self, template_id: int) -> None:
         with transaction(self._conn):
             cursor = self._conn.execute("DELETE FROM template WHERE id = ?", (int(template_id),))
             if cursor.rowcount == 0:
                 raise GalleryError(f"no template with id {template_id}")
+            self._record_removed([int(template_id)])
 
     def thumbnail(self, template_id: int) -> bytes | None:
         row = self._conn.execute(
@@ -302,10 +371,24 @@ class Gallery:
                 " JOIN person p ON p.id = t.person_id WHERE p.active"
                 " ORDER BY t.person_id, t.id"
             )
+            state = self._state()
+            damaged: list[DamagedTemplate] = []
+            used = 0
             # Filled row by row so a large gallery is not held twice in memory.
-            for i, (template_id, person_id, dim, key_id, blob) in enumerate(rows):
-                person_ids[i] = person_id
-                embeddings[i] = self._open_embedding(template_id, person_id, dim, key_id, blob)
+            for template_id, person_id, dim, key_id, blob in rows:
+                try:
+                    if state.is_removed(template_id):
+                        raise SealError(_REMOVED.format(template_id))
+                    embeddings[used] = self._open_embedding(template_id, person_id, dim, key_id, blob)
+                except (SealError, TypeError, ValueError) as exc:  # a size that is not dim, a blob not bytes
+                    damaged.append(DamagedTemplate(template_id, person_id, str(exc)))
+                    log.warning("template %d (person %d) skipped: %s", template_id, person_id, exc)
+                    continue
+                person_ids[used] = person_id
+                used += 1
+            if used < count:
+                embeddings, person_ids = embeddings[:used].copy(), person_ids[:used].copy()
+        self.damaged = tuple(damaged)
         embeddings.flags.writeable = False
         person_ids.flags.writeable = False
         self._matrix, self._matrix_version = (embeddings, person_ids), version
@@ -313,8 +396,30 @@ class Gallery:
 
     # Helpers
 
+    def _state(self) -> SealState:
+        return load_state(self._sealer.keyring.path, self._sealer.log_key)
+
+    def _problem(self, state: SealState, template_id: int, person_id: int, dim: int, key_id: int,
+                 blob: bytes) -> str | None:
+        if state.is_removed(template_id):
+            return _REMOVED.format(template_id)
+        try:
+            self._open_embedding(template_id, person_id, dim, key_id, blob)
+        except (SealError, TypeError, ValueError) as exc:
+            return str(exc)
+        return None
+
+    def _record_removed(self, template_ids: Iterable[int]) -> None:
+        """Before the removal commits: from now on these ids are refused, whatever their rows hold."""
+        ids = list(template_ids)
+        if ids:
+            update_state(self._sealer.keyring.path, self._sealer.log_key,
+                         lambda state: state.with_removed(id_ranges(ids)))
+
     def _open_embedding(self, template_id: int, person_id: int, dim: int, key_id: int, blob: bytes) -> np.ndarray:
         plain = self._sealer.open(key_id, blob, template_aad(template_id, person_id, dim), f"template {template_id}")
+        if len(plain) != 4 * dim:
+            raise ValueError(f"template {template_id} holds {len(plain)} bytes, not {dim} values")
         return np.frombuffer(plain, dtype=_STORED_DTYPE)
 
     def _template(self, row: Sequence) -> Template:

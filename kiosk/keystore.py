@@ -67,8 +67,10 @@ def key_file_path(data_dir: str | os.PathLike) -> Path:
 
 
 def load_keyring(path: Path) -> Keyring:
-    """Read the key file; KeyFileError if it is missing, not private, or malformed."""
+    """Read the key file; KeyFileError if it is missing, not private, in a folder others can
+    write to, or malformed."""
     check_private_file(path)
+    check_key_folder(path.parent)
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
         if raw.get("format") != FORMAT_VERSION:
@@ -143,6 +145,11 @@ def ensure_key_folder(folder: Path) -> None:
     if not folder.is_dir():
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(folder, 0o700)  # mkdir's mode passes through the umask
+    check_key_folder(folder)
+
+
+def check_key_folder(folder: Path) -> None:
+    """Refuse a key folder that group or others can write to: they could swap the key file."""
     mode = stat.S_IMODE(folder.stat().st_mode)
     if os.name == "posix" and mode & 0o022:
         raise KeyFileError(

@@ -14,8 +14,9 @@ from the database, nobody who edits the database can make a changed, inserted, d
 reordered entry verify. The retention purge deletes the oldest entries and leaves an anchor
 (the last deleted entry's number and digest, itself MACed) that the rest chains from.
 
-Not detectable by the chain alone: deleting the newest entries (or all of them) at the end;
-``verify`` reports the head so that it can be compared with an earlier record of it.
+A chain alone cannot tell deleted newest entries from a log that ended there, so the head
+(number and digest of the newest entry) is also recorded after every commit in the state file
+beside the key file (kiosk.sealstate), and ``verify`` compares the chain with it.
 """
 from __future__ import annotations
 
@@ -23,12 +24,16 @@ import bisect
 import hashlib
 import hmac
 import json
+import logging
 import sqlite3
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from kiosk.database import timestamp, transaction
+from kiosk.database import on_commit, timestamp, transaction
 from kiosk.sealing import SealError, access_thumbnail_aad, sealer
+from kiosk.sealstate import SealState, StateFileError, load_state, update_state
+
+log = logging.getLogger(__name__)
 
 GENESIS = bytes(32)  # the "previous digest" of entry 1
 KINDS = ("event", "door", "erase", "purge")
@@ -95,6 +100,7 @@ class ChainReport:
     head_seq: int  # the newest entry's number (anchor_seq when the chain is empty)
     head_digest: str  # its digest, hex
     problems: tuple[ChainProblem, ...]
+    recorded_head_seq: int | None = None  # the head recorded beside the key file (None: no record)
 
     @property
     def ok(self) -> bool:
@@ -163,7 +169,33 @@ def _append(
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (seq, kind, int(event_id), time, detail, personal, link, digest),
     )
+    on_commit(conn, record_head)
     return seq
+
+
+def record_head(conn: sqlite3.Connection) -> None:
+    """Record the committed chain head in the state file beside the key file (never moving it back).
+
+    Called after the commit: the record may lag the database after a crash, never lead it.
+    The event is already committed, so a failure here is logged, not raised.
+    """
+    keys = sealer(conn)
+    seq, digest = _head(conn)
+
+    def advance(state: SealState) -> SealState | None:
+        if seq > state.head_seq or not state.recorded:
+            return replace(state, head_seq=seq, head_digest=digest)
+        return None
+
+    try:
+        update_state(keys.keyring.path, keys.log_key, advance)
+    except (OSError, StateFileError) as exc:
+        log.warning("cannot record the access log's head beside the key file: %s", exc)
+
+
+def head(conn: sqlite3.Connection) -> tuple[int, bytes]:
+    """(number, digest) of the newest entry, or of the anchor, or (0, GENESIS) for a new log."""
+    return _head(conn)
 
 
 def _head(conn: sqlite3.Connection) -> tuple[int, bytes]:
@@ -204,11 +236,18 @@ _ENTRIES = """
 
 
 def verify(conn: sqlite3.Connection) -> ChainReport:
-    """Check the whole chain and every event against it; problems in chain order."""
+    """Check the whole chain and every event against it, and its head against the recorded one;
+    problems in chain order."""
     keys = sealer(conn)
     key = keys.log_key
+    problems: list[tuple[float, ChainProblem]] = []
+    # Read before the database: the record never leads what was committed before it was read.
+    try:
+        recorded: SealState | None = load_state(keys.keyring.path, key)
+    except StateFileError as exc:
+        recorded = None
+        problems.append((float("inf"), ChainProblem(None, None, None, str(exc))))
     with transaction(conn, "DEFERRED"):  # one consistent snapshot
-        problems: list[tuple[float, ChainProblem]] = []
         anchor = conn.execute("SELECT seq, digest, time, mac FROM log_anchor").fetchone()
         previous, expected = GENESIS, 1
         if anchor is not None:
@@ -246,11 +285,34 @@ def verify(conn: sqlite3.Connection) -> ChainReport:
             previous, expected = stored, seq + 1
             entries += 1
         problems += _orphans(conn, event_positions)
-    head_seq, head = expected - 1, previous
+        head_seq, head = expected - 1, previous
+        if recorded is not None and recorded.recorded:
+            problems += _check_recorded_head(conn, recorded, head_seq, anchor)
     return ChainReport(
         entries, events, redacted, anchor[0] if anchor else 0, head_seq, head.hex(),
         tuple(problem for _, problem in sorted(problems, key=lambda p: p[0])),
+        recorded.head_seq if recorded is not None and recorded.recorded else None,
     )
+
+
+def _check_recorded_head(conn: sqlite3.Connection, recorded: SealState, head_seq: int,
+                         anchor) -> list[tuple[float, ChainProblem]]:
+    """The chain must reach the recorded head, and hold the recorded digest there."""
+    if head_seq < recorded.head_seq:
+        missing = (f"entry {recorded.head_seq}" if head_seq + 1 == recorded.head_seq
+                   else f"entries {head_seq + 1} to {recorded.head_seq}")
+        return [(head_seq + 0.5, ChainProblem(
+            head_seq + 1, None, None,
+            f"{missing} missing at the end (deleted from the log: the kiosk recorded entry "
+            f"{recorded.head_seq} as written)"))]
+    row = conn.execute("SELECT digest FROM log_entry WHERE seq = ?", (recorded.head_seq,)).fetchone()
+    if row is None and anchor is not None and anchor[0] == recorded.head_seq:
+        row = (anchor[1],)
+    if row is not None and recorded.head_digest is not None and not hmac.compare_digest(row[0], recorded.head_digest):
+        return [(recorded.head_seq, ChainProblem(
+            recorded.head_seq, None, None,
+            f"entry {recorded.head_seq} differs from the one the kiosk recorded (the log was replaced)"))]
+    return []
 
 
 def _check_event(keys, row, later: dict, last_door: dict) -> tuple[dict[str, Any] | None, list[str]]:
@@ -264,9 +326,16 @@ def _check_event(keys, row, later: dict, last_door: dict) -> tuple[dict[str, Any
             return None, []  # purged by the retention rule: nothing left to check
         return None, [f"event {event_id} was deleted from the log"]
     trouble: list[str] = []
+    erased_at = later.get(("erase", event_id), -1)
     if is_redacted:
-        if later.get(("erase", event_id), -1) < seq:
+        if erased_at < seq:
             trouble.append(f"event {event_id} is marked erased, but no erasure was logged")
+        elif (person_id, name, score, liveness, thumb) != (None,) * 5:
+            trouble.append(f"event {event_id} was erased, but holds a name, link, score, liveness or "
+                           "thumbnail again (written in after the erasure)")
+    elif erased_at > seq:
+        trouble.append(f"event {event_id} was erased (entry {erased_at}), but is no longer marked erased "
+                       "and holds personal details again")
     elif not hmac.compare_digest(
         personal or b"", _personal_mac(key, event_id, name, score, liveness, thumb is not None)
     ):

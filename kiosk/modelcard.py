@@ -15,13 +15,15 @@ from pathlib import Path
 
 from kiosk.alignment import AlignmentSpec
 from kiosk.errors import KioskError
+from kiosk.packagedata import shipped
 from kiosk.scoring import FITTED, CosineScoring, Scoring
 
 CARD_SUFFIX = ".card.json"
 SCORING_SUFFIX = ".scoring.npz"
 MODEL_ENV_VAR = "KIOSK_MODEL"
-# The model shipped in the repository (see assets/face_embedder.card.json for how it was made).
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "face_embedder.keras"
+# The shipped model (see assets/face_embedder.card.json for how it was made), in the installed
+# package or the checkout.
+DEFAULT_MODEL = shipped("assets") / "face_embedder.keras"
 
 
 class ModelCardError(KioskError):
@@ -71,10 +73,9 @@ class ModelCard:
             raise ModelCardError(f"model card not found: {card_path} (every model needs its card beside it)")
         try:
             raw = json.loads(card_path.read_text(encoding="utf-8"))
-            alignment = raw["input"]["alignment"]
             return cls(
                 path=model_path,
-                alignment=AlignmentSpec(size=int(alignment["size"]), margin=float(alignment["margin"])),
+                alignment=AlignmentSpec.from_dict(raw["input"]["alignment"]),
                 embedding_size=int(raw["embedding_size"]),
                 threshold=float(raw["threshold"]["value"]),
                 threshold_rule=str(raw["threshold"]["rule"]),

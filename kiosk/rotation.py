@@ -126,5 +126,6 @@ def _finish(conn: sqlite3.Connection, keys: Sealer, progress: Progress | None) -
 
 
 def _note(progress: Progress | None, text: str) -> None:
+    log.info("key rotation: %s", text)
     if progress is not None:
         progress(text)

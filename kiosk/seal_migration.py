@@ -1,4 +1,5 @@
-"""Schema version 2: seal templates and thumbnails at rest, and chain the access log.
+"""Schema version 2: seal templates and thumbnails at rest, and chain the access log; version 4:
+start the state file beside the key file (kiosk.sealstate).
 
 Runs inside open_database()'s migration transaction (with foreign keys off, so that the
 template table can be rebuilt without cascading), on a connection that carries its keys:
@@ -8,9 +9,11 @@ door outcome) is entered into the log chain. secure_delete overwrites the plain 
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 
 from kiosk import logchain
 from kiosk.sealing import access_thumbnail_aad, sealer, template_aad, template_thumbnail_aad
+from kiosk.sealstate import SealState, update_state
 
 _CREATE = (
     # current_key: the data key writers seal with, read inside their transaction, so a key
@@ -101,3 +104,28 @@ def migrate(conn: sqlite3.Connection) -> None:
         ))
         if door is not None:
             logchain.chain_record(conn, "door", event_id, detail=door, time=time)
+
+
+def record_state(conn: sqlite3.Connection) -> None:
+    """Record the log's head and, as removed, every template id below the highest ever given
+    that no row holds (ids are never reused, so those belonged to removed templates)."""
+    keys = sealer(conn)
+    highest = conn.execute(
+        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'template'), 0),"
+        " coalesce((SELECT max(id) FROM template), 0))"
+    ).fetchone()[0]
+    gaps, expected = [], 1
+    for (template_id,) in conn.execute("SELECT id FROM template ORDER BY id"):
+        if template_id > expected:
+            gaps.append((expected, template_id - 1))
+        expected = template_id + 1
+    if highest >= expected:
+        gaps.append((expected, highest))
+    seq, digest = logchain.head(conn)
+
+    def start(state: SealState) -> SealState:
+        state = state.with_removed(gaps)
+        # A record ahead of this log is kept: it tells that the log lost entries.
+        return replace(state, head_seq=seq, head_digest=digest) if seq >= state.head_seq else state
+
+    update_state(keys.keyring.path, keys.log_key, start)

@@ -25,9 +25,11 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from kiosk.packagedata import shipped
+
 log = logging.getLogger(__name__)
 
-SOUNDS_DIR = Path(__file__).resolve().parent.parent / "resources" / "sounds"
+SOUNDS_DIR = shipped("resources") / "sounds"
 SOUNDS = ("grant", "deny", "prompt")
 WINSOUND = "winsound"  # not a command: the standard library's module on Windows
 PLAY_TIMEOUT_S = 5.0  # a player that hangs (a stuck sound server) must not block the next sounds

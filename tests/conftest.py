@@ -11,6 +11,15 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+@pytest.fixture(autouse=True)
+def _no_operator_log_left():
+    """Commands run in-process set up the operator's log (kiosk.logsetup); no test inherits it."""
+    yield
+    from kiosk.logsetup import reset
+
+    reset()
+
+
 @pytest.fixture(scope="session")
 def astronaut() -> np.ndarray:
     """A real photograph with one frontal face (Eileen Collins), 512x512 RGB uint8."""

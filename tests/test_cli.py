@@ -5,6 +5,7 @@ a few run `python -m kiosk` as a subprocess to check the real entry point and ex
 """
 import csv
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -111,7 +112,7 @@ def test_enroll_then_identify(enrolled, capsys, photos):
 
 
 def test_enroll_reports_each_image_and_adds_to_an_existing_person(enrolled, capsys, photos, bad_files):
-    images = [photos[PERSON][3], bad_files["text"], bad_files["corrupt"], bad_files["blank"], bad_files["two_faces"]]
+    images = [photos[PERSON][PROBE], bad_files["text"], bad_files["corrupt"], bad_files["blank"], bad_files["two_faces"]]
     code, out, err = cli(capsys, "--data-dir", enrolled, "--json", "enroll", PERSON.lower(), *images)
     assert code == 0, err
     *per_image, summary = json_lines(out)
@@ -284,8 +285,8 @@ def test_log_filters(logged, capsys):
     assert code == 0 and len(out.splitlines()) == 4 and "several_faces" in out
 
 
-def test_log_export_csv(logged, capsys, tmp_path):
-    target = tmp_path / "out" / "events.csv"
+def test_log_export_csv(logged, capsys, tmp_path_factory):
+    target = tmp_path_factory.mktemp("exports") / "out" / "events.csv"  # outside the data directory
     code, out, err = cli(capsys, "--data-dir", logged, "log", "--decision", "denied", "--export", target)
     assert code == 0 and "exported 2 events" in out
     rows = list(csv.DictReader(target.open(encoding="utf-8")))
@@ -326,3 +327,57 @@ def test_data_dir_from_the_environment(tmp_path, capsys, monkeypatch, logged):
     monkeypatch.setenv("KIOSK_DATA_DIR", str(logged))
     code, out, err = cli(capsys, "--json", "log", "--limit", "1")
     assert code == 0 and len(json_lines(out)) == 1
+
+
+@pytest.fixture(scope="module")
+def leaders(lfw) -> dict[str, list[Path]]:
+    """LFW photos 1-8 of three people; indices below were checked against the shipped model."""
+    return {name: [lfw.image_path(ref) for ref in lfw.images_of([name])[:8]]
+            for name in ("George_W_Bush", "Colin_Powell", "Tony_Blair")}
+
+
+def test_enroll_refuses_photos_of_someone_else_unless_allowed(tmp_path, capsys, engine, leaders):
+    bush, powell, blair = leaders["George_W_Bush"], leaders["Colin_Powell"], leaders["Tony_Blair"]
+    assert cli(capsys, "--data-dir", tmp_path, "enroll", "George W Bush", *bush[:3])[0] == 0
+    assert cli(capsys, "--data-dir", tmp_path, "enroll", "Colin Powell", *powell[:3])[0] == 0
+    before = dump(tmp_path)
+
+    # Tony Blair's photos added to George W Bush: each refused, nothing changed.
+    code, out, err = cli(capsys, "--data-dir", tmp_path, "--json", "enroll", "george w bush", blair[1], blair[3])
+    assert code == 1 and "was not changed" in err
+    for line in json_lines(out):
+        assert line["used"] is False and line["mismatch"] is True
+        assert line["reason"].startswith("does not match George W Bush's enrolled photos (best similarity")
+    # Colin Powell's photo added to George W Bush, and Powell's face under a new name.
+    code, out, _ = cli(capsys, "--data-dir", tmp_path, "enroll", "George W Bush", powell[3])
+    assert code == 1 and f"refused {powell[3]}: does not match George W Bush's" in out and "--allow-mismatch" in out
+    code, out, _ = cli(capsys, "--data-dir", tmp_path, "enroll", "Not Powell", powell[4])
+    assert code == 1 and f"refused {powell[4]}: is the face of Colin Powell, who is already enrolled" in out
+    assert dump(tmp_path) == before
+    code, out, _ = cli(capsys, "--data-dir", tmp_path, "identify", powell[6])
+    assert code == 0 and ": Colin Powell (match " in out
+
+    # A genuine photo is still added; an admin who means it can override.
+    code, out, err = cli(capsys, "--data-dir", tmp_path, "--json", "enroll", "George W Bush", bush[4])
+    assert code == 0, out + err
+    assert json_lines(out)[-1]["templates"] == 4
+    code, out, err = cli(capsys, "--data-dir", tmp_path, "enroll", "George W Bush", blair[3], "--allow-mismatch")
+    assert code == 0, err
+    assert "allowed although it does not match George W Bush's enrolled photos" in out
+
+
+def test_enroll_accepts_file_names_that_are_not_utf8(tmp_path, capsys, engine, leaders):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    photo = Path(os.fsdecode(bytes(folder) + b"/bush\xe9.jpg"))
+    photo.write_bytes(leaders["George_W_Bush"][0].read_bytes())
+    notes = Path(os.fsdecode(bytes(folder) + b"/notes\xff.jpg"))
+    notes.write_text("not a photo\n")
+    code, out, err = cli(capsys, "--data-dir", tmp_path / "data", "enroll", "George W Bush", photo, notes)
+    assert code == 0, err
+    assert "used    " in out and "\\udce9" in out and "skipped" in out
+    code, out, err = cli(capsys, "--data-dir", tmp_path / "data", "--json", "people")
+    assert code == 0 and json_lines(out)[0]["templates"] == 1
+    conn = open_database(database_path(tmp_path / "data"))
+    assert conn.execute("SELECT source FROM template").fetchone()[0] == "bush\ufffd.jpg"
+    conn.close()

@@ -144,3 +144,32 @@ def test_configuration_is_checked():
         DoorAction.from_config(command="echo 'unclosed")
     with pytest.raises(ValueError, match="positive"):
         DoorAction.from_config(command="true", timeout=0)
+
+
+def test_a_command_that_exits_at_once_leaving_a_background_child_is_ok(tmp_path):
+    # The child keeps the command's stderr open for 10 s; the command itself is done at once.
+    door = DoorAction.from_config(command=shlex.join(["sh", "-c", "sleep 10 & exit 0"]), timeout=3)
+    outcome, _ = outcome_of(door)
+    assert outcome == "ok"
+
+
+def test_a_timeout_kills_the_whole_process_group(tmp_path):
+    pid_file = tmp_path / "grandchild.pid"
+    script = f"sleep 60 & echo $! > {shlex.quote(str(pid_file))}; wait"
+    door = DoorAction.from_config(command=shlex.join(["sh", "-c", script]), timeout=1)
+    outcome, _ = outcome_of(door)
+    assert outcome == "timeout"
+    grandchild = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _alive(grandchild):
+        time.sleep(0.05)
+    assert not _alive(grandchild), "the hung script's child was left running"
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie waiting for its reaper counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

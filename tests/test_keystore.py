@@ -35,7 +35,10 @@ def test_key_file_is_made_on_first_use_owner_only_beside_the_database(tmp_path, 
     assert mode(database_path(tmp_path)) == 0o600
     ring = load_keyring(key_file)
     assert ring.current == 1 and len(ring.data_keys[1]) == 32 and len(ring.log_key) == 32
-    assert sorted(p.name for p in key_file.parent.iterdir()) == ["kiosk.key"]  # no temporary left
+    # No temporary left; the state file (kiosk.sealstate) and its lock beside the key.
+    assert sorted(p.name for p in key_file.parent.iterdir()) == ["kiosk.key", "kiosk.key.state",
+                                                                  "kiosk.key.state.lock"]
+    assert mode(key_file.with_name("kiosk.key.state")) == 0o600
     raw = database_path(tmp_path).read_bytes()
     assert ring.data_keys[1] not in raw and ring.log_key not in raw
     open_database(database_path(tmp_path)).close()

@@ -233,3 +233,70 @@ def test_cli_log_verify(data_dir, capsys):
     assert report["ok"] is False and report["first"]["event_id"] == 2 and report["first"]["seq"] == 3
     assert report["first"]["time"] == "2024-05-01T08:01:00.000Z"
     assert captured.err.startswith("error: access log chain broken at entry 3 (event 2, 2024-05-01T08:01:00.000Z)")
+
+
+@pytest.mark.parametrize("statement", [
+    # Writing a person into the erased rows...
+    "UPDATE access_event SET name = 'Mallory Evil', score = 0.99, liveness = 'passed' WHERE redacted",
+    "UPDATE access_event SET person_id = 2 WHERE id = 4",
+    # ...or putting the original values back, with or without the erased mark.
+    "UPDATE access_event SET name = 'Ada', person_id = 1, score = 0.9 WHERE id = 1",
+    "UPDATE access_event SET redacted = 0, name = 'Ada', person_id = 1, score = 0.9 WHERE id = 1",
+])
+def test_an_erased_event_verifies_as_erased_and_nothing_else(data_dir, conn, statement):
+    log = AccessLog(conn)
+    assert log.erase_person("Ada") == 3 and log.verify().ok
+    tamper(data_dir, statement)
+    report = log.verify()
+    assert not report.ok
+    assert report.first.event_id in (1, 4) and "erased" in report.first.problem
+
+
+def test_an_erased_events_thumbnail_put_back_is_found(data_dir, conn):
+    raw = sqlite3.connect(database_path(data_dir))
+    saved = raw.execute("SELECT event_id, key_id, jpeg FROM access_thumbnail WHERE event_id = 1").fetchone()
+    raw.close()
+    log = AccessLog(conn)
+    log.erase_person("Ada")
+    tamper(data_dir, f"INSERT INTO access_thumbnail (event_id, key_id, jpeg) VALUES (1, {saved[1]}, x'{saved[2].hex()}')")
+    assert "holds a name, link, score, liveness or thumbnail again" in log.verify().first.problem
+
+
+def test_deleting_the_newest_entries_is_found(data_dir, conn, capsys):
+    log = AccessLog(conn)
+    report = log.verify()
+    assert report.ok and report.recorded_head_seq == report.head_seq == 8
+    # The last two events and every entry about them, as someone hiding them would.
+    tamper(data_dir, "DELETE FROM log_entry WHERE event_id IN (5, 6)", "DELETE FROM access_event WHERE id IN (5, 6)")
+    report = log.verify()
+    assert not report.ok and report.head_seq == 5
+    assert report.first.seq == 6 and "entries 6 to 8 missing at the end" in report.first.problem
+    assert main(["--data-dir", str(data_dir), "log", "verify"]) == 1
+    assert "entries 6 to 8 missing at the end" in capsys.readouterr().err
+
+
+def test_deleting_the_whole_log_is_found(data_dir, conn):
+    tamper(data_dir, "DELETE FROM log_entry", "DELETE FROM access_event")
+    assert "entries 1 to 8 missing at the end" in AccessLog(conn).verify().first.problem
+
+
+def test_a_replaced_log_of_the_same_length_is_found(data_dir, conn, tmp_path):
+    # Another kiosk's log with as many entries, under the same keys, cannot pass for this one.
+    log = AccessLog(conn)
+    log.record(camera="front", decision="denied", reason="unknown", time=at(6))
+    head = log.verify().head_seq
+    tamper(data_dir, f"DELETE FROM log_entry WHERE seq = {head}", "DELETE FROM access_event WHERE id = 7")
+    log.record(camera="front", decision="granted", reason="match", time=at(7))  # a new entry at the same number
+    report = log.verify()
+    assert not report.ok and [p.problem for p in report.problems] == [
+        f"entry {head} differs from the one the kiosk recorded (the log was replaced)"]
+
+
+def test_the_recorded_head_follows_purges_and_other_connections(data_dir, conn):
+    other = open_database(database_path(data_dir))
+    AccessLog(other).record(camera="back", decision="denied", reason="unknown", time=at(9))
+    other.close()
+    log = AccessLog(conn)
+    assert log.purge_older_than(days=1, now=at(60 * 24 * 3)) == 7  # everything
+    report = log.verify()
+    assert report.ok and report.entries == 0 and report.recorded_head_seq == report.head_seq == report.anchor_seq

@@ -61,9 +61,9 @@ def test_no_retracing_across_frames_of_one_size(compiled, astronaut):
     assert compiled._run_onet.experimental_get_tracing_count() == 1
 
 
-def test_min_face_size_above_20_still_finds_large_faces(astronaut, package_detector):
-    # The package keeps min_face_size=20's scale count and so finds nothing at 40; ours works.
-    assert package_detector._mtcnn.detect_faces(astronaut, min_face_size=40) == []
+def test_min_face_size_above_20_still_finds_large_faces(astronaut):
+    # The package keeps min_face_size=20's scale count, so at 40 it runs its first network on
+    # scales smaller than its window (finding nothing, or with newer Keras raising); ours works.
     coarse = FaceDetector(min_face_size=40)
     faces = coarse.detect(astronaut)
     assert len(faces) == 1 and faces[0].width > 40

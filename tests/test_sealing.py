@@ -89,14 +89,18 @@ def test_sealed_blobs_are_bound_to_their_rows(tmp_path):
                          for t in (ada, ada2))
         conn.execute("UPDATE template SET embedding = ? WHERE id = ?", (second, ada.id))
         conn.execute("UPDATE template SET embedding = ? WHERE id = ?", (first, ada2.id))
-    with pytest.raises(SealError, match=f"template {ada.id} fails authentication"):
-        gallery.matrix()
+    # Neither is used; Bob is still recognised.
+    matrix, ids = gallery.matrix()
+    assert list(ids) == [bob.person_id] and matrix[0].tobytes() == unit(3).tobytes()
+    assert [(d.template_id, "fails authentication" in d.problem) for d in gallery.damaged] == [
+        (ada.id, True), (ada2.id, True)]
     with database.transaction(conn):  # put them back, then give Bob's face to Ada instead
         conn.execute("UPDATE template SET embedding = ? WHERE id = ?", (first, ada.id))
         conn.execute("UPDATE template SET embedding = ? WHERE id = ?", (second, ada2.id))
         conn.execute("UPDATE template SET person_id = ? WHERE id = ?", (ada.person_id, bob.id))
-    with pytest.raises(SealError, match=f"template {bob.id} fails authentication"):
-        gallery.templates("Ada")
+    assert [t.id for t in gallery.templates("Ada")] == [ada.id, ada2.id]
+    assert [(d.template_id, d.person_id) for d in gallery.damaged_templates()] == [(bob.id, ada.person_id)]
+    assert f"template {bob.id} fails authentication" in gallery.damaged_templates()[0].problem
     with database.transaction(conn):
         conn.execute("UPDATE template SET person_id = ? WHERE id = ?", (bob.person_id, bob.id))
         jpegs = dict(conn.execute("SELECT template_id, jpeg FROM template_thumbnail").fetchall())
@@ -114,7 +118,7 @@ def test_plain_database_is_sealed_by_migration_in_place(tmp_path):
     make_v1_database(path, embeddings, thumbnails)
 
     conn = open_database(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     gallery, log = Gallery(conn), AccessLog(conn)
     matrix, ids = gallery.matrix()
     assert matrix.tobytes() == np.stack(embeddings).astype("<f4").tobytes() and set(ids) == {1}

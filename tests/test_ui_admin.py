@@ -339,6 +339,22 @@ def test_model_pages_lazily_by_key_in_both_orders(qtbot, conn, tmp_path):
 # -- people ------------------------------------------------------------------------------
 
 
+def test_a_damaged_face_sample_is_shown_and_everyone_else_still_listed(qtbot, admin, tmp_path):
+    import sqlite3
+
+    raw = sqlite3.connect(database_path(tmp_path))
+    template_id, blob = raw.execute("SELECT id, embedding FROM template ORDER BY id LIMIT 1").fetchone()
+    raw.execute("UPDATE template SET embedding = ? WHERE id = ?", (blob[:-1] + bytes([blob[-1] ^ 1]), template_id))
+    raw.commit()
+    raw.close()
+    tab = admin.people_tab
+    tab.refresh()
+    assert [(p.name, p.template_count) for p in tab.people] == [("Ada", 2), ("Grace", 1)]
+    assert tab.table.item(0, 2).text() == "2 (1 damaged)"
+    assert "fails authentication" in tab.table.item(0, 2).toolTip()
+    assert tab.message.text().endswith("; 1 damaged face sample not used")
+
+
 def test_people_rename_deactivate_delete_reach_the_database(qtbot, admin, tmp_path):
     tab = admin.people_tab
     assert [(p.name, p.template_count) for p in tab.people] == [("Ada", 2), ("Grace", 1)]

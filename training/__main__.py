@@ -166,6 +166,18 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dlib_export(args: argparse.Namespace) -> int:
+    from training.dlib_export import export_dlib
+    from training.lfw import LFW
+    from training.prepare import default_cache_dir
+
+    lfw = LFW.locate(args.lfw_dir, cache_dir=args.cache_dir)
+    path = export_dlib(lfw, args.cache_dir or default_cache_dir(), args.out, args.target_far, args.model_file,
+                       command=" ".join(["python -m training", *sys.argv[1:]]))
+    print(f"exported {path} (card: {path.with_name(path.stem + '.card.json')})")
+    return 0
+
+
 def _compare(args: argparse.Namespace) -> int:
     from training.compare import compare
 
@@ -251,6 +263,20 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"false-accept rate on the run's validation pairs that sets the threshold; default {DEFAULT_TARGET_FAR}")
     export.set_defaults(handler=_export)
 
+    dlib_export = commands.add_parser(
+        "dlib-export", help="dlib's face-recognition ResNet as a kiosk model + model card (no training)",
+        description="Fit a crop template that reproduces dlib's face chips and a threshold on DevTrain people, and "
+                    "export dlib's ResNet (weights from its .dat file) as DIR/dlib_resnet.keras with its TFLite "
+                    "backbone and card. Needs the train extra (face-recognition-models, dlib-bin).")
+    _add_data_options(dlib_export)
+    dlib_export.add_argument("--out", type=Path, required=True, help="folder for the model, its TFLite copy and card")
+    dlib_export.add_argument("--target-far", type=float, default=DEFAULT_TARGET_FAR,
+                             help=f"false-accept rate on the validation people that sets the threshold; "
+                                  f"default {DEFAULT_TARGET_FAR}")
+    dlib_export.add_argument("--model-file", type=Path,
+                             help="dlib_face_recognition_resnet_model_v1.dat; default: face-recognition-models' copy")
+    dlib_export.set_defaults(handler=_dlib_export)
+
     compare = commands.add_parser("compare", help="the study's comparison on View 1 (all Siamese forms)",
                                   description="Train every cell of the comparison and write reports/compare.md.")
     _add_data_options(compare)
@@ -290,11 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from kiosk.errors import KioskError
+    from training.dlib_format import DlibFormatError
     from training.lfw import LFWError
 
     try:
         return args.handler(args)
-    except (LFWError, KioskError, FileNotFoundError) as exc:
+    except (LFWError, KioskError, FileNotFoundError, DlibFormatError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

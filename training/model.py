@@ -14,6 +14,9 @@ from contextlib import contextmanager
 import keras
 from keras import layers, ops
 
+# The serving layers live in the kiosk, which loads saved models without this package.
+from kiosk.serving import CropToEmbedding, L2Normalize, crops_and_mirrors, resize_crops  # noqa: F401
+
 
 def _conv_bn(x, filters: int, kernel: int = 3, strides: int = 1, name: str = ""):
     x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
@@ -31,14 +34,6 @@ def _residual_block(x, filters: int, strides: int, name: str):
         shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False, name=f"{name}_proj_conv")(shortcut)
         shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
     return layers.PReLU(shared_axes=[1, 2], name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
-
-
-@keras.saving.register_keras_serializable(package="face_kiosk")
-class L2Normalize(layers.Layer):
-    """Unit-length embeddings: cosine similarity becomes a dot product."""
-
-    def call(self, x):
-        return x / ops.sqrt(ops.maximum(ops.sum(ops.square(x), axis=-1, keepdims=True), 1e-12))
 
 
 def build_backbone(
@@ -119,47 +114,6 @@ class CosineClassifier(layers.Layer):
     def call(self, embeddings):
         kernel = self.kernel / ops.sqrt(ops.maximum(ops.sum(ops.square(self.kernel), axis=0, keepdims=True), 1e-12))
         return ops.matmul(embeddings, kernel)
-
-
-@keras.saving.register_keras_serializable(package="face_kiosk")
-class CropToEmbedding(layers.Layer):
-    """Serving wrapper: uint8 aligned crops -> resized -> mean of crop and mirror embeddings."""
-
-    def __init__(self, backbone: keras.Model, input_size: int, **kwargs):
-        super().__init__(**kwargs)
-        self.backbone = backbone
-        self.input_size = input_size
-
-    def call(self, crops):
-        embeddings = self.backbone(crops_and_mirrors(crops, self.input_size), training=False)
-        count = ops.shape(crops)[0]
-        summed = embeddings[:count] + embeddings[count:]
-        return summed / ops.sqrt(ops.maximum(ops.sum(ops.square(summed), axis=-1, keepdims=True), 1e-12))
-
-    def get_config(self):
-        return {**super().get_config(), "backbone": keras.saving.serialize_keras_object(self.backbone),
-                "input_size": self.input_size}
-
-    @classmethod
-    def from_config(cls, config):
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        return cls(**config)
-
-
-def crops_and_mirrors(crops, input_size: int):
-    """uint8 crops -> the backbone's input: the crops scaled to [0, 1] and resized, then their mirror images.
-
-    The serving model and the kiosk's TFLite runtime (kiosk.embedder) both start here.
-    """
-    x = resize_crops(ops.cast(crops, "float32") / 255.0, input_size)
-    return ops.concatenate([x, ops.flip(x, axis=2)], axis=0)
-
-
-def resize_crops(x, size: int):
-    """The one resize used by training and serving (area-like antialiased bilinear)."""
-    if x.shape[1] == size and x.shape[2] == size:
-        return x
-    return ops.image.resize(x, (size, size), interpolation="bilinear", antialias=True)
 
 
 def build_serving_model(backbone: keras.Model, crop_size: int) -> keras.Model:

@@ -60,8 +60,7 @@ class PreparedLFW:
 
     @property
     def spec(self) -> AlignmentSpec:
-        alignment = self.summary["alignment"]
-        return AlignmentSpec(size=alignment["size"], margin=alignment["margin"])
+        return AlignmentSpec.from_dict(self.summary["alignment"])
 
 
 def cache_key(refs: list[ImageRef], spec: AlignmentSpec, detector_settings: dict) -> str:
@@ -98,9 +97,11 @@ def prepare(
     limit: int | None = None,
     detector: FaceDetector | None = None,
     progress: bool = True,
+    refs: list[ImageRef] | None = None,
 ) -> PreparedLFW:
-    """Align all (or the first `limit`) LFW images into a cache folder, resuming if possible."""
-    refs = lfw.all_images()[:limit] if limit else lfw.all_images()
+    """Align all (or the first `limit`, or only `refs`) LFW images into a cache folder, resuming if possible."""
+    refs = list(refs) if refs is not None else lfw.all_images()
+    refs = refs[:limit] if limit else refs
     detector = detector or FaceDetector()
     settings = detector.settings
     folder = Path(cache_dir) / "prepared" / cache_key(refs, spec, settings)

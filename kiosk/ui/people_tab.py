@@ -104,19 +104,28 @@ class PeopleTab(QWidget):
     def refresh(self) -> None:
         selected = self.selected_person()
         self._people = self._gallery.people()
+        damaged = self._gallery.damaged_templates()  # skipped by recognition; shown, not hidden
         self.table.setRowCount(len(self._people))
         for row, person in enumerate(self._people):
             name = QTableWidgetItem(self._sample_icon(person), person.name)
             if not person.active:
                 name.setForeground(Qt.GlobalColor.gray)
-            cells = (name, QTableWidgetItem(person.external_id or ""), QTableWidgetItem(str(person.template_count)),
+            count = QTableWidgetItem(str(person.template_count))
+            unusable = [d for d in damaged if d.person_id == person.id]
+            if unusable:
+                count.setText(f"{person.template_count} ({len(unusable)} damaged)")
+                count.setToolTip("\n".join(d.problem for d in unusable))
+                count.setForeground(Qt.GlobalColor.darkRed)
+            cells = (name, QTableWidgetItem(person.external_id or ""), count,
                      QTableWidgetItem("yes" if person.active else "no"), QTableWidgetItem(person.created[:10]))
             for column, cell in enumerate(cells):
                 self.table.setItem(row, column, cell)
         if selected is not None:
             self.select(selected.id)
         self.message.setText(f"{len(self._people)} people enrolled, "
-                             f"{sum(p.active for p in self._people)} active")
+                             f"{sum(p.active for p in self._people)} active"
+                             + (f"; {len(damaged)} damaged face sample{'s' if len(damaged) != 1 else ''} not used"
+                                if damaged else ""))
         self._update_buttons()
 
     def _sample_icon(self, person: Person) -> QIcon:

@@ -37,7 +37,7 @@ from kiosk.ui.pin_dialog import SetPinDialog
 
 
 def card_summary(card: ModelCard) -> str:
-    """The model and its LFW figures in a line or two."""
+    """The model, its LFW figures and what it gave at a one-camera site, in a few lines."""
     raw = card.raw
     parts = [f"Model {card.path.stem}"]
     test = raw.get("devtest") or {}
@@ -45,11 +45,15 @@ def card_summary(card: ModelCard) -> str:
     if test.get("accuracy") is not None:
         figures.append(f"accuracy {test['accuracy']:.1%}")
     if test.get("accuracy_at_threshold") is not None:
-        figures.append(f"{test['accuracy_at_threshold']:.1%} at this threshold")
+        figures.append(f"{test['accuracy_at_threshold']:.1%} at its threshold")
     if test.get("tar_at_far_1e3") is not None:
         figures.append(f"TAR {test['tar_at_far_1e3']:.1%} at FAR 0.1%")
     if figures:
         parts.append("LFW: " + ", ".join(figures))
+    site = ((raw.get("door") or {}).get("single_photos_20_enrolled") or {}).get(f"door_1_in_{DEFAULT_RISK}")
+    if site:
+        parts.append(f"One camera, one room (ORL, 20 people enrolled), one photo per decision, at the door's rule: "
+                     f"{site['enrolled_granted']:.1%} of enrolled let in, {site['strangers_granted']:.1%} of strangers")
     return "\n".join(parts)
 
 

@@ -90,7 +90,8 @@ def concurrent_writers(work: Path, face: np.ndarray, face_file: Path, seconds: f
     # The command-line enrolments run one after another, as an administrator would type them.
     cli_results: list = []
     enroller = threading.Thread(target=lambda: cli_results.extend(
-        kiosk_cli("--data-dir", data_dir, "enroll", f"Cli Person {k}", face_file, timeout=600)
+        # One face under several names on purpose: --allow-mismatch lets the enrolment through.
+        kiosk_cli("--data-dir", data_dir, "enroll", f"Cli Person {k}", face_file, "--allow-mismatch", timeout=600)
         for k in range(cli_enrolls)), daemon=True)
     enroller.start()
     writer_children = []

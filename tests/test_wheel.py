@@ -1,0 +1,116 @@
+"""The built wheel, installed (not editable) into a fresh virtual environment, enrols, identifies
+and runs headless from there with its installed commands: the model, its card, scoring file and
+the sounds travel inside it.
+
+The fresh environment borrows the test environment's dependencies through a .pth file (installing
+TensorFlow again would take minutes and download hundreds of MB); the wheel itself, its package
+data and its entry points are what is checked, from a working directory outside the checkout so
+that nothing is imported from the source tree. `pip check` there confirms the wheel's declared
+dependencies are met.
+
+Slow (a wheel build and three model loads): CI runs it as its own step (.ci/run).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from kiosk.settings import KioskSettings
+from tests.videos import read_bgr, write_video
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+PERSON = "Jennifer_Capriati"  # as in tests/test_cli.py: probes well clear of the threshold
+STRANGER = "Gerhard_Schroeder"
+
+
+class Installed:
+    """A fresh virtual environment holding the built wheel."""
+
+    def __init__(self, venv: Path, workdir: Path) -> None:
+        self.venv = venv
+        self.workdir = workdir  # outside the checkout: `import kiosk` must find the installed one
+        self.bin = venv / ("Scripts" if os.name == "nt" else "bin")
+        self.python = self.bin / "python"
+        self.env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "KIOSK_MODEL", "KIOSK_DATA_DIR")}
+        self.env["COLUMNS"] = "200"  # --help on one line per option, as the asserts read it
+
+    def run(self, *argv: str | os.PathLike, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+        """Run a command installed in the environment (its name, e.g. "python")."""
+        command = [str(self.bin / str(argv[0])), *map(str, argv[1:])]
+        result = subprocess.run(command, cwd=self.workdir, env=self.env, capture_output=True, text=True,
+                                timeout=timeout, check=False)
+        if check:
+            assert result.returncode == 0, (command, result.stdout, result.stderr)
+        return result
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Installed:
+    base = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(base / "dist"), str(ROOT)],
+                   check=True, cwd=base)
+    wheel, = (base / "dist").glob("face_kiosk-*.whl")
+    venv = base / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    installed = Installed(venv, base)
+    installed.run("python", "-m", "pip", "install", "-q", "--no-deps", wheel)
+    site = installed.run("python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout.strip()
+    # The test environment's dependencies, after the fresh environment's own packages. Only its
+    # folders are added: .pth files there (the checkout's editable install) are not read.
+    ours = dict.fromkeys(sysconfig.get_paths()[key] for key in ("purelib", "platlib"))
+    Path(site, "test_dependencies.pth").write_text("".join(f"{path}\n" for path in ours))
+    return installed
+
+
+def test_the_installed_package_carries_its_model_and_sounds(installed):
+    found = json.loads(installed.run("python", "-c", (
+        "import json, kiosk, kiosk.modelcard as m, kiosk.sound as s;"
+        "c = m.ModelCard.load(m.default_model_path());"
+        "print(json.dumps({'package': kiosk.__file__, 'model': str(c.path), 'tflite': str(c.verified_tflite_path()),"
+        "'scoring': type(c.load_scoring()).__name__, 'sounds': sorted(p.name for p in s.SOUNDS_DIR.glob('*.wav'))}))"
+    )).stdout)
+    venv = str(installed.venv.resolve())
+    assert found["package"].startswith(venv) and found["model"].startswith(venv), found
+    assert found["tflite"].startswith(venv) and found["scoring"] != "CosineScoring"
+    assert found["sounds"] == ["deny.wav", "grant.wav"]
+    installed.run("python", "-m", "pip", "check")  # the wheel's dependencies are all there
+
+
+def test_the_installed_kiosk_enrolls_identifies_and_runs_headless(installed, lfw, tmp_path):
+    photos = {name: [lfw.image_path(ref) for ref in lfw.images_of([name])[:14]] for name in (PERSON, STRANGER)}
+    data = tmp_path / "data"
+    kiosk = ("face-kiosk-admin", "--data-dir", data, "--json")
+    enrolled = installed.run(*kiosk, "enroll", PERSON, *photos[PERSON][:3])
+    assert json.loads(enrolled.stdout.splitlines()[-1])["templates"] == 3
+
+    identified = installed.run(*kiosk, "identify", photos[PERSON][11], photos[STRANGER][0])
+    assert [(r["name"], r["verdict"]) for r in map(json.loads, identified.stdout.splitlines())] == [
+        (PERSON, "match"), (None, "unknown")]
+
+    KioskSettings(liveness=False).save(data)  # recognition, not the liveness challenge
+    # The enrolled person standing at the door (a photo never enrolled), then a stranger: as in tests/test_cli.py,
+    # one person enrolled keeps the door at its strictest, which this photo passes.
+    video = write_video(tmp_path / "door.avi", [read_bgr(photos[PERSON][11])] * 10
+                        + [read_bgr(p) for p in photos[STRANGER][:10]])
+    ran = installed.run(*kiosk, "run", "--headless", "--camera", video)
+    assert [(d["decision"], d["name"]) for d in map(json.loads, ran.stdout.splitlines())] == [
+        ("granted", PERSON), ("denied", None)]
+
+
+def test_one_installed_command_per_job_each_named_in_its_help(installed):
+    screen = installed.run("face-kiosk", "--help").stdout
+    admin = installed.run("face-kiosk-admin", "--help").stdout
+    module = installed.run("python", "-m", "kiosk", "--help").stdout
+    assert screen.startswith("usage: face-kiosk [") and "--fullscreen" in screen and "face-kiosk-admin" in screen
+    assert admin.startswith("usage: face-kiosk-admin [") and "The kiosk screen itself is the command face-kiosk" in admin
+    assert all(command in admin for command in ("enroll", "identify", "people", "log", "keys", "run"))
+    assert module.startswith("usage: python -m kiosk [")
+    assert installed.run("face-kiosk-admin", "--version").stdout == installed.run("face-kiosk", "--version").stdout
