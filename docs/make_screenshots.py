@@ -12,10 +12,18 @@ an admin does (PIN dialog, Settings tab, People tab, enrollment dialog) and save
                       for a head move (liveness is on, as by default);
 - kiosk-granted.png   ...he makes it and is let in;
 - kiosk-denied.png    a stranger (Gerhard Schroeder) is turned away;
+- pin-keypad.png      the admin PIN asked for on the on-screen keypad;
 - admin-log.png       the access log with the events of this run (nothing written by hand), his
                       grant selected: its thumbnail and how the liveness check went;
 - enroll-dialog.png   enrolling Tony Blair: two photos from files, one file without a face, two
-                      guided captures from the camera, the live feedback for the third.
+                      guided captures from the camera, its live picture and feedback for the third;
+- startup-error.png   the kiosk started on a camera file that is not there: the problem, what
+                      to do, and Try again, in the window;
+- kiosk-first-run.png a fresh data folder: the first-run screen over the video (choose a PIN,
+                      then enrol);
+- kiosk-guidance.png  the member standing too far away: the outline to step into, "Come closer";
+- kiosk-lockout.png   the stranger, denied again and again, is locked out (shown to him alone:
+                      the member who steps up next is recognised as usual).
 
 LFW has no videos, so a visit is a sequence of LFW photos of the same person at different head
 poses (the photos tests/test_liveness_pipeline.py checks): frontal, a nod, frontal, a turn to
@@ -26,6 +34,7 @@ The enrollment camera is switched in the Settings tab while the kiosk runs (no r
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -49,6 +58,7 @@ from kiosk.cli import main as cli_main  # noqa: E402
 from kiosk.liveness import Challenge  # noqa: E402
 from kiosk.settings import KioskSettings  # noqa: E402
 from kiosk.ui.kiosk_window import KioskWindow  # noqa: E402
+from kiosk.ui.startup_problem import StartupProblemWindow  # noqa: E402
 from training.lfw import LFW, ImageRef  # noqa: E402
 
 DOCS = REPO / "docs"
@@ -171,6 +181,10 @@ def drive(desk: Path, files: list[Path]) -> None:
 
     window.request_admin()
     wait_until(lambda: window._pin_dialog is not None, 5, "the PIN dialog")
+    for key in PIN[:2]:  # half typed on the on-screen keypad
+        window._pin_dialog.keypad.keys[key].click()
+    pause(0.3)
+    save(window._pin_dialog, "pin-keypad.png")
     window._pin_dialog.pin.setText(PIN)
     window._pin_dialog.ok_button.click()
     wait_until(lambda: window.admin_window is not None, 10, "the admin window")
@@ -203,29 +217,105 @@ def drive(desk: Path, files: list[Path]) -> None:
     window.close()
 
 
+def top_window(kind):
+    return next(w for w in QApplication.topLevelWidgets() if isinstance(w, kind) and w.isVisible())
+
+
+def drive_startup_error() -> None:
+    problem = top_window(StartupProblemWindow)
+    problem.resize(1024, 600)
+    pause(0.5)
+    save(problem, "startup-error.png")
+    problem.close()
+
+
+def drive_first_run() -> None:
+    window = top_window(KioskWindow)
+    window.resize(1024, 600)
+    wait_until(lambda: window.setup_hint.isVisible() and window.banner_text == "Look at the camera", 120,
+               "the first-run screen with the kiosk ready")
+    pause(0.5)
+    save(window, "kiosk-first-run.png")
+    window.close()
+
+
+def drive_guidance() -> None:
+    window = top_window(KioskWindow)
+    window.resize(1024, 600)
+    wait_until(lambda: window.banner_text == "Come closer", 120, "the hint to come closer")
+    pause(0.3)
+    save(window, "kiosk-guidance.png")
+    window.close()
+
+
+def far_video(work: Path, lfw: LFW) -> Path:
+    """The member standing well back from the door: his face about 45 px wide."""
+    room = empty_room()
+    face = cv2.resize(cv2.imread(str(lfw.image_path(ImageRef(MEMBER, MEMBER_FRONTAL)))), (110, 110))
+    room[150:260, 265:375] = face
+    return write_video(work / "far.avi", [room] * 10)
+
+
+def drive_lockout() -> None:
+    window = top_window(KioskWindow)
+    window.resize(1024, 600)
+    wait_until(lambda: window.banner_text.startswith("Too many attempts — wait ") and window.video.boxes, 180,
+               "the stranger's lockout")
+    pause(0.3)
+    save(window, "kiosk-lockout.png")
+    window.close()
+
+
+def run_kiosk(step: Callable[[], None], args: list[str]) -> int:
+    """app.main(args) with `step` driving its window; a failure is printed and ends the window."""
+    failure: list[str] = []
+
+    def run() -> None:
+        try:
+            step()
+        except Exception:  # report it, and let main() return instead of hanging
+            failure.append(traceback.format_exc())
+            for window in QApplication.topLevelWidgets():
+                if isinstance(window, (KioskWindow, StartupProblemWindow)):
+                    window.close()
+
+    QTimer.singleShot(0, run)
+    code = app.main(args)
+    if failure:
+        print(failure[0], file=sys.stderr)
+        return 1
+    return code
+
+
+def lockout_setup(work: Path, data_dir: Path, lfw: LFW) -> Path:
+    """A copy of the data dir whose camera shows the stranger coming and going, then staying."""
+    locked = work / "data-lockout"
+    shutil.copytree(data_dir, locked)
+    stranger, room = on_camera(lfw.image_path(ImageRef(STRANGER, STRANGER_PHOTO))), empty_room()
+    video = write_video(work / "again.avi", ([stranger] * 3 + [room] * 2) * 6 + [stranger] * 20)
+    KioskSettings(camera=str(video)).save(locked)
+    return locked
+
+
 def main() -> int:
     if os.environ["QT_QPA_PLATFORM"] == "xcb" and not os.environ.get("DISPLAY"):
         sys.exit("no X display: run me under xvfb-run (see the docstring)")
     lfw = LFW.locate(cache_dir=Path(os.environ.get("KIOSK_CACHE_DIR") or tempfile.mkdtemp()))
     with tempfile.TemporaryDirectory(prefix="kiosk-screenshots-") as tmp:
-        data_dir, desk, files = prepare(Path(tmp), lfw)
-        failure: list[str] = []
-
-        def run() -> None:
-            try:
-                drive(desk, files)
-            except Exception:  # report it, and let main() return instead of hanging
-                failure.append(traceback.format_exc())
-                for window in QApplication.topLevelWidgets():
-                    if isinstance(window, KioskWindow):
-                        window.close()
-
-        QTimer.singleShot(0, run)
-        code = app.main(["--data-dir", str(data_dir), "--loop"])
-    if failure:
-        print(failure[0], file=sys.stderr)
-        return 1
-    return code
+        work = Path(tmp)
+        data_dir, desk, files = prepare(work, lfw)
+        locked = lockout_setup(work, data_dir, lfw)
+        if run_kiosk(drive_startup_error, ["--camera", str(work / "door-camera.mp4"),
+                                           "--data-dir", str(data_dir)]) != 2:
+            return 1
+        if run_kiosk(drive_first_run, ["--camera", str(work / "door.avi"), "--loop",
+                                       "--data-dir", str(work / "new-kiosk")]):
+            return 1
+        if run_kiosk(drive_lockout, ["--data-dir", str(locked), "--loop"]):
+            return 1
+        if run_kiosk(drive_guidance, ["--camera", str(far_video(work, lfw)), "--loop", "--data-dir", str(locked)]):
+            return 1
+        return run_kiosk(lambda: drive(desk, files), ["--data-dir", str(data_dir), "--loop"])
 
 
 if __name__ == "__main__":

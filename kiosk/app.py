@@ -1,25 +1,28 @@
 """The kiosk program: ``face-kiosk`` / ``python main.py``.
 
-Arguments are parsed and the camera opened before Qt starts, so a bad source ends with a
-one-line error instead of an empty window, and ``--help`` never waits for TensorFlow
-(the detector loads on the analysis thread once the window is up).
+Arguments are parsed before Qt starts, so ``--help`` never waits for anything (TensorFlow and
+the detector load on the analysis thread once the window is up). A camera or data folder that
+cannot be used is shown in a window with what to do and a Try again button (kiosk.ui.startup_problem),
+and printed as a one-line error; closing that window exits with status 2.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QMainWindow
 
 from kiosk import __version__, logsetup
 from kiosk.camera import ACCEPTED_SOURCES, Camera, CameraError
-from kiosk.datadir import resolve_data_dir
+from kiosk.datadir import chosen_data_dir, resolve_data_dir
 from kiosk.settings import KioskSettings
 from kiosk.ui.kiosk_window import KioskWindow
+from kiosk.ui.startup_problem import StartupProblem, StartupProblemWindow
 
 log = logging.getLogger(__name__)
 
@@ -44,41 +47,98 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def open_data_dir(explicit: Path | None) -> tuple[Path, bool]:
+    """The data folder (created, owner-only, when missing) and whether it was just created;
+    StartupProblem when it cannot be made or written."""
+    chosen = chosen_data_dir(explicit)
+    existed = chosen.is_dir()
+    todo = (f"Create the folder {chosen} for the user the kiosk runs as, or start the kiosk with "
+            "--data-dir pointing to a folder that user may write; then press Try again.")
+    try:
+        path = resolve_data_dir(explicit)
+    except OSError as exc:
+        raise StartupProblem("The kiosk's data folder cannot be created", todo,
+                             f"{chosen}: {exc.strerror or exc}") from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise StartupProblem("The kiosk's data folder cannot be written", todo, f"{path}: permission denied")
+    return path, not existed
+
+
+def open_kiosk(options: argparse.Namespace, created: bool = False) -> KioskWindow:
+    """The kiosk window on the chosen data folder and camera; StartupProblem when either cannot be used.
+    `created`: the data folder was made earlier in this start (the first-run screen says so)."""
+    data_dir, made = open_data_dir(options.data_dir)
+    created = created or made
+    source = options.camera
+    if source is None:  # the camera chosen in admin mode, kept in the data dir's settings
+        source = KioskSettings.load(data_dir).camera
+        todo = ("Connect the camera, then press Try again. To use another camera, start the kiosk with "
+                "--camera SOURCE (a device number, video file, image folder or stream URL).")
+    else:
+        todo = ("Correct --camera in the kiosk's start command (a device number, video file, image folder "
+                "or stream URL), or connect the camera it names; then press Try again.")
+    try:
+        camera = Camera(source, loop=options.loop).start()
+    except CameraError as exc:
+        raise StartupProblem("The camera cannot be opened", todo, str(exc)) from exc
+    try:
+        return KioskWindow(camera, data_dir=data_dir, loop=options.loop, new_data_dir=created)
+    except BaseException:
+        camera.stop()
+        raise
+
+
+def show(window: QMainWindow, fullscreen: bool) -> None:
+    if fullscreen:
+        # Sized by hand too: without a window manager (a bare X session) nobody else resizes it.
+        window.setGeometry(window.screen().geometry())
+        window.showFullScreen()
+    else:
+        available = window.screen().availableGeometry()
+        window.resize(min(DEFAULT_SIZE[0], available.width()), min(DEFAULT_SIZE[1], available.height()))
+        window.show()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
+    created = False
     try:
-        logsetup.configure_from(options, lambda: resolve_data_dir(options.data_dir))
+        _, created = open_data_dir(options.data_dir)  # made now if missing: the log file goes there
+        log_dir = lambda: resolve_data_dir(options.data_dir)  # noqa: E731
+    except StartupProblem:  # said in the window below; meanwhile no log file in it
+        log_dir = None
+    try:
+        logsetup.configure_from(options, log_dir)
     except logsetup.LogSetupError as exc:
         print(f"face-kiosk: error: {exc}", file=sys.stderr)
         return 2
     log.info("face-kiosk %s starting", __version__)
-    source = options.camera
-    if source is None:  # the camera chosen in admin mode, kept in the data dir's settings
-        source = KioskSettings.load(resolve_data_dir(options.data_dir)).camera
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("face-kiosk")
+    app.setApplicationDisplayName("Face kiosk")
+    # Qt 6 scales for high-DPI screens by itself; the windows size their fonts from their own size.
+    current: list[QMainWindow] = []
     try:
-        camera = Camera(source, loop=options.loop).start()
-    except CameraError as exc:
-        log.error("cannot start: %s", exc, extra={logsetup.SHOWN: True})
-        print(f"face-kiosk: error: {exc}", file=sys.stderr)
-        return 2
+        current.append(open_kiosk(options, created))
+    except StartupProblem as problem:
+        # Said in the window too: a kiosk started at boot has no terminal.
+        log.error("cannot start: %s", problem, extra={logsetup.SHOWN: True})
+        print(f"face-kiosk: error: {problem}", file=sys.stderr)
+        problem_window = StartupProblemWindow(problem, lambda: open_kiosk(options, created))
+
+        def started(window: QMainWindow) -> None:
+            current.append(window)
+            show(window, options.fullscreen)
+
+        problem_window.started.connect(started)
+        current.append(problem_window)
     previous_sigint = signal.getsignal(signal.SIGINT)
+    # Python sees Ctrl+C only between Qt events; the windows' timers provide those.
+    signal.signal(signal.SIGINT, lambda *_: current[-1].close())
     try:
-        app = QApplication.instance() or QApplication(sys.argv[:1])
-        app.setApplicationName("face-kiosk")
-        app.setApplicationDisplayName("Face kiosk")
-        # Qt 6 scales for high-DPI screens by itself; the window sizes its fonts from its own size.
-        window = KioskWindow(camera, data_dir=options.data_dir, loop=options.loop)
-        # Python sees Ctrl+C only between Qt events; the window's timers provide those.
-        signal.signal(signal.SIGINT, lambda *_: window.close())
-        if options.fullscreen:
-            # Sized by hand too: without a window manager (a bare X session) nobody else resizes it.
-            window.setGeometry(window.screen().geometry())
-            window.showFullScreen()
-        else:
-            available = window.screen().availableGeometry()
-            window.resize(min(DEFAULT_SIZE[0], available.width()), min(DEFAULT_SIZE[1], available.height()))
-            window.show()
-        return app.exec()
+        show(current[-1], options.fullscreen)
+        status = app.exec()
     finally:
         signal.signal(signal.SIGINT, previous_sigint)
-        camera.stop()  # the window stops it on close; this covers a failure before that
+        current[-1].close()  # stops the kiosk's camera and threads if the loop ended another way
+    return 2 if isinstance(current[-1], StartupProblemWindow) else status

@@ -26,14 +26,19 @@ def default_data_dir() -> Path:
     return base / APP_NAME
 
 
+def chosen_data_dir(explicit: str | Path | None = None) -> Path:
+    """The data directory resolve_data_dir() would use (argument > $KIOSK_DATA_DIR > default), not created."""
+    chosen = explicit or os.environ.get(ENV_VAR) or default_data_dir()
+    return Path(chosen).expanduser().absolute()
+
+
 def resolve_data_dir(explicit: str | Path | None = None) -> Path:
     """Pick the data directory (argument > $KIOSK_DATA_DIR > default) and make sure it exists.
 
     A directory created here is private to the user (0o700): it holds face
     templates, which are biometric data. An existing directory is left as it is.
     """
-    chosen = explicit or os.environ.get(ENV_VAR) or default_data_dir()
-    path = Path(chosen).expanduser().absolute()
+    path = chosen_data_dir(explicit)
     if not path.is_dir():
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(path, 0o700)  # mkdir's mode is filtered through the umask

@@ -1,17 +1,20 @@
 """Rate limiting of repeated denials at the camera: pure logic with an injectable clock.
 
-Someone trying photo after photo, or face after face, at the door gets denied again and again.
-After ``max_denials`` denials within ``window_s`` seconds the kiosk stops recognising for a
-lockout of ``first_lockout_s`` seconds. Each further lockout that starts within
-``forgive_after_s`` of the end of the previous one lasts twice as long, up to ``max_lockout_s``;
+Someone trying photo after photo at the door gets denied again and again. After
+``max_denials`` denials within ``window_s`` seconds a RateLimiter starts a lockout of
+``first_lockout_s`` seconds. Each further lockout that starts within ``forgive_after_s`` of
+the end of the previous one lasts twice as long, up to ``max_lockout_s``;
 a quiet spell longer than that starts again from ``first_lockout_s``. A lockout clears the
 count: the next one needs ``max_denials`` fresh denials.
+
+RateLimits keeps one such count per key (the kiosk keys them by face track and by claimed
+person, see kiosk.runner), so one person's attempts never lock anybody else out.
 """
 from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 
 class RateLimiter:
@@ -64,3 +67,52 @@ class RateLimiter:
         if self._locked_until is None:
             return 0.0
         return max(self._locked_until - self._clock(), 0.0)
+
+    def idle(self) -> bool:
+        """Whether this limiter remembers nothing that still matters: no denial within the window,
+        no lockout, and none recent enough to double the next."""
+        now = self._clock()
+        if any(now - t <= self.window_s for t in self._denials):
+            return False
+        return self._locked_until is None or now - self._locked_until > self.forgive_after_s
+
+    @property
+    def locked_until(self) -> float | None:
+        """The clock's time the latest lockout ends (or ended); None before any."""
+        return self._locked_until
+
+
+class RateLimits:
+    """One RateLimiter per key, all with the same settings; keys nobody needs are forgotten."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, **settings: float) -> None:
+        RateLimiter(clock=clock, **settings)  # checks the settings now, not at the first denial
+        self._settings = settings
+        self._clock = clock
+        self._limiters: dict[Hashable, RateLimiter] = {}
+
+    def record_denial(self, key: Hashable) -> float:
+        """Count one denial for `key`; the length of the lockout it starts, else 0."""
+        limiter = self._limiters.get(key)
+        if limiter is None:
+            self._forget_idle()
+            limiter = self._limiters[key] = RateLimiter(clock=self._clock, **self._settings)
+        return limiter.record_denial()
+
+    def remaining(self, key: Hashable) -> float:
+        """Seconds left of `key`'s lockout; 0 when it may be recognised."""
+        limiter = self._limiters.get(key)
+        return limiter.remaining() if limiter is not None else 0.0
+
+    def locked_until(self, key: Hashable) -> float | None:
+        """When `key`'s latest lockout ends (or ended), on the clock; None before any."""
+        limiter = self._limiters.get(key)
+        return limiter.locked_until if limiter is not None else None
+
+    def keys(self) -> list[Hashable]:
+        """The keys with a count or a lockout remembered."""
+        return list(self._limiters)
+
+    def _forget_idle(self) -> None:
+        for key in [k for k, limiter in self._limiters.items() if limiter.idle()]:
+            del self._limiters[key]

@@ -15,9 +15,12 @@ Used by ``python -m kiosk run --headless`` and meant for the GUI's recognition w
 With an AnalysisPace (kiosk.pacing), run() waits between frames so that at most so many are
 analysed a second, fewer while nobody is in view; without one it analyses every frame it can.
 
-Repeated denials lock recognition out for a while (kiosk.ratelimit): the first frame of a
-lockout logs one denial with reason "rate_limited"; the frames after it are not analysed until
-the lockout ends (each FrameResult says how long is left).
+Repeated denials lock out the face they were given to, never the kiosk (kiosk.ratelimit): each
+denied face is remembered as a track (kiosk.facetracks) and counted on its own, and so is each
+enrolled person a failed liveness challenge was for (the claimed person). While the largest
+face in view is locked out (its track, or the person it matches), nothing is decided for it:
+the first such frame of a lockout logs one denial with reason "rate_limited", and each
+FrameResult says how long is left. Anyone else in front of the camera is recognised as usual.
 
 The runner uses its Gallery and AccessLog (and so their SQLite connection) on the thread
 that calls run() or process() only; door outcomes come back from the door's thread through
@@ -41,13 +44,14 @@ from kiosk.accesslog import AccessEvent, AccessLog
 from kiosk.camera import Camera, CameraState, Frame
 from kiosk.door import DoorAction
 from kiosk.faces import Face
+from kiosk.facetracks import FaceTracks
 from kiosk.gallery import Gallery, GalleryError
 from kiosk.images import encode_jpeg
 from kiosk.liveness import Challenge, LivenessGate
 from kiosk.matching import Match
 from kiosk.pacing import AnalysisPace
 from kiosk.policy import DENIED, RATE_LIMITED, Decision, DecisionPolicy, Observation
-from kiosk.ratelimit import RateLimiter
+from kiosk.ratelimit import RateLimits
 from kiosk.tracking import FaceTracker
 
 log = logging.getLogger(__name__)
@@ -71,15 +75,16 @@ class FrameResult:
     challenge: Challenge | None = None  # the liveness challenge in progress after this frame
     challenge_started: bool = False  # this frame started it: tell the person what to do
     challenge_left_s: float = 0.0  # seconds left to do it
-    locked_s: float = 0.0  # seconds left of a rate-limit lockout (nothing is analysed meanwhile)
+    locked_s: float = 0.0  # seconds left of the largest face's lockout (nothing is decided for it meanwhile)
+    paused: bool = False  # decisions were paused (an admin is enrolling someone): faces found, nothing decided
     analysis_s: float = 0.0  # time process() took for this frame
 
 
 class KioskRunner:
     """Runs the recognition loop over a camera until the source ends or stop() is called.
 
-    Without a policy the runner checks liveness (DecisionPolicy with a LivenessGate); without a
-    rate limiter it uses RateLimiter's defaults.
+    Without a policy the runner checks liveness (DecisionPolicy with a LivenessGate); without
+    rate limits it uses RateLimiter's defaults for each face and each claimed person.
     """
 
     def __init__(
@@ -95,7 +100,7 @@ class KioskRunner:
         camera_name: str | None = None,
         on_door_outcome: Callable[[int, str], None] | None = None,
         tracking: bool = True,
-        rate_limiter: RateLimiter | None = None,
+        rate_limits: RateLimits | None = None,
         pace: AnalysisPace | None = None,
     ) -> None:
         gallery.check_model(engine.embedding_size, engine.model_identity)  # before any frame: every match would fail
@@ -104,8 +109,9 @@ class KioskRunner:
         self.gallery = gallery
         self.access_log = access_log
         self.policy = policy if policy is not None else DecisionPolicy(liveness=LivenessGate())
-        self.rate_limiter = rate_limiter if rate_limiter is not None else RateLimiter()
-        self._lockout_logged = False
+        self.rate_limits = rate_limits if rate_limits is not None else RateLimits()
+        self.tracks = FaceTracks()  # the denied faces, the keys of per-face lockouts
+        self._lockouts_logged: dict[tuple[str, int], float | None] = {}  # key -> the lockout's end, once logged
         self.door = door
         self.thumbnails = thumbnails
         self.camera_name = camera_name or camera.spec.label
@@ -114,6 +120,9 @@ class KioskRunner:
         # Between full-frame searches, look for the face only around where it was (kiosk/tracking.py).
         self.tracker = FaceTracker(engine.detector) if tracking else None
         self.last_frame_index = -1  # the frame run() analysed (or tried to) most recently
+        # Set from any thread while an admin enrols someone at this camera: faces are still found,
+        # but nothing is decided, logged or counted against anyone.
+        self.paused = False
         self._stop = threading.Event()
         self._door_outcomes: queue.Queue[tuple[int, str]] = queue.Queue()
 
@@ -161,6 +170,22 @@ class KioskRunner:
             limit.restore_original_limits()
             self.finish()
 
+    def warm_up(self, timeout: float = 2.0) -> None:
+        """Run the detector (full frame and tracked region) and the embedder once on the camera's
+        picture, so their one-off tracing (seconds) happens now, not in front of the first visitor."""
+        try:
+            self.camera.start()
+        except RuntimeError:  # stopped meanwhile (the window is closing): nothing to warm up for
+            return
+        frame = self.camera.latest(timeout=timeout)
+        rgb = frame.rgb if frame is not None else np.zeros((480, 640, 3), np.uint8)
+        faces = self.engine.detect(rgb)
+        if self.tracker is not None:
+            side = min(rgb.shape[:2])
+            self.engine.detector.detect_in_region(rgb, (0, 0, side, side), self.tracker.region_side)
+        if faces:
+            self.engine.embed_faces(rgb, faces[:1])
+
     def finish(self, timeout: float | None = None) -> None:
         """Wait for door actions in flight (up to their timeout) and log their outcomes."""
         if self.door is not None:
@@ -174,19 +199,23 @@ class KioskRunner:
         return replace(result, analysis_s=time.perf_counter() - started)
 
     def _analyse(self, frame: Frame) -> FrameResult:
-        locked = self.rate_limiter.remaining()
-        if locked > 0:
-            return self._locked_out(frame, locked)
-        self._lockout_logged = False
         rgb = frame.rgb
         faces = self.tracker.detect(rgb) if self.tracker is not None else self.engine.detect(rgb)
+        if self.paused:
+            self.policy.reset()  # a visit seen during the pause must not count after it
+            return FrameResult(frame, faces, [], [None] * len(faces), paused=True)
         matches: list[Match] = []
         names: list[str | None] = []
+        track = None  # the largest face's track, when it was denied before
         if faces:
             embeddings = self.engine.embed_faces(rgb, faces)
             templates, person_ids = self.gallery.matrix()
             matches = self.engine.match(embeddings, templates, person_ids)
             names = [self._name(m) for m in matches]
+            track = self.tracks.find(embeddings[0], self.engine.threshold, self.engine.scoring)
+            lockout = self._lockout(track, matches[0])
+            if lockout is not None:
+                return self._locked_out(frame, faces, matches, names, *lockout)
         observation = Observation(
             time=frame.timestamp,
             faces=len(faces),
@@ -212,20 +241,38 @@ class KioskRunner:
             self.door.trigger(event.id, decision.name, self._door_outcomes_put)
             triggered = self.door
         if not decision.granted:
-            self.rate_limiter.record_denial()
+            self._count_denial(decision, embeddings[0], track)
         return FrameResult(frame, faces, matches, names, decision, event, triggered, **challenge)
 
-    def _locked_out(self, frame: Frame, locked: float) -> FrameResult:
-        """A frame during a lockout: not analysed; the first one logs the lockout."""
-        if self._lockout_logged:
-            return FrameResult(frame, [], [], [], locked_s=locked)
-        self._lockout_logged = True
-        self.policy.reset()  # the visit in progress ends here; afterwards everything starts afresh
-        if self.tracker is not None:
-            self.tracker.reset()  # whoever stands there after the lockout is found by a full search
-        decision = Decision(DENIED, RATE_LIMITED, None, None, None, frame.timestamp,
-                            detail=f"too many attempts, wait {math.ceil(locked)} s")
-        return FrameResult(frame, [], [], [], decision, self._log(decision, frame.rgb, []), locked_s=locked)
+    def _count_denial(self, decision: Decision, embedding: np.ndarray, track: int | None) -> None:
+        """Count a denial against the face it was given to and the person it claimed to be."""
+        self.rate_limits.record_denial(("face", self.tracks.add(embedding, track)))
+        if decision.person_id is not None:  # e.g. a failed liveness challenge: someone posed as them
+            self.rate_limits.record_denial(("person", int(decision.person_id)))
+
+    def _lockout(self, track: int | None, match: Match) -> tuple[tuple[str, int], float] | None:
+        """The lockout the largest face is under (its key and seconds left), or None."""
+        keys = [("face", track)] if track is not None else []
+        if match.verdict == "match" and match.person_id is not None:
+            keys.append(("person", int(match.person_id)))
+        left = [(self.rate_limits.remaining(key), key) for key in keys]
+        longest, key = max(left, default=(0.0, None))
+        return (key, longest) if longest > 0 else None
+
+    def _locked_out(self, frame: Frame, faces: list[Face], matches: list[Match], names: list[str | None],
+                    key: tuple[str, int], locked: float) -> FrameResult:
+        """A frame whose largest face is locked out: nothing is decided; the first one logs the lockout."""
+        self.policy.reset()  # its visit ends here; after the lockout it starts afresh
+        until = self.rate_limits.locked_until(key)
+        if self._lockouts_logged.get(key) == until:
+            return FrameResult(frame, faces, matches, names, locked_s=locked)
+        self._lockouts_logged = {k: u for k, u in self._lockouts_logged.items() if self.rate_limits.remaining(k) > 0}
+        self._lockouts_logged[key] = until
+        person_id = key[1] if key[0] == "person" else None
+        decision = Decision(DENIED, RATE_LIMITED, person_id, names[0] if person_id is not None else None, None,
+                            frame.timestamp, detail=f"too many attempts, wait {math.ceil(locked)} s")
+        return FrameResult(frame, faces, matches, names, decision, self._log(decision, frame.rgb, faces),
+                           locked_s=locked)
 
     def _name(self, match: Match) -> str | None:
         if match.verdict != "match" or match.person_id is None:

@@ -49,6 +49,7 @@ class KioskSettings:
     admin_timeout_s: int = 120  # leave admin mode after this long without input
     analysis_fps: float = 15.0  # frames analysed a second at most while someone is in view; 0 = all
     idle_analysis_fps: float = 5.0  # and while nobody is (kiosk.pacing); 0 = all
+    mirror_preview: bool = True  # show the camera as a mirror (what people expect); analysis sees it unmirrored
 
     # -- validation ------------------------------------------------------------
 
@@ -168,7 +169,7 @@ def _coerce(name: str, value: Any) -> Any:
 
 
 def _field_problem(name: str, value: Any) -> str | None:
-    if name in ("liveness", "store_thumbnails", "sound", "looser_risk_confirmed"):
+    if name in ("liveness", "store_thumbnails", "sound", "looser_risk_confirmed", "mirror_preview"):
         return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
     if name in ("camera", "door_command", "door_url"):
         if not isinstance(value, str):

@@ -1,4 +1,5 @@
-"""Short sounds on a verdict (resources/sounds/grant.wav, deny.wav), played by the platform.
+"""Short sounds on a verdict (resources/sounds/grant.wav, deny.wav) and when a liveness move is
+asked for (prompt.wav: a cue for whoever cannot see the screen well), played by the platform.
 
 PySide6-Essentials has no QtMultimedia, and a media library would be a heavy dependency for
 two half-second tones, so the platform plays them: ``winsound`` on Windows, ``afplay`` on
@@ -29,7 +30,7 @@ from kiosk.packagedata import shipped
 log = logging.getLogger(__name__)
 
 SOUNDS_DIR = shipped("resources") / "sounds"
-SOUNDS = ("grant", "deny")
+SOUNDS = ("grant", "deny", "prompt")
 WINSOUND = "winsound"  # not a command: the standard library's module on Windows
 PLAY_TIMEOUT_S = 5.0  # a player that hangs (a stuck sound server) must not block the next sounds
 
@@ -86,7 +87,7 @@ class SoundPlayer:
         return self._commands[0][0] if self._commands else None
 
     def play(self, name: str) -> bool:
-        """Start playing "grant" or "deny"; False when sound is off or another sound is playing.
+        """Start playing "grant", "deny" or "prompt"; False when sound is off or another sound is playing.
 
         Never waits for the sound. Never raises for a missing or failing player."""
         if name not in self._files:

@@ -54,7 +54,7 @@ def test_wav_files_are_short_clean_and_distinct():
         # Faded in and out: no click at either end.
         assert abs(samples[0]) < 0.005 and abs(samples[-1]) < 0.005
         pitch[name] = dominant_hz(samples, params.framerate)
-    assert pitch["grant"] > 1000 > 500 > pitch["deny"], pitch  # bright "yes", low "no"
+    assert pitch["grant"] > 1000 > pitch["prompt"] > 500 > pitch["deny"], pitch  # bright "yes", low "no", between
 
 
 def test_committed_wavs_are_what_the_script_makes(tmp_path):

@@ -205,6 +205,44 @@ def test_pin_dialogs_first_start_wrong_pin_and_lockout(qtbot, tmp_path):
     assert AdminSecret(tmp_path).failures() == 0
 
 
+def test_pin_dialogs_are_touch_keypads_sized_from_the_screen(qtbot, tmp_path):
+    secret = AdminSecret(tmp_path)
+    setter = SetPinDialog(secret)
+    qtbot.addWidget(setter)
+    setter.show()
+    screen = setter.screen().availableGeometry()
+    side = max(56, screen.height() // 12)
+    assert set(setter.keypad.keys) == {*"0123456789", "⌫", "OK"}
+    assert all(key.height() >= side and key.width() >= side for key in setter.keypad.keys.values())
+    assert setter.width() >= min(6 * side, screen.width())
+    for key in "12":
+        qtbot.mouseClick(setter.keypad.keys[key], Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(setter.ok_button, Qt.MouseButton.LeftButton)
+    assert setter.message.text() == "The PIN needs at least 4 characters."  # "PIN", not "pin"
+    setter.pin.setFocus()
+    setter.pin.clear()
+    for key in "24689⌫":  # a slip, taken back
+        qtbot.mouseClick(setter.keypad.keys[key], Qt.MouseButton.LeftButton)
+    assert setter.pin.text() == "2468" and setter.focusWidget() is setter.pin  # the keys never take the focus
+    setter.repeat.setFocus()
+    for key in "2468":
+        qtbot.mouseClick(setter.keypad.keys[key], Qt.MouseButton.LeftButton)
+    with qtbot.waitSignal(setter.accepted, timeout=2_000):
+        qtbot.mouseClick(setter.ok_button, Qt.MouseButton.LeftButton)
+
+    entry = EnterPinDialog(secret)
+    qtbot.addWidget(entry)
+    entry.show()
+    for attempt in range(3):
+        for key in "1111":
+            qtbot.mouseClick(entry.keypad.keys[key], Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(entry.ok_button, Qt.MouseButton.LeftButton)
+    # The lockout message is shown whole: wrapped, never cut off.
+    message = entry.message
+    assert message.text().startswith("Wrong PIN. Too many wrong PINs: try again in ")
+    assert message.height() >= message.heightForWidth(message.width())
+
+
 # -- the access log ------------------------------------------------------------------------
 
 
@@ -611,3 +649,44 @@ def test_enroll_an_lfw_person_from_several_photos(qtbot, tmp_path, conn, lfw):
     with qtbot.waitSignal(dialog.saved, timeout=10_000):
         dialog.save()
     assert Gallery(conn).get_person("George W Bush").template_count == len(dialog.samples)
+
+
+def test_the_detail_panel_follows_the_filter_and_reasons_are_words(qtbot, admin):
+    log = admin.log_tab
+    qtbot.waitUntil(lambda: log.model.rowCount() == 6, timeout=5_000)
+    granted = next(r for r in range(log.model.rowCount()) if log.model.event_at(r).decision == "granted")
+    log.view.selectRow(granted)
+    assert log.details.text().splitlines()[1] == "granted (recognised)"
+    reasons = {log.model.index(r, 4).data() for r in range(log.model.rowCount())}
+    assert reasons == {"recognised", "not recognised"}
+    assert log.model.index(granted, 4).data(Qt.ItemDataRole.ToolTipRole) == "match"  # the code, for whoever needs it
+
+    log.decision_combo.setCurrentIndex(log.decision_combo.findData("denied"))
+    qtbot.waitUntil(lambda: log.model.rowCount() == 3, timeout=5_000)
+    assert log.details.text() == "" and log.thumbnail.text() == "Select an event"  # not the grant any more
+    log.view.selectRow(0)
+    assert log.details.text().splitlines()[1] == "denied (not recognised)"
+    log.search_edit.setText("no such camera")
+    log.apply_filters()
+    qtbot.waitUntil(lambda: log.model.rowCount() == 0, timeout=5_000)
+    assert log.details.text() == "" and log.thumbnail.text() == "Select an event"
+
+
+def test_admin_mode_never_times_out_on_an_unsaved_enrolment(qtbot, tmp_path, lfw, engine):
+    photos = [lfw.image_path(ref) for ref in lfw.images_of(["Jennifer_Capriati"])[:2]]
+    window = AdminWindow(tmp_path)
+    qtbot.addWidget(window)
+    window.show()
+    try:
+        dialog = window.people_tab.enroll_new()
+        dialog.name_edit.setText("Jennifer Capriati")
+        dialog.add_files(photos)
+        qtbot.waitUntil(lambda: not dialog.busy, timeout=120_000)
+        assert len(dialog.samples) == 2
+        window.idle.set_timeout(0.3)
+        qtbot.wait(1_500)  # five timeouts' worth without input
+        assert window.isVisible() and len(dialog.samples) == 2  # nothing thrown away
+        dialog.reject()  # once the work is saved or given up, the timeout applies again
+        qtbot.waitUntil(lambda: not window.isVisible(), timeout=5_000)
+    finally:
+        window.close()

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QApplication
 from kiosk import app
 from kiosk.camera import Camera
 from kiosk.ui.kiosk_window import KioskWindow
+from kiosk.ui.startup_problem import StartupProblemWindow
 
 REPO = Path(__file__).resolve().parents[1]
 W, H, FPS = 320, 240, 10
@@ -111,11 +112,13 @@ def test_failing_analysis_is_reported_and_fonts_follow_the_window(qtbot, video):
         window.close()  # the window owns a running thread: it must be closed, not just dropped
 
 
-def test_bad_camera_source_exits_2_before_any_window(capsys):
-    assert app.main(["--camera", "/no/such/file"]) == 2
+def test_bad_camera_source_exits_2_after_its_window_is_closed(capsys, tmp_path):
+    QTimer.singleShot(0, lambda: next(w for w in QApplication.topLevelWidgets()
+                                      if isinstance(w, StartupProblemWindow) and w.isVisible()).close())
+    assert app.main(["--camera", "/no/such/file", "--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("face-kiosk: error:") and "/no/such/file" in err and "\n" not in err
-    assert not any(isinstance(w, KioskWindow) for w in QApplication.topLevelWidgets())
+    assert not any(isinstance(w, KioskWindow) and w.isVisible() for w in QApplication.topLevelWidgets())
 
 
 def test_help_is_quick_and_does_not_load_tensorflow():

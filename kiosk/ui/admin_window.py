@@ -123,6 +123,14 @@ class AdminWindow(QMainWindow):
         self.tabs.setCurrentWidget(self.log_tab)
         self.log_tab.export_csv()
 
+    def _unsaved_enrolment(self) -> bool:
+        return any(d.samples or d.capturing or d.busy for d in self.people_tab.enroll_dialogs)
+
+    @property
+    def enrolling(self) -> bool:
+        """Whether an enrolment dialog is open (the kiosk pauses its door decisions meanwhile)."""
+        return not self._closed and bool(self.people_tab.enroll_dialogs)
+
     def offer_frame(self, rgb: np.ndarray) -> None:
         """A camera frame from the kiosk window, for guided enrollment capture."""
         if not self._closed:
@@ -135,6 +143,11 @@ class AdminWindow(QMainWindow):
 
     @Slot()
     def _on_idle(self) -> None:
+        if self._unsaved_enrolment():
+            # Never thrown away for lack of input: a capture has the admin at the camera, not the keyboard.
+            log.info("admin mode stays open: an enrolment has unsaved samples")
+            self.idle.set_timeout(self.idle.timeout_s)  # look again after another timeout
+            return
         log.info("leaving admin mode after %d s without input", self.settings.admin_timeout_s)
         self.close()
         self.timed_out.emit()

@@ -41,10 +41,12 @@ from kiosk.enrollment import CAPTURE_STEPS, CaptureStep, Sample
 from kiosk.gallery import Person
 from kiosk.ui.enroll_worker import EngineFactory, EnrollWorker, SaveRequest, default_engine
 from kiosk.ui.pixmaps import THUMB, pixmap_from_jpeg
+from kiosk.ui.video_view import VideoView
 
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.webp *.tif *.tiff);;All files (*)"
 STRAIGHT_DEG = 4.0  # a head turned less than this reads as facing the camera
 FEEDBACK_STYLE = "color: #8a5a00;"  # amber: not yet, not an error
+PREVIEW_SIZE = QSize(320, 240)  # the capture's live picture, at least
 
 
 def turn_words(yaw: float) -> str:
@@ -114,6 +116,11 @@ class EnrollDialog(QDialog):
         self.feedback.setWordWrap(True)
         self.feedback.setStyleSheet(FEEDBACK_STYLE)
         self.feedback.hide()
+        # The capture's own live picture: the dialog may cover the kiosk's video.
+        self.preview = VideoView()
+        self.preview.setMinimumSize(PREVIEW_SIZE)
+        self.preview.setMaximumHeight(PREVIEW_SIZE.height())
+        self.preview.hide()
 
         self.samples_view = QListWidget()
         self.samples_view.setViewMode(QListWidget.ViewMode.IconMode)
@@ -139,6 +146,7 @@ class EnrollDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(sources)
+        layout.addWidget(self.preview, alignment=Qt.AlignmentFlag.AlignHCenter)
         layout.addWidget(self.instruction)
         layout.addWidget(self.feedback)
         layout.addWidget(QLabel("Accepted samples"))
@@ -281,6 +289,9 @@ class EnrollDialog(QDialog):
             self.feedback.setText("Waiting for the camera…")
         self.instruction.setVisible(on)
         self.feedback.setVisible(on)
+        self.preview.setVisible(on)
+        if on:
+            self.resize(self.width(), max(self.height(), 560 + PREVIEW_SIZE.height()))
         self._update_buttons()
 
     def _show_step(self) -> None:
@@ -296,6 +307,7 @@ class EnrollDialog(QDialog):
         if not self._capturing or self._stopped:
             return
         self._newest_frame = np.array(rgb, copy=True)  # the camera may reuse its buffer
+        self.preview.set_frame(self._newest_frame)
         self._send_newest_frame()
 
     def _send_newest_frame(self) -> None:

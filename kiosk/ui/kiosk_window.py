@@ -16,7 +16,7 @@ import os
 import sqlite3
 import time
 from collections import deque
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
 
 from kiosk.admin_secret import AdminSecret, AdminSecretError
 from kiosk.calibration import DoorRule
-from kiosk.camera import Camera, CameraError, CameraState
+from kiosk.camera import Camera, CameraError, CameraState, SourceKind, parse_source
 from kiosk.datadir import resolve_data_dir
 from kiosk.errors import KioskError
 from kiosk.faces import Face
@@ -45,6 +45,7 @@ from kiosk.policy import AMBIGUOUS, LIVENESS, LOW_QUALITY, RATE_LIMITED, SEVERAL
 from kiosk.settings import KioskSettings
 from kiosk.sound import SoundPlayer
 from kiosk.ui.admin_window import AdminWindow, load_card
+from kiosk.ui.guidance import hint
 from kiosk.ui.pin_dialog import EnterPinDialog, SetPinDialog
 from kiosk.ui.recognition import EngineInfo, Recognition, RecognitionWorker
 from kiosk.ui.video_view import VideoView
@@ -56,6 +57,7 @@ FRAME_INTERVAL_MS = 33  # ~30 Hz, the rate cameras deliver; showing a frame is o
 STATUS_INTERVAL_MS = 500  # figures that change 30 times a second cannot be read
 BACKGROUND = "#0e1116"
 VERDICT_S = 3.0  # how long ACCESS GRANTED / DENIED stays on the banner
+CAMERA_CHECK_MS = 3000  # after switching to a device or stream: the time it gets to give a picture
 
 # Why access was denied, in words a visitor understands.
 DENIAL_WORDS = {
@@ -83,6 +85,16 @@ class Tone(Enum):
     WARNING = ("#8a6d00", "#ffffff")
     GRANTED = ("#1b873f", "#ffffff")
     DENIED = ("#c62828", "#ffffff")
+
+
+@dataclass(frozen=True)
+class BannerState:
+    """What the banner shows: one line, or a big headline over a smaller second line."""
+
+    text: str  # the whole banner in plain text
+    tone: Tone
+    headline: str | None = None  # two lines: headline and words
+    words: str | None = None
 
 
 class RateMeter:
@@ -117,16 +129,18 @@ class KioskWindow(QMainWindow):
 
     def __init__(self, camera: Camera, analyse: Analyse | None = None,
                  data_dir: str | os.PathLike | None = None,
-                 model_path: str | os.PathLike | None = None, *, loop: bool = False) -> None:
+                 model_path: str | os.PathLike | None = None, *, loop: bool = False,
+                 new_data_dir: bool = False) -> None:
         """``analyse=None`` (the kiosk): recognition with the data dir's gallery, settings and log.
         A callable instead runs only that on each frame (detection, for a screen without a gallery).
-        ``loop``: a video file or image folder chosen in the settings later plays over and over."""
+        ``loop``: a video file or image folder chosen in the settings later plays over and over.
+        ``new_data_dir``: the data folder was just created (the first-run screen says where)."""
         super().__init__()
         self.setWindowTitle("Face kiosk")
         self._camera = camera
         self._last_index = -1
         self._faces: list[Face] | None = None  # the latest analysis result; None until the first one
-        self._banner_state: tuple[str, Tone] | None = None
+        self._banner_state: BannerState | None = None
         self._analysis_error = ""
         self._display_rate = RateMeter()
         self._analysis_rate = RateMeter()
@@ -139,15 +153,18 @@ class KioskWindow(QMainWindow):
         self._verdict: tuple[str, str, Tone] | None = None  # (headline, words, tone) on the banner
         self._verdict_until = 0.0
         self._challenge: tuple[str, float] | None = None  # (prompt, time.monotonic() deadline) on the banner
-        self._locked_until = 0.0  # time.monotonic() when a rate-limit lockout ends
+        self._locked_until = 0.0  # time.monotonic() when the lockout of the face in view ends
+        self._paused = False  # door decisions paused while an admin enrols someone
+        self._starting = "Starting…"  # the start-up step, on the banner until recognition is ready
+        self._hint = "Face detected"  # what the person at the camera should do (kiosk.ui.guidance)
         self._gallery_people: int | None = None
         self._rule_in_use: DoorRule | None = None  # from the latest analysed frame
         self.banner_text = ""  # the banner in plain text (it is shown as rich text)
         self.decisions: list[Decision] = []  # every decision shown, oldest first
         self.frames_shown = 0
         self.frames_analysed = 0
-        if self._recognising and self._data_dir is None:
-            self._data_dir = resolve_data_dir()
+        if self._recognising:  # created when missing (kiosk.app says so when it cannot be)
+            self._data_dir = resolve_data_dir(data_dir)
         self._loop = loop
         # As last saved: a save changes the camera only when its camera field was changed.
         self._settings = KioskSettings.load(self._data_dir) if self._recognising else None
@@ -156,6 +173,16 @@ class KioskWindow(QMainWindow):
         self.admin_window: AdminWindow | None = None
 
         self.video = VideoView()
+        self.video.outline = self._recognising  # where to stand, for the person at the door
+        self._new_data_dir = new_data_dir
+        # How to set the kiosk up, over the video, until an admin PIN is chosen and someone is enrolled.
+        self.setup_hint = QLabel(self.video)
+        self.setup_hint.setWordWrap(True)
+        self.setup_hint.setTextFormat(Qt.TextFormat.RichText)
+        self.setup_hint.setStyleSheet("background: rgba(14, 17, 22, 215); color: #e6e9ef; border-radius: 12px;")
+        self.setup_hint.hide()
+        if self._settings is not None:
+            self.video.mirrored = self._settings.mirror_preview
         self.banner = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
         self.banner.setTextFormat(Qt.TextFormat.RichText)
         self._banner_px = 20
@@ -185,6 +212,8 @@ class KioskWindow(QMainWindow):
         status_line.addWidget(self.admin_button)
         layout.addLayout(status_line)
         self.setCentralWidget(central)
+        self._pin_set = self._admin_pin_set()
+        self._setup_hint_key: tuple | None = None
         admin_keys = QShortcut(QKeySequence("Ctrl+Shift+A"), self)
         admin_keys.activated.connect(self.request_admin)
         self._refresh_banner()
@@ -196,6 +225,7 @@ class KioskWindow(QMainWindow):
             self._worker = RecognitionWorker(camera, self._data_dir, model_path)
             self._worker.analysed.connect(self._on_recognition)
             self._worker.ready.connect(self._on_ready)
+            self._worker.progress.connect(self._on_progress)
             self._worker.fatal.connect(self._on_fatal)
             self._worker.reconfigured.connect(self._on_reconfigured)
         else:
@@ -225,6 +255,8 @@ class KioskWindow(QMainWindow):
         if frame is None:
             return
         self._last_index = frame.index
+        if self.frames_shown == 0:
+            log.info("first camera frame shown")  # benchmarks/startup.py times the start-up by these lines
         self.video.set_frame(frame.rgb)
         self._display_rate.tick()
         self.frames_shown += 1
@@ -248,25 +280,42 @@ class KioskWindow(QMainWindow):
         self._analysis_rate.tick(recognition.seconds)
         self.frames_analysed += 1
         self._analysis_error = ""
-        self.video.set_boxes((face.box for face in self._faces), (name is not None for name in result.names))
+        # A locked-out face is never drawn as recognised, whoever it matches; nor is one under a denial.
+        denied = self._verdict is not None and self._verdict[2] is Tone.DENIED and time.monotonic() < self._verdict_until
+        self.video.set_boxes((face.box for face in self._faces),
+                             (name is not None and result.locked_s <= 0 and not denied for name in result.names))
+        self._hint = hint(self._faces, result.frame.rgb.shape[1])
         now = time.monotonic()
         self._locked_until = now + result.locked_s if result.locked_s > 0 else 0.0
         self._challenge = (result.challenge.prompt, now + result.challenge_left_s) if result.challenge else None
+        if result.challenge_started:
+            self._sound.play("prompt")  # heard as well as read: look at the screen, a move is asked
         if result.decision is not None:
             self._show_decision(result.decision)
         self._refresh_banner()
 
     def _show_decision(self, decision: Decision) -> None:
         headline, words = verdict_words(decision)
+        if decision.reason == LOW_QUALITY and self._hint not in ("Hold still…", "Face detected"):
+            words = f"face not clear — {self._hint[:1].lower()}{self._hint[1:]}"  # e.g. come closer
+        if not decision.granted:
+            self.video.set_boxes(self.video.boxes)  # no green box under a red banner
         self._verdict = (headline, words, Tone.GRANTED if decision.granted else Tone.DENIED)
         self._verdict_until = time.monotonic() + VERDICT_S
         self._verdict_timer.start(round(VERDICT_S * 1000) + 20)
         self.decisions.append(decision)
         self._sound.play("grant" if decision.granted else "deny")  # in the background; never waits
 
+    @Slot(str)
+    def _on_progress(self, step: str) -> None:
+        self._starting = step
+        self._refresh_banner()
+        log.info("start-up: %s", self.banner_text)
+
     @Slot(object)
     def _on_ready(self, info: EngineInfo) -> None:
         self._engine_info = info
+        log.info("recognition ready")
         self._sound.enabled = info.sound
         self._faces = []  # ready: idle until the first frame says otherwise
         self._refresh_status()
@@ -280,8 +329,16 @@ class KioskWindow(QMainWindow):
     def _on_failure(self, message: str) -> None:
         self._analysis_error = message
 
+    def _pause_while_enrolling(self) -> None:
+        """Door decisions wait while an admin enrols someone at this camera."""
+        enrolling = self.admin_window is not None and self.admin_window.enrolling
+        if enrolling != self._paused and self._recognising:
+            self._paused = enrolling
+            self._worker.pause(enrolling)
+
     @Slot()
     def _refresh_status(self) -> None:
+        self._pause_while_enrolling()
         seconds = self._analysis_rate.mean()
         if self._fatal is not None:
             analysis = self._fatal[1]
@@ -302,48 +359,65 @@ class KioskWindow(QMainWindow):
             parts.append(f"{model}, threshold {rule.threshold:.3f} ({rule.source})")
         self.status.setText("  ·  ".join(parts))
         self._refresh_banner()  # the camera may have been lost or found since the last result
+        self._refresh_setup_hint()
 
     def _refresh_banner(self) -> None:
         if self._verdict is not None and time.monotonic() >= self._verdict_until:
             self._verdict = None
         if self._fatal is not None:
-            state = (self._fatal[0], Tone.DENIED)
+            state = BannerState(self._fatal[0], Tone.DENIED)
+        elif self._paused:
+            state = BannerState("Enrolment in progress — the door is paused", Tone.WARNING)
+        elif self._camera.state is CameraState.ENDED and self._verdict is None:
+            # A video file or image folder played to its end: nothing more comes, not even a
+            # challenge's next frame (its verdict, if the last frame gave one, shows first).
+            what = "image folder" if self._camera.spec.kind is SourceKind.FOLDER else "video"
+            if self._camera.message.startswith("end of "):
+                state = BannerState(f"End of the {what} — nothing more to recognise", Tone.WARNING)
+            else:  # it failed: the status line has the camera's own words
+                state = BannerState(f"The {what} cannot be read — recognition has stopped", Tone.WARNING)
+        elif self._challenge is not None:
+            # The instruction running now always shows; a denial just before it goes under it.
+            prompt, deadline = self._challenge
+            prompt = f"{prompt} ({max(math.ceil(deadline - time.monotonic()), 0)} s)"
+            if self._verdict is not None:
+                headline, words, _ = self._verdict
+                state = BannerState(f"{prompt} — {headline}: {words}", Tone.INFO, prompt, f"{headline}: {words}")
+            else:
+                state = BannerState(prompt, Tone.INFO)
         elif self._verdict is not None:
             headline, words, tone = self._verdict
-            state = (f"{headline} — {words}", tone)
+            state = BannerState(f"{headline} — {words}", tone, headline, words)
         elif time.monotonic() < self._locked_until:
-            state = (f"Too many attempts — wait {math.ceil(self._locked_until - time.monotonic())} s", Tone.WARNING)
-        elif self._challenge is not None:
-            prompt, deadline = self._challenge  # the liveness challenge: what to do, and how long is left
-            state = (f"{prompt} ({max(math.ceil(deadline - time.monotonic()), 0)} s)", Tone.INFO)
+            state = BannerState(f"Too many attempts — wait {math.ceil(self._locked_until - time.monotonic())} s",
+                                Tone.WARNING)
         elif self._camera.state is CameraState.RECONNECTING:
-            state = ("Camera unavailable", Tone.WARNING)
+            state = BannerState("Camera unavailable", Tone.WARNING)
         elif self._faces is None:
-            state = ("Starting…", Tone.NEUTRAL)
+            state = BannerState(self._starting, Tone.NEUTRAL)
         elif self._faces:
-            state = ("Face detected", Tone.INFO)
+            state = BannerState(self._hint, Tone.INFO)
         else:
-            state = ("Look at the camera", Tone.NEUTRAL)
+            state = BannerState("Look at the camera", Tone.NEUTRAL)
         if state == self._banner_state:
             return  # restyling is not free; skip it when nothing changed
         self._banner_state = state
         self._paint_banner()
 
     def _paint_banner(self) -> None:
-        if self._banner_state is None:
+        state = self._banner_state
+        if state is None:
             return
-        text, tone = self._banner_state
-        background, foreground = tone.value
-        self.banner_text = text
-        if self._verdict is not None and self._fatal is None:
-            headline, words, _ = self._verdict
-            # Two lines: the verdict big and bold, the name or the reason under it.
+        background, foreground = state.tone.value
+        self.banner_text = state.text
+        if state.headline is not None:
+            # Two lines: the headline big and bold, the name, reason or earlier verdict under it.
             self.banner.setText(
-                f'<div style="font-size:{self._banner_px}px; font-weight:800;">{html.escape(headline)}</div>'
-                f'<div style="font-size:{round(self._banner_px * 0.6)}px;">{html.escape(words)}</div>'
+                f'<div style="font-size:{self._banner_px}px; font-weight:800;">{html.escape(state.headline)}</div>'
+                f'<div style="font-size:{round(self._banner_px * 0.6)}px;">{html.escape(state.words or "")}</div>'
             )
         else:
-            self.banner.setText(f'<span style="font-size:{self._banner_px}px;">{html.escape(text)}</span>')
+            self.banner.setText(f'<span style="font-size:{self._banner_px}px;">{html.escape(state.text)}</span>')
         self.banner.setStyleSheet(f"background: {background}; color: {foreground};")
 
     # -- size and lifetime -----------------------------------------------------
@@ -351,6 +425,7 @@ class KioskWindow(QMainWindow):
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self._scale_fonts()
+        self._refresh_setup_hint()
 
     def _scale_fonts(self) -> None:
         # One unit per 1/16 of the width or 1/9 of the height, whichever is smaller, so the
@@ -418,11 +493,57 @@ class KioskWindow(QMainWindow):
         window.closed.connect(self._forget_admin)
         window.settings_tab.saved.connect(self.apply_settings)
         self.admin_window = window
+        note = self._running_camera_note()
+        if note:
+            window.settings_tab.message.setText(note)
         window.show()
 
     @Slot()
     def _forget_admin(self) -> None:
         self.admin_window = None
+        self._pin_set = self._admin_pin_set()
+        self._refresh_setup_hint()
+
+    def _admin_pin_set(self) -> bool:
+        if not self._recognising:
+            return True  # a detection-only screen has nothing to set up
+        try:
+            return AdminSecret(self._data_dir).is_set()
+        except AdminSecretError:
+            return True  # damaged: admin mode says so; this is no first run
+
+    def _refresh_setup_hint(self) -> None:
+        """The first-run screen: shown until a PIN is chosen and someone is enrolled."""
+        # Until the first analysed frame says how many are enrolled, only a missing PIN counts.
+        nobody = self._gallery_people == 0
+        shown = self._recognising and self._fatal is None and (not self._pin_set or nobody)
+        key = (shown, self._pin_set, self._banner_px, self.video.width(), self.video.height())
+        if key == self._setup_hint_key:
+            return  # laying the text out again is not free
+        self._setup_hint_key = key
+        if not shown:
+            self.setup_hint.hide()
+            return
+        steps = []
+        if not self._pin_set:
+            steps.append("Press <b>Admin</b> (bottom right, or Ctrl+Shift+A) and choose an admin PIN.")
+        steps.append("In <b>People</b>, press <b>Enroll a person…</b> and add the people who may enter "
+                     "(three photos each, or a live capture).")
+        where = (f'<p style="font-size:{round(self._banner_px * 0.4)}px;">A new data folder was created: '
+                 f"{html.escape(str(self._data_dir))}</p>" if self._new_data_dir else "")
+        self.setup_hint.setText(
+            f'<p style="font-size:{self._banner_px}px; font-weight:800;">This kiosk is not set up yet</p>'
+            f'<ol style="font-size:{round(self._banner_px * 0.55)}px;">'
+            + "".join(f"<li>{step}</li>" for step in steps) + f"</ol>{where}")
+        self._place_setup_hint()
+        self.setup_hint.show()
+
+    def _place_setup_hint(self) -> None:
+        margin = max(12, self.video.width() // 12)
+        self.setup_hint.setContentsMargins(self._banner_px, self._banner_px // 2, self._banner_px, self._banner_px // 2)
+        self.setup_hint.setFixedWidth(max(self.video.width() - 2 * margin, 100))
+        self.setup_hint.adjustSize()
+        self.setup_hint.move(margin, max((self.video.height() - self.setup_hint.height()) // 2, 0))
 
     # -- settings saved while running ------------------------------------------
 
@@ -430,6 +551,8 @@ class KioskWindow(QMainWindow):
     def apply_settings(self, settings: KioskSettings) -> None:
         """Use newly saved settings now (the admin window's Settings tab calls this on Save)."""
         self._sound.enabled = settings.sound
+        self.video.mirrored = settings.mirror_preview
+        self.video.update()
         if not self._recognising:  # a detection-only screen has no recogniser to reconfigure
             return
         outcome = "Saved; the kiosk is using it now."
@@ -453,7 +576,33 @@ class KioskWindow(QMainWindow):
         old.stop()  # also ends the worker's wait for the old camera's next frame
         log.info("camera switched from %s to %s", old.spec.label, camera.spec.label)
         self._refresh_status()
-        return f"Saved; the kiosk is using it now, with {camera.spec.label}."
+        if not camera.spec.live:  # a file or folder was opened above: it plays
+            return f"Saved; the kiosk is using it now, with {camera.spec.label}."
+        # A device or stream opens on its reader thread: say how it went once it had time to.
+        QTimer.singleShot(CAMERA_CHECK_MS, self, lambda: self._report_camera(camera))
+        return f"Saved; connecting to {camera.spec.label}…"
+
+    def _report_camera(self, camera: Camera) -> None:
+        """The settings tab's message once a newly chosen live camera had time to give a picture."""
+        if camera is not self._camera or self.admin_window is None:
+            return
+        if camera.state is CameraState.LIVE:
+            text = f"Saved; the kiosk is using {camera.spec.label} now."
+        else:
+            text = (f"Saved, but {camera.spec.label} gives no picture ({camera.message}); the kiosk keeps "
+                    "trying. Check the camera number and its cable, or choose another camera.")
+        self.admin_window.settings_tab.message.setText(text)
+
+    def _running_camera_note(self) -> str:
+        """What the settings tab adds when the camera running is not the one saved (--camera)."""
+        try:
+            saved = parse_source(self._settings.camera).label if self._settings is not None else None
+        except CameraError:
+            saved = None
+        if saved is None or saved == self._camera.spec.label:
+            return ""
+        return (f"Running now: {self._camera.spec.label} (chosen when the kiosk was started), not the "
+                "camera saved here; saving a camera here switches to it.")
 
     @Slot(object)
     def _on_reconfigured(self, applied: Applied) -> None:

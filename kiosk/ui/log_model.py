@@ -33,6 +33,21 @@ PAGE_SIZE = 200
 POLL_INTERVAL_MS = 1000
 DOOR_WATCH_S = 30.0  # how long a new row's missing door outcome is looked for
 COLUMNS = ("Time", "Camera", "Name", "Decision", "Reason", "Score", "Door")
+REASON_COLUMN = 4
+# A reason as a guard reads it (the code stays in the tooltip, the CSV export and the search).
+REASON_WORDS = {
+    "match": "recognised",
+    "unknown": "not recognised",
+    "ambiguous": "could be two people",
+    "low_quality": "face not clear",
+    "several_faces": "several faces",
+    "liveness": "liveness check failed",
+    "rate_limited": "too many attempts",
+}
+
+
+def reason_words(reason: str) -> str:
+    return REASON_WORDS.get(reason, reason.replace("_", " "))
 TIME_COLUMN = 0
 _ONE_MS = timedelta(milliseconds=1)
 _DECISION_COLOURS = {"granted": QColor("#2e7d32"), "denied": QColor("#c62828")}
@@ -108,6 +123,8 @@ class AccessLogModel(QAbstractTableModel):
             return self._display(event, column)
         if role == Qt.ItemDataRole.ToolTipRole and column == TIME_COLUMN:
             return f"{event.time} (UTC)"
+        if role == Qt.ItemDataRole.ToolTipRole and column == REASON_COLUMN:
+            return event.reason
         if role == Qt.ItemDataRole.ForegroundRole and column == 3:
             return _DECISION_COLOURS.get(event.decision)
         if role == Qt.ItemDataRole.TextAlignmentRole and column == 5:
@@ -126,8 +143,8 @@ class AccessLogModel(QAbstractTableModel):
             return "(erased)" if event.redacted else event.name or "—"
         if column == 3:
             return event.decision
-        if column == 4:
-            return event.reason
+        if column == REASON_COLUMN:
+            return reason_words(event.reason)
         if column == 5:
             return "" if event.score is None else f"{event.score:.3f}"
         return event.door or ""

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from kiosk.accesslog import DECISIONS, AccessLog
 from kiosk.database import open_database
-from kiosk.ui.log_model import TIME_COLUMN, AccessLogModel, local_time
+from kiosk.ui.log_model import TIME_COLUMN, AccessLogModel, local_time, reason_words
 from kiosk.ui.pixmaps import pixmap_from_jpeg
 
 SEARCH_DELAY_MS = 250  # wait for a pause in typing before querying
@@ -134,6 +134,7 @@ class LogTab(QWidget):
         layout.addWidget(self.summary)
 
         self.model.modelReset.connect(self._update_summary)
+        self.model.modelReset.connect(lambda: self._on_selection())  # new rows: the panel follows them
         self.model.rowsInserted.connect(self._update_summary)
         self.refresh_people()
         self._update_summary()
@@ -219,7 +220,8 @@ class LogTab(QWidget):
             self.thumbnail.setPixmap(pixmap)
         score = "" if event.score is None else f"\nscore {event.score:.3f}"
         liveness = f"\nliveness {event.liveness}" if event.liveness else ""
-        self.details.setText(f"{event.name or 'Unknown'}\n{event.decision} ({event.reason}){score}{liveness}"
+        self.details.setText(f"{event.name or 'Unknown'}\n{event.decision} ({reason_words(event.reason)}){score}"
+                             f"{liveness}"
                              f"\n{local_time(event.time)}")
 
     def selected_thumbnail_shown(self) -> bool:

@@ -2,14 +2,26 @@
 
 Both accept() only when the PIN is right (or, first time, valid and typed twice), so callers
 connect ``accepted`` to whatever admin mode opens. A wrong PIN keeps the dialog open with a
-message; during a lockout the OK button stays disabled and the message counts down.
+message; during a lockout the OK key stays disabled and the message counts down. Both have an
+on-screen keypad (kiosk.ui.keypad) and are sized from the screen, for a touch screen without a
+keyboard; Enter on a keyboard submits too.
 """
 from __future__ import annotations
 
 import time
 
 from PySide6.QtCore import Qt, QTimer, Slot
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit, QVBoxLayout, QWidget
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from kiosk.admin_secret import (
     MIN_PIN_LENGTH,
@@ -19,6 +31,12 @@ from kiosk.admin_secret import (
     check_new_pin,
     format_delay,
 )
+from kiosk.ui.keypad import Keypad, key_side
+
+
+def sentence(message: str) -> str:
+    """An error message as a sentence: capitalised, the rest (e.g. "PIN") left as it is."""
+    return message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")
 
 
 def _pin_edit() -> QLineEdit:
@@ -34,21 +52,38 @@ class _PinDialogBase(QDialog):
         self.secret = secret
         self.setWindowTitle(title)
         self.setModal(True)
+        screen = (parent or self).screen().availableGeometry()
+        self.key_side = key_side(screen.height())
+        font = QFont(self.font())
+        font.setPixelSize(max(14, round(self.key_side * 0.3)))
+        self.setFont(font)  # the labels, fields and message; the keys set their own
         self.message = QLabel()
         self.message.setWordWrap(True)
         self.message.setStyleSheet("color: #c62828;")
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        self.buttons.accepted.connect(self.submit)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
         self.buttons.rejected.connect(self.reject)
+        self.buttons.button(QDialogButtonBox.StandardButton.Cancel).setMinimumHeight(round(self.key_side * 0.8))
         self.form = QFormLayout()
         layout = QVBoxLayout(self)
+        layout.setSpacing(max(8, self.key_side // 6))
         layout.addLayout(self.form)
         layout.addWidget(self.message)
-        layout.addWidget(self.buttons)
+        self._layout = layout
+        self.setMinimumWidth(min(round(self.key_side * 6), screen.width()))
+
+    def _add_keypad(self, fields: list[QLineEdit]) -> None:
+        """The keypad under the fields (called once they exist), then the Cancel button."""
+        for field in fields:
+            field.setMinimumHeight(round(self.key_side * 0.8))
+            field.returnPressed.connect(self.submit)
+        self.keypad = Keypad(fields, self.key_side)
+        self.keypad.submitted.connect(self.submit)
+        self._layout.addWidget(self.keypad)
+        self._layout.addWidget(self.buttons)
 
     @property
-    def ok_button(self):
-        return self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+    def ok_button(self) -> QPushButton:
+        return self.keypad.keys["OK"]
 
     def submit(self) -> None:
         raise NotImplementedError
@@ -68,6 +103,7 @@ class SetPinDialog(_PinDialogBase):
         self.repeat = _pin_edit()
         self.form.addRow("New PIN", self.pin)
         self.form.addRow("Repeat it", self.repeat)
+        self._add_keypad([self.pin, self.repeat])
 
     @Slot()
     def submit(self) -> None:
@@ -78,7 +114,7 @@ class SetPinDialog(_PinDialogBase):
                 raise AdminSecretError("the two PINs differ")
             self.secret.set_pin(pin, replace=self._replace)
         except AdminSecretError as exc:
-            self.message.setText(str(exc).capitalize() + ".")
+            self.message.setText(sentence(str(exc)))
             self.repeat.clear()
             self.repeat.setFocus()
             return
@@ -92,6 +128,7 @@ class EnterPinDialog(_PinDialogBase):
         super().__init__(secret, "Admin", parent)
         self.pin = _pin_edit()
         self.form.addRow("Admin PIN", self.pin)
+        self._add_keypad([self.pin])
         self._countdown = QTimer(self, interval=250)
         self._countdown.timeout.connect(self._tick)
         self._deadline = 0.0

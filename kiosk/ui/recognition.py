@@ -2,7 +2,11 @@
 on the newest camera frame, inside one long-running ``run()`` on the worker's QThread.
 
 Everything that touches TensorFlow or SQLite happens on that thread: the engine is loaded on
-first use (the window says "Starting…" meanwhile), the database connection is opened there
+first use, then the detector and embedder are warmed up on the camera's picture (their first
+calls trace for seconds) before the worker says it is ready; each step is reported
+(``progress``) for the window's banner. The engine is not loaded any earlier on a thread of its
+own: importing TensorFlow holds the interpreter lock, and beside the GUI thread's start it
+delayed the first video frame by 1-2 s (benchmarks/startup.py). The database connection is opened there
 (SQLite connections belong to the thread that made them), and the retention purge from the
 settings runs there at start, then hourly on a thread of its own (kiosk.retention, shared
 with `python -m kiosk run`). ``run()`` never returns to the thread's event loop until it is
@@ -67,7 +71,7 @@ class Recognition:
 
 
 def load_engine(model_path: str | os.PathLike | None = None):
-    """The process-wide engine (imports TensorFlow: call it on the worker thread)."""
+    """The process-wide engine (imports TensorFlow: call it off the GUI thread)."""
     from kiosk.engine import shared_engine
 
     return shared_engine(model_path)
@@ -76,6 +80,7 @@ def load_engine(model_path: str | os.PathLike | None = None):
 class RecognitionWorker(QObject):
     """Lives in its own QThread; ``run`` loops until ``stop()`` or until the camera ends."""
 
+    progress = Signal(str)  # the start-up step in progress, in words
     ready = Signal(object)  # EngineInfo
     analysed = Signal(object)  # Recognition, one per analysed frame
     failed = Signal(str)  # one frame failed; one line for the status bar
@@ -91,6 +96,7 @@ class RecognitionWorker(QObject):
         self._model_path = model_path
         self._stopping = threading.Event()
         self._runner = None
+        self._paused = False
         self._lock = threading.Lock()
         self._mailbox = SettingsMailbox()  # the GUI thread's way in: read between frames
 
@@ -102,6 +108,14 @@ class RecognitionWorker(QObject):
         """Recognise on this (started) camera from the next frame on; safe from any thread.
         The caller then stops the old camera, which also ends a wait for its next frame."""
         self._mailbox.put_camera(camera)
+
+    def pause(self, paused: bool) -> None:
+        """Pause door decisions and their log (an admin is enrolling someone) or resume them;
+        safe from any thread."""
+        with self._lock:
+            self._paused = paused
+            if self._runner is not None:
+                self._runner.paused = paused
 
     def stop(self) -> None:
         """Ask run() to return after the current frame; safe from any thread."""
@@ -120,6 +134,7 @@ class RecognitionWorker(QObject):
     def _run(self) -> None:
         settings = KioskSettings.load(self._data_dir)
         path = Path(self._model_path) if self._model_path else default_model_path()
+        self.progress.emit("Starting — loading the face recogniser (step 1 of 3)…")
         try:
             engine = load_engine(path)
         except Exception as exc:  # ModelCardError, a corrupt .keras file, a TensorFlow error
@@ -128,6 +143,7 @@ class RecognitionWorker(QObject):
             return
         if self._stopping.is_set():
             return
+        self.progress.emit("Starting — opening the database (step 2 of 3)…")
         try:
             conn = open_database(database_path(self._data_dir))
         except Exception as exc:  # a database from a newer kiosk, an unreadable file
@@ -161,8 +177,11 @@ class RecognitionWorker(QObject):
             return
         with self._lock:
             self._runner = runner
+            runner.paused = self._paused
             if self._stopping.is_set():
                 return
+        self.progress.emit("Starting — warming up (step 3 of 3)…")
+        runner.warm_up()
         live = LiveSettings(runner, settings, conn)
         devtest = engine.card.raw.get("devtest", {}) if isinstance(engine.card.raw, dict) else {}
         accuracy = devtest.get("accuracy") if isinstance(devtest, dict) else None

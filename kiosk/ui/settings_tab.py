@@ -114,6 +114,7 @@ class SettingsTab(QWidget):
         self.door_url_edit.setPlaceholderText("e.g. http://door-controller.local/open")
         self.thumbnails_check = QCheckBox("Store a face thumbnail with each access event")
         self.sound_check = QCheckBox("Sound")
+        self.mirror_check = QCheckBox("Show the camera as a mirror (recognition is the same either way)")
         self.timeout_spin = QSpinBox(minimum=ADMIN_TIMEOUT_RANGE_S[0], maximum=ADMIN_TIMEOUT_RANGE_S[1],
                                      suffix=" s")
         # Whole frames a second are what an admin can judge; 0 shows as "every frame" (no cap).
@@ -145,6 +146,7 @@ class SettingsTab(QWidget):
         form.addRow("Door URL", self.door_url_edit)
         form.addRow("Privacy", self.thumbnails_check)
         form.addRow("Feedback", self.sound_check)
+        form.addRow("Preview", self.mirror_check)
         form.addRow("Analyse at most", analysis_row)
         form.addRow("Leave admin mode after", self.timeout_spin)
         buttons = QHBoxLayout()
@@ -169,6 +171,7 @@ class SettingsTab(QWidget):
         self.door_url_edit.setText(settings.door_url)
         self.thumbnails_check.setChecked(settings.store_thumbnails)
         self.sound_check.setChecked(settings.sound)
+        self.mirror_check.setChecked(settings.mirror_preview)
         self.timeout_spin.setValue(settings.admin_timeout_s)
         self.analysis_spin.setValue(round(settings.analysis_fps))
         self.idle_analysis_spin.setValue(round(settings.idle_analysis_fps))
@@ -189,6 +192,7 @@ class SettingsTab(QWidget):
             admin_timeout_s=self.timeout_spin.value(),
             analysis_fps=float(self.analysis_spin.value()),
             idle_analysis_fps=float(self.idle_analysis_spin.value()),
+            mirror_preview=self.mirror_check.isChecked(),
         )
 
     @property

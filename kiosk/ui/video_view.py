@@ -13,12 +13,16 @@ PLACEHOLDER = QColor("#8a8f98")
 PLACEHOLDER_TEXT = "Waiting for the camera…"
 BOX_COLOUR = QColor("#3fc1ff")  # a face (neutral)
 KNOWN_BOX_COLOUR = QColor("#2ecc71")  # a face recognised as an enrolled person
+OUTLINE_COLOUR = QColor(255, 255, 255, 150)  # the face outline to step into
+OUTLINE_HEIGHT = 0.55  # of the picture's height: a face at a good distance fills it
 
 
 class VideoView(QWidget):
     """Paints the last frame given to ``set_frame`` and the boxes given to ``set_boxes``.
 
-    Boxes are x1, y1, x2, y2 in the frame's pixel coordinates.
+    Boxes are x1, y1, x2, y2 in the frame's pixel coordinates. With ``mirrored`` (the default)
+    the frame and its boxes are painted flipped left to right, as a mirror shows a person: the
+    frame itself, and so everything analysed, stays as the camera gives it.
     """
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -26,6 +30,8 @@ class VideoView(QWidget):
         self._image: QImage | None = None
         self._boxes: list[tuple[float, float, float, float]] = []
         self._known: list[bool] = []  # per box: drawn green (a recognised enrolled person)
+        self.mirrored = True
+        self.outline = False  # draw a face outline in the middle of the picture to step into
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)  # every pixel is painted each time
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumSize(160, 120)
@@ -68,7 +74,13 @@ class VideoView(QWidget):
             return
         target = self._fit(self._image)
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        if self.mirrored:
+            # Flip the painter about the target's vertical centre line: the image and the boxes follow.
+            painter.translate(2 * target.center().x(), 0)
+            painter.scale(-1, 1)
         painter.drawImage(target, self._image)
+        if self.outline:
+            self._paint_outline(painter, target)
         if not self._boxes:
             return
         scale = target.width() / self._image.width()
@@ -81,6 +93,19 @@ class VideoView(QWidget):
             painter.setPen(pen)
             top_left = target.topLeft() + QPointF(x1 * scale, y1 * scale)
             painter.drawRoundedRect(QRectF(top_left, QSizeF((x2 - x1) * scale, (y2 - y1) * scale)), 6, 6)
+
+    @staticmethod
+    def _paint_outline(painter: QPainter, target: QRectF) -> None:
+        height = target.height() * OUTLINE_HEIGHT
+        oval = QRectF(0, 0, height * 0.75, height)
+        oval.moveCenter(target.center())
+        pen = QPen(OUTLINE_COLOUR, max(2.0, target.height() / 150), Qt.PenStyle.DashLine)
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(pen)
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawEllipse(oval)
+        painter.restore()
 
     def _fit(self, image: QImage) -> QRectF:
         """The largest rectangle with the image's aspect ratio, centred in the widget."""

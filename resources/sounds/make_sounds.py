@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Write grant.wav and deny.wav beside this script: short tones the kiosk plays on a verdict.
+"""Write grant.wav, deny.wav and prompt.wav beside this script: short tones the kiosk plays on a
+verdict, and when it asks for a liveness move.
 
     python resources/sounds/make_sounds.py
 
@@ -10,6 +11,8 @@ changed WAV in a diff means a changed recipe here.
   decay: bright and short, heard as "yes".
 - deny: two falling low notes (E4 then C4) with a little third harmonic for a buzzier
   timbre: clearly different from grant, still not harsh.
+- prompt: the same middle note twice (A5), like a doorbell's "ding ding": "look at the screen,
+  you are asked to do something"; neither yes nor no.
 """
 from __future__ import annotations
 
@@ -62,7 +65,11 @@ def write_wav(path: Path, samples: np.ndarray) -> Path:
     return path
 
 
-SOUNDS = {"grant": grant, "deny": deny}
+def prompt() -> np.ndarray:
+    return sequence([note(f, 0.22, harmonics=(0.1,), decay=8.0) for f in (880.0, 880.0)], 0.2)
+
+
+SOUNDS = {"grant": grant, "deny": deny, "prompt": prompt}
 
 
 def main(folder: Path = HERE) -> list[Path]:

@@ -45,7 +45,7 @@ def long_run(engine, face: np.ndarray, work: Path, frames: int, sample_every: in
     from kiosk.camera import Camera
     from kiosk.database import database_path, open_database
     from kiosk.gallery import Gallery
-    from kiosk.ratelimit import RateLimiter
+    from kiosk.ratelimit import RateLimits
     from kiosk.runner import KioskRunner
 
     work.mkdir(parents=True, exist_ok=True)
@@ -60,7 +60,7 @@ def long_run(engine, face: np.ndarray, work: Path, frames: int, sample_every: in
     started = time.perf_counter()
     try:
         runner = KioskRunner(camera, engine, Gallery(conn), AccessLog(conn),
-                             rate_limiter=RateLimiter(max_denials=10**9))
+                             rate_limits=RateLimits(max_denials=10**9))
         for result in runner.run(every_frame=True):
             figures.frames += 1
             figures.decisions += result.decision is not None
