@@ -48,6 +48,8 @@ class Mutation:
     old: str  # text that must occur exactly once in it...
     new: str  # ...and what it becomes
     tests: tuple[str, ...]  # the default-run tests that guard the promise (files or node ids)
+    # Other (old, new) forms of the same breakage, for code that has moved on; the first that applies is used.
+    alternatives: tuple[tuple[str, str], ...] = ()
 
 
 MUTATIONS = (
@@ -66,6 +68,9 @@ MUTATIONS = (
         "        if not decision.granted:\n            self.rate_limiter.record_denial()\n",
         "        if not decision.granted:\n            pass\n",
         ("tests/test_liveness.py", PIPELINE),
+        # Per-face lockouts: denials counted against the face and the person they claimed to be.
+        (("        if not decision.granted:\n            self._count_denial(decision, embeddings[0], track)\n",
+          "        if not decision.granted:\n            pass\n"),),
     ),
     Mutation(
         "liveness_off_by_default",
@@ -154,11 +159,11 @@ def apply(tree: Path, mutation: Mutation) -> str | None:
     """Change the copy; None when done, else why the change does not apply."""
     path = tree / mutation.path
     text = path.read_text(encoding="utf-8")
-    count = text.count(mutation.old)
-    if count != 1:
-        return f"the text to change occurs {count} times in {mutation.path} (the code moved on: update the list)"
-    path.write_text(text.replace(mutation.old, mutation.new), encoding="utf-8")
-    return None
+    for old, new in ((mutation.old, mutation.new), *mutation.alternatives):
+        if text.count(old) == 1:
+            path.write_text(text.replace(old, new), encoding="utf-8")
+            return None
+    return f"the text to change is not (once) in {mutation.path} (the code moved on: update the list)"
 
 
 def main(argv: list[str] | None = None) -> int:
