@@ -514,7 +514,7 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
     from kiosk.datadir import require_private
     from kiosk.door import DoorAction
     from kiosk.engine import RiskEngine
-    from kiosk.liveness import LivenessGate
+    from kiosk.live_settings import liveness_from_settings
     from kiosk.policy import DecisionPolicy
     from kiosk.retention import RetentionPurge
     from kiosk.runner import KioskRunner
@@ -558,9 +558,9 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
 
         # The settings' liveness switch (on unless an admin turned it off): every grant waits
         # for a head move (kiosk.liveness).
-        liveness = LivenessGate() if settings.liveness else None
         runner = KioskRunner(
-            camera, engine, Gallery(conn), AccessLog(conn), DecisionPolicy(liveness=liveness), door,
+            camera, engine, Gallery(conn), AccessLog(conn), DecisionPolicy(liveness=liveness_from_settings(settings)),
+            door,
             thumbnails=args.thumbnails, on_door_outcome=door_outcome, pace=pace,
         )
         if pace is not None:

@@ -86,6 +86,11 @@ def pace_from_settings(settings: KioskSettings) -> AnalysisPace:
     return AnalysisPace(settings.analysis_fps, settings.idle_analysis_fps)
 
 
+def liveness_from_settings(settings: KioskSettings) -> LivenessGate | None:
+    """The liveness gate every grant must pass, unless an admin switched it off."""
+    return LivenessGate() if settings.liveness else None
+
+
 @dataclass(frozen=True)
 class Applied:
     """What one LiveSettings.apply did."""
@@ -128,7 +133,7 @@ class LiveSettings:
             runner.thumbnails = new.store_thumbnails
             changes.append(f"thumbnails {'on' if new.store_thumbnails else 'off'}")
         if new.liveness != old.liveness:
-            runner.policy.liveness = LivenessGate() if new.liveness else None
+            runner.policy.liveness = liveness_from_settings(new)
             runner.policy.reset()  # a challenge half-way through belongs to the old rule
             changes.append(f"liveness {'on' if new.liveness else 'off'}")
         if (new.analysis_fps, new.idle_analysis_fps) != (old.analysis_fps, old.idle_analysis_fps):

@@ -117,8 +117,13 @@ REPLAY_SCRIPT = (
     ("held_right", 3),
     ("wave", 8),  # the hand moves: bigger shifts, roll, closer and further
 )
+# A photo held steadily and turned slowly about its vertical axis to the strongest tilt at which
+# MTCNN still finds the face, then held there: the face's track never breaks, so the liveness
+# challenge judges the move itself (its parallax and shape).
+STEADY_TURN_SCRIPT = (("hold", 5), ("swing_right", 8), ("held_right", 22))
 _MOVES = {
     "hold": lambda rng, n: [{}] * n,
+    "swing_right": lambda rng, n: [{"yaw": 55.0 * i / (n - 1)} for i in range(n)],
     "tilt_left": lambda rng, n: _sweep("yaw", -45.0, n),
     "tilt_right": lambda rng, n: _sweep("yaw", 45.0, n),
     "tilt_down": lambda rng, n: _sweep("pitch", 35.0, n),

@@ -6,6 +6,7 @@ a few run `python -m kiosk` as a subprocess to check the real entry point and ex
 import csv
 import json
 import os
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -29,6 +30,7 @@ STRANGER = "Gerhard_Schroeder"
 ENROLL = slice(0, 3)  # photos 1-3
 PROBE = 11  # photo 12: well above the threshold against photos 1-3
 SAME_PAIR = (0, 10)  # photos 1 and 11
+DOOR_SCRIPT = Path(__file__).with_name("door_requires_commit.py")
 
 
 def cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -202,18 +204,21 @@ def test_run_grants_the_enrolled_person_and_denies_the_stranger(enrolled, capsys
     # stranger, at 5 fps. One person enrolled: the door is at its strictest until it can measure the site.
     video = write_video(tmp_path / "door.avi", [photos[PERSON][PROBE]] * 10 + photos[STRANGER][:10])
     opened = tmp_path / "door-opened"
+    # The door command reads the database from its own process, read-only: it opens the door only
+    # for an event already committed as this grant (the decision is on disk before the door opens).
+    door = shlex.join([sys.executable, str(DOOR_SCRIPT), str(database_path(enrolled)), str(opened)])
     # Liveness off (the settings' switch): this test is about recognition, the log and the door;
     # `run` with the liveness challenge is tested in tests/test_liveness_pipeline.py.
     KioskSettings(liveness=False).save(enrolled)
     code, out, err = cli(capsys, "--data-dir", enrolled, "--json", "run", "--camera", video, "--headless",
-                         "--door-command", f"touch {opened}", "--thumbnails")
+                         "--door-command", door, "--thumbnails")
     assert code == 0, err
     decisions = json_lines(out)
     assert [(d["decision"], d["name"], d["reason"]) for d in decisions] == [
         ("granted", PERSON, "match"), ("denied", None, "unknown")
     ]
     assert all(set(d) >= {"time", "decision", "name", "score", "reason"} for d in decisions)
-    assert opened.exists()  # the door command ran for the grant
+    assert opened.read_text() == str(decisions[0]["event_id"])  # the door opened for the grant, once committed
     assert "analysis" not in err  # a file read frame by frame is not paced
 
     code, out, err = cli(capsys, "--data-dir", enrolled, "--json", "log")

@@ -2,6 +2,7 @@
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 
@@ -31,16 +32,40 @@ def test_embedding_of_the_astronaut_is_a_unit_vector(engine, astronaut):
     assert np.all(np.isfinite(vector))
     # The same pixels give the same vector.
     np.testing.assert_allclose(engine.embed(astronaut.copy()), vector, atol=1e-5)
-    # A face is as like itself as a score gets: accepted against a gallery of any size.
-    assert engine.similarity(vector, vector) >= engine.gallery_threshold(10_000)
 
 
-def test_mirrored_photo_is_the_same_person(engine, astronaut):
+def retaken(photo: np.ndarray, scale: float, angle: float, gain: float, offset: float, quality: int) -> np.ndarray:
+    """The same face photographed again: smaller, turned in the picture, another exposure, JPEG."""
+    height, width = photo.shape[:2]
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), angle, scale)
+    moved = cv2.warpAffine(photo, matrix, (width, height), borderValue=(90, 90, 90))
+    exposed = np.clip(moved.astype(np.float32) * gain + offset, 0, 255).astype(np.uint8)
+    ok, jpeg = cv2.imencode(".jpg", exposed, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return cv2.imdecode(jpeg, cv2.IMREAD_UNCHANGED)  # channel order kept: cv2 round-trips what it was given
+
+
+def lfw_photo(lfw, name: str, number: int) -> np.ndarray:
+    from kiosk.images import load_image
+    from training.lfw import ImageRef
+
+    return load_image(lfw.image_path(ImageRef(name, number)))
+
+
+@pytest.mark.lfw
+def test_the_same_face_photographed_again_is_accepted_and_another_person_is_not(engine, astronaut, lfw):
     original = engine.embed(astronaut)
-    mirrored = engine.embed(np.ascontiguousarray(astronaut[:, ::-1]))
-    score = engine.similarity(original, mirrored)
-    assert score >= engine.threshold
-    assert engine.similarity(mirrored, original) == pytest.approx(score)
+    # Another woman (an LFW View 1 test person, never trained on) whom the model places far below its threshold.
+    stranger = engine.embed(lfw_photo(lfw, "Jennifer_Capriati", 3))
+    assert engine.similarity(original, stranger) < engine.threshold
+    for again in (retaken(astronaut, 0.6, 8, 0.8, 20, 50), retaken(astronaut, 0.45, -10, 1.2, -10, 35)):
+        vector = engine.embed(again)
+        score = engine.similarity(original, vector)
+        # Other pixels, another detection and alignment, the same face: accepted even against a
+        # gallery of 10,000 templates (measured: 2.2-2.4 on the back end's scale, against 1.23).
+        assert score >= engine.gallery_threshold(10_000)
+        assert engine.similarity(vector, original) == pytest.approx(score)
+        assert engine.similarity(vector, stranger) < engine.threshold
 
 
 def test_no_face_raises(engine):
@@ -48,29 +73,35 @@ def test_no_face_raises(engine):
         engine.embed(np.full((240, 320, 3), 128, np.uint8))
 
 
-def test_embed_faces_embeds_every_face_in_one_batch(engine, astronaut):
-    face_region = astronaut[20:260, 120:330]
+@pytest.mark.lfw
+def test_embed_faces_embeds_every_face_in_one_batch(engine, astronaut, lfw):
+    # Two people side by side: each vector must be its own face's, not one face's twice.
+    stranger = lfw_photo(lfw, "Gerhard_Schroeder", 10)
     canvas = np.full((300, 500, 3), 90, np.uint8)
-    canvas[20:260, 0:210] = face_region
-    canvas[40:280, 260:470] = face_region[:, ::-1]
+    canvas[20:260, 0:210] = astronaut[20:260, 120:330]
+    canvas[40:280, 260:470] = stranger[5:245, 20:230]
     faces = engine.detect(canvas)
     assert len(faces) == 2
     vectors = engine.embed_faces(canvas, faces)
     assert vectors.shape == (2, engine.embedding_size)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     np.testing.assert_allclose(vectors[0], engine.embed(canvas), atol=1e-5)  # embed(): the largest face
-    assert engine.similarity(vectors[0], vectors[1]) >= engine.threshold  # both are Eileen Collins
+    left, right = (vectors[i] for i in np.argsort([face.box[0] for face in faces]))
+    assert engine.similarity(left, engine.embed(astronaut)) >= engine.threshold  # Eileen Collins
+    assert engine.similarity(right, engine.embed(stranger)) >= engine.threshold  # Gerhard Schroeder
+    assert engine.similarity(left, right) < engine.threshold
     assert engine.embed_faces(canvas, []).shape == (0, engine.embedding_size)
 
 
-def test_embed_each_embeds_one_face_of_each_photo_as_embed_does(engine, astronaut):
-    mirrored = np.ascontiguousarray(astronaut[:, ::-1])
-    photos = [astronaut, mirrored]
+@pytest.mark.lfw
+def test_embed_each_embeds_one_face_of_each_photo_as_embed_does(engine, astronaut, lfw):
+    stranger = lfw_photo(lfw, "Gerhard_Schroeder", 10)
+    photos = [astronaut, stranger]
     faces = [engine.detect(photo)[0] for photo in photos]
     vectors = engine.embed_each(photos, faces)
     assert vectors.shape == (2, engine.embedding_size)
     np.testing.assert_allclose(vectors[0], engine.embed(astronaut), atol=1e-5)
-    np.testing.assert_allclose(vectors[1], engine.embed(mirrored), atol=1e-5)
+    np.testing.assert_allclose(vectors[1], engine.embed(stranger), atol=1e-5)
     with pytest.raises(ValueError, match="one face for each photo"):
         engine.embed_each(photos, faces[:1])
     assert engine.embed_each([], []).shape == (0, engine.embedding_size)
@@ -78,9 +109,6 @@ def test_embed_each_embeds_one_face_of_each_photo_as_embed_does(engine, astronau
 
 @pytest.mark.lfw
 def test_same_person_scores_above_different_people(engine, lfw):
-    from kiosk.images import load_image
-    from training.lfw import ImageRef
-
     # LFW View 1 test people (never trained on), three photos each that the shipped model places
     # clear of its threshold (same-person pairs 0.57-0.82 against 0.482; different-person at most
     # 0.29). This checks the engine end to end, not the model's accuracy (its card measures that):
@@ -88,7 +116,7 @@ def test_same_person_scores_above_different_people(engine, lfw):
     # it, so arbitrary photos (e.g. each person's first three) can average under it.
     photos = {"Jennifer_Capriati": (3, 9, 12), "Gerhard_Schroeder": (10, 12, 13)}
     people = list(photos)
-    vectors = {name: [engine.embed(load_image(lfw.image_path(ImageRef(name, n)))) for n in numbers]
+    vectors = {name: [engine.embed(lfw_photo(lfw, name, n)) for n in numbers]
                for name, numbers in photos.items()}
     same = [engine.similarity(a, b) for vs in vectors.values() for i, a in enumerate(vs) for b in vs[i + 1:]]
     different = [engine.similarity(a, b) for a in vectors[people[0]] for b in vectors[people[1]]]

@@ -16,10 +16,20 @@ from kiosk.accesslog import AccessLog
 from kiosk.camera import Camera
 from kiosk.database import database_path, open_database
 from kiosk.gallery import Gallery
-from kiosk.live_settings import LiveSettings, Pending, SettingsMailbox
+from kiosk.live_settings import LiveSettings, Pending, SettingsMailbox, liveness_from_settings
 from kiosk.liveness import LivenessGate
 from kiosk.policy import DecisionPolicy
 from kiosk.settings import KioskSettings
+
+
+def test_a_kiosk_with_default_settings_checks_liveness(tmp_path):
+    # A fresh kiosk (no settings file) and one whose settings file predates the switch both ask
+    # for a head move before every grant; only an admin's explicit "off" removes the gate.
+    (tmp_path / "older").mkdir()
+    (tmp_path / "older" / "settings.json").write_text('{"version": 1, "retention_days": 30}')
+    for settings in (KioskSettings(), KioskSettings.load(tmp_path), KioskSettings.load(tmp_path / "older")):
+        assert isinstance(liveness_from_settings(settings), LivenessGate)
+    assert liveness_from_settings(KioskSettings(liveness=False)) is None
 
 
 def test_mailbox_hands_over_the_newest_and_wakes_a_waiting_thread(tmp_path):

@@ -7,6 +7,7 @@ tests/test_liveness_pipeline.py and tests/test_liveness_calibration.py.)
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -146,6 +147,37 @@ def test_a_photo_tilted_until_the_detector_reads_a_turn_moves_like_a_flat_pictur
     run = ChallengeRun(Challenge.TURN_LEFT, 0.0, start, box)
     results = feed(run, [(tilted, box)] * 3)
     assert not results[-1].passed and results[-1].detail.startswith("the face moved like a flat picture")
+
+
+def keystone(points: np.ndarray, strength: float, centre: np.ndarray) -> np.ndarray:
+    """`points` of a flat picture under a pure perspective map: its left edge grows and its
+    right edge shrinks (negative `strength`: the other way). Every point, the nose included,
+    moves by one homography, so there is no nose parallax, yet the nose leaves the midline
+    between the eyes and the mouth as on a turned head, and the face keeps a head's shape."""
+    relative = (points - centre) / 60.0
+    mapped = np.c_[relative, np.ones(len(relative))] @ np.array([[0.95, 0, 0], [0, 1, 0], [strength, 0, 1]]).T
+    return mapped[:, :2] / mapped[:, 2:] * 60.0 + centre
+
+
+@pytest.mark.parametrize("challenge, sign", [(Challenge.TURN_LEFT, 1), (Challenge.TURN_RIGHT, -1)],
+                         ids=["left", "right"])
+def test_a_flat_picture_that_reads_as_a_turn_without_distortion_fails_on_its_missing_parallax(challenge, sign):
+    # Only the nose parallax can tell this picture from a head: it turns the asked way by more
+    # than the minimum, its shape stays in the head's band, and its frames agree with each other.
+    start, box = face(flat=True)
+    centre = start[[0, 1, 3, 4]].mean(axis=0)
+    turned = keystone(start, sign * 0.8, centre)
+    motion = measure(start, turned)
+    config = LivenessConfig()
+    assert motion.progress(challenge)[0] > config.min_turn_deg + 2 and abs(motion.pitch) < motion.progress(challenge)[0]
+    assert abs(motion.progress(challenge)[1]) < 1e-9  # no parallax at all: one homography
+    assert config.turn_shape[0] < motion.shape < config.turn_shape[1] and face_shape(turned) > config.min_shape
+    run = ChallengeRun(challenge, 0.0, start, box, config)
+    results = feed(run, [(keystone(start, sign * 0.4, centre), box)] + [(turned, box)] * 3)
+    assert results[:3] == [None] * 3  # the first frame is not yet a turn; two flat ones are not yet a verdict
+    assert not results[3].passed
+    assert results[3].detail.startswith("the face moved like a flat picture (")
+    assert re.search(r"nose parallax [+-]0\.00,", results[3].detail)
 
 
 def test_one_frame_of_misplaced_landmarks_does_not_pass():

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
 import subprocess
 import sys
@@ -231,27 +230,11 @@ def _event_problem(access_log, event, key: str) -> str | None:
     return None
 
 
-# -- the access log's hash chain (when the kiosk has one) -----------------------------------
-
-_log_verify: bool | None = None
+# -- the access log's hash chain -------------------------------------------------------------
 
 
-def log_verify_available() -> bool:
-    """Whether `python -m kiosk log verify` exists yet (it arrives with the keyed hash chain)."""
-    global _log_verify
-    if _log_verify is None:
-        help_text = kiosk_cli("log", "--help", timeout=60).stdout
-        _log_verify = re.search(r"\bverify\b", help_text) is not None
-    return _log_verify
-
-
-LOG_VERIFY_SKIPPED = "skipped: `python -m kiosk log verify` does not exist yet (keyed hash chain not merged)"
-
-
-def log_verify(data_dir: Path) -> tuple[bool | None, str]:
-    """(ok, output) of `python -m kiosk log verify`, or (None, why not) while it does not exist."""
-    if not log_verify_available():
-        return None, LOG_VERIFY_SKIPPED
+def log_verify(data_dir: Path) -> tuple[bool, str]:
+    """(ok, output) of `python -m kiosk log verify` on `data_dir`."""
     result = kiosk_cli("--data-dir", data_dir, "log", "verify", timeout=300)
     return result.returncode == 0, (result.stdout + result.stderr).strip()
 

@@ -135,8 +135,8 @@ def concurrent_writers(work: Path, face: np.ndarray, face_file: Path, seconds: f
     figures.checked += _check_cli_people(data_dir, cli_enrolls, figures)
     figures.integrity = integrity_check(data_dir / "kiosk.db")
     ok, output = log_verify(data_dir)
-    figures.log_verify = output if ok is None else ("ok" if ok else f"FAILED: {output[-300:]}")
-    if ok is False:
+    figures.log_verify = "ok" if ok else f"FAILED: {output[-300:]}"
+    if not ok:
         figures.problems.append(f"log verify: {output[-300:]}")
     return figures
 

@@ -30,7 +30,7 @@ class KillFigures:
     verdict: Verdict = field(default_factory=Verdict)
     integrity_failures: int = 0  # kills after which PRAGMA integrity_check was not "ok"
     leftover_temp_files: int = 0  # atomic-write temporaries a kill left in the data folder
-    log_verify: str = ""  # `python -m kiosk log verify` after the log kills (or why it was skipped)
+    log_verify: str = ""  # `python -m kiosk log verify` after the log kills: "ok" or "FAILED: ..."
 
     @property
     def lost(self) -> int:
@@ -85,8 +85,8 @@ def kill_database_writer(mode: str, data_dir: Path, kills: int, seed: int) -> Ki
     else:
         figures.verdict = check_events(data_dir, reported)
         ok, output = log_verify(data_dir)
-        figures.log_verify = output if ok is None else ("ok" if ok else f"FAILED: {output[-300:]}")
-        if ok is False:
+        figures.log_verify = "ok" if ok else f"FAILED: {output[-300:]}"
+        if not ok:
             figures.verdict.problems.append(f"log verify failed: {output[-300:]}")
     if integrity_check(db) != "ok":
         figures.integrity_failures += 1
