@@ -82,10 +82,15 @@ def configure(level: str = "info", log_file: str | os.PathLike | None = None, *,
         try:
             file = PrivateRotatingFileHandler(path, max_bytes)
         except OSError as exc:
-            raise LogSetupError(f"cannot write the log file {path}: {exc.strerror or exc}") from exc
-        file.setLevel(threshold)
-        file.setFormatter(JsonFormatter() if json_lines else TextFormatter(stamped=True))
-        _add(root, file)
+            if log_file:  # asked for by name: refused
+                raise LogSetupError(f"cannot write the log file {path}: {exc.strerror or exc}") from exc
+            # The default file beside the database: the data directory's own problem (read-only,
+            # missing) is what the command reports next, with its cause; no second error line.
+            path = None
+        else:
+            file.setLevel(threshold)
+            file.setFormatter(JsonFormatter() if json_lines else TextFormatter(stamped=True))
+            _add(root, file)
 
     # The kiosk's own records at the chosen level; the libraries' (TensorFlow's chatter) from warnings up.
     logging.getLogger("kiosk").setLevel(threshold)
