@@ -229,23 +229,23 @@ def drive_startup_error() -> None:
     problem.close()
 
 
-def drive_first_run() -> None:
+def save_kiosk_when(banner: str, name: str, what: str, first_run: bool = False) -> None:
+    """The kiosk window, once its banner reads `banner` (and, for `first_run`, its setup hint shows), as `name`."""
     window = top_window(KioskWindow)
     window.resize(1024, 600)
-    wait_until(lambda: window.setup_hint.isVisible() and window.banner_text == "Look at the camera", 120,
-               "the first-run screen with the kiosk ready")
+    wait_until(lambda: window.banner_text == banner and (window.setup_hint.isVisible() or not first_run), 120, what)
     pause(0.5)
-    save(window, "kiosk-first-run.png")
+    save(window, name)
     window.close()
+
+
+def drive_first_run() -> None:
+    save_kiosk_when("Look at the camera", "kiosk-first-run.png", "the first-run screen with the kiosk ready",
+                    first_run=True)
 
 
 def drive_guidance() -> None:
-    window = top_window(KioskWindow)
-    window.resize(1024, 600)
-    wait_until(lambda: window.banner_text == "Come closer", 120, "the hint to come closer")
-    pause(0.3)
-    save(window, "kiosk-guidance.png")
-    window.close()
+    save_kiosk_when("Come closer", "kiosk-guidance.png", "the hint to come closer")
 
 
 def far_video(work: Path, lfw: LFW) -> Path:
