@@ -109,8 +109,19 @@ def test_camera_states_and_door_outcomes_reach_the_file(tmp_path):
     assert re.search(STAMP + r" INFO    kiosk\.door: door for event 7: ok", text), text
 
 
-def test_the_screen_logs_its_start_and_why_it_could_not(tmp_path, capsys):
+def test_the_screen_logs_its_start_and_why_it_could_not(qtbot, tmp_path, capsys):
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from kiosk.ui.startup_problem import StartupProblemWindow
+
+    def close_the_problem_window() -> None:  # shown in the window (no terminal at boot); closed as a person would
+        for widget in QApplication.topLevelWidgets():
+            if isinstance(widget, StartupProblemWindow) and widget.isVisible():
+                widget.close()
+
     log_file = tmp_path / "k.log"
+    QTimer.singleShot(0, close_the_problem_window)
     assert screen_main(["--camera", str(tmp_path / "missing.avi"), "--log-file", str(log_file)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("face-kiosk: error: ") and err.count("\n") == 1, err
