@@ -80,7 +80,7 @@ def test_the_installed_package_carries_its_model_and_sounds(installed):
     venv = str(installed.venv.resolve())
     assert found["package"].startswith(venv) and found["model"].startswith(venv), found
     assert found["tflite"].startswith(venv) and found["scoring"] != "CosineScoring"
-    assert found["sounds"] == ["deny.wav", "grant.wav"]
+    assert found["sounds"] == ["deny.wav", "grant.wav", "prompt.wav"]
     installed.run("python", "-m", "pip", "check")  # the wheel's dependencies are all there
 
 
