@@ -18,7 +18,7 @@ The model card says which scoring its threshold was set for:
   hand-made LBP and LPQ texture vectors around the face's landmarks (kiosk.texture), weighed by a
   logistic fitted on validation pairs, on the same scale as joint-bayesian. The embedding then
   holds both vectors (TextureFusionScoring.extend): more true matches at every false-accept rate
-  measured, down to 1e-4 (reports/recipe_search.md, sessions 9 to 12).
+  measured, down to 1e-4 (reports/recipe_search.md).
 
 Each turns an M x D block of queries and an N x D block of templates into an M x N score
 matrix; what depends on the gallery alone is computed once per gallery, not per frame.

@@ -16,7 +16,7 @@ Fused with the network's cosine (kiosk.scoring.TextureFusionScoring), the grey c
 raised the validation true accepts at the door's threshold from 52% (the network alone) to 77%;
 the previous descriptor, a fixed grid of cells over the crop, took another run of the same recipe
 from 53% to 72%; the normalised crop's codes beside them added 2.4 points more
-(reports/recipe_search.md, sessions 9 to 11 and 17).
+(reports/recipe_search.md).
 
 A face is described by the mean of its crop's histograms and its mirror image's (with the mirror
 image's landmarks), so a face and its mirror image get one description, as they get one network

@@ -19,8 +19,8 @@ from kiosk.texture import TextureProjection, face_histograms
 # Added to the within-person covariance: this multiple of its mean eigenvalue, times the identity.
 # Validation AUC and true accepts at the door rose up to about 2 and fell beyond 5 (four runs).
 DEFAULT_SHRINKAGE = 2.0
-# Texture vectors: principal axes kept. In scratch probes on the validation pairs (sessions 9 to 11,
-# grid and landmark-patch descriptors alike) more axes accepted more at the door's threshold and far
+# Texture vectors: principal axes kept. In exploratory comparisons on the validation pairs (grid
+# and landmark-patch descriptors alike) more axes accepted more at the door's threshold and far
 # down the impostor tail up to 400 (200 < 300 < 400; 500 and 600 no better at the threshold), each
 # 100 adding about 2 MB to the scoring file. Hand-made features are not fitted to the training
 # people as a network is, so their Joint Bayesian needs no shrinkage.
