@@ -41,6 +41,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.identification import score_strategy  # noqa: E402
 from benchmarks.orl import ORL_ENV_VAR, locate_orl, orl_protocol  # noqa: E402
 from kiosk.atomic import atomic_write_json  # noqa: E402
 from kiosk.calibration import DEFAULT_RISK  # noqa: E402
@@ -105,52 +106,40 @@ def embed_probes(engine, photos: list[Path]) -> list[np.ndarray | None]:
     return vectors
 
 
-def decide(engine, vectors, owners, templates, ids, names, threshold: float | None, risk: int) -> dict:
-    """Grant counts of probes (`owners`: the true name, None for strangers)."""
-    found = [(v, o) for v, o in zip(vectors, owners) if v is not None]
-    matches = engine.match(np.stack([v for v, _ in found]), templates, ids, threshold=threshold, risk=risk) \
-        if found else []
-    genuine = sum(o is not None for o in owners)
-    strangers = len(owners) - genuine
-    right = wrong = stranger_in = 0
-    for (_, owner), m in zip(found, matches):
-        if m.verdict != "match":
-            continue
-        if owner is None:
-            stranger_in += 1
-        elif names[m.person_id] == owner:
-            right += 1
-        else:
-            wrong += 1
-    return {"enrolled_granted": rate(right, genuine), "wrong_person_granted": rate(wrong, genuine),
-            "strangers_granted": rate(stranger_in, strangers)}
+def rule_figures(engine, threshold: float, templates, ids, probes) -> dict:
+    """Grant rates of `probes` ((true person id or None for strangers, embedding or None)) at `threshold`,
+    matched as the kiosk matches (benchmarks/identification.py's counting)."""
+    scored = score_strategy(engine.strategy, threshold, templates, ids, probes, engine.ambiguity_margin,
+                            engine.scoring)
+    counts, genuine, strangers = scored["counts"], scored["genuine_probes"], scored["impostor_probes"]
+    return {"enrolled_granted": rate(counts["correct_grant"], genuine),
+            "wrong_person_granted": rate(counts["wrong_person_grant"], genuine),
+            "strangers_granted": rate(counts["impostor_grant"], strangers)}
 
 
-def rules_for(engine, templates, ids) -> dict:
-    """The thresholds compared: the door's rule at each risk, and the card's rule alone."""
+def rules_for(engine, templates, ids) -> dict[str, tuple[float, dict]]:
+    """The thresholds compared, each with what the report says of it: the door's rule at each risk,
+    and the card's rule alone."""
     rules = {}
     for risk in RISKS:
         rule = engine.door_rule(templates, ids, risk)
-        rules[f"door_1_in_{risk}"] = {"threshold": round(rule.threshold, 4), "source": rule.source,
-                                     "site_threshold": None if rule.site_threshold is None
-                                     else round(rule.site_threshold, 4), "risk": risk}
-    rules["card_rule_only"] = {"threshold": round(engine.gallery_threshold(len(templates)), 4),
-                               "source": "model card, scaled to the gallery's templates (no site calibration)"}
-    rules["card_threshold"] = {"threshold": round(engine.threshold, 4), "source": "model card, one comparison"}
+        rules[f"door_1_in_{risk}"] = (rule.threshold, {
+            "threshold": round(rule.threshold, 4), "source": rule.source, "risk": risk,
+            "site_threshold": None if rule.site_threshold is None else round(rule.site_threshold, 4)})
+    card_rule = engine.gallery_threshold(len(templates))
+    rules["card_rule_only"] = (card_rule, {"threshold": round(card_rule, 4), "source": "model card, scaled to "
+                                           "the gallery's templates (no site calibration)"})
+    rules["card_threshold"] = (engine.threshold, {"threshold": round(engine.threshold, 4),
+                                                  "source": "model card, one comparison"})
     return rules
 
 
 def single_photos(engine, vectors: dict[Path, np.ndarray | None], genuine, strangers, templates, ids, names) -> dict:
-    probes = [(p, name) for name, photos in genuine.items() for p in photos]
-    probes += [(p, None) for photos in strangers.values() for p in photos]
-    owners = [o for _, o in probes]
-    vecs = [vectors[p] for p, _ in probes]
-    out = {}
-    for key, rule in rules_for(engine, templates, ids).items():
-        threshold = None if key.startswith("door") else rule["threshold"]
-        out[key] = {**rule, **decide(engine, vecs, owners, templates, ids, names, threshold,
-                                     rule.get("risk", DEFAULT_RISK))}
-    return out
+    person_id = {name: pid for pid, name in names.items()}
+    probes = [(person_id[name], vectors[p]) for name, photos in genuine.items() for p in photos]
+    probes += [(None, vectors[p]) for photos in strangers.values() for p in photos]
+    return {key: {**info, **rule_figures(engine, threshold, templates, ids, probes)}
+            for key, (threshold, info) in rules_for(engine, templates, ids).items()}
 
 
 def one_person_galleries(engine, vectors, enrol, genuine, strangers, scratch: Path) -> dict:
@@ -159,18 +148,16 @@ def one_person_galleries(engine, vectors, enrol, genuine, strangers, scratch: Pa
     totals: dict[str, dict[str, list[int]]] = {}
     worst: dict[str, float] = {}
     for name in enrol:
-        conn, names, _ = enrol_gallery(engine, Path(tempfile.mkdtemp(dir=scratch)), {name: enrol[name]})
+        conn, _, _ = enrol_gallery(engine, Path(tempfile.mkdtemp(dir=scratch)), {name: enrol[name]})
         try:
             from kiosk.gallery import Gallery
 
             templates, ids = Gallery(conn).matrix()
             if len(templates) == 0:
                 continue
-            owners = [name] * len(genuine[name]) + [None] * len(stranger_vectors)
-            vecs = [vectors[p] for p in genuine[name]] + stranger_vectors
-            for key, rule in rules_for(engine, templates, ids).items():
-                threshold = None if key.startswith("door") else rule["threshold"]
-                result = decide(engine, vecs, owners, templates, ids, names, threshold, rule.get("risk", DEFAULT_RISK))
+            probes = [(int(ids[0]), vectors[p]) for p in genuine[name]] + [(None, v) for v in stranger_vectors]
+            for key, (threshold, _) in rules_for(engine, templates, ids).items():
+                result = rule_figures(engine, threshold, templates, ids, probes)
                 sums = totals.setdefault(key, {})
                 for what, figure in result.items():
                     hits, of = sums.get(what, [0, 0])
@@ -267,7 +254,7 @@ def videos(engine, database: Path, genuine, strangers, scratch: Path, risk: int)
 
 def lfw_identification(engine, lfw_dir: str | None) -> dict:
     """benchmarks/identification.py's protocol, the first LFW_PEOPLE enrolled people, at each rule."""
-    from benchmarks.identification import ENROLL_IMAGES, embed_images, score_strategy
+    from benchmarks.identification import ENROLL_IMAGES, embed_images
     from training.lfw import LFW
 
     lfw = LFW.locate(lfw_dir)
@@ -294,13 +281,8 @@ def lfw_identification(engine, lfw_dir: str | None) -> dict:
     ids_array.flags.writeable = False
     out = {"enrolled_people": len(enrolled), "impostor_people": len(impostors),
            "probes": {"genuine": sum(p is not None for p, _ in probes), "strangers": sum(p is None for p, _ in probes)}}
-    for key, rule in rules_for(engine, templates_array, ids_array).items():
-        scored = score_strategy("best", rule["threshold"], templates_array, ids_array, probes,
-                                engine.ambiguity_margin, engine.scoring)
-        counts, genuine, strangers = scored["counts"], scored["genuine_probes"], scored["impostor_probes"]
-        out[key] = {**rule, "enrolled_granted": rate(counts["correct_grant"], genuine),
-                    "wrong_person_granted": rate(counts["wrong_person_grant"], genuine),
-                    "strangers_granted": rate(counts["impostor_grant"], strangers)}
+    for key, (threshold, info) in rules_for(engine, templates_array, ids_array).items():
+        out[key] = {**info, **rule_figures(engine, threshold, templates_array, ids_array, probes)}
     return out
 
 
