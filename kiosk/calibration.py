@@ -110,17 +110,19 @@ class DoorRule:
         return match_percent(score, self.threshold, self.low)
 
     def describe(self) -> str:
-        """The rule in a sentence, for the admin window, `people` and the status line."""
-        aim = f"aiming at 1 false accept in {self.risk:,} visitors"
+        """The rule in force, in a sentence (the admin window's first line, `run`'s start)."""
+        calibration = self.calibration
         if self.source == "strict start":
-            return (f"threshold {self.threshold:.3f}: the model card's strictest, until {MIN_SITE_PEOPLE} people "
-                    f"are enrolled and the site can be measured ({aim})")
+            people = f"{calibration.people} person" if calibration.people == 1 else f"{calibration.people} people"
+            return (f"In force: the model's strictest rule (threshold {self.threshold:.3f}). With {people} enrolled "
+                    f"the kiosk cannot yet measure how alike strangers look through this camera; it will from "
+                    f"{MIN_SITE_PEOPLE} people on.")
         far = self.estimated_far
-        measured = (f"measured on {self.calibration.people} enrolled people "
-                    f"({self.calibration.impostor_scores:,} stranger comparisons)")
-        estimate = f"; estimated 1 in {max(1, round(1 / far)):,}" if far else ""
-        origin = "this site's" if self.source == "site" else "the model card's (stricter than the site needs)"
-        return f"threshold {self.threshold:.3f}, {origin}, {measured}, {aim}{estimate}"
+        estimate = f" — estimated 1 in {max(1, round(1 / far)):,}" if far else ""
+        origin = "measured at this site" if self.source == "site" else "the model card's, stricter than this site needs"
+        return (f"In force: threshold {self.threshold:.3f}, {origin} from {calibration.people} enrolled people "
+                f"({calibration.impostor_scores:,} comparisons of people who are not each other), aiming at "
+                f"{risk_words(self.risk)} at most{estimate}.")
 
 
 def measure_site(templates: np.ndarray, person_ids: np.ndarray, scoring) -> SiteCalibration:
@@ -206,21 +208,9 @@ def match_percent(score: float, threshold: float, low: float) -> int:
 
 def site_summary(rule: DoorRule, names: dict[int, str]) -> list[str]:
     """What the kiosk measured and uses, in lines an admin can read (`names`: person id -> name)."""
-    calibration = rule.calibration
-    if rule.source == "strict start":
-        people = f"{calibration.people} person" if calibration.people == 1 else f"{calibration.people} people"
-        lines = [f"In force: the model's strictest rule (threshold {rule.threshold:.3f}). With {people} enrolled "
-                 f"the kiosk cannot yet measure how alike strangers look through this camera; it will from "
-                 f"{MIN_SITE_PEOPLE} people on."]
-    else:
-        far = rule.estimated_far
-        estimate = f" — estimated 1 in {max(1, round(1 / far)):,}" if far else ""
-        origin = ("measured at this site" if rule.source == "site"
-                  else "the model card's, stricter than this site needs")
-        lines = [f"In force: threshold {rule.threshold:.3f}, {origin} from {calibration.people} enrolled people "
-                 f"({calibration.impostor_scores:,} comparisons of people who are not each other){estimate}."]
-    if calibration.closest is not None:
-        a, b, score = calibration.closest
+    lines = [rule.describe()]
+    if rule.calibration.closest is not None:
+        a, b, score = rule.calibration.closest
         percent = rule.match_percent(score)
         look = "look alike to the model" if percent >= GRANT_LINE else "are the most alike pair"
         lines.append(f"{names.get(a, f'person {a}')} and {names.get(b, f'person {b}')} {look} "

@@ -565,7 +565,7 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
         )
         if pace is not None:
             out.note(f"{camera.spec.label}: {pace.describe()}")
-        out.note(f"door rule: {runner.engine.door_rule(*runner.gallery.matrix()).describe()}")
+        out.note(runner.engine.door_rule(*runner.gallery.matrix()).describe())
         counts = {"granted": 0, "denied": 0}
         with _stop_on_signals(runner):
             try:
