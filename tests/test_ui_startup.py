@@ -8,8 +8,8 @@ import stat
 
 import numpy as np
 from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QApplication
 from videos import write_video
+from windows import close_all_shown, shown
 
 from kiosk import app
 from kiosk.camera import Camera
@@ -17,30 +17,24 @@ from kiosk.ui.kiosk_window import KioskWindow
 from kiosk.ui.startup_problem import StartupProblemWindow
 
 
-def top(kind):
-    return next((w for w in QApplication.topLevelWidgets() if isinstance(w, kind) and w.isVisible()), None)
-
-
 def test_a_missing_camera_file_is_shown_in_the_window_and_try_again_starts_the_kiosk(qtbot, tmp_path, capsys):
     video = tmp_path / "door.avi"  # not there yet
     seen: dict[str, object] = {}
 
     def drive() -> None:
-        problem = top(StartupProblemWindow)
+        problem = shown(StartupProblemWindow)
         try:
             seen["headline"] = problem.headline.text()
             seen["todo"] = problem.todo.text()
             seen["detail"] = problem.detail.text()
             problem.try_again()  # still missing: the window stays, saying so
-            seen["still"] = top(StartupProblemWindow) is problem
+            seen["still"] = shown(StartupProblemWindow) is problem
             write_video(video, [np.full((120, 160, 3), 128, np.uint8)] * 5)
             problem.try_again()
-            qtbot.waitUntil(lambda: top(KioskWindow) is not None, timeout=5_000)
-            seen["kiosk"] = top(KioskWindow).video is not None and not problem.isVisible()
+            qtbot.waitUntil(lambda: shown(KioskWindow) is not None, timeout=5_000)
+            seen["kiosk"] = shown(KioskWindow).video is not None and not problem.isVisible()
         finally:
-            for window in QApplication.topLevelWidgets():
-                if isinstance(window, (KioskWindow, StartupProblemWindow)):
-                    window.close()
+            close_all_shown()
 
     QTimer.singleShot(0, drive)
     assert app.main(["--camera", str(video), "--data-dir", str(tmp_path / "data")]) == 0
@@ -52,7 +46,7 @@ def test_a_missing_camera_file_is_shown_in_the_window_and_try_again_starts_the_k
 
 
 def test_closing_the_problem_window_exits_with_status_2(qtbot, tmp_path):
-    QTimer.singleShot(0, lambda: top(StartupProblemWindow).close())
+    QTimer.singleShot(0, lambda: shown(StartupProblemWindow).close())
     assert app.main(["--camera", str(tmp_path / "none.mp4"), "--data-dir", str(tmp_path / "data")]) == 2
 
 
@@ -62,7 +56,7 @@ def test_a_new_data_folder_is_created_and_the_first_run_screen_says_how_to_set_u
     seen: dict[str, object] = {}
 
     def drive() -> None:
-        window = top(KioskWindow)
+        window = shown(KioskWindow)
         try:
             qtbot.waitUntil(lambda: window.setup_hint.isVisible(), timeout=5_000)
             seen["hint"] = window.setup_hint.text()
@@ -86,7 +80,7 @@ def test_a_data_folder_that_cannot_be_created_is_shown_in_the_window(qtbot, tmp_
     seen: dict[str, str] = {}
 
     def drive() -> None:
-        problem = top(StartupProblemWindow)
+        problem = shown(StartupProblemWindow)
         seen.update(headline=problem.headline.text(), todo=problem.todo.text(), detail=problem.detail.text())
         problem.close()
 

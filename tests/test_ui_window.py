@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 from PySide6.QtCore import QThread, QTimer
-from PySide6.QtWidgets import QApplication
+from windows import close_all_shown, shown
 
 from kiosk import app
 from kiosk.camera import Camera
@@ -20,7 +20,7 @@ from kiosk.ui.startup_problem import StartupProblemWindow
 
 REPO = Path(__file__).resolve().parents[1]
 W, H, FPS = 320, 240, 10
-FACE_FRAMES, BLANK_FRAMES = 25, 15  # 2.5 s with a face, then 1.5 s with nobody
+FACE_FRAMES, BLANK_FRAMES = 25, 60  # 2.5 s with a face, then 6 s with nobody before the video ends
 
 
 def face_frame(astronaut: np.ndarray) -> np.ndarray:
@@ -61,7 +61,7 @@ def test_window_shows_faces_then_nobody_and_leaves_no_thread(qtbot, video, warm_
     seen: dict[str, object] = {}
 
     def drive() -> None:  # runs inside main()'s event loop, on the window main() opened
-        window = next(w for w in QApplication.topLevelWidgets() if isinstance(w, KioskWindow))
+        window = shown(KioskWindow)
         try:
             qtbot.waitUntil(lambda: window.banner_text in ("Face detected", "ACCESS DENIED — not recognised")
                             and window.video.has_frame, timeout=15_000)
@@ -70,7 +70,7 @@ def test_window_shows_faces_then_nobody_and_leaves_no_thread(qtbot, video, warm_
             seen["boxes_after"] = window.video.boxes
             seen["status"] = window.status.text()
         finally:
-            window.close()
+            close_all_shown()
             seen["threads_running"] = [t.isRunning() for t in window.findChildren(QThread)]
 
     QTimer.singleShot(0, drive)
@@ -113,12 +113,11 @@ def test_failing_analysis_is_reported_and_fonts_follow_the_window(qtbot, video):
 
 
 def test_bad_camera_source_exits_2_after_its_window_is_closed(capsys, tmp_path):
-    QTimer.singleShot(0, lambda: next(w for w in QApplication.topLevelWidgets()
-                                      if isinstance(w, StartupProblemWindow) and w.isVisible()).close())
+    QTimer.singleShot(0, lambda: shown(StartupProblemWindow).close())
     assert app.main(["--camera", "/no/such/file", "--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("face-kiosk: error:") and "/no/such/file" in err and "\n" not in err
-    assert not any(isinstance(w, KioskWindow) and w.isVisible() for w in QApplication.topLevelWidgets())
+    assert shown(KioskWindow) is None
 
 
 def test_help_is_quick_and_does_not_load_tensorflow():
