@@ -11,8 +11,7 @@ setup(
     packages=find_packages(include=["kiosk*", "training*"]) + ["kiosk.assets", "kiosk.resources.sounds"],
     package_dir={"kiosk.assets": "assets", "kiosk.resources": "resources"},
     package_data={
-        "kiosk.assets": ["face_embedder.keras", "face_embedder.tflite", "face_embedder.card.json",
-                         "face_embedder.scoring.npz"],
+        "kiosk.assets": ["face_embedder.tflite", "face_embedder.card.json"],
         "kiosk.resources.sounds": ["*.wav"],
     },
 )

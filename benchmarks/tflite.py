@@ -46,7 +46,7 @@ def int8_copy(model_path: Path, folder: Path) -> Path:
         shutil.copy(scoring_path_for(model_path), scoring_path_for(copy))
     backbone = keras.saving.load_model(model_path, compile=False).get_layer("embedder").backbone
     tflite = folder / "int8.tflite"
-    tflite.write_bytes(backbone_to_tflite(backbone, quantize=True))
+    tflite.write_bytes(backbone_to_tflite(backbone, "int8"))
     card = json.loads(card_path_for(model_path).read_text())
     card["tflite"] = {**card["tflite"], "file": tflite.name, "sha256": sha256_of(tflite), "bytes": tflite.stat().st_size}
     card_path_for(copy).write_text(json.dumps(card))

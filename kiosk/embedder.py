@@ -1,10 +1,11 @@
-"""Load the Siamese model with its card and turn aligned crops into unit embeddings.
+"""Load the model with its card and turn aligned crops into unit embeddings.
 
 Two runtimes give the same embeddings. The TFLite copy of the backbone that export writes
 beside the `.keras` file runs on LiteRT's XNNPACK kernels, over 2x faster for one face on a
 CPU (reports/tflite.md); the `.keras` model is used where the card lists no TFLite file or
 LiteRT is not installed (pyproject.toml installs it only where it publishes wheels), or when
-asked for.
+asked for. A model given as its `.tflite` file (the shipped one: float16 weights, half the
+size) runs on TFLite alone, with TensorFlow's own interpreter where LiteRT is missing.
 
 Where the card's scoring fuses a hand-made texture descriptor with the network
 (kiosk.scoring.TextureFusionScoring), the embedding holds both, whichever runtime made the
@@ -14,10 +15,11 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 
 import numpy as np
 
-from kiosk.modelcard import ModelCard, ModelCardError, default_model_path
+from kiosk.modelcard import TFLITE_SUFFIX, ModelCard, ModelCardError, default_model_path
 
 RUNTIMES = ("auto", "tflite", "keras")
 
@@ -31,7 +33,7 @@ class Embedder:
             raise ValueError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
         self.card = ModelCard.load(model_path or default_model_path())
         self.runtime = _chosen_runtime(self.card, runtime)
-        self._embed = _LiteEmbedding(self.card) if self.runtime == "tflite" else _keras_embedding(self.card)
+        self._embed = LiteEmbedding.of_card(self.card) if self.runtime == "tflite" else _keras_embedding(self.card)
         self.scoring = self.card.load_scoring()
 
     @property
@@ -64,13 +66,15 @@ def _litert_available() -> bool:
 
 
 def _chosen_runtime(card: ModelCard, runtime: str) -> str:
+    if card.path.suffix == TFLITE_SUFFIX:  # a TFLite-only model (the shipped one): nothing else to run
+        if runtime == "keras":
+            raise ModelCardError(f"{card.path} is a TFLite model; the keras runtime needs the model's .keras file")
+        return "tflite"
     if runtime == "keras":
         return "keras"
     available = _litert_available()
     if runtime == "auto":
         return "tflite" if available and card.tflite_path is not None else "keras"
-    if not available:
-        raise ModelCardError("the TFLite runtime needs LiteRT: pip install ai-edge-litert")
     return "tflite"
 
 
@@ -90,28 +94,41 @@ def _keras_embedding(card: ModelCard):
                        input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8)])
 
 
-class _LiteEmbedding:
-    """What the `.keras` serving model does, with its backbone on LiteRT: resize and mirror (the
-    model's own TensorFlow ops), backbone (TFLite), sum and normalise."""
-
-    def __init__(self, card: ModelCard) -> None:
-        import tensorflow as tf
+def _interpreter(path: Path):
+    """LiteRT's interpreter where it is installed; TensorFlow's own copy of it elsewhere (Linux on ARM)."""
+    try:
         from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter  # noqa: N806
+    try:
+        return Interpreter(model_path=str(path), num_threads=os.cpu_count())
+    except (ValueError, RuntimeError) as exc:
+        raise ModelCardError(f"{path}: cannot load the TFLite model ({exc})") from exc
+
+
+class LiteEmbedding:
+    """What the `.keras` serving model does, with its backbone on LiteRT: resize and mirror (the
+    model's own TensorFlow ops), backbone (TFLite), sum and normalise. `input_size`: the backbone's
+    input side; `crop_size`: the aligned crops' side."""
+
+    def __init__(self, path: Path, input_size: int, crop_size: int) -> None:
+        import tensorflow as tf
 
         from kiosk.serving import crops_and_mirrors
 
-        path = card.verified_tflite_path()
-        try:
-            self._interpreter = Interpreter(model_path=str(path), num_threads=os.cpu_count())
-        except (ValueError, RuntimeError) as exc:
-            raise ModelCardError(f"{path}: cannot load the TFLite model ({exc})") from exc
+        self._interpreter = _interpreter(path)
         self._input = self._interpreter.get_input_details()[0]["index"]
         self._output = self._interpreter.get_output_details()[0]["index"]
         self._rows = 0  # the batch the interpreter's tensors are allocated for
         self._lock = threading.Lock()  # an interpreter must not run two batches at once
-        input_size, size = int(card.raw["tflite"]["input_size"]), card.alignment.size
         self._prepare = tf.function(lambda crops: crops_and_mirrors(crops, input_size),
-                                    input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8)])
+                                    input_signature=[tf.TensorSpec([None, crop_size, crop_size, 3], tf.uint8)])
+
+    @classmethod
+    def of_card(cls, card: ModelCard) -> "LiteEmbedding":
+        return cls(card.verified_tflite_path(), int(card.raw["tflite"]["input_size"]), card.alignment.size)
 
     def __call__(self, crops: np.ndarray) -> np.ndarray:
         both = np.asarray(self._prepare(crops))

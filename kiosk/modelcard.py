@@ -20,10 +20,11 @@ from kiosk.scoring import FITTED, CosineScoring, Scoring
 
 CARD_SUFFIX = ".card.json"
 SCORING_SUFFIX = ".scoring.npz"
+TFLITE_SUFFIX = ".tflite"
 MODEL_ENV_VAR = "KIOSK_MODEL"
 # The shipped model (see assets/face_embedder.card.json for how it was made), in the installed
-# package or the checkout.
-DEFAULT_MODEL = shipped("assets") / "face_embedder.keras"
+# package or the checkout: its TFLite file alone, which its card describes.
+DEFAULT_MODEL = shipped("assets") / "face_embedder.tflite"
 
 
 class ModelCardError(KioskError):
@@ -32,7 +33,7 @@ class ModelCardError(KioskError):
 
 @dataclass(frozen=True)
 class ModelCard:
-    path: Path  # the model file
+    path: Path  # the model file: the .keras serving model, or the TFLite backbone its card lists
     alignment: AlignmentSpec
     embedding_size: int
     threshold: float

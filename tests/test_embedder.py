@@ -1,11 +1,14 @@
 """The Embedder's two runtimes: the TFLite backbone export ships and the .keras model.
 
 A tiny real backbone is exported with the project's own export; both runtimes must give the
-same embeddings, and a TFLite file that is not the one its card describes must be refused.
+same embeddings, a TFLite file given alone (as the shipped model is) must serve by itself, and a
+TFLite file that is not the one its card describes must be refused.
 """
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -114,11 +117,64 @@ def test_an_unknown_runtime_is_refused(exported):
         Embedder(exported, runtime="onnx")
 
 
-def test_the_shipped_model_serves_through_tflite_with_the_keras_embeddings(engine, astronaut):
-    faces = engine.detect(astronaut)
-    assert len(faces) == 1
-    face = engine.align(astronaut, faces)
-    shifted = np.concatenate([face] + [np.roll(face, shift, axis=(1, 2)) for shift in ((2, 0), (0, -3), (4, 4))])
-    assert engine.embedder_runtime == "tflite"
-    reference = Embedder(engine.card.path, runtime="keras").embed_crops(shifted)
-    np.testing.assert_allclose(engine.embed_crops(shifted), reference, atol=1e-4)
+def tflite_alone(exported, folder):
+    """The exported model's TFLite file and card, without the .keras file."""
+    tflite = folder / "tiny.tflite"
+    tflite.write_bytes(exported.with_suffix(".tflite").read_bytes())
+    card_path_for(tflite).write_bytes(card_path_for(exported).read_bytes())
+    return tflite
+
+
+def test_a_tflite_file_given_alone_serves_the_keras_embeddings(exported, tmp_path):
+    alone = Embedder(tflite_alone(exported, tmp_path))
+    assert alone.runtime == "tflite" and alone.card.path.suffix == ".tflite"
+    batch = crops(4, seed=7)
+    np.testing.assert_allclose(alone.embed_crops(batch), Embedder(exported, runtime="keras").embed_crops(batch), atol=2e-5)
+    with pytest.raises(ModelCardError, match="is a TFLite model"):
+        Embedder(tflite_alone(exported, tmp_path), runtime="keras")
+
+
+def test_without_litert_a_tflite_model_runs_on_tensorflows_interpreter(exported, tmp_path):
+    # As on Linux for ARM, where LiteRT publishes no wheel: its import fails, TensorFlow's copy serves.
+    tflite = tflite_alone(exported, tmp_path)
+    expected = Embedder(tflite).embed_crops(crops(3, seed=3))
+    np.save(tmp_path / "crops.npy", crops(3, seed=3))
+    script = (
+        "import sys, numpy as np; sys.modules['ai_edge_litert'] = None\n"
+        "from kiosk.embedder import Embedder\n"
+        f"e = Embedder({str(tflite)!r})\n"
+        f"np.save({str(tmp_path / 'out.npy')!r}, e.embed_crops(np.load({str(tmp_path / 'crops.npy')!r})))\n"
+        "print(e.runtime, 'ai_edge_litert.interpreter' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["tflite", "False"]
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, atol=1e-5)
+
+
+def test_float16_weights_halve_the_file_and_barely_move_the_embeddings(tmp_path):
+    from training.export import export_model
+    from training.model import build_backbone
+
+    backbone = build_backbone(input_size=32, widths=(16, 32, 32, 32), blocks=(1, 1, 1, 1), embedding_size=16)
+    card = {"threshold": {"value": 0.5, "rule": "a test threshold"}}
+    full = export_model(backbone, CROP, {"size": CROP, "margin": 0.0}, tmp_path / "full" / "m.keras", card)
+    half = export_model(backbone, CROP, {"size": CROP, "margin": 0.0}, tmp_path / "half" / "m.keras", card,
+                        tflite_weights="float16")
+    assert json.loads(card_path_for(half).read_text())["tflite"]["weights"] == "float16"
+    sizes = [path.with_suffix(".tflite").stat().st_size for path in (full, half)]
+    assert sizes[1] < 0.6 * sizes[0], sizes
+    batch = crops(8, seed=1)
+    a, b = Embedder(full, runtime="tflite").embed_crops(batch), Embedder(half, runtime="tflite").embed_crops(batch)
+    assert 0 < np.abs(a - b).max() < 0.01  # rounded weights: a little different, never another face
+
+
+def test_the_shipped_model_is_its_float16_tflite_file_within_the_size_budget(engine, astronaut):
+    card = engine.card
+    assert engine.embedder_runtime == "tflite" and card.path.suffix == ".tflite"
+    assert card.raw["tflite"]["weights"] == "float16" and card.path.stat().st_size <= 12e6
+    assert card.raw["tflite"]["sha256"] == sha256_of(card.path)
+    face = engine.align(astronaut, engine.detect(astronaut))
+    vector = engine.embed_crops(face)
+    assert vector.shape == (1, card.embedding_size)
+    np.testing.assert_allclose(np.linalg.norm(vector), 1.0, atol=1e-5)

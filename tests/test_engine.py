@@ -109,17 +109,13 @@ def test_embed_each_embeds_one_face_of_each_photo_as_embed_does(engine, astronau
 
 @pytest.mark.lfw
 def test_same_person_scores_above_different_people(engine, lfw):
-    # LFW View 1 test people (never trained on), three photos each that the shipped model places
-    # clear of its threshold (same-person pairs 0.57-0.82 against 0.482; different-person at most
-    # 0.29). This checks the engine end to end, not the model's accuracy (its card measures that):
-    # the card's threshold sits at 1% FAR, where about half of LFW's same-person pairs score below
-    # it, so arbitrary photos (e.g. each person's first three) can average under it.
+    # LFW View 1 test people (never trained on), three photos each. This checks the engine end to
+    # end, not the model's accuracy (its card measures that): every same-person pair above the
+    # card's threshold, every different-person pair below it (0.97-0.99 and 0.83-0.86 against 0.913).
     photos = {"Jennifer_Capriati": (3, 9, 12), "Gerhard_Schroeder": (10, 12, 13)}
     people = list(photos)
     vectors = {name: [engine.embed(lfw_photo(lfw, name, n)) for n in numbers]
                for name, numbers in photos.items()}
     same = [engine.similarity(a, b) for vs in vectors.values() for i, a in enumerate(vs) for b in vs[i + 1:]]
     different = [engine.similarity(a, b) for a in vectors[people[0]] for b in vectors[people[1]]]
-    # Averages, not every pair: the model is far from perfect on single LFW pairs (see its card).
-    assert np.mean(same) >= engine.threshold > np.mean(different)
-    assert np.mean(same) - np.mean(different) > 0.15
+    assert min(same) >= engine.threshold > max(different)

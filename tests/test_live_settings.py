@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from kiosk.accesslog import AccessLog
+from kiosk.calibration import DEFAULT_RISK
 from kiosk.camera import Camera
 from kiosk.database import database_path, open_database
 from kiosk.gallery import Gallery
@@ -87,29 +88,29 @@ def test_live_settings_apply_each_change_to_the_runner(runner, tmp_path, engine,
     assert same.rule.source == "strict start" and same.rule.threshold == pytest.approx(strictest)
 
     caplog.set_level(logging.INFO, logger="kiosk.live_settings")
-    new = KioskSettings(risk=1000, door_command="open-door --seconds 3", store_thumbnails=True,
+    new = KioskSettings(risk=10000, door_command="open-door --seconds 3", store_thumbnails=True,
                         liveness=True, analysis_fps=10.0, idle_analysis_fps=2.0, retention_days=30)
     applied = live.apply(Pending(new))
-    assert runner.engine.risk == 1000 and applied.rule.risk == 1000
+    assert runner.engine.risk == 10000 and applied.rule.risk == 10000
     assert runner.door.command == ["open-door", "--seconds", "3"]
     assert runner.thumbnails is True
     assert isinstance(runner.policy.liveness, LivenessGate)
     assert (runner.pace.busy_fps, runner.pace.idle_fps) == (10.0, 2.0)
-    assert applied.changes == ("risk 1 in 1,000 visitors", "door command open-door --seconds 3", "thumbnails on",
+    assert applied.changes == ("risk 1 in 10,000 visitors", "door command open-door --seconds 3", "thumbnails on",
                                "liveness on", "analysis 10/s, 2/s with nobody in view",
                                "retention 30 days (purged 2 access events)")
     assert len(log.query()) == 1  # the one from yesterday is kept
-    assert "settings applied: risk 1 in 1,000 visitors" in caplog.text
+    assert "settings applied: risk 1 in 10,000 visitors" in caplog.text
     assert live.settings == new
 
     # Back to the shipped risk; an unusable door command leaves no door (and says why).
     off = KioskSettings(door_command='open "door', liveness=False, retention_days=30,
                         analysis_fps=10.0, idle_analysis_fps=2.0)
     applied = live.apply(Pending(off))
-    assert runner.engine.risk == 100 and applied.rule.risk == 100
+    assert runner.engine.risk == DEFAULT_RISK and applied.rule.risk == DEFAULT_RISK
     assert runner.door is None and "door action not usable" in caplog.text
     assert runner.policy.liveness is None and runner.thumbnails is False
-    assert applied.changes == ("risk 1 in 100 visitors", "door none", "thumbnails off",
+    assert applied.changes == (f"risk 1 in {DEFAULT_RISK:,} visitors", "door none", "thumbnails off",
                                "liveness off")
 
 

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from kiosk.accesslog import AccessLog
 from kiosk.admin_secret import AdminLockedError, AdminSecret
 from kiosk.alignment import AlignmentSpec
+from kiosk.calibration import DEFAULT_RISK
 from kiosk.camera import Camera
 from kiosk.database import database_path, open_database
 from kiosk.gallery import Gallery
@@ -138,7 +139,7 @@ def test_settings_round_trip_and_bad_files_give_defaults(tmp_path, caplog):
     assert KioskSettings.load(tmp_path) == KioskSettings()
     settings_path(tmp_path).write_text(json.dumps({"risk": "high", "retention_days": 7, "sound": 1}))
     loaded = KioskSettings.load(tmp_path)
-    assert loaded.risk == 100 and loaded.retention_days == 7 and loaded.sound is True
+    assert loaded.risk == DEFAULT_RISK and loaded.retention_days == 7 and loaded.sound is True
     # A hand-edited idle rate above the busy one is brought down to it (whole numbers are fine).
     settings_path(tmp_path).write_text(json.dumps({"analysis_fps": 8, "idle_analysis_fps": 20}))
     loaded = KioskSettings.load(tmp_path)
@@ -446,7 +447,7 @@ def test_settings_tab_sets_a_risk_and_says_what_the_door_uses(qtbot, tmp_path):
     qtbot.addWidget(window)
     try:
         tab = window.settings_tab
-        assert tab.risk_combo.currentData() == 100 and "as shipped" in tab.risk_combo.currentText()
+        assert tab.risk_combo.currentData() == DEFAULT_RISK and "as shipped" in tab.risk_combo.currentText()
         assert "93.0%" in tab.card_label.text()
         # Nobody enrolled: the rule in force is the model's strictest, and the tab says so.
         assert "strictest" in tab.rule_label.text() and "0.420" in tab.rule_label.text()

@@ -78,7 +78,7 @@ def test_risk_and_camera_changes_apply_without_a_restart(qtbot, tmp_path, engine
             assert KioskSettings.load(data_dir).camera == str(first) and old_camera.state is not CameraState.STOPPED
 
         assert "strictest" in tab.rule_label.text()  # one person enrolled: the rule in force, in words
-        tab.risk_combo.setCurrentIndex(tab.risk_combo.findData(1000))
+        tab.risk_combo.setCurrentIndex(tab.risk_combo.findData(10000))
         tab.camera_edit.setText(str(second))
         tab.sound_check.setChecked(False)
         assert window._worker._runner.pace.busy_fps == 15.0  # the settings' default, at start
@@ -89,7 +89,7 @@ def test_risk_and_camera_changes_apply_without_a_restart(qtbot, tmp_path, engine
         assert window._sound.enabled is False
         assert "video door2.avi" in window.status.text()
         # The worker applies the risk between two frames, on its own thread.
-        qtbot.waitUntil(lambda: window._worker._runner.engine.risk == 1000, timeout=10_000)
+        qtbot.waitUntil(lambda: window._worker._runner.engine.risk == 10000, timeout=10_000)
         assert window._worker._runner.pace.busy_fps == 8.0  # applied with the risk
         qtbot.waitUntil(lambda: window.banner_text == f"ACCESS GRANTED — {NAME}", timeout=60_000)
         assert "video door2.avi" in window.status.text() and "(strict start)" in window.status.text()
@@ -105,4 +105,4 @@ def test_risk_and_camera_changes_apply_without_a_restart(qtbot, tmp_path, engine
     assert ("video door.avi", "denied", "unknown", None) in events
     assert ("video door2.avi", "granted", "match", NAME) in events
     assert not any(camera == "video door.avi" and decision == "granted" for camera, decision, _, _ in events)
-    assert KioskSettings.load(data_dir).risk == 1000
+    assert KioskSettings.load(data_dir).risk == 10000

@@ -173,7 +173,7 @@ def _dlib_export(args: argparse.Namespace) -> int:
 
     lfw = LFW.locate(args.lfw_dir, cache_dir=args.cache_dir)
     path = export_dlib(lfw, args.cache_dir or default_cache_dir(), args.out, args.target_far, args.model_file,
-                       command=" ".join(["python -m training", *sys.argv[1:]]))
+                       command=" ".join(["python -m training", *sys.argv[1:]]), weights=args.weights, name=args.name)
     print(f"exported {path} (card: {path.with_name(path.stem + '.card.json')})")
     return 0
 
@@ -266,13 +266,17 @@ def build_parser() -> argparse.ArgumentParser:
     dlib_export = commands.add_parser(
         "dlib-export", help="dlib's face-recognition ResNet as a kiosk model + model card (no training)",
         description="Fit a crop template that reproduces dlib's face chips and a threshold on DevTrain people, and "
-                    "export dlib's ResNet (weights from its .dat file) as DIR/dlib_resnet.keras with its TFLite "
-                    "backbone and card. Needs the train extra (face-recognition-models, dlib-bin).")
+                    "export dlib's ResNet (weights from its .dat file) as DIR/NAME.keras with its TFLite "
+                    "backbone and card; the kiosk can run the TFLite file alone (the shipped model is made with "
+                    "--out assets --name face_embedder). Needs the train extra (face-recognition-models, dlib-bin).")
     _add_data_options(dlib_export)
     dlib_export.add_argument("--out", type=Path, required=True, help="folder for the model, its TFLite copy and card")
     dlib_export.add_argument("--target-far", type=float, default=DEFAULT_TARGET_FAR,
                              help=f"false-accept rate on the validation people that sets the threshold; "
                                   f"default {DEFAULT_TARGET_FAR}")
+    dlib_export.add_argument("--name", default="dlib_resnet", help="file name stem of the model; default dlib_resnet")
+    dlib_export.add_argument("--weights", choices=("float32", "float16"), default="float16",
+                             help="the TFLite backbone's weights, on which the threshold is fitted; default float16")
     dlib_export.add_argument("--model-file", type=Path,
                              help="dlib_face_recognition_resnet_model_v1.dat; default: face-recognition-models' copy")
     dlib_export.set_defaults(handler=_dlib_export)

@@ -14,13 +14,15 @@ the crop and the threshold, both from DevTrain people only:
   call most true matches "ambiguous"; the card states the same 15% on its own scale.
 - the threshold: the card's usual rule (the target false-accept rate over every different-person
   pair of the View 1 validation people, the same people a `train` run of the default recipe holds
-  out), scored by cosine.
+  out), scored by cosine on embeddings of the very TFLite file the kiosk runs (float16 weights by
+  default: half the size, and the threshold is fitted on their rounding, not on float32's).
 
 DevTest is scored once at the end, for the card, and never chooses anything.
 """
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +40,7 @@ from training.prepare import PreparedLFW, prepare
 AMBIGUITY_SHARE = 0.15  # the margin, as a share of the way from a typical stranger (FAR 0.2) to the threshold
 TEMPLATE_IMAGES = 400  # DevTrain training images whose dlib chips fit the template
 CHECK_IMAGES = 100  # other DevTrain training images that measure how close our crops come to dlib's chips
-MODEL_NAME = "dlib_resnet.keras"
+MODEL_NAME = "dlib_resnet"
 
 BACKBONE_ORIGIN = {
     "network": "dlib's face-recognition ResNet (dlib_face_recognition_resnet_model_v1.dat, from dlib's "
@@ -133,20 +135,21 @@ def crop_agreement(lfw: LFW, refs: list[ImageRef], spec: AlignmentSpec, detector
 
 
 def export_dlib(lfw: LFW, cache_dir: Path, out_dir: Path, target_far: float, model_file: Path | None = None,
-                command: str = "", log=print) -> Path:
+                command: str = "", log=print, weights: str = "float16", name: str = MODEL_NAME) -> Path:
     """Fit the template, align the validation and DevTest images with it, set the threshold, write
-    the model, its TFLite backbone and card into `out_dir`; returns the model's path."""
+    the model (`name`.keras), its TFLite backbone (`weights`) and card into `out_dir`; returns the
+    model's path."""
+    from kiosk.embedder import LiteEmbedding
     from training.dlib_reference import DlibReference
     from training.experiment import HeldOutPeople, protocol_checksums
-    from training.export import THRESHOLD_WHY, export_model
+    from training.export import THRESHOLD_WHY, backbone_to_tflite, export_model
     from training.metrics import verification_report
-    from training.model import build_serving_model
 
     started = time.perf_counter()
     people = People.view1(lfw)
     detector, reference = FaceDetector(), DlibReference()
-    weights = read_weights(model_file)
-    descriptor_model = build_dlib_resnet(weights, normalize=False)
+    dlib_weights = read_weights(model_file)
+    descriptor_model = build_dlib_resnet(dlib_weights, normalize=False)
 
     sample = people.training_images(TEMPLATE_IMAGES + CHECK_IMAGES)
     template, template_fit = fit_template(lfw, sample[:TEMPLATE_IMAGES], detector, reference)
@@ -165,10 +168,13 @@ def export_dlib(lfw: LFW, cache_dir: Path, out_dir: Path, target_far: float, mod
         """Rows of the split (every LFW image) -> rows of the crops prepared here."""
         return np.array([row_of[people.refs[row].relpath] for row in lfw_rows.tolist()])
 
-    backbone = build_dlib_resnet(weights)
-    serving = build_serving_model(backbone, CHIP_SIZE)
-    vectors = _embed(serving, prepared.crops)
-    log(f"embedded {len(vectors)} validation and DevTest images")
+    backbone = build_dlib_resnet(dlib_weights)
+    tflite = backbone_to_tflite(backbone, weights)
+    with tempfile.TemporaryDirectory() as folder:
+        converted = Path(folder) / "backbone.tflite"
+        converted.write_bytes(tflite)
+        vectors = _embed(LiteEmbedding(converted, CHIP_SIZE, CHIP_SIZE), prepared.crops)
+    log(f"embedded {len(vectors)} validation and DevTest images with the {weights} TFLite backbone")
 
     validation_rows = rows(split.validation.images)
     held_out = HeldOutPeople(vectors[validation_rows], np.array([prepared.records[row]["name"] for row in validation_rows]))
@@ -180,7 +186,7 @@ def export_dlib(lfw: LFW, cache_dir: Path, out_dir: Path, target_far: float, mod
     devtest = verification_report(_pair_scores(vectors, test_a, test_b), split.test.same, threshold=threshold).to_dict()
     undetected = np.array([not record["detected"] for record in prepared.records])
     seconds = time.perf_counter() - started
-    out_path = Path(out_dir) / MODEL_NAME
+    out_path = Path(out_dir) / f"{name}.keras"
     far_table = held_out.far_table()
     typical_stranger = far_table["thresholds"][max(far_table["thresholds"], key=float)]
     card = {
@@ -202,15 +208,16 @@ def export_dlib(lfw: LFW, cache_dir: Path, out_dir: Path, target_far: float, mod
         "training": {"command": None, "seconds": round(seconds, 1), "what": "no training: dlib's weights as shipped; "
                      "this is the time to fit the template and threshold and export",
                      "machine": f"{os.cpu_count()} CPU cores, no GPU"},
-        "export_command": command or f"python -m training dlib-export --out {out_dir} --target-far {target_far:g}",
+        "export_command": command or (f"python -m training dlib-export --out {out_dir} --name {name} "
+                                      f"--weights {weights} --target-far {target_far:g}"),
         "data": {"lfw_images_aligned": len(prepared.records), "lfw_undetected": int(undetected.sum()),
                  "protocol_sha256": protocol_checksums(lfw), "dlib_model_file": MODEL_FILE},
     }
-    return export_model(backbone, CHIP_SIZE, spec.to_dict(), out_path, card)
+    return export_model(backbone, CHIP_SIZE, spec.to_dict(), out_path, card, tflite=tflite, tflite_weights=weights)
 
 
-def _embed(serving, crops: np.ndarray, batch: int = 64) -> np.ndarray:
-    return np.concatenate([np.asarray(serving(np.asarray(crops[start:start + batch]), training=False))
+def _embed(embedding, crops: np.ndarray, batch: int = 64) -> np.ndarray:
+    return np.concatenate([np.asarray(embedding(np.asarray(crops[start:start + batch])))
                            for start in range(0, len(crops), batch)])
 
 

@@ -23,10 +23,11 @@ from training.run_folder import load_backbone, load_scoring, read_summary, save_
 
 
 def export_model(backbone: keras.Model, crop_size: int, alignment: dict, out_path: str | Path, card: dict,
-                 scoring: Scoring | None = None) -> Path:
+                 scoring: Scoring | None = None, tflite: bytes | None = None, tflite_weights: str = "float32") -> Path:
     """Write the serving model to `out_path`, its TFLite backbone and any fitted scoring beside it,
     then the card that describes them (last, so a card never names files that are not there yet);
-    each atomically."""
+    each atomically. `tflite`: the backbone already converted (with `tflite_weights`), when the
+    card's threshold was measured on that very file."""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     serving = build_serving_model(backbone, crop_size)
@@ -37,7 +38,7 @@ def export_model(backbone: keras.Model, crop_size: int, alignment: dict, out_pat
         temporary.write_bytes(staging.read_bytes())
     staging.unlink()
     tflite_path = out_path.with_suffix(".tflite")
-    atomic_write_bytes(tflite_path, backbone_to_tflite(backbone))
+    atomic_write_bytes(tflite_path, tflite if tflite is not None else backbone_to_tflite(backbone, tflite_weights))
     full_card = {
         "format": 1,
         "model_file": out_path.name,
@@ -55,8 +56,10 @@ def export_model(backbone: keras.Model, crop_size: int, alignment: dict, out_pat
             "sha256": sha256_of(tflite_path),
             "bytes": tflite_path.stat().st_size,
             "input_size": int(backbone.input_shape[1]),
-            "covers": "the backbone only (float32): the kiosk resizes and mirrors the crop before it and sums and "
-                      "normalises after it with the model's own operations, so both files give the same embeddings",
+            "weights": tflite_weights,
+            "covers": f"the backbone only ({tflite_weights} weights): the kiosk resizes and mirrors the crop before it "
+                      "and sums and normalises after it with the model's own operations, so both files give the same "
+                      "embeddings" + ("" if tflite_weights == "float32" else " up to the weights' rounding"),
         },
         # A texture fusion extends the network's embedding: the gallery stores the longer vector.
         "embedding_size": int(getattr(scoring, "dimension", backbone.output_shape[-1])),
@@ -100,8 +103,11 @@ def _scoring_entries(scoring: Scoring, out_path: Path) -> dict:
     }
 
 
-def backbone_to_tflite(backbone: keras.Model, quantize: bool = False) -> bytes:
-    """The backbone as a TFLite flatbuffer: float32, or with int8 weights if `quantize`.
+TFLITE_WEIGHTS = ("float32", "float16", "int8")
+
+
+def backbone_to_tflite(backbone: keras.Model, weights: str = "float32") -> bytes:
+    """The backbone as a TFLite flatbuffer with float32, float16 or int8 weights (computed in float32).
 
     Only the backbone: TFLite has no kernel for the serving model's antialiased resize
     (ScaleAndTranslate, not even as a Flex op), so kiosk.embedder runs that part in TensorFlow.
@@ -111,8 +117,12 @@ def backbone_to_tflite(backbone: keras.Model, quantize: bool = False) -> bytes:
     with tempfile.TemporaryDirectory() as folder:
         backbone.export(folder, format="tf_saved_model", verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(folder)
-        if quantize:
+        if weights not in TFLITE_WEIGHTS:
+            raise ValueError(f"weights must be one of {', '.join(TFLITE_WEIGHTS)}, got {weights!r}")
+        if weights != "float32":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if weights == "float16":
+            converter.target_spec.supported_types = [tf.float16]
         return converter.convert()
 
 

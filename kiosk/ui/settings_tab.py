@@ -1,7 +1,7 @@
 """The admin window's "Settings" tab: the KioskSettings fields and Save.
 
 The admin sets a risk, not a score: at most one stranger let in per so many visitors
-(kiosk.calibration). The shipped rule is 1 in 100; stricter ones are a choice away, a looser
+(kiosk.calibration). The shipped rule is 1 in 1,000; a stricter one is a choice away, a looser
 one needs its own tick box. Under the choice the tab says what the door uses now for the people
 enrolled (`describe_rule`, given by the admin window) and which two people look most alike.
 

@@ -67,7 +67,7 @@ def test_the_kiosk_window_survives_its_camera_folder_vanishing(qtbot, engine, tm
     for i in range(40):
         cv2.imwrite(str(folder / f"frame_{i:03d}.jpg"), bgr)
     (tmp_path / "data").mkdir()
-    camera = Camera(folder, folder_fps=10.0).start()
+    camera = Camera(folder, folder_fps=10.0, loop=True).start()  # looping: frames wait for a slow start-up
     threads_before = set(threading.enumerate())
     window = KioskWindow(camera, data_dir=tmp_path / "data")
     qtbot.addWidget(window)
