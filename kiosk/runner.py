@@ -1,6 +1,7 @@
 """The headless kiosk loop: newest frame -> faces -> embeddings -> matches -> policy -> log -> door.
 
-Used by ``python -m kiosk run --headless`` and meant for the GUI's recognition worker. Per frame:
+Driven by kiosk.loop, which builds it from the kiosk's settings for the kiosk window and for
+``face-kiosk-admin run --headless`` alike. Per frame:
 
 1. take the newest frame from the camera (older ones are dropped, never queued);
 2. detect the faces (around the last face between full-frame searches: kiosk/tracking.py),
