@@ -157,7 +157,7 @@ def _load(path: str):
 
 
 def cmd_enroll(args: argparse.Namespace, out: Output) -> int:
-    from kiosk.enrollment import assess_image
+    from kiosk.enrollment import assess_image, check_badge, save_enrolment
 
     try:
         normalise_name(args.name)
@@ -169,15 +169,7 @@ def cmd_enroll(args: argparse.Namespace, out: Output) -> int:
         engine = _engine(args.model)
         gallery = Gallery(conn)
         existing = gallery.find_person(args.name)
-        if existing is not None and badge is not None and badge != existing.external_id:
-            raise CliError(
-                f"{existing.name} is already enrolled (badge {existing.external_id or 'none'}); "
-                "--badge can only be given when enrolling a new person"
-            )
-        if existing is None and badge is not None:
-            holder = conn.execute("SELECT name FROM person WHERE external_id = ?", (badge,)).fetchone()
-            if holder is not None:
-                raise CliError(f"badge {badge} already belongs to {holder[0]}")
+        check_badge(gallery, existing, badge)  # before the photos are analysed
 
         from kiosk.settings import KioskSettings
 
@@ -207,25 +199,16 @@ def cmd_enroll(args: argparse.Namespace, out: Output) -> int:
                 f"  used    {image} (face {sample.face.width:.0f} px, sharpness {sample.face.quality.sharpness:.0f})"
                 + (f"; allowed although it {mismatch}" if mismatch else ""),
             )
-        embeddings = [sample.embedding for sample in samples]
-        qualities = [sample.quality for sample in samples]
-        sources = [sample.source for sample in samples]
-        thumbnails = [sample.thumbnail for sample in samples]
-
-        if not embeddings:
+        if not samples:
             raise CliError(
                 f"no usable face in {len(args.images)} image{'s' if len(args.images) != 1 else ''}; "
                 f"{args.name} was not {'changed' if existing else 'enrolled'}"
             )
-        gallery.bind_model(engine.embedding_size, engine.model_identity)
-        if existing is None:
-            person = gallery.enroll(args.name, badge, embeddings, qualities, sources, thumbnails)
-        else:
-            gallery.add_templates(existing, embeddings, qualities, sources, thumbnails)
-            person = gallery.get_person(existing.id)
+        person = save_enrolment(gallery, engine, samples, name=args.name, badge=badge,
+                                person_id=existing.id if existing is not None else None)
     finally:
         conn.close()
-    added = len(embeddings)
+    added = len(samples)
     out.emit(
         {"name": person.name, "person_id": person.id, "badge": person.external_id, "new": existing is None,
          "templates_added": added, "templates": person.template_count},

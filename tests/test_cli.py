@@ -405,5 +405,5 @@ def test_enroll_accepts_file_names_that_are_not_utf8(tmp_path, capsys, engine, l
     code, out, err = cli(capsys, "--data-dir", tmp_path / "data", "--json", "people")
     assert code == 0 and json_lines(out)[0]["templates"] == 1
     conn = open_database(database_path(tmp_path / "data"))
-    assert conn.execute("SELECT source FROM template").fetchone()[0] == "bush\ufffd.jpg"
+    assert conn.execute("SELECT source FROM template").fetchone()[0] == "enroll bush\ufffd.jpg"
     conn.close()

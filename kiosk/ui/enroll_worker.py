@@ -26,7 +26,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from kiosk.calibration import DEFAULT_RISK
 from kiosk.database import open_database
-from kiosk.enrollment import CaptureStep, Sample, assess_capture, assess_image, closest_person
+from kiosk.enrollment import CaptureStep, Sample, assess_capture, assess_image, closest_person, save_enrolment
 from kiosk.errors import KioskError
 from kiosk.gallery import Gallery
 from kiosk.images import load_image
@@ -153,7 +153,8 @@ class EnrollWorker(QObject):
         try:
             conn = open_database(self._db_path)
             try:
-                person = self._save(Gallery(conn), request, self._get_engine())
+                person = save_enrolment(Gallery(conn), self._get_engine(), request.samples, name=request.name,
+                                        badge=request.badge, person_id=request.person_id)
             finally:
                 conn.close()
         except Exception as exc:
@@ -173,20 +174,6 @@ class EnrollWorker(QObject):
             log.warning("%s", message)
         else:
             log.error("%s", message, exc_info=exc)
-
-    @staticmethod
-    def _save(gallery: Gallery, request: SaveRequest, engine):
-        used = [s for s in request.samples if s.used and s.embedding is not None]
-        if not used:
-            raise KioskError("no usable sample to save")
-        gallery.bind_model(engine.embedding_size, engine.model_identity)
-        # One transaction: the templates (and a new person with them) are stored all or none.
-        templates = ([s.embedding for s in used], [s.quality for s in used],
-                     [f"enroll {s.source}" for s in used], [s.thumbnail for s in used])
-        if request.person_id is None:
-            return gallery.enroll(request.name, request.badge, *templates)
-        gallery.add_templates(request.person_id, *templates)
-        return gallery.get_person(request.person_id)
 
     def _gallery_matrix(self) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
         conn = open_database(self._db_path)
