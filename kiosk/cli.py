@@ -220,47 +220,36 @@ def cmd_enroll(args: argparse.Namespace, out: Output) -> int:
 
 
 class _IdentityCheck:
-    """Whose face a photo shows, against the gallery, before it is stored under a name: as the
-    admin window warns, but the command line refuses unless --allow-mismatch."""
+    """Whose face a photo shows, before it is stored under a name: as the admin window warns
+    (kiosk.enrollment.IdentityCheck), but the command line refuses unless --allow-mismatch."""
 
     def __init__(self, engine, gallery: Gallery, person, risk: int) -> None:
-        from kiosk.scoring import CosineScoring
+        from kiosk.enrollment import IdentityCheck
 
         self._person = person
         self._threshold = engine.threshold  # one comparison: does the photo show this person?
-        self._scoring = getattr(engine, "scoring", None) or CosineScoring()
-        self._templates, self._person_ids = gallery.matrix()
         # Someone else's face: would the door let this photo in as them?
-        self._rule = engine.door_rule(self._templates, self._person_ids, risk)
-        self._names = {p.id: p.name for p in gallery.people()}
+        self._others = IdentityCheck(engine, gallery, risk, None if person is None else person.id)
         own = [t.embedding for t in gallery.templates(person)] if person is not None else []
         self._own = np.stack(own) if own else None
 
     def problem(self, embedding: np.ndarray, name: str) -> str | None:
         """Why this face should not go under `name` (None: nothing against it)."""
-        from kiosk.enrollment import closest_person
-
-        other = None
-        if len(self._templates) and self._templates.shape[1] == embedding.size:
-            other = closest_person(embedding, self._templates, self._person_ids,
-                                   exclude=None if self._person is None else self._person.id, scoring=self._scoring)
-        if other is not None and other[1] < self._rule.threshold:
-            other = None
+        other = self._others.lookalike(embedding)
         t = self._threshold
         if self._person is None:
             if other is None:
                 return None
-            return (f"is the face of {self._names.get(other[0], f'person {other[0]}')}, who is already enrolled "
-                    f"(match {self._rule.match_percent(other[1])}/100; the door opens at {GRANT_LINE})")
+            return (f"is the face of {other.name}, who is already enrolled "
+                    f"(match {other.percent}/100; the door opens at {GRANT_LINE})")
         if self._own is None or self._own.shape[1] != embedding.size:
             return None  # nothing usable to compare with (add_templates refuses another model's size)
-        own = float(np.max(self._scoring.matrix(np.asarray(embedding, np.float32)[None], self._own)[0]))
+        own = float(np.max(self._others.scoring.matrix(np.asarray(embedding, np.float32)[None], self._own)[0]))
         if own < t:
             return (f"does not match {self._person.name}'s enrolled photos "
                     f"(best similarity {own:.2f}, threshold {t:.2f})")
-        if other is not None and other[1] > own:
-            return (f"looks more like {self._names.get(other[0], f'person {other[0]}')} ({other[1]:.2f}) "
-                    f"than {self._person.name} ({own:.2f})")
+        if other is not None and other.score > own:
+            return f"looks more like {other.name} ({other.score:.2f}) than {self._person.name} ({own:.2f})"
         return None
 
 

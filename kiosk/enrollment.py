@@ -88,6 +88,41 @@ def closest_person(
     return int(person_ids[best]), float(scores[best])
 
 
+@dataclass(frozen=True)
+class Lookalike:
+    """An enrolled person the door would let a sample in as."""
+
+    person_id: int
+    name: str
+    score: float
+    percent: int  # the match on the door rule's 0-100 scale
+
+
+class IdentityCheck:
+    """Whose face a sample shows, before it is stored under a person: checked against the gallery
+    as it is now, at the door's rule for `risk`. `person_id`: the person samples are added to (not
+    a lookalike of themselves)."""
+
+    def __init__(self, engine, gallery: Gallery, risk: int, person_id: int | None = None) -> None:
+        self._templates, self._person_ids = gallery.matrix()
+        self._names = {p.id: p.name for p in gallery.people()}
+        self._exclude = person_id
+        self.scoring: Scoring = getattr(engine, "scoring", None) or CosineScoring()
+        self.rule = engine.door_rule(self._templates, self._person_ids, risk)
+
+    def lookalike(self, embedding: np.ndarray) -> Lookalike | None:
+        """The enrolled person (other than `person_id`) this face would be let in as, or None."""
+        if not len(self._templates) or self._templates.shape[1] != embedding.size:
+            return None  # nobody, or a gallery from another model (saving says so)
+        closest = closest_person(embedding, self._templates, self._person_ids, exclude=self._exclude,
+                                 scoring=self.scoring)
+        if closest is None or closest[1] < self.rule.threshold:
+            return None
+        person_id, score = closest
+        return Lookalike(person_id, self._names.get(person_id, f"person {person_id}"), score,
+                         self.rule.match_percent(score))
+
+
 # -- saving -------------------------------------------------------------------------
 
 

@@ -26,7 +26,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from kiosk.calibration import DEFAULT_RISK
 from kiosk.database import open_database
-from kiosk.enrollment import CaptureStep, Sample, assess_capture, assess_image, closest_person, save_enrolment
+from kiosk.enrollment import CaptureStep, IdentityCheck, Sample, assess_capture, assess_image, save_enrolment
 from kiosk.errors import KioskError
 from kiosk.gallery import Gallery
 from kiosk.images import load_image
@@ -118,7 +118,7 @@ class EnrollWorker(QObject):
             self.files_done.emit()
             return
         try:
-            gallery = self._gallery_matrix()
+            identity = self._identity(engine)
             for path in paths:
                 if self._cancel.is_set():
                     break
@@ -131,7 +131,7 @@ class EnrollWorker(QObject):
                 except Exception as exc:
                     log.exception("enrollment analysis of %s failed", path)
                     sample = Sample(name, False, f"analysis failed: {exc}")
-                self.sample_ready.emit(self._checked(sample, engine, gallery))
+                self.sample_ready.emit(self._checked(sample, identity))
         except Exception as exc:
             log.exception("enrollment analysis failed")
             self.failed.emit(f"analysis failed: {exc}")
@@ -143,7 +143,7 @@ class EnrollWorker(QObject):
             engine = self._get_engine()
             sample = assess_capture(engine, rgb, step)
             if sample.used:
-                sample = self._checked(sample, engine, self._gallery_matrix())
+                sample = self._checked(sample, self._identity(engine))
         except Exception as exc:  # at frame rate: logged once, not for every frame
             self._log_once(f"capture analysis failed: {exc}", exc)
             sample = Sample(f"camera: {step.instruction.lower()}", False, f"analysis failed: {exc}")
@@ -175,29 +175,18 @@ class EnrollWorker(QObject):
         else:
             log.error("%s", message, exc_info=exc)
 
-    def _gallery_matrix(self) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    def _identity(self, engine) -> IdentityCheck:
+        """The check of samples against the gallery as it is now (another process may have enrolled)."""
         conn = open_database(self._db_path)
         try:
-            gallery = Gallery(conn)
-            templates, person_ids = gallery.matrix()
-            names = {p.id: p.name for p in gallery.people(include_inactive=False)}
+            return IdentityCheck(engine, Gallery(conn), self._risk, self._person_id)
         finally:
             conn.close()
-        return templates, person_ids, names
 
-    def _checked(self, sample: Sample, engine, gallery: tuple[np.ndarray, np.ndarray, dict[int, str]]) -> Sample:
+    @staticmethod
+    def _checked(sample: Sample, identity: IdentityCheck) -> Sample:
         """The sample, with the enrolled person it already matches (at the door's rule), if any."""
         if not sample.used or sample.embedding is None:
             return sample
-        templates, person_ids, names = gallery
-        if len(templates) and templates.shape[1] != sample.embedding.size:
-            return sample  # a gallery from another model: add_templates will say so
-        closest = closest_person(sample.embedding, templates, person_ids, exclude=self._person_id,
-                                 scoring=getattr(engine, "scoring", None))
-        if closest is None:
-            return sample
-        rule = engine.door_rule(templates, person_ids, self._risk)
-        if closest[1] < rule.threshold:
-            return sample
-        return sample.with_match(names.get(closest[0], f"person {closest[0]}"), closest[1],
-                                 rule.match_percent(closest[1]))
+        other = identity.lookalike(sample.embedding)
+        return sample if other is None else sample.with_match(other.name, other.score, other.percent)
