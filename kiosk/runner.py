@@ -148,7 +148,7 @@ class KioskRunner:
         last = newer_than
         # One BLAS thread while the loop runs: its matrix products are a few faces' vectors, too
         # small to share, and an idle OpenBLAS helper thread spins for ~0.1 s after each call,
-        # about half a core at 5 analysed frames a second (README, "How often the kiosk looks").
+        # about half a core at 5 analysed frames a second (reports/speed_history.md).
         limit = threadpool_limits(limits=1, user_api="blas")
         try:
             while not self._stop.is_set():
