@@ -566,8 +566,8 @@ def _run_settings(args: argparse.Namespace, settings):
         changes.update(door_command=args.door_command or "", door_url=args.door_url or "")
     if args.door_timeout is not None:
         changes["door_timeout_s"] = args.door_timeout
-    if args.thumbnails:
-        changes["store_thumbnails"] = True
+    if args.thumbnails is not None:
+        changes["store_thumbnails"] = args.thumbnails
     for field in ("mqtt", "mqtt_prefix", "mqtt_ca", "webhook", "door_id"):
         if getattr(args, field) is not None:
             changes[field] = getattr(args, field)
@@ -725,8 +725,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     run.add_argument("--door-url", metavar="URL", help="URL that receives a JSON POST on each grant")
     run.add_argument("--door-timeout", type=_positive(float), metavar="S",
                      help="seconds the door action may take (default: the settings', 5)")
-    run.add_argument("--thumbnails", action="store_true",
-                     help="store a small face picture with each event (default: the settings')")
+    run.add_argument("--thumbnails", action=argparse.BooleanOptionalAction,
+                     help="store a small face picture with each event, or not (default: the settings')")
     run.add_argument("--analysis-fps", type=float, metavar="N",
                      help="analyse at most N frames a second while someone is in view, 0 for every frame "
                           "(default: the kiosk settings', 15; real-time sources only)")
