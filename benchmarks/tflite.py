@@ -27,8 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.speed.stats import latency, timed  # noqa: E402
 from kiosk.atomic import atomic_write_bytes, atomic_write_json  # noqa: E402
-from kiosk.bench.stats import latency, timed  # noqa: E402
 from kiosk.embedder import Embedder  # noqa: E402
 from kiosk.modelcard import card_path_for, scoring_path_for, sha256_of  # noqa: E402
 

@@ -255,6 +255,16 @@ class Camera:
         """Frames come at the source's pace and the newest wins (False: a file read losslessly)."""
         return self._realtime
 
+    def watch(self, on_state: Callable[[CameraState, str], None] | None) -> None:
+        """Call `on_state` on every change from now on, instead of the callback given before; a
+        camera already started (and past connecting) reports its current state to it at once."""
+        with self._cond:
+            self._on_state = on_state
+            settled = self._thread is not None and self._state is not CameraState.CONNECTING
+            state, message = self._state, self._message
+        if settled:
+            self._notify(state, message)
+
     def start(self) -> Camera:
         """Start the reader thread (once; later calls do nothing). A file OpenCV cannot open raises CameraError."""
         with self._cond:

@@ -157,7 +157,7 @@ def _load(path: str):
 
 
 def cmd_enroll(args: argparse.Namespace, out: Output) -> int:
-    from kiosk.enrollment import assess_image
+    from kiosk.enrollment import assess_image, check_badge, save_enrolment
 
     try:
         normalise_name(args.name)
@@ -169,15 +169,7 @@ def cmd_enroll(args: argparse.Namespace, out: Output) -> int:
         engine = _engine(args.model)
         gallery = Gallery(conn)
         existing = gallery.find_person(args.name)
-        if existing is not None and badge is not None and badge != existing.external_id:
-            raise CliError(
-                f"{existing.name} is already enrolled (badge {existing.external_id or 'none'}); "
-                "--badge can only be given when enrolling a new person"
-            )
-        if existing is None and badge is not None:
-            holder = conn.execute("SELECT name FROM person WHERE external_id = ?", (badge,)).fetchone()
-            if holder is not None:
-                raise CliError(f"badge {badge} already belongs to {holder[0]}")
+        check_badge(gallery, existing, badge)  # before the photos are analysed
 
         from kiosk.settings import KioskSettings
 
@@ -207,25 +199,16 @@ def cmd_enroll(args: argparse.Namespace, out: Output) -> int:
                 f"  used    {image} (face {sample.face.width:.0f} px, sharpness {sample.face.quality.sharpness:.0f})"
                 + (f"; allowed although it {mismatch}" if mismatch else ""),
             )
-        embeddings = [sample.embedding for sample in samples]
-        qualities = [sample.quality for sample in samples]
-        sources = [sample.source for sample in samples]
-        thumbnails = [sample.thumbnail for sample in samples]
-
-        if not embeddings:
+        if not samples:
             raise CliError(
                 f"no usable face in {len(args.images)} image{'s' if len(args.images) != 1 else ''}; "
                 f"{args.name} was not {'changed' if existing else 'enrolled'}"
             )
-        gallery.bind_model(engine.embedding_size, engine.model_identity)
-        if existing is None:
-            person = gallery.enroll(args.name, badge, embeddings, qualities, sources, thumbnails)
-        else:
-            gallery.add_templates(existing, embeddings, qualities, sources, thumbnails)
-            person = gallery.get_person(existing.id)
+        person = save_enrolment(gallery, engine, samples, name=args.name, badge=badge,
+                                person_id=existing.id if existing is not None else None)
     finally:
         conn.close()
-    added = len(embeddings)
+    added = len(samples)
     out.emit(
         {"name": person.name, "person_id": person.id, "badge": person.external_id, "new": existing is None,
          "templates_added": added, "templates": person.template_count},
@@ -237,47 +220,36 @@ def cmd_enroll(args: argparse.Namespace, out: Output) -> int:
 
 
 class _IdentityCheck:
-    """Whose face a photo shows, against the gallery, before it is stored under a name: as the
-    admin window warns, but the command line refuses unless --allow-mismatch."""
+    """Whose face a photo shows, before it is stored under a name: as the admin window warns
+    (kiosk.enrollment.IdentityCheck), but the command line refuses unless --allow-mismatch."""
 
     def __init__(self, engine, gallery: Gallery, person, risk: int) -> None:
-        from kiosk.scoring import CosineScoring
+        from kiosk.enrollment import IdentityCheck
 
         self._person = person
         self._threshold = engine.threshold  # one comparison: does the photo show this person?
-        self._scoring = getattr(engine, "scoring", None) or CosineScoring()
-        self._templates, self._person_ids = gallery.matrix()
         # Someone else's face: would the door let this photo in as them?
-        self._rule = engine.door_rule(self._templates, self._person_ids, risk)
-        self._names = {p.id: p.name for p in gallery.people()}
+        self._others = IdentityCheck(engine, gallery, risk, None if person is None else person.id)
         own = [t.embedding for t in gallery.templates(person)] if person is not None else []
         self._own = np.stack(own) if own else None
 
     def problem(self, embedding: np.ndarray, name: str) -> str | None:
         """Why this face should not go under `name` (None: nothing against it)."""
-        from kiosk.enrollment import closest_person
-
-        other = None
-        if len(self._templates) and self._templates.shape[1] == embedding.size:
-            other = closest_person(embedding, self._templates, self._person_ids,
-                                   exclude=None if self._person is None else self._person.id, scoring=self._scoring)
-        if other is not None and other[1] < self._rule.threshold:
-            other = None
+        other = self._others.lookalike(embedding)
         t = self._threshold
         if self._person is None:
             if other is None:
                 return None
-            return (f"is the face of {self._names.get(other[0], f'person {other[0]}')}, who is already enrolled "
-                    f"(match {self._rule.match_percent(other[1])}/100; the door opens at {GRANT_LINE})")
+            return (f"is the face of {other.name}, who is already enrolled "
+                    f"(match {other.percent}/100; the door opens at {GRANT_LINE})")
         if self._own is None or self._own.shape[1] != embedding.size:
             return None  # nothing usable to compare with (add_templates refuses another model's size)
-        own = float(np.max(self._scoring.matrix(np.asarray(embedding, np.float32)[None], self._own)[0]))
+        own = float(np.max(self._others.scoring.matrix(np.asarray(embedding, np.float32)[None], self._own)[0]))
         if own < t:
             return (f"does not match {self._person.name}'s enrolled photos "
                     f"(best similarity {own:.2f}, threshold {t:.2f})")
-        if other is not None and other[1] > own:
-            return (f"looks more like {self._names.get(other[0], f'person {other[0]}')} ({other[1]:.2f}) "
-                    f"than {self._person.name} ({own:.2f})")
+        if other is not None and other.score > own:
+            return f"looks more like {other.name} ({other.score:.2f}) than {self._person.name} ({own:.2f})"
         return None
 
 
@@ -513,11 +485,7 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
     from kiosk.camera import Camera, CameraError, parse_source
     from kiosk.datadir import require_private
     from kiosk.door import DoorAction
-    from kiosk.engine import RiskEngine
-    from kiosk.live_settings import liveness_from_settings
-    from kiosk.policy import DecisionPolicy
-    from kiosk.retention import RetentionPurge
-    from kiosk.runner import KioskRunner
+    from kiosk.loop import KioskLoop, open_events
     from kiosk.settings import KioskSettings, settings_path
 
     if not args.headless:
@@ -526,135 +494,84 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
     # The kiosk decides who gets in: it vouches for its files (and the liveness switch in the
     # settings) as the admin commands do.
     require_private(folder, database_path(folder), settings_path(folder), refusing="refusing to run the kiosk")
+    settings = _run_settings(args, KioskSettings.load(folder))
+    # Before the model loads, a bad option (or setting) fails at once.
     try:
-        door = DoorAction.from_config(args.door_command, args.door_url, args.door_timeout)
+        DoorAction.from_config(settings.door_command, settings.door_url, settings.door_timeout_s)
+        events = open_events(settings, folder)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
-    events = _events(args)  # before the model loads: a bad option fails at once
     try:
-        live = parse_source(args.camera).live
-        # Files are analysed frame by frame unless --realtime; live sources are real time anyway.
-        camera = Camera(args.camera, loop=args.loop, realtime=None if live or args.realtime else False,
-                        on_state=events.camera if events else None)
-    except CameraError as exc:
-        raise CliError(str(exc)) from exc
-    settings = KioskSettings.load(folder)
-    pace = _pace(args, settings, camera)  # before the model loads: a bad option fails at once
-    engine = RiskEngine(_engine(args.model), settings.risk)  # the admin's risk, the site's rule
-    conn = _open_database(args)
-    retention = RetentionPurge(_data_dir(args))  # as the kiosk window does: at start, then hourly
-    try:
+        try:
+            live = parse_source(args.camera).live
+            # Files are analysed frame by frame unless --realtime; live sources are real time anyway.
+            camera = Camera(args.camera, loop=args.loop, realtime=None if live or args.realtime else False)
+        except CameraError as exc:
+            raise CliError(str(exc)) from exc
+        problems = settings.pace_problems() if camera.realtime else []
+        if problems:
+            raise CliError("; ".join(problems).replace("idle_analysis_fps", "--idle-analysis-fps")
+                           .replace("analysis_fps", "--analysis-fps"))
+        engine = _engine(args.model)
+        conn = _open_database(args)
+    except BaseException:
         if events is not None:
-            events.start()
-            _check_chain(conn, events)
-        retention.start(conn)
-        camera.start()
-        if camera.spec.live and camera.latest(timeout=args.start_timeout) is None:
-            raise CliError(f"no picture from {camera.spec.label} within {args.start_timeout:g} s ({camera.message})")
-
+            events.close(0)
+        raise
+    kiosk = None
+    try:
         def door_outcome(event_id: int, outcome: str) -> None:
             if not out.json:
                 out.note(f"door for event {event_id}: {outcome}")
 
-        # The settings' liveness switch (on unless an admin turned it off): every grant waits
-        # for a head move (kiosk.liveness).
-        runner = KioskRunner(
-            camera, engine, Gallery(conn), AccessLog(conn), DecisionPolicy(liveness=liveness_from_settings(settings)),
-            door,
-            thumbnails=args.thumbnails, on_door_outcome=door_outcome, pace=pace,
-        )
-        if pace is not None:
-            out.note(f"{camera.spec.label}: {pace.describe()}")
-        out.note(runner.engine.door_rule(*runner.gallery.matrix()).describe())
+        kiosk = KioskLoop(camera, engine, conn, folder, settings, events=events, on_door_outcome=door_outcome)
+        kiosk.start()
+        camera.start()
+        if camera.spec.live and camera.latest(timeout=args.start_timeout) is None:
+            raise CliError(f"no picture from {camera.spec.label} within {args.start_timeout:g} s ({camera.message})")
+        runner = kiosk.runner
+        if runner.pace is not None:
+            out.note(f"{camera.spec.label}: {runner.pace.describe()}")
+        out.note(kiosk.rule.describe())
         counts = {"granted": 0, "denied": 0}
         with _stop_on_signals(runner):
             try:
-                for result in runner.run():
+                for result in kiosk.results():
                     if result.decision is None:
                         _emit_challenge(out, result)
                     else:
                         counts[result.decision.decision] += 1
-                        _emit_decision(out, result, runner.engine.door_rule(*runner.gallery.matrix()))
-                        _log_decision(result)
-                        if events is not None:
-                            _publish(events, result)
+                        _emit_decision(out, result, kiosk.rule)
             except KeyboardInterrupt:
                 runner.stop()
         out.note(f"{camera.message}: {counts['granted']} granted, {counts['denied']} denied")
     except CameraError as exc:
         raise CliError(str(exc)) from exc
     finally:
-        retention.stop()
         camera.stop()
-        if events is not None:
-            events.close(args.events_drain)
+        if kiosk is not None:
+            kiosk.close(args.events_drain)
+        elif events is not None:
+            events.close(0)
         conn.close()
     return 0
 
 
-def _log_decision(result) -> None:
-    """One line in the operator's log per decision; the name stays in the access log (erasable there)."""
-    from kiosk.policy import RATE_LIMITED
+def _run_settings(args: argparse.Namespace, settings):
+    """The admin's settings with run's options laid over them (an option given wins)."""
+    from dataclasses import replace
 
-    decision = result.decision
-    log.info("access %s (%s), event %d", decision.decision, decision.reason, result.event.id)
-    if decision.reason == RATE_LIMITED:
-        log.warning("recognition locked out for %.0f s after repeated denials", result.locked_s)
-
-
-def _events(args: argparse.Namespace):
-    """The EventPublisher for --mqtt / --webhook (None without either); its outbox is in the data directory."""
-    if not (args.mqtt or args.webhook):
-        return None
-    from kiosk.events import EventPublisher, check_door_id
-    from kiosk.outbox import FILE_NAME, Outbox
-
-    destinations = []
-    try:
-        door = check_door_id(args.door_id)
-        if args.mqtt:
-            from kiosk.mqtt_events import MqttDestination
-
-            destinations.append(MqttDestination(args.mqtt, door, prefix=args.mqtt_prefix, ca_file=args.mqtt_ca))
-        if args.webhook:
-            from kiosk.webhook import WebhookDestination
-
-            destinations.append(WebhookDestination(args.webhook))
-    except ValueError as exc:
-        raise CliError(str(exc)) from exc
-    return EventPublisher(Outbox(_data_dir(args) / FILE_NAME), door, destinations)
-
-
-def _check_chain(conn: sqlite3.Connection, events) -> None:
-    """A broken access-log chain at start-up is a tamper finding: logged and sent."""
-    first = AccessLog(conn).verify().first
-    if first is not None:
-        detail = f"access log chain broken at entry {first.seq} (event {first.event_id}): {first.problem}"
-        log.warning("tamper: %s", detail)
-        events.tamper("access_log_chain", detail)
-
-
-def _publish(events, result) -> None:
-    from kiosk.policy import RATE_LIMITED
-
-    events.access(result.decision, result.event)
-    if result.decision.reason == RATE_LIMITED:
-        events.lockout(result.locked_s, result.event.id)
-
-
-def _pace(args: argparse.Namespace, settings, camera):
-    """The analysis rate caps for a real-time source (the options', else the settings'); None for
-    a file read frame by frame, where every frame is the point."""
-    from kiosk.live_settings import pace_from_settings
-
-    if not camera.realtime:
-        return None
-    wanted = settings.with_rates(args.analysis_fps, args.idle_analysis_fps)
-    problems = wanted.pace_problems()
-    if problems:
-        raise CliError("; ".join(problems).replace("idle_analysis_fps", "--idle-analysis-fps")
-                       .replace("analysis_fps", "--analysis-fps"))
-    return pace_from_settings(wanted)
+    changes: dict[str, Any] = {}
+    if args.door_command is not None or args.door_url is not None:
+        changes.update(door_command=args.door_command or "", door_url=args.door_url or "")
+    if args.door_timeout is not None:
+        changes["door_timeout_s"] = args.door_timeout
+    if args.thumbnails is not None:
+        changes["store_thumbnails"] = args.thumbnails
+    for field in ("mqtt", "mqtt_prefix", "mqtt_ca", "webhook", "door_id"):
+        if getattr(args, field) is not None:
+            changes[field] = getattr(args, field)
+    return replace(settings.with_rates(args.analysis_fps, args.idle_analysis_fps), **changes)
 
 
 def _emit_challenge(out: Output, result) -> None:
@@ -722,12 +639,6 @@ def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
         return value
 
     return parse
-
-
-def _default_door_id() -> str:
-    from kiosk.events import default_door_id
-
-    return default_door_id()
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
@@ -807,12 +718,15 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     run.add_argument("--realtime", action="store_true",
                      help="play a file at its own pace, skipping frames like a live camera "
                           "(default: analyse every frame of a file)")
+    # Each option below, when given, wins over the kiosk's settings (settings.json, the admin window).
     run.add_argument("--door-command", metavar="CMD",
-                     help="command run on each grant (no shell; gets $KIOSK_PERSON and $KIOSK_EVENT)")
+                     help="command run on each grant (no shell; gets $KIOSK_PERSON and $KIOSK_EVENT; "
+                          "default: the settings' door action)")
     run.add_argument("--door-url", metavar="URL", help="URL that receives a JSON POST on each grant")
-    run.add_argument("--door-timeout", type=_positive(float), default=5.0, metavar="S",
-                     help="seconds the door action may take (default: 5)")
-    run.add_argument("--thumbnails", action="store_true", help="store a small face picture with each event")
+    run.add_argument("--door-timeout", type=_positive(float), metavar="S",
+                     help="seconds the door action may take (default: the settings', 5)")
+    run.add_argument("--thumbnails", action=argparse.BooleanOptionalAction,
+                     help="store a small face picture with each event, or not (default: the settings')")
     run.add_argument("--analysis-fps", type=float, metavar="N",
                      help="analyse at most N frames a second while someone is in view, 0 for every frame "
                           "(default: the kiosk settings', 15; real-time sources only)")
@@ -823,17 +737,18 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                      help=f"seconds to wait for a live camera's first picture (default: {START_TIMEOUT_S:g})")
     events = run.add_argument_group(
         "events out", "access decisions, lockouts, camera states and tamper findings as JSON (docs/events.md); "
-                      "kept in an outbox in the data directory until delivered")
+                      "kept in an outbox in the data directory until delivered; default: the settings'")
     events.add_argument("--mqtt", metavar="URL", help="MQTT broker, mqtt://[USER@]HOST[:PORT] or mqtts:// for TLS "
                                                       "(password: $KIOSK_MQTT_PASSWORD)")
-    events.add_argument("--mqtt-prefix", metavar="TOPIC", default="face-kiosk",
-                        help="topic prefix (default: face-kiosk); topics are PREFIX/DOOR/...")
+    events.add_argument("--mqtt-prefix", metavar="TOPIC",
+                        help="topic prefix (default: the settings', face-kiosk); topics are PREFIX/DOOR/...")
     events.add_argument("--mqtt-ca", metavar="FILE", help="CA certificate for mqtts:// (default: the system's)")
     events.add_argument("--webhook", metavar="URL", help="URL that receives every event as a JSON POST "
                                                          "(Authorization: $KIOSK_WEBHOOK_AUTH; HMAC signature "
                                                          "with $KIOSK_WEBHOOK_SECRET)")
-    events.add_argument("--door-id", metavar="ID", default=_default_door_id(),
-                        help="this door's name in topics and events: a-z, 0-9, - and _ (default: the host name)")
+    events.add_argument("--door-id", metavar="ID",
+                        help="this door's name in topics and events: a-z, 0-9, - and _ (default: the settings', "
+                             "else the host name)")
     events.add_argument("--events-drain", type=float, default=5.0, metavar="S",
                         help="seconds to keep delivering queued events when the run ends (default: 5)")
     return parser

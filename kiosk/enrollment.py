@@ -1,19 +1,23 @@
 """Enrollment samples: is this photo (or camera frame) good enough to become a template?
 
-No Qt and no storage: the admin window's enrollment worker calls these on its own thread,
-and they are what ``python -m kiosk enroll`` checks too (one face, QualityGates).
+No Qt and no SQL: the admin window's enrollment worker calls these on its own thread, and so
+does ``face-kiosk-admin enroll`` (one face, QualityGates), down to the one save both use.
 
     sample = assess_image(engine, rgb, "ada1.jpg")
-    if sample.used: templates.append(sample.embedding)
+    if sample.used: samples.append(sample)
     else: print(sample.reason)          # "no face found", "2 faces found ...", "face too small ..."
+    person = save_enrolment(Gallery(conn), engine, samples, name="Ada Lovelace", badge="1042")
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from kiosk.errors import KioskError
 from kiosk.faces import Face
+from kiosk.gallery import Gallery, GalleryError, Person
 from kiosk.images import encode_jpeg
 from kiosk.policy import QualityGates
 from kiosk.scoring import CosineScoring, Scoring
@@ -82,6 +86,79 @@ def closest_person(
     if not np.isfinite(scores[best]):
         return None
     return int(person_ids[best]), float(scores[best])
+
+
+@dataclass(frozen=True)
+class Lookalike:
+    """An enrolled person the door would let a sample in as."""
+
+    person_id: int
+    name: str
+    score: float
+    percent: int  # the match on the door rule's 0-100 scale
+
+
+class IdentityCheck:
+    """Whose face a sample shows, before it is stored under a person: checked against the gallery
+    as it is now, at the door's rule for `risk`. `person_id`: the person samples are added to (not
+    a lookalike of themselves)."""
+
+    def __init__(self, engine, gallery: Gallery, risk: int, person_id: int | None = None) -> None:
+        self._templates, self._person_ids = gallery.matrix()
+        self._names = {p.id: p.name for p in gallery.people()}
+        self._exclude = person_id
+        self.scoring: Scoring = getattr(engine, "scoring", None) or CosineScoring()
+        self.rule = engine.door_rule(self._templates, self._person_ids, risk)
+
+    def lookalike(self, embedding: np.ndarray) -> Lookalike | None:
+        """The enrolled person (other than `person_id`) this face would be let in as, or None."""
+        if not len(self._templates) or self._templates.shape[1] != embedding.size:
+            return None  # nobody, or a gallery from another model (saving says so)
+        closest = closest_person(embedding, self._templates, self._person_ids, exclude=self._exclude,
+                                 scoring=self.scoring)
+        if closest is None or closest[1] < self.rule.threshold:
+            return None
+        person_id, score = closest
+        return Lookalike(person_id, self._names.get(person_id, f"person {person_id}"), score,
+                         self.rule.match_percent(score))
+
+
+# -- saving -------------------------------------------------------------------------
+
+
+def check_badge(gallery: Gallery, person: Person | None, badge: str | None) -> None:
+    """GalleryError unless `badge` (normalised) may go with this enrolment: a badge is given to a
+    new person only (`person` None), and belongs to one person."""
+    if badge is None:
+        return
+    if person is not None:
+        if badge != person.external_id:
+            raise GalleryError(f"{person.name} is already enrolled (badge {person.external_id or 'none'}); "
+                               "a badge can only be given when enrolling a new person")
+        return
+    holder = next((p for p in gallery.people() if p.external_id == badge), None)
+    if holder is not None:
+        raise GalleryError(f"badge {badge} already belongs to {holder.name}")
+
+
+def save_enrolment(gallery: Gallery, engine, samples: Sequence[Sample], *, name: str | None = None,
+                   badge: str | None = None, person_id: int | None = None) -> Person:
+    """Store the used samples as templates, all or none: a new person `name` (with `badge`), or
+    more templates for `person_id`. Binds the gallery to the engine's model (GalleryError for
+    another model's gallery); KioskError when no sample is usable."""
+    used = [s for s in samples if s.used and s.embedding is not None]
+    if not used:
+        raise KioskError("no usable sample to save")
+    check_badge(gallery, gallery.get_person(person_id) if person_id is not None else None, badge)
+    gallery.bind_model(engine.embedding_size, engine.model_identity)
+    templates = ([s.embedding for s in used], [s.quality for s in used], [f"enroll {s.source}" for s in used],
+                 [s.thumbnail for s in used])
+    if person_id is None:
+        if name is None:
+            raise ValueError("a new person needs a name")
+        return gallery.enroll(name, badge, *templates)
+    gallery.add_templates(person_id, *templates)
+    return gallery.get_person(person_id)
 
 
 # -- guided capture from the camera ------------------------------------------------

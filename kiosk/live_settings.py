@@ -6,14 +6,15 @@ it has opened for a changed source) into a SettingsMailbox; the recognition loop
 what is there between two frames and applies it to its KioskRunner with LiveSettings.apply:
 
 - risk (visitors per stranger let in) -> the runner's RiskEngine (kiosk.calibration's door rule);
-- door command / URL -> a new DoorAction (None when unusable, with a logged error);
+- door command / URL / timeout -> a new DoorAction (None when unusable, with a logged error);
 - thumbnails on/off -> the runner;
 - liveness on/off -> the policy's LivenessGate (the visit in progress starts afresh);
 - analysed frames a second -> the runner's AnalysisPace;
 - retention -> purged at once on the thread's own connection;
 - camera -> the runner reads the new camera (the caller restarts its frame loop).
 
-Sound and the admin timeout are GUI-side and applied there.
+Sound, the mirrored preview and the admin timeout are GUI-side and applied there; where events
+go (MQTT, webhook, door id) is read at start (kiosk.loop).
 """
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ class SettingsMailbox:
 def door_from_settings(settings: KioskSettings) -> DoorAction | None:
     """The door action the settings describe; None for none, or (logged) for an unusable one."""
     try:
-        return DoorAction.from_config(settings.door_command, settings.door_url)
+        return DoorAction.from_config(settings.door_command, settings.door_url, settings.door_timeout_s)
     except ValueError as exc:
         log.error("door action not usable (%s); the door will not be opened", exc)
         return None
@@ -125,7 +126,8 @@ class LiveSettings:
         if new.risk != old.risk:
             runner.engine.risk = new.risk
             changes.append(f"risk {risk_words(new.risk)}")
-        if (new.door_command, new.door_url) != (old.door_command, old.door_url):
+        if (new.door_command, new.door_url, new.door_timeout_s) != (old.door_command, old.door_url,
+                                                                     old.door_timeout_s):
             # A door action still in flight finishes on its own thread and reports as before.
             runner.door = door_from_settings(new)
             changes.append(f"door {runner.door.description if runner.door else 'none'}")

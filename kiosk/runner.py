@@ -1,6 +1,7 @@
 """The headless kiosk loop: newest frame -> faces -> embeddings -> matches -> policy -> log -> door.
 
-Used by ``python -m kiosk run --headless`` and meant for the GUI's recognition worker. Per frame:
+Driven by kiosk.loop, which builds it from the kiosk's settings for the kiosk window and for
+``face-kiosk-admin run --headless`` alike. Per frame:
 
 1. take the newest frame from the camera (older ones are dropped, never queued);
 2. detect the faces (around the last face between full-frame searches: kiosk/tracking.py),
@@ -147,7 +148,7 @@ class KioskRunner:
         last = newer_than
         # One BLAS thread while the loop runs: its matrix products are a few faces' vectors, too
         # small to share, and an idle OpenBLAS helper thread spins for ~0.1 s after each call,
-        # about half a core at 5 analysed frames a second (README, "How often the kiosk looks").
+        # about half a core at 5 analysed frames a second (reports/speed_history.md).
         limit = threadpool_limits(limits=1, user_api="blas")
         try:
             while not self._stop.is_set():

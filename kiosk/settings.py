@@ -20,6 +20,7 @@ from typing import Any
 
 from kiosk.atomic import atomic_write_json
 from kiosk.calibration import DEFAULT_RISK, LOOSER_RISKS, RISKS
+from kiosk.events import DOOR_ID
 from kiosk.pacing import MAX_FPS
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ FORMAT_VERSION = 1
 
 # Bounds shared by validation and the admin window's widgets.
 MAX_RETENTION_DAYS = 3650
+MAX_DOOR_TIMEOUT_S = 300
 ADMIN_TIMEOUT_RANGE_S = (15, 3600)
 _RATE_FIELDS = ("analysis_fps", "idle_analysis_fps")
 
@@ -44,12 +46,19 @@ class KioskSettings:
     retention_days: int = 90  # access events older than this are purged; 0 keeps them forever
     door_command: str = ""  # run (split like a shell) on a grant; empty = none
     door_url: str = ""  # or POSTed to on a grant; empty = none
+    door_timeout_s: float = 5.0  # how long the door action may take
     store_thumbnails: bool = False  # keep a face thumbnail with each access event (personal data)
     sound: bool = True
     admin_timeout_s: int = 120  # leave admin mode after this long without input
     analysis_fps: float = 15.0  # frames analysed a second at most while someone is in view; 0 = all
     idle_analysis_fps: float = 5.0  # and while nobody is (kiosk.pacing); 0 = all
     mirror_preview: bool = True  # show the camera as a mirror (what people expect); analysis sees it unmirrored
+    # Events out (kiosk.events, docs/events.md); read at start. Secrets stay in the environment.
+    mqtt: str = ""  # mqtt://[USER@]HOST[:PORT] or mqtts://; empty = no MQTT
+    mqtt_prefix: str = "face-kiosk"  # topics are PREFIX/DOOR/...
+    mqtt_ca: str = ""  # CA certificate file for mqtts:// (empty: the system's)
+    webhook: str = ""  # http(s) URL that receives every event; empty = none
+    door_id: str = ""  # this door's name in topics and events; empty = the host name
 
     # -- validation ------------------------------------------------------------
 
@@ -162,7 +171,7 @@ def _coerce(name: str, value: Any) -> Any:
     """Forgive what JSON and hand-editing make of a value: 30.0 for 30, 1 for a float."""
     if name in ("retention_days", "admin_timeout_s", "risk") and isinstance(value, float) and value.is_integer():
         return int(value)
-    if name in ("analysis_fps", "idle_analysis_fps") and isinstance(value, int) \
+    if name in ("analysis_fps", "idle_analysis_fps", "door_timeout_s") and isinstance(value, int) \
             and not isinstance(value, bool):
         return float(value)
     return value
@@ -171,14 +180,23 @@ def _coerce(name: str, value: Any) -> Any:
 def _field_problem(name: str, value: Any) -> str | None:
     if name in ("liveness", "store_thumbnails", "sound", "looser_risk_confirmed", "mirror_preview"):
         return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
-    if name in ("camera", "door_command", "door_url"):
+    if name in ("camera", "door_command", "door_url", "mqtt", "mqtt_prefix", "mqtt_ca", "webhook", "door_id"):
         if not isinstance(value, str):
             return f"must be text, got {value!r}"
-        if name == "camera" and not value.strip():
+        if name in ("camera", "mqtt_prefix") and not value.strip():
             return "must not be empty"
-        if name == "door_url" and value.strip() and not value.strip().lower().startswith(("http://", "https://")):
+        if name in ("door_url", "webhook") and value.strip() \
+                and not value.strip().lower().startswith(("http://", "https://")):
             return f"must start with http:// or https://, got {value!r}"
+        if name == "mqtt" and value.strip() and not value.strip().lower().startswith(("mqtt://", "mqtts://")):
+            return f"must start with mqtt:// or mqtts://, got {value!r}"
+        if name == "door_id" and value and not DOOR_ID.fullmatch(value):
+            return f"must be 1 to 64 of a-z, 0-9, - and _, got {value!r}"
         return None
+    if name == "door_timeout_s":
+        if isinstance(value, bool) or not isinstance(value, float) or not math.isfinite(value):
+            return f"must be a number of seconds, got {value!r}"
+        return None if 0 < value <= MAX_DOOR_TIMEOUT_S else f"must be above 0 and at most {MAX_DOOR_TIMEOUT_S}, got {value}"
     if name == "risk":
         if isinstance(value, bool) or not isinstance(value, int) or value not in RISKS:
             return f"must be one of {', '.join(str(r) for r in RISKS)} (visitors per stranger let in), got {value!r}"

@@ -1,4 +1,4 @@
-"""kiosk.bench without models: options, statistics, scene geometry, the report and the command line."""
+"""benchmarks.speed without models: options, statistics, scene geometry, the report and the command line."""
 from __future__ import annotations
 
 import json
@@ -6,17 +6,17 @@ import json
 import numpy as np
 import pytest
 
-from kiosk.bench.options import (
+from benchmarks.speed.options import (
     SECTIONS,
     BenchError,
     BenchOptions,
     WalkIn,
     quick_options,
 )
-from kiosk.bench.report import markdown, write_reports
-from kiosk.bench.scenes import PLAIN, TEXTURED, background, box_inside, iou, place_face
-from kiosk.bench.sequences import face_path
-from kiosk.bench.stats import latency, peak_rss_mb, rss_mb, slope
+from benchmarks.speed.report import markdown, write_reports
+from benchmarks.speed.scenes import PLAIN, TEXTURED, background, box_inside, iou, place_face
+from benchmarks.speed.sequences import face_path
+from benchmarks.speed.stats import latency, peak_rss_mb, rss_mb, slope
 
 
 def test_options_refuse_unknown_sections_and_detectors():
@@ -104,7 +104,7 @@ def _report(sections: dict) -> dict:
     machine = {"date": "2026-11-28T00:00:00Z", "git_commit": "abc", "git_dirty": False, "cpu_model": "CPU",
                "cpu_cores_usable": 2, "cpu_cores": 2, "memory_gb": 8, "python": "3.11", "tensorflow": "2.21",
                "tensorflow_device": "CPU", "load_average_at_start": [0.1, 0.1, 0.1]}
-    return {"command": "python -m kiosk.bench", "quick": False, "machine": machine, "sections": sections,
+    return {"command": "python -m benchmarks.speed", "quick": False, "machine": machine, "sections": sections,
             "section_seconds": {}, "peak_rss_mb": 1.0}
 
 
@@ -122,7 +122,7 @@ def test_reports_are_written_whole_and_name_failed_sections(tmp_path):
 
 
 def test_command_line_refuses_bad_arguments_before_any_work(tmp_path, capsys):
-    from kiosk.bench.__main__ import main
+    from benchmarks.speed.__main__ import main
 
     assert main(["--sections", "stages,warp", "--out", str(tmp_path)]) == 2
     assert "unknown section(s) warp" in capsys.readouterr().err

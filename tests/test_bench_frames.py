@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
-from kiosk.bench.options import WalkIn
-from kiosk.bench.scenes import iou
-from kiosk.bench.sequences import FPS, walkin_sequence
-from kiosk.bench.sources import choose_sources
-from kiosk.bench.stills import FACE_WIDTH_480, stills
+from benchmarks.speed.options import WalkIn
+from benchmarks.speed.scenes import iou
+from benchmarks.speed.sequences import FPS, walkin_sequence
+from benchmarks.speed.sources import choose_sources
+from benchmarks.speed.stills import FACE_WIDTH_480, stills
 from kiosk.images import load_image
 
 pytestmark = pytest.mark.lfw

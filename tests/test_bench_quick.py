@@ -1,4 +1,4 @@
-"""`python -m kiosk.bench --quick` end to end on the real components: valid reports, every section, positive figures."""
+"""`python -m benchmarks.speed --quick` end to end on the real components: valid reports, every section, positive figures."""
 from __future__ import annotations
 
 import json
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.bench.endtoend import MODES
-from kiosk.bench.options import EMBED_BATCHES, GALLERY_SIZES, SECTIONS
-from kiosk.bench.stages import STAGES
+from benchmarks.speed.endtoend import MODES
+from benchmarks.speed.options import EMBED_BATCHES, GALLERY_SIZES, SECTIONS
+from benchmarks.speed.stages import STAGES
 from kiosk.faces import IMPLEMENTATIONS
 from kiosk.modelcard import default_model_path
 
@@ -20,7 +20,7 @@ SIZES = ("640x480", "1280x720")
 
 def test_matching_section_alone_writes_both_reports(tmp_path, capsys):
     """The command line in process, with the one section that needs neither LFW nor a detector."""
-    from kiosk.bench.__main__ import main
+    from benchmarks.speed.__main__ import main
 
     assert main(["--quick", "--sections", "matching", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "bench.json").read_text())
@@ -39,7 +39,7 @@ def test_matching_section_alone_writes_both_reports(tmp_path, capsys):
 def quick_report(lfw, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("bench-out")
     env = {**os.environ, "KIOSK_CACHE_DIR": os.environ.get("KIOSK_CACHE_DIR") or str(tmp_path_factory.mktemp("cache"))}
-    result = subprocess.run([sys.executable, "-m", "kiosk.bench", "--quick", "--out", str(out)],
+    result = subprocess.run([sys.executable, "-m", "benchmarks.speed", "--quick", "--out", str(out)],
                             cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True, timeout=1200, check=False)
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads((out / "bench.json").read_text())

@@ -235,6 +235,27 @@ def test_run_grants_the_enrolled_person_and_denies_the_stranger(enrolled, capsys
         conn.close()
 
 
+def test_run_applies_the_admins_door_and_thumbnail_settings(enrolled, capsys, photos, tmp_path):
+    # The door action and the thumbnails switch saved in the admin window (the data directory's
+    # settings file), with no option given: `run --headless` must use them as the kiosk window does.
+    video = write_video(tmp_path / "door.avi", [photos[PERSON][PROBE]] * 10 + photos[STRANGER][:10])
+    opened = tmp_path / "door-opened"
+    door = shlex.join([sys.executable, str(DOOR_SCRIPT), str(database_path(enrolled)), str(opened)])
+    KioskSettings(liveness=False, door_command=door, store_thumbnails=True).save(enrolled)
+    code, out, err = cli(capsys, "--data-dir", enrolled, "--json", "run", "--camera", video, "--headless")
+    assert code == 0, err
+    granted, denied = json_lines(out)
+    assert (granted["decision"], denied["decision"]) == ("granted", "denied")
+    assert opened.read_text() == str(granted["event_id"])
+    conn = open_database(database_path(enrolled))
+    try:
+        log = AccessLog(conn)
+        assert [e.door for e in reversed(log.query())] == ["ok", None]
+        assert log.thumbnail(granted["event_id"])[:2] == log.thumbnail(denied["event_id"])[:2] == b"\xff\xd8"
+    finally:
+        conn.close()
+
+
 def test_run_in_real_time_is_paced_and_still_decides(enrolled, capsys, photos, tmp_path):
     video = write_video(tmp_path / "door.avi", [photos[PERSON][PROBE]] * 10 + photos[STRANGER][:10])  # 2 s + 2 s, 5 fps
     KioskSettings(liveness=False).save(enrolled)
@@ -384,5 +405,5 @@ def test_enroll_accepts_file_names_that_are_not_utf8(tmp_path, capsys, engine, l
     code, out, err = cli(capsys, "--data-dir", tmp_path / "data", "--json", "people")
     assert code == 0 and json_lines(out)[0]["templates"] == 1
     conn = open_database(database_path(tmp_path / "data"))
-    assert conn.execute("SELECT source FROM template").fetchone()[0] == "bush\ufffd.jpg"
+    assert conn.execute("SELECT source FROM template").fetchone()[0] == "enroll bush\ufffd.jpg"
     conn.close()

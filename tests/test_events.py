@@ -162,6 +162,27 @@ def test_bad_event_options_are_one_clear_error(tmp_path, capsys):
         assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
 
 
+def test_event_settings_are_checked_and_kept_when_the_admin_saves(qtbot, tmp_path):
+    from kiosk.settings import KioskSettings
+    from kiosk.ui.admin_window import AdminWindow
+
+    bad = KioskSettings(mqtt="http://broker", webhook="ftp://x", door_id="Front Door", door_timeout_s=0.0)
+    assert [problem.split(":")[0] for problem in bad.problems()] == ["door_timeout_s", "mqtt", "webhook", "door_id"]
+    KioskSettings(mqtt="mqtt://broker", webhook="https://example.org/hook", door_id="lobby",
+                  door_timeout_s=2.5).save(tmp_path)
+    # The settings tab has no widget for these: a save of the other fields must keep them.
+    window = AdminWindow(tmp_path)
+    qtbot.addWidget(window)
+    try:
+        window.settings_tab.retention_spin.setValue(30)
+        assert window.settings_tab.save()
+    finally:
+        window.close()
+    saved = KioskSettings.load(tmp_path)
+    assert (saved.retention_days, saved.mqtt, saved.webhook, saved.door_id, saved.door_timeout_s) == (
+        30, "mqtt://broker", "https://example.org/hook", "lobby", 2.5)
+
+
 @needs_mosquitto
 @pytest.mark.slow
 def test_a_headless_run_sends_its_decisions_and_camera_states(tmp_path, broker, subscriber, engine, lfw, capsys):
@@ -191,10 +212,67 @@ def test_a_headless_run_sends_its_decisions_and_camera_states(tmp_path, broker, 
         (d["decision"], d["name"], d["event_id"]) for d in decisions] == [
         ("granted", person, decisions[0]["event_id"]), ("denied", None, decisions[1]["event_id"])]
     logged = (data / "face-kiosk.log").read_text()
-    assert f"INFO    kiosk.cli: access granted (match), event {decisions[0]['event_id']}" in logged
+    assert f"INFO    kiosk.loop: access granted (match), event {decisions[0]['event_id']}" in logged
     assert "INFO    kiosk.events: event access denied queued for MQTT broker" in logged
     cameras = [e["state"] for e in first_copies(subscriber.on("face-kiosk/lobby/camera"))]
     assert cameras[0] == "live" and cameras[-1] in ("ended", "stopped")
     assert [e["type"] for e in hooked if e["type"] == "access"] == ["access", "access"]
     assert {e["id"] for e in hooked} == {e["id"] for e in access} | {
         e["id"] for e in first_copies(subscriber.on("face-kiosk/lobby/camera"))}
+
+
+@needs_mosquitto
+@pytest.mark.slow
+def test_the_kiosk_window_sends_the_same_events_as_a_headless_run(qtbot, tmp_path, broker, subscriber, engine, lfw):
+    # The window's recognition goes through the same loop as `run --headless`: with MQTT in the
+    # settings its grants, denials, camera states and tamper findings reach the broker too.
+    import sqlite3
+
+    import numpy as np
+
+    from kiosk.accesslog import AccessLog
+    from kiosk.camera import Camera
+    from kiosk.cli import main
+    from kiosk.database import database_path, open_database
+    from kiosk.settings import KioskSettings
+    from kiosk.ui.kiosk_window import KioskWindow
+    from tests.videos import read_bgr, write_video
+
+    person, stranger, name = "Jennifer_Capriati", "Gerhard_Schroeder", "Jennifer Capriati"  # as in test_ui_kiosk
+    photos = {who: [lfw.image_path(ref) for ref in lfw.images_of([who])[:14]] for who in (person, stranger)}
+    data = tmp_path / "data"
+    assert main(["--data-dir", str(data), "enroll", name, *map(str, photos[person][:3])]) == 0
+    conn = open_database(database_path(data))
+    AccessLog(conn).record(camera="front", decision="denied", reason="unknown", score=0.2)
+    conn.close()
+    raw = sqlite3.connect(database_path(data))  # someone edits the log behind the kiosk's back
+    raw.execute("UPDATE access_event SET score = 0.99")
+    raw.commit()
+    raw.close()
+    KioskSettings(liveness=False, mqtt=broker.url, door_id="lobby").save(data)
+    blank = np.full((250, 250, 3), 128, np.uint8)
+    video = write_video(tmp_path / "door.avi", [blank] * 4 + [read_bgr(photos[person][11])] * 12 + [blank] * 6
+                        + [read_bgr(photos[stranger][0])] * 12 + [blank] * 6)
+
+    window = KioskWindow(Camera(str(video), loop=True).start(), data_dir=data)
+    qtbot.addWidget(window)
+    window.show()
+    try:
+        qtbot.waitUntil(lambda: window.banner_text == f"ACCESS GRANTED — {name}", timeout=60_000)
+        qtbot.waitUntil(lambda: window.banner_text == "ACCESS DENIED — not recognised", timeout=60_000)
+    finally:
+        window.close()
+
+    conn = open_database(database_path(data))
+    try:
+        logged = [(e.decision, e.name, e.id) for e in reversed(AccessLog(conn).query())][1:]  # after the edited one
+    finally:
+        conn.close()
+    subscriber.wait_for(lambda m: len(first_copies(subscriber.on("face-kiosk/lobby/access"))) >= len(logged))
+    access = first_copies(subscriber.on("face-kiosk/lobby/access"))
+    assert [(e["decision"], e["name"], e["event_id"]) for e in access] == logged
+    assert ("granted", name) in [(d, n) for d, n, _ in logged] and ("denied", None) in [(d, n) for d, n, _ in logged]
+    tamper = subscriber.on("face-kiosk/lobby/tamper")
+    assert [e["finding"] for e in tamper] == ["access_log_chain"] and "event 1" in tamper[0]["detail"]
+    cameras = [e["state"] for e in first_copies(subscriber.on("face-kiosk/lobby/camera"))]
+    assert cameras[0] == "live" and cameras[-1] == "stopped"

@@ -26,7 +26,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from kiosk.calibration import DEFAULT_RISK
 from kiosk.database import open_database
-from kiosk.enrollment import CaptureStep, Sample, assess_capture, assess_image, closest_person
+from kiosk.enrollment import CaptureStep, IdentityCheck, Sample, assess_capture, assess_image, save_enrolment
 from kiosk.errors import KioskError
 from kiosk.gallery import Gallery
 from kiosk.images import load_image
@@ -118,7 +118,7 @@ class EnrollWorker(QObject):
             self.files_done.emit()
             return
         try:
-            gallery = self._gallery_matrix()
+            identity = self._identity(engine)
             for path in paths:
                 if self._cancel.is_set():
                     break
@@ -131,7 +131,7 @@ class EnrollWorker(QObject):
                 except Exception as exc:
                     log.exception("enrollment analysis of %s failed", path)
                     sample = Sample(name, False, f"analysis failed: {exc}")
-                self.sample_ready.emit(self._checked(sample, engine, gallery))
+                self.sample_ready.emit(self._checked(sample, identity))
         except Exception as exc:
             log.exception("enrollment analysis failed")
             self.failed.emit(f"analysis failed: {exc}")
@@ -143,7 +143,7 @@ class EnrollWorker(QObject):
             engine = self._get_engine()
             sample = assess_capture(engine, rgb, step)
             if sample.used:
-                sample = self._checked(sample, engine, self._gallery_matrix())
+                sample = self._checked(sample, self._identity(engine))
         except Exception as exc:  # at frame rate: logged once, not for every frame
             self._log_once(f"capture analysis failed: {exc}", exc)
             sample = Sample(f"camera: {step.instruction.lower()}", False, f"analysis failed: {exc}")
@@ -153,7 +153,8 @@ class EnrollWorker(QObject):
         try:
             conn = open_database(self._db_path)
             try:
-                person = self._save(Gallery(conn), request, self._get_engine())
+                person = save_enrolment(Gallery(conn), self._get_engine(), request.samples, name=request.name,
+                                        badge=request.badge, person_id=request.person_id)
             finally:
                 conn.close()
         except Exception as exc:
@@ -174,43 +175,18 @@ class EnrollWorker(QObject):
         else:
             log.error("%s", message, exc_info=exc)
 
-    @staticmethod
-    def _save(gallery: Gallery, request: SaveRequest, engine):
-        used = [s for s in request.samples if s.used and s.embedding is not None]
-        if not used:
-            raise KioskError("no usable sample to save")
-        gallery.bind_model(engine.embedding_size, engine.model_identity)
-        # One transaction: the templates (and a new person with them) are stored all or none.
-        templates = ([s.embedding for s in used], [s.quality for s in used],
-                     [f"enroll {s.source}" for s in used], [s.thumbnail for s in used])
-        if request.person_id is None:
-            return gallery.enroll(request.name, request.badge, *templates)
-        gallery.add_templates(request.person_id, *templates)
-        return gallery.get_person(request.person_id)
-
-    def _gallery_matrix(self) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    def _identity(self, engine) -> IdentityCheck:
+        """The check of samples against the gallery as it is now (another process may have enrolled)."""
         conn = open_database(self._db_path)
         try:
-            gallery = Gallery(conn)
-            templates, person_ids = gallery.matrix()
-            names = {p.id: p.name for p in gallery.people(include_inactive=False)}
+            return IdentityCheck(engine, Gallery(conn), self._risk, self._person_id)
         finally:
             conn.close()
-        return templates, person_ids, names
 
-    def _checked(self, sample: Sample, engine, gallery: tuple[np.ndarray, np.ndarray, dict[int, str]]) -> Sample:
+    @staticmethod
+    def _checked(sample: Sample, identity: IdentityCheck) -> Sample:
         """The sample, with the enrolled person it already matches (at the door's rule), if any."""
         if not sample.used or sample.embedding is None:
             return sample
-        templates, person_ids, names = gallery
-        if len(templates) and templates.shape[1] != sample.embedding.size:
-            return sample  # a gallery from another model: add_templates will say so
-        closest = closest_person(sample.embedding, templates, person_ids, exclude=self._person_id,
-                                 scoring=getattr(engine, "scoring", None))
-        if closest is None:
-            return sample
-        rule = engine.door_rule(templates, person_ids, self._risk)
-        if closest[1] < rule.threshold:
-            return sample
-        return sample.with_match(names.get(closest[0], f"person {closest[0]}"), closest[1],
-                                 rule.match_percent(closest[1]))
+        other = identity.lookalike(sample.embedding)
+        return sample if other is None else sample.with_match(other.name, other.score, other.percent)

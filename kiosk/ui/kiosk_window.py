@@ -635,8 +635,9 @@ class KioskWindow(QMainWindow):
             self.admin_window.close()  # stops its threads before the window goes
         self._frame_timer.stop()
         self._status_timer.stop()
-        self._worker.stop()
+        # The camera first: its last state goes out with the worker's events before they close.
         self._camera.stop()  # also wakes the worker if it is waiting for a frame
+        self._worker.stop()
         self._sound.wait(1.0)  # let a verdict sound end rather than cut it (it is under a second)
         self._thread.quit()
         self._thread.wait()  # no timeout: destroying a QThread that still runs aborts the process

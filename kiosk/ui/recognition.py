@@ -1,5 +1,6 @@
-"""Recognition off the GUI thread: KioskRunner (detect -> embed -> match -> policy -> log -> door)
-on the newest camera frame, inside one long-running ``run()`` on the worker's QThread.
+"""Recognition off the GUI thread: the kiosk loop (kiosk.loop: detect -> embed -> match -> policy ->
+log -> door -> events out, with the kiosk's settings, as `run --headless` runs it) on the newest
+camera frame, inside one long-running ``run()`` on the worker's QThread. The window only shows it.
 
 Everything that touches TensorFlow or SQLite happens on that thread: the engine is loaded on
 first use, then the detector and embedder are warmed up on the camera's picture (their first
@@ -8,8 +9,7 @@ calls trace for seconds) before the worker says it is ready; each step is report
 own: importing TensorFlow holds the interpreter lock, and beside the GUI thread's start it
 delayed the first video frame by 1-2 s (benchmarks/startup.py). The database connection is opened there
 (SQLite connections belong to the thread that made them), and the retention purge from the
-settings runs there at start, then hourly on a thread of its own (kiosk.retention, shared
-with `python -m kiosk run`). ``run()`` never returns to the thread's event loop until it is
+settings runs there at start, then hourly on a thread of its own (kiosk.retention). ``run()`` never returns to the thread's event loop until it is
 done: a queued slot per frame deadlocks with TensorFlow on the GIL.
 
 Settings saved in the admin window while the kiosk runs reach this thread through a
@@ -27,23 +27,13 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, Signal, Slot
 
-from kiosk.accesslog import AccessLog
 from kiosk.calibration import DoorRule
 from kiosk.camera import Camera, CameraState
 from kiosk.database import database_path, open_database
-from kiosk.gallery import Gallery, GalleryError
-from kiosk.live_settings import (
-    Applied,
-    LiveSettings,
-    Pending,
-    SettingsMailbox,
-    door_from_settings,
-    pace_from_settings,
-)
-from kiosk.liveness import LivenessGate
+from kiosk.gallery import GalleryError
+from kiosk.live_settings import Applied, Pending, SettingsMailbox
+from kiosk.loop import KioskLoop, open_events
 from kiosk.modelcard import default_model_path
-from kiosk.policy import DecisionPolicy
-from kiosk.retention import RetentionPurge
 from kiosk.settings import KioskSettings
 
 log = logging.getLogger(__name__)
@@ -150,31 +140,32 @@ class RecognitionWorker(QObject):
             log.exception("cannot open the database in %s", self._data_dir)
             self.fatal.emit("Database unavailable — recognition is off", f"database in {self._data_dir}: {exc}")
             return
-        retention = RetentionPurge(self._data_dir)
+        events = self._events(settings)
         try:
-            self._recognise(conn, engine, settings, purged=retention.start(conn))
-        finally:
-            retention.stop()
-            conn.close()
-
-    def _recognise(self, conn, engine, settings: KioskSettings, purged: int) -> None:
-        from kiosk.runner import KioskRunner
-
-        access_log = AccessLog(conn)
-        door = door_from_settings(settings)
-        gallery = Gallery(conn)
-        from kiosk.engine import RiskEngine
-
-        matcher = RiskEngine(engine, settings.risk)
-        rule = matcher.door_rule(*gallery.matrix())
-        try:
-            runner = KioskRunner(self._camera, matcher, gallery, access_log,
-                                 DecisionPolicy(liveness=LivenessGate() if settings.liveness else None), door,
-                                 thumbnails=settings.store_thumbnails, pace=pace_from_settings(settings))
+            kiosk = KioskLoop(self._camera, engine, conn, self._data_dir, settings, events=events)
         except GalleryError as exc:  # enrolled with another model
+            if events is not None:
+                events.close(0)
+            conn.close()
             log.error("the gallery does not fit the face model: %s", exc)
             self.fatal.emit("Enrolled faces are from another face model — re-enrol, recognition is off", str(exc))
             return
+        try:
+            self._recognise(kiosk, engine, purged=kiosk.start())
+        finally:
+            kiosk.close()
+            conn.close()
+
+    def _events(self, settings: KioskSettings):
+        """The settings' events out (None: none, or unusable, which is logged: recognition goes on)."""
+        try:
+            return open_events(settings, self._data_dir)
+        except ValueError as exc:
+            log.error("events not sent: %s", exc)
+            return None
+
+    def _recognise(self, kiosk: KioskLoop, engine, purged: int) -> None:
+        runner = kiosk.runner
         with self._lock:
             self._runner = runner
             runner.paused = self._paused
@@ -182,13 +173,12 @@ class RecognitionWorker(QObject):
                 return
         self.progress.emit("Starting — warming up (step 3 of 3)…")
         runner.warm_up()
-        live = LiveSettings(runner, settings, conn)
         devtest = engine.card.raw.get("devtest", {}) if isinstance(engine.card.raw, dict) else {}
         accuracy = devtest.get("accuracy") if isinstance(devtest, dict) else None
-        self.ready.emit(EngineInfo(Path(engine.card.path).stem, accuracy, rule, purged, settings.sound))
+        self.ready.emit(EngineInfo(Path(engine.card.path).stem, accuracy, kiosk.rule, purged, kiosk.settings.sound))
         last_error = ""
         counted_ids, people = None, 0  # the gallery's person ids, and how many people they name
-        results = runner.run(every_frame=True)
+        results = kiosk.results(every_frame=True)
         while True:
             try:
                 result = next(results)
@@ -198,9 +188,9 @@ class RecognitionWorker(QObject):
                         and runner.camera.state not in (CameraState.STOPPED, CameraState.ENDED):
                     raise
                 # The source ended, or its camera was stopped: closing, or replaced by a new one.
-                if not self._await_camera(live):
+                if not self._await_camera(kiosk):
                     break
-                results = runner.run(every_frame=True)
+                results = kiosk.results(every_frame=True)
                 continue
             except Exception as exc:  # one bad frame must not end recognition
                 error = f"analysis failed: {exc}"
@@ -209,29 +199,30 @@ class RecognitionWorker(QObject):
                 last_error = error
                 self.failed.emit(error)
                 # A generator that raised is finished; go on after the frame that failed.
-                results = runner.run(every_frame=True, newer_than=runner.last_frame_index)
+                results = kiosk.results(every_frame=True, newer_than=runner.last_frame_index)
                 continue
             last_error = ""
-            templates, person_ids = gallery.matrix()  # cached until the gallery changes
+            templates, person_ids = runner.gallery.matrix()  # cached until the gallery changes
             if person_ids is not counted_ids:  # a new matrix: count its people once, not every frame
                 counted_ids, people = person_ids, int(np.unique(person_ids).size)
             # The rule is measured once per gallery (FaceEngine caches it), so this is a lookup per frame.
-            self.analysed.emit(Recognition(result, result.analysis_s, people, matcher.door_rule(templates, person_ids)))
+            self.analysed.emit(Recognition(result, result.analysis_s, people,
+                                           runner.engine.door_rule(templates, person_ids)))
             pending = self._mailbox.take()
-            if pending and self._apply(live, pending).camera is not None:
+            if pending and self._apply(kiosk, pending).camera is not None:
                 results.close()  # the old camera's frame loop; go on with the new one
-                results = runner.run(every_frame=True)
+                results = kiosk.results(every_frame=True)
 
-    def _apply(self, live: LiveSettings, pending: Pending) -> Applied:
-        applied = live.apply(pending)
+    def _apply(self, kiosk: KioskLoop, pending: Pending) -> Applied:
+        applied = kiosk.apply(pending)
         self.reconfigured.emit(applied)
         return applied
 
-    def _await_camera(self, live: LiveSettings) -> bool:
+    def _await_camera(self, kiosk: KioskLoop) -> bool:
         """No source to read: apply settings as they come until a new camera arrives (True)
         or stop() is called (False)."""
         while not self._stopping.is_set():
             if self._mailbox.wait(POLL_S):
-                if self._apply(live, self._mailbox.take()).camera is not None:
+                if self._apply(kiosk, self._mailbox.take()).camera is not None:
                     return True
         return False

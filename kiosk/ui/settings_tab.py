@@ -11,6 +11,7 @@ and puts how that went in ``message``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal, Slot
@@ -177,9 +178,10 @@ class SettingsTab(QWidget):
         self.idle_analysis_spin.setValue(round(settings.idle_analysis_fps))
 
     def edited(self) -> KioskSettings:
-        """The settings as the widgets show them."""
+        """The settings as the widgets show them; those without a widget (events, door timeout) kept as saved."""
         risk = int(self.risk_combo.currentData())
-        return KioskSettings(
+        return replace(
+            self._settings,
             camera=self.camera_edit.text().strip(),
             risk=risk,
             looser_risk_confirmed=risk in LOOSER_RISKS and self.looser_check.isChecked(),

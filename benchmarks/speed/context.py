@@ -4,12 +4,12 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from kiosk.bench.detector import build_detector
-from kiosk.bench.options import BenchOptions
-from kiosk.bench.people import Cast, choose_cast, enrol
-from kiosk.bench.sequences import Sequence, walkin_sequence
-from kiosk.bench.sources import Source, choose_sources
-from kiosk.bench.stills import Still, stills
+from benchmarks.speed.detector import build_detector
+from benchmarks.speed.options import BenchOptions
+from benchmarks.speed.people import Cast, choose_cast, enrol
+from benchmarks.speed.sequences import Sequence, walkin_sequence
+from benchmarks.speed.sources import Source, choose_sources
+from benchmarks.speed.stills import Still, stills
 from kiosk.database import database_path, open_database
 from kiosk.modelcard import ModelCard, default_model_path
 

@@ -8,10 +8,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from kiosk.bench.context import BenchContext
-from kiosk.bench.machine import machine_facts
-from kiosk.bench.options import SECTIONS, BenchOptions
-from kiosk.bench.stats import peak_rss_mb
+from benchmarks.speed.context import BenchContext
+from benchmarks.speed.machine import machine_facts
+from benchmarks.speed.options import SECTIONS, BenchOptions
+from benchmarks.speed.stats import peak_rss_mb
 from kiosk.errors import KioskError
 
 
@@ -22,7 +22,7 @@ def run_bench(options: BenchOptions, command: str = "", lfw_dir: str | None = No
 
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     report: dict = {
-        "benchmark": "kiosk.bench: speed and memory of the kiosk pipeline",
+        "benchmark": "benchmarks.speed: speed and memory of the kiosk pipeline",
         "command": command,
         "quick": options.quick,
         "options": dataclasses.asdict(options),
@@ -34,7 +34,7 @@ def run_bench(options: BenchOptions, command: str = "", lfw_dir: str | None = No
     with tempfile.TemporaryDirectory(prefix="kiosk-bench-") as workdir:
         ctx = BenchContext(options, Path(workdir), default_cache_dir() / "bench", lfw_dir)
         for name in (s for s in SECTIONS if s in options.sections):
-            section = importlib.import_module(f"kiosk.bench.{name}")
+            section = importlib.import_module(f"benchmarks.speed.{name}")
             log(f"[bench] {name} ...")
             started = time.perf_counter()
             try:

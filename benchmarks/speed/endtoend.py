@@ -1,8 +1,8 @@
 """Section "endtoend": frames/s through KioskRunner, and the time from a face appearing to the grant.
 
-Each walk-in video (see kiosk.bench.sequences) is played twice through the kiosk's own loop
+Each walk-in video (see benchmarks.speed.sequences) is played twice through the kiosk's own loop
 (Camera -> KioskRunner.run -> detect, embed, match, DecisionPolicy, AccessLog with thumbnails)
-against a real SQLite gallery of enrolled LFW people (see kiosk.bench.people):
+against a real SQLite gallery of enrolled LFW people (see benchmarks.speed.people):
 
 - lossless: every frame is analysed (Camera(realtime=False)); the time to the decision is the
   processing time of the frames from the first one with the face to the grant;
@@ -32,10 +32,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.speed.options import RESOLUTIONS
+from benchmarks.speed.sequences import Sequence
+from benchmarks.speed.stats import latency
 from kiosk.accesslog import AccessLog
-from kiosk.bench.options import RESOLUTIONS
-from kiosk.bench.sequences import Sequence
-from kiosk.bench.stats import latency
 from kiosk.camera import Camera
 from kiosk.database import open_database
 from kiosk.gallery import Gallery

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from benchmarks.speed.endtoend import MODES
+from benchmarks.speed.stages import STAGES
 from kiosk.atomic import atomic_write_bytes, atomic_write_json
-from kiosk.bench.endtoend import MODES
-from kiosk.bench.stages import STAGES
 
 JSON_NAME, MARKDOWN_NAME = "bench.json", "bench.md"
 

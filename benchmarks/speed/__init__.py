@@ -1,4 +1,4 @@
-"""The kiosk's speed and memory benchmark: `python -m kiosk.bench [--quick]`.
+"""The kiosk's speed and memory benchmark: `python -m benchmarks.speed [--quick]`.
 
 Sections (one module each): stages (per-stage latency), endtoend (KioskRunner frames/s and
 time to a grant), embedding (crops/s), matching (1k-100k templates), model (size, training

@@ -19,10 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from benchmarks.speed.options import BenchError, WalkIn
+from benchmarks.speed.scenes import TEXTURED, add_noise, background, box_inside, place_face
+from benchmarks.speed.sources import Source
 from kiosk.atomic import atomic_write_json
-from kiosk.bench.options import BenchError, WalkIn
-from kiosk.bench.scenes import TEXTURED, add_noise, background, box_inside, place_face
-from kiosk.bench.sources import Source
 from kiosk.images import load_image
 
 FPS = 25.0

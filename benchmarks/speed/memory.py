@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 
+from benchmarks.speed.stats import peak_rss_mb, rss_mb, slope
 from kiosk.accesslog import AccessLog
-from kiosk.bench.stats import peak_rss_mb, rss_mb, slope
 from kiosk.camera import Camera
 from kiosk.database import open_database
 from kiosk.gallery import Gallery

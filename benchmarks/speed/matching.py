@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from kiosk.bench.options import GALLERY_SIZES
-from kiosk.bench.stats import latency, timed
+from benchmarks.speed.options import GALLERY_SIZES
+from benchmarks.speed.stats import latency, timed
 from kiosk.engine import DEFAULT_AMBIGUITY_MARGIN, DEFAULT_STRATEGY
 from kiosk.matching import match_many
 

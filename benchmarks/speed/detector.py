@@ -7,7 +7,7 @@ and reports per implementation name, so a new implementation is benchmarked by n
 """
 from __future__ import annotations
 
-from kiosk.bench.options import BenchError
+from benchmarks.speed.options import BenchError
 
 
 def detector_names() -> tuple[str, ...]:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.speed.scenes import PLAIN, TEXTURED, background, place_face
+from benchmarks.speed.sources import Source
 from kiosk.atomic import atomic_write_bytes, atomic_write_json
-from kiosk.bench.scenes import PLAIN, TEXTURED, background, place_face
-from kiosk.bench.sources import Source
 from kiosk.images import encode_jpeg, load_image
 
 SEED = 11

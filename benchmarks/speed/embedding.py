@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from benchmarks.speed.options import EMBED_BATCHES
+from benchmarks.speed.stats import latency, timed
 from kiosk.alignment import align_face, landmarks_in_crop
-from kiosk.bench.options import EMBED_BATCHES
-from kiosk.bench.stats import latency, timed
 from kiosk.images import load_image
 
 PER_DETECTOR = False

@@ -1,4 +1,4 @@
-"""Command line: python -m kiosk.bench [--quick] [--sections a,b] [--detector graph,package] [--out DIR]."""
+"""Command line: python -m benchmarks.speed [--quick] [--sections a,b] [--detector graph,package] [--out DIR]."""
 from __future__ import annotations
 
 import argparse
@@ -6,9 +6,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from kiosk.bench.detector import detector_names
-from kiosk.bench.machine import ROOT
-from kiosk.bench.options import SECTIONS, BenchError, BenchOptions, quick_options
+from benchmarks.speed.detector import detector_names
+from benchmarks.speed.machine import ROOT
+from benchmarks.speed.options import SECTIONS, BenchError, BenchOptions, quick_options
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -16,7 +16,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m kiosk.bench", description="Speed and memory of the kiosk pipeline.")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description="Speed and memory of the kiosk pipeline.")
     parser.add_argument("--quick", action="store_true", help="a smoke run: every section, a few frames each")
     parser.add_argument("--sections", type=_names, default=SECTIONS, help=f"comma-separated, from {','.join(SECTIONS)} (default: all)")
     parser.add_argument("--detector", type=_names,
@@ -37,10 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {key: value for key, value in given.items() if value is not None}
     try:
         options = quick_options(**overrides) if args.quick else BenchOptions(**overrides)
-        from kiosk.bench.report import markdown, write_reports
-        from kiosk.bench.runner import failed_sections, run_bench
+        from benchmarks.speed.report import markdown, write_reports
+        from benchmarks.speed.runner import failed_sections, run_bench
 
-        command = "python -m kiosk.bench " + shlex.join(sys.argv[1:] if argv is None else argv)
+        command = "python -m benchmarks.speed " + shlex.join(sys.argv[1:] if argv is None else argv)
         report = run_bench(options, command.strip(), args.lfw_dir)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)

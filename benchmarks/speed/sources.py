@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.speed.options import BenchError
 from kiosk.atomic import atomic_write_json
-from kiosk.bench.options import BenchError
 from kiosk.images import load_image
 
 SEED = 7

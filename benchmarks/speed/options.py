@@ -5,7 +5,7 @@ from dataclasses import dataclass, replace
 
 from kiosk.errors import KioskError
 
-# Each section is one module of kiosk.bench; they run in this order (memory last, so that
+# Each section is one module of benchmarks.speed; they run in this order (memory last, so that
 # its peak RSS covers everything the process did).
 SECTIONS = ("stages", "endtoend", "embedding", "matching", "model", "memory")
 RESOLUTIONS = ((640, 480), (1280, 720))
@@ -34,7 +34,7 @@ class WalkIn:
 @dataclass(frozen=True)
 class BenchOptions:
     sections: tuple[str, ...] = SECTIONS
-    detectors: tuple[str, ...] = ()  # kiosk.faces implementations (see kiosk.bench.detector); () = all
+    detectors: tuple[str, ...] = ()  # kiosk.faces implementations (see benchmarks.speed.detector); () = all
     quick: bool = False
     stage_frames: int = 200  # frames per resolution for the per-stage latencies
     warmup_frames: int = 2  # extra frames per resolution, run first and not measured
@@ -53,8 +53,8 @@ class BenchOptions:
         unknown = [s for s in self.sections if s not in SECTIONS]
         if unknown or not self.sections:
             raise BenchError(f"unknown section(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(SECTIONS)}")
-        # Imported here: kiosk.bench.detector imports this module.
-        from kiosk.bench.detector import check_detectors, detector_names
+        # Imported here: benchmarks.speed.detector imports this module.
+        from benchmarks.speed.detector import check_detectors, detector_names
 
         if not self.detectors:
             object.__setattr__(self, "detectors", detector_names())

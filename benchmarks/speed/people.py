@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kiosk.bench.options import BenchError
-from kiosk.bench.sources import Source, usable_face
+from benchmarks.speed.options import BenchError
+from benchmarks.speed.sources import Source, usable_face
 from kiosk.faces import face_nearest_center
 from kiosk.gallery import Gallery
 from kiosk.images import load_image

@@ -12,10 +12,10 @@ import tempfile
 
 import numpy as np
 
+from benchmarks.speed.options import RESOLUTIONS
+from benchmarks.speed.scenes import iou
+from benchmarks.speed.stats import latency, timed
 from kiosk.accesslog import AccessLog
-from kiosk.bench.options import RESOLUTIONS
-from kiosk.bench.scenes import iou
-from kiosk.bench.stats import latency, timed
 from kiosk.database import database_path, open_database
 from kiosk.gallery import Gallery
 from kiosk.images import decode_image
