@@ -200,7 +200,7 @@ def drive(desk: Path, files: list[Path]) -> None:
     admin.tabs.setCurrentWidget(admin.settings_tab)  # the enrollment desk's camera, without a restart
     admin.settings_tab.camera_edit.setText(str(desk))
     admin.settings_tab.save_button.click()
-    wait_until(lambda: "enrollment-desk.avi" in window.status.text(), 10, "the new camera")
+    wait_until(lambda: "enrollment-desk.avi" in window.technical_text, 10, "the new camera")
 
     admin.tabs.setCurrentWidget(admin.people_tab)
     dialog = admin.people_tab.enroll_new()

@@ -68,7 +68,7 @@ def test_window_shows_faces_then_nobody_and_leaves_no_thread(qtbot, video, warm_
             seen["boxes"] = window.video.boxes
             qtbot.waitUntil(lambda: window.banner_text == "Look at the camera", timeout=15_000)
             seen["boxes_after"] = window.video.boxes
-            seen["status"] = window.status.text()
+            seen["status"] = window.technical_text
         finally:
             window.close()
             seen["threads_running"] = [t.isRunning() for t in window.findChildren(QThread)]
@@ -98,7 +98,7 @@ def test_failing_analysis_is_reported_and_fonts_follow_the_window(qtbot, video):
     qtbot.addWidget(window)
     try:
         window.show()
-        qtbot.waitUntil(lambda: "analysis failed: model file is corrupt" in window.status.text(), timeout=5_000)
+        qtbot.waitUntil(lambda: "analysis failed: model file is corrupt" in window.technical_text, timeout=5_000)
         assert window.banner_text == "Starting…"
 
         sizes = {}

@@ -57,6 +57,7 @@ FRAME_INTERVAL_MS = 33  # ~30 Hz, the rate cameras deliver; showing a frame is o
 STATUS_INTERVAL_MS = 500  # figures that change 30 times a second cannot be read
 BACKGROUND = "#0e1116"
 VERDICT_S = 3.0  # how long ACCESS GRANTED / DENIED stays on the banner
+WORDS_SCALE = 0.85  # the banner's second line (name or reason) to its headline
 CAMERA_CHECK_MS = 3000  # after switching to a device or stream: the time it gets to give a picture
 
 # Why access was denied, in words a visitor understands.
@@ -160,6 +161,7 @@ class KioskWindow(QMainWindow):
         self._gallery_people: int | None = None
         self._rule_in_use: DoorRule | None = None  # from the latest analysed frame
         self.banner_text = ""  # the banner in plain text (it is shown as rich text)
+        self.technical_text = ""  # camera, rates, model, threshold: shown in the admin window, not to visitors
         self.decisions: list[Decision] = []  # every decision shown, oldest first
         self.frames_shown = 0
         self.frames_analysed = 0
@@ -186,6 +188,7 @@ class KioskWindow(QMainWindow):
         self.banner = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
         self.banner.setTextFormat(Qt.TextFormat.RichText)
         self._banner_px = 20
+        self.words_px = 16  # the banner's second line (a name, a reason), in pixels
         self.status = QLabel()
         for label in (self.banner, self.status):
             # Ignored: a long status message must clip, not widen the window past a small screen.
@@ -339,6 +342,27 @@ class KioskWindow(QMainWindow):
     @Slot()
     def _refresh_status(self) -> None:
         self._pause_while_enrolling()
+        self.technical_text = self._technical_line()
+        if self.admin_window is not None:
+            self.admin_window.set_technical(self.technical_text)
+        self.status.setText(self._visitor_line())
+        self._refresh_banner()  # the camera may have been lost or found since the last result
+        self._refresh_setup_hint()
+
+    def _visitor_line(self) -> str:
+        """The status line a visitor reads: plain words, never figures (those go to admin mode)."""
+        if self._fatal is not None:
+            return "Recognition is off — please ask a member of staff"
+        if self._camera.state is CameraState.RECONNECTING:
+            return "The camera is reconnecting…"
+        if self._analysis_error:
+            return "Recognition is having trouble — please ask a member of staff if this stays"
+        if self._faces is None:
+            return "Starting…"
+        return "Ready"
+
+    def _technical_line(self) -> str:
+        """Camera, rates, gallery, model and the door's threshold: for the admin window."""
         seconds = self._analysis_rate.mean()
         if self._fatal is not None:
             analysis = self._fatal[1]
@@ -357,9 +381,7 @@ class KioskWindow(QMainWindow):
                 model += f" (DevTest {self._engine_info.devtest_accuracy * 100:.1f}%)"
             rule = self._rule_in_use if self._rule_in_use is not None else self._engine_info.rule
             parts.append(f"{model}, threshold {rule.threshold:.3f} ({rule.source})")
-        self.status.setText("  ·  ".join(parts))
-        self._refresh_banner()  # the camera may have been lost or found since the last result
-        self._refresh_setup_hint()
+        return "  ·  ".join(parts)
 
     def _refresh_banner(self) -> None:
         if self._verdict is not None and time.monotonic() >= self._verdict_until:
@@ -374,7 +396,7 @@ class KioskWindow(QMainWindow):
             what = "image folder" if self._camera.spec.kind is SourceKind.FOLDER else "video"
             if self._camera.message.startswith("end of "):
                 state = BannerState(f"End of the {what} — nothing more to recognise", Tone.WARNING)
-            else:  # it failed: the status line has the camera's own words
+            else:  # it failed: admin mode's technical line has the camera's own words
                 state = BannerState(f"The {what} cannot be read — recognition has stopped", Tone.WARNING)
         elif self._challenge is not None:
             # The instruction running now always shows; a denial just before it goes under it.
@@ -414,7 +436,7 @@ class KioskWindow(QMainWindow):
             # Two lines: the headline big and bold, the name, reason or earlier verdict under it.
             self.banner.setText(
                 f'<div style="font-size:{self._banner_px}px; font-weight:800;">{html.escape(state.headline)}</div>'
-                f'<div style="font-size:{round(self._banner_px * 0.6)}px;">{html.escape(state.words or "")}</div>'
+                f'<div style="font-size:{self.words_px}px;">{html.escape(state.words or "")}</div>'
             )
         else:
             self.banner.setText(f'<span style="font-size:{self._banner_px}px;">{html.escape(state.text)}</span>')
@@ -432,14 +454,16 @@ class KioskWindow(QMainWindow):
         # text keeps its proportions from a 1024x600 panel to a 1080p screen, in either orientation.
         unit = min(self.width() / 16, self.height() / 9)
         banner_px = max(20, round(unit * 0.6))
-        status_px = max(12, round(unit * 0.19))  # a full status line fits 1024 px
+        status_px = max(12, round(unit * 0.19))  # small: the status line and the Admin link stay out of the way
         font = QFont(self.font())
         font.setPixelSize(banner_px)
         font.setWeight(QFont.Weight.DemiBold)
         self.banner.setFont(font)
-        self.banner.setFixedHeight(round(banner_px * 2.2))
-        if banner_px != self._banner_px:
-            self._banner_px = banner_px
+        # The second line is the visitor's own name or the reason: read from a step back, like the headline.
+        words_px = round(banner_px * WORDS_SCALE)
+        self.banner.setFixedHeight(round((banner_px + words_px) * 1.3))
+        if (banner_px, words_px) != (self._banner_px, self.words_px):
+            self._banner_px, self.words_px = banner_px, words_px
             self._paint_banner()
         font = QFont(self.font())
         font.setPixelSize(status_px)
@@ -493,6 +517,7 @@ class KioskWindow(QMainWindow):
         window.closed.connect(self._forget_admin)
         window.settings_tab.saved.connect(self.apply_settings)
         self.admin_window = window
+        window.set_technical(self.technical_text)
         note = self._running_camera_note()
         if note:
             window.settings_tab.message.setText(note)
