@@ -170,7 +170,8 @@ class RecognitionWorker(QObject):
         try:
             runner = KioskRunner(self._camera, matcher, gallery, access_log,
                                  DecisionPolicy(liveness=LivenessGate() if settings.liveness else None), door,
-                                 thumbnails=settings.store_thumbnails, pace=pace_from_settings(settings))
+                                 thumbnails=settings.store_thumbnails, denied_thumbnails=settings.denied_thumbnails,
+                                 pace=pace_from_settings(settings))
         except GalleryError as exc:  # enrolled with another model
             log.error("the gallery does not fit the face model: %s", exc)
             self.fatal.emit("Enrolled faces are from another face model — re-enrol, recognition is off", str(exc))
