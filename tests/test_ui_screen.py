@@ -237,3 +237,21 @@ def test_visitors_read_plain_words_and_their_name_scales_while_figures_go_to_adm
         assert "model face_embedder (DevTest" in technical
     finally:
         window.close()
+
+
+def test_a_face_too_far_away_is_told_to_come_closer(qtbot, tmp_path, enrolled):
+    data_dir, probe = enrolled
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    KioskSettings(liveness=False).save(data)
+    # Her face about 50 px wide in the middle of a 640x360 picture: someone standing back from the kiosk.
+    far = np.full((360, 640, 3), 110, np.uint8)
+    far[115:115 + 130, 255:255 + 130] = cv2.resize(probe, (130, 130))
+    video = write_video(tmp_path / "far.avi", [far] * 10)
+    window = open_window(qtbot, Camera(str(video), loop=True).start(), data)
+    try:
+        qtbot.waitUntil(lambda: bool(window.decisions), timeout=60_000)
+        assert window.decisions[0].reason == "low_quality"
+        assert window.banner_text == "ACCESS DENIED — face not clear — come closer"
+    finally:
+        window.close()
