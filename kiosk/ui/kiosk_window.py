@@ -19,6 +19,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QThread, QTimer, Slot
 from PySide6.QtGui import QCloseEvent, QFont, QKeySequence, QResizeEvent, QShortcut
@@ -35,21 +36,23 @@ from PySide6.QtWidgets import (
 )
 
 from kiosk.admin_secret import AdminSecret, AdminSecretError
-from kiosk.calibration import DoorRule
 from kiosk.camera import Camera, CameraError, CameraState, SourceKind, parse_source
 from kiosk.datadir import resolve_data_dir
 from kiosk.errors import KioskError
-from kiosk.faces import Face
-from kiosk.live_settings import Applied
 from kiosk.policy import AMBIGUOUS, LIVENESS, LOW_QUALITY, RATE_LIMITED, SEVERAL_FACES, UNKNOWN, Decision
 from kiosk.settings import KioskSettings
 from kiosk.sound import SoundPlayer
-from kiosk.ui.admin_window import AdminWindow, load_card
 from kiosk.ui.guidance import hint
 from kiosk.ui.pin_dialog import EnterPinDialog, SetPinDialog
-from kiosk.ui.recognition import EngineInfo, Recognition, RecognitionWorker
 from kiosk.ui.video_view import VideoView
 from kiosk.ui.workers import Analyse, Analysis, AnalysisWorker
+
+if TYPE_CHECKING:  # imported when first used: the first video frame does not wait for them
+    from kiosk.calibration import DoorRule
+    from kiosk.faces import Face
+    from kiosk.live_settings import Applied
+    from kiosk.ui.admin_window import AdminWindow
+    from kiosk.ui.recognition import EngineInfo, Recognition, RecognitionWorker
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +61,12 @@ STATUS_INTERVAL_MS = 500  # figures that change 30 times a second cannot be read
 BACKGROUND = "#0e1116"
 VERDICT_S = 3.0  # how long ACCESS GRANTED / DENIED stays on the banner
 WORDS_SCALE = 0.85  # the banner's second line (name or reason) to its headline
-CAMERA_CHECK_MS = 3000  # after switching to a device or stream: the time it gets to give a picture
+CAMERA_CHECK_MS = 3000
+# Analysis starts once the first frame is on screen: loading the recogniser holds the interpreter
+# lock for seconds, so starting it beside the window's own start delays the live video
+# (benchmarks/startup.py). A camera that gives no picture at first does not hold recognition back.
+ANALYSIS_AFTER_FRAME_MS = 100
+ANALYSIS_AT_THE_LATEST_MS = 2000  # after switching to a device or stream: the time it gets to give a picture
 
 # Why access was denied, in words a visitor understands.
 DENIAL_WORDS = {
@@ -224,21 +232,10 @@ class KioskWindow(QMainWindow):
 
         self._thread = QThread(self)
         self._thread.setObjectName("analysis")
-        if self._recognising:
-            self._worker = RecognitionWorker(camera, self._data_dir, model_path)
-            self._worker.analysed.connect(self._on_recognition)
-            self._worker.ready.connect(self._on_ready)
-            self._worker.progress.connect(self._on_progress)
-            self._worker.fatal.connect(self._on_fatal)
-            self._worker.reconfigured.connect(self._on_reconfigured)
-        else:
-            self._worker = AnalysisWorker(camera, analyse)
-            self._worker.analysed.connect(self._on_analysis)
-        self._worker.moveToThread(self._thread)
-        self._thread.started.connect(self._worker.run)
-        self._worker.finished.connect(self._thread.quit)
-        self._worker.failed.connect(self._on_failure)
-        self._thread.start()
+        self._analyse = analyse
+        self._model_path = model_path
+        self._worker: RecognitionWorker | AnalysisWorker | None = None  # made by _start_analysis
+        QTimer.singleShot(ANALYSIS_AT_THE_LATEST_MS, self, self._start_analysis)
         self._verdict_timer = QTimer(self, singleShot=True)
         self._verdict_timer.timeout.connect(self._refresh_banner)
 
@@ -250,6 +247,33 @@ class KioskWindow(QMainWindow):
         self._status_timer.start()
         self._refresh_status()
 
+    # -- analysis ----------------------------------------------------------------
+
+    @Slot()
+    def _start_analysis(self) -> None:
+        """Make the worker and start its thread (once; after the first frame is on screen)."""
+        if self._worker is not None or self._stopped:
+            return
+        if self._recognising:
+            from kiosk.ui.recognition import RecognitionWorker
+
+            worker = RecognitionWorker(self._camera, self._data_dir, self._model_path)
+            worker.analysed.connect(self._on_recognition)
+            worker.ready.connect(self._on_ready)
+            worker.progress.connect(self._on_progress)
+            worker.fatal.connect(self._on_fatal)
+            worker.reconfigured.connect(self._on_reconfigured)
+            worker.pause(self._paused)  # it reads the settings file as saved now
+        else:
+            worker = AnalysisWorker(self._camera, self._analyse)
+            worker.analysed.connect(self._on_analysis)
+        worker.moveToThread(self._thread)
+        self._thread.started.connect(worker.run)
+        worker.finished.connect(self._thread.quit)
+        worker.failed.connect(self._on_failure)
+        self._worker = worker
+        self._thread.start()
+
     # -- painting --------------------------------------------------------------
 
     @Slot()
@@ -260,6 +284,7 @@ class KioskWindow(QMainWindow):
         self._last_index = frame.index
         if self.frames_shown == 0:
             log.info("first camera frame shown")  # benchmarks/startup.py times the start-up by these lines
+            QTimer.singleShot(ANALYSIS_AFTER_FRAME_MS, self, self._start_analysis)
         self.video.set_frame(frame.rgb)
         self._display_rate.tick()
         self.frames_shown += 1
@@ -337,7 +362,8 @@ class KioskWindow(QMainWindow):
         enrolling = self.admin_window is not None and self.admin_window.enrolling
         if enrolling != self._paused and self._recognising:
             self._paused = enrolling
-            self._worker.pause(enrolling)
+            if self._worker is not None:  # else it starts paused
+                self._worker.pause(enrolling)
 
     @Slot()
     def _refresh_status(self) -> None:
@@ -508,6 +534,8 @@ class KioskWindow(QMainWindow):
     def _open_admin(self) -> None:
         if self._stopped or self.admin_window is not None:
             return
+        from kiosk.ui.admin_window import AdminWindow, load_card
+
         try:
             window = AdminWindow(self._data_dir, card=load_card(), parent=self)
         except (KioskError, sqlite3.Error, OSError) as exc:  # e.g. a database from a newer kiosk
@@ -584,7 +612,8 @@ class KioskWindow(QMainWindow):
         if self._settings is not None and settings.camera != self._settings.camera:
             outcome = self._switch_camera(settings.camera)
         self._settings = settings
-        self._worker.apply_settings(settings)  # taken by the worker between two frames
+        if self._worker is not None:  # else it starts with these
+            self._worker.apply_settings(settings)  # taken by the worker between two frames
         if self.admin_window is not None:
             self.admin_window.settings_tab.message.setText(outcome)
 
@@ -597,7 +626,8 @@ class KioskWindow(QMainWindow):
             return f"Saved, but the camera cannot be used ({exc}); still using {self._camera.spec.label}."
         old, self._camera = self._camera, camera
         self._last_index = -1
-        self._worker.switch_camera(camera)
+        if self._worker is not None:  # else it starts on this camera
+            self._worker.switch_camera(camera)
         old.stop()  # also ends the worker's wait for the old camera's next frame
         log.info("camera switched from %s to %s", old.spec.label, camera.spec.label)
         self._refresh_status()
@@ -660,7 +690,8 @@ class KioskWindow(QMainWindow):
             self.admin_window.close()  # stops its threads before the window goes
         self._frame_timer.stop()
         self._status_timer.stop()
-        self._worker.stop()
+        if self._worker is not None:
+            self._worker.stop()
         self._camera.stop()  # also wakes the worker if it is waiting for a frame
         self._sound.wait(1.0)  # let a verdict sound end rather than cut it (it is under a second)
         self._thread.quit()
