@@ -7,6 +7,7 @@
     face-kiosk-admin people exempt NAME [--off]     # no liveness head move for NAME (or again)
     face-kiosk-admin log --since 2h --decision denied | log --export events.csv | log verify
     face-kiosk-admin keys | keys rotate
+    face-kiosk-admin completion bash                # source <(...) in ~/.bashrc: Tab completes
     face-kiosk-admin run --camera 0 --headless --door-command "gpio-pulse 17"
 
 Global options (before or after the command): --data-dir (else $KIOSK_DATA_DIR, else the
@@ -398,6 +399,16 @@ def cmd_people(args: argparse.Namespace, out: Output) -> int:
                 out.note(f"warning: template {d.template_id} (person {d.person_id}) is skipped: {d.problem}")
     finally:
         conn.close()
+    return 0
+
+
+# -- completion ----------------------------------------------------------------
+
+
+def cmd_completion(args: argparse.Namespace, out: Output) -> int:
+    from kiosk.completion import bash_script
+
+    sys.stdout.write(bash_script(build_parser(PROG)))
     return 0
 
 
@@ -806,6 +817,10 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     command("verify", "check the access log's tamper-evident chain; exit status 1 if broken", cmd_log,
             parent=log_commands)
 
+    completion = command("completion", f"print a shell completion script (source <({PROG} completion bash))",
+                         cmd_completion)
+    completion.add_argument("shell", choices=("bash",))
+
     keys = command("keys", "show the key file that protects templates and the log (or rotate its key)", cmd_keys)
     keys_commands = keys.add_subparsers(dest="keys_command", metavar="ACTION")
     command("rotate", "re-seal every template and thumbnail with a new key", cmd_keys, parent=keys_commands)
@@ -853,6 +868,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
     args = build_parser(prog).parse_args(argv)
     out = Output(args.json)
+    if args.handler is cmd_completion:  # read from a shell's start-up file: no log, no data directory
+        return cmd_completion(args, out)
     try:
         logsetup.configure_from(args, lambda: _data_dir(args))
         return args.handler(args, out)
