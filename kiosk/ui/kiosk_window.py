@@ -61,12 +61,12 @@ STATUS_INTERVAL_MS = 500  # figures that change 30 times a second cannot be read
 BACKGROUND = "#0e1116"
 VERDICT_S = 3.0  # how long ACCESS GRANTED / DENIED stays on the banner
 WORDS_SCALE = 0.85  # the banner's second line (name or reason) to its headline
-CAMERA_CHECK_MS = 3000
+CAMERA_CHECK_MS = 3000  # after switching to a device or stream: the time it gets to give a picture
 # Analysis starts once the first frame is on screen: loading the recogniser holds the interpreter
 # lock for seconds, so starting it beside the window's own start delays the live video
 # (benchmarks/startup.py). A camera that gives no picture at first does not hold recognition back.
 ANALYSIS_AFTER_FRAME_MS = 100
-ANALYSIS_AT_THE_LATEST_MS = 2000  # after switching to a device or stream: the time it gets to give a picture
+ANALYSIS_AT_THE_LATEST_MS = 2000
 
 # Why access was denied, in words a visitor understands.
 DENIAL_WORDS = {
