@@ -102,7 +102,7 @@ def measure(seconds: float, fps: float, lfw_dir: str | None, settings, scene: st
                 "analysed_fps": round((window.frames_analysed - analysed) / elapsed, 2),
                 "seconds": round(elapsed, 1),
                 "process_cpu_percent": round(100 * (time.process_time() - cpu_started) / elapsed, 1),
-                "status_line": window.status.text(),
+                "status_line": window.technical_text,
             }
         finally:
             window.close()

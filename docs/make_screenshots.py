@@ -14,7 +14,10 @@ an admin does (PIN dialog, Settings tab, People tab, enrollment dialog) and save
 - kiosk-denied.png    a stranger (Gerhard Schroeder) is turned away;
 - pin-keypad.png      the admin PIN asked for on the on-screen keypad;
 - admin-log.png       the access log with the events of this run (nothing written by hand), his
-                      grant selected: its thumbnail and how the liveness check went;
+                      grant selected: how the liveness check went (face pictures are kept of
+                      denials only), and the kiosk's figures in the status bar;
+- admin-log-denied.png the stranger's denial selected: his face picture, for the guard;
+- admin-settings.png  the Settings tab: the face-picture choice with its privacy note;
 - enroll-dialog.png   enrolling Tony Blair: two photos from files, one file without a face, two
                       guided captures from the camera, its live picture and feedback for the third;
 - startup-error.png   the kiosk started on a camera file that is not there: the problem, what
@@ -147,8 +150,8 @@ def prepare(work: Path, lfw: LFW) -> tuple[Path, Path, list[Path]]:
                        + [on_camera(photo(STRANGER, STRANGER_PHOTO))] * 12 + [room] * 4)
     desk = write_video(work / "enrollment-desk.avi", [on_camera(photo(NEWCOMER, NEWCOMER_FRONTAL))] * 10
                        + [on_camera(photo(NEWCOMER, NEWCOMER_LEFT))] * 10)
-    # main() opens the settings' camera; liveness is on (the default); thumbnails for the log's picture.
-    KioskSettings(camera=str(door), store_thumbnails=True).save(data_dir)
+    # main() opens the settings' camera; liveness is on (the default); face pictures of denials only.
+    KioskSettings(camera=str(door), denied_thumbnails=True).save(data_dir)
     no_face = work / "badge-scan.png"
     cv2.imwrite(str(no_face), np.tile(np.linspace(90, 200, 400, dtype=np.uint8), (300, 1)))
     return data_dir, desk, [photo(NEWCOMER, n) for n in NEWCOMER_FILES] + [no_face]
@@ -196,11 +199,19 @@ def drive(desk: Path, files: list[Path]) -> None:
     log.view.selectRow(granted)
     pause(0.5)
     save(admin, "admin-log.png")
+    denied = next(row for row in range(log.model.rowCount()) if log.model.event_at(row).decision == "denied")
+    log.view.selectRow(denied)
+    pause(0.5)
+    save(admin, "admin-log-denied.png")
+
+    admin.tabs.setCurrentWidget(admin.settings_tab)
+    pause(0.5)
+    save(admin, "admin-settings.png")
 
     admin.tabs.setCurrentWidget(admin.settings_tab)  # the enrollment desk's camera, without a restart
     admin.settings_tab.camera_edit.setText(str(desk))
     admin.settings_tab.save_button.click()
-    wait_until(lambda: "enrollment-desk.avi" in window.status.text(), 10, "the new camera")
+    wait_until(lambda: "enrollment-desk.avi" in window.technical_text, 10, "the new camera")
 
     admin.tabs.setCurrentWidget(admin.people_tab)
     dialog = admin.people_tab.enroll_new()

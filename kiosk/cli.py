@@ -4,8 +4,10 @@
     face-kiosk-admin identify visitor.jpg
     face-kiosk-admin verify a.jpg b.jpg
     face-kiosk-admin people | people rename OLD NEW | people remove NAME [--erase-log]
+    face-kiosk-admin people exempt NAME [--off]     # no liveness head move for NAME (or again)
     face-kiosk-admin log --since 2h --decision denied | log --export events.csv | log verify
     face-kiosk-admin keys | keys rotate
+    face-kiosk-admin completion bash                # source <(...) in ~/.bashrc: Tab completes
     face-kiosk-admin run --camera 0 --headless --door-command "gpio-pulse 17"
 
 Global options (before or after the command): --data-dir (else $KIOSK_DATA_DIR, else the
@@ -334,6 +336,11 @@ def cmd_people(args: argparse.Namespace, out: Output) -> int:
             person = gallery.rename(before, args.new)
             out.emit({"renamed": before.name, "name": person.name, "person_id": person.id},
                      f"renamed {before.name} to {person.name}")
+        elif action == "exempt":
+            person = gallery.set_liveness_exempt(args.name, not args.off)
+            text = (f"{person.name} is let in without the liveness head move; each such grant is recorded "
+                    "in the access log" if person.liveness_exempt else f"{person.name} is asked for the head move again")
+            out.emit({"name": person.name, "person_id": person.id, "liveness_exempt": person.liveness_exempt}, text)
         elif action == "remove":
             from kiosk.privacy import remove_person
 
@@ -353,16 +360,27 @@ def cmd_people(args: argparse.Namespace, out: Output) -> int:
                 unusable = [d for d in damaged if d.person_id == p.id]
                 out.emit(
                     {"id": p.id, "name": p.name, "badge": p.external_id, "templates": p.template_count,
-                     "active": p.active, "created": p.created,
+                     "active": p.active, "created": p.created, "liveness_exempt": p.liveness_exempt,
                      "damaged": [{"template": d.template_id, "problem": d.problem} for d in unusable]},
                     f"{terminal_safe(p.name):<{width}}  templates {p.template_count:>3}  badge {p.external_id or '-'}"
                     f"  enrolled {p.created[:10]}{'' if p.active else '  (inactive)'}"
+                    + ("  (no head move)" if p.liveness_exempt else "")
                     + (f"  ({len(unusable)} damaged, not used)" if unusable else ""),
                 )
             for d in damaged:
                 out.note(f"warning: template {d.template_id} (person {d.person_id}) is skipped: {d.problem}")
     finally:
         conn.close()
+    return 0
+
+
+# -- completion ----------------------------------------------------------------
+
+
+def cmd_completion(args: argparse.Namespace, out: Output) -> int:
+    from kiosk.completion import bash_script
+
+    sys.stdout.write(bash_script(build_parser(PROG)))
     return 0
 
 
@@ -688,6 +706,10 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     rename = command("rename", "rename a person", cmd_people, parent=people_commands)
     rename.add_argument("old", metavar="OLD")
     rename.add_argument("new", metavar="NEW")
+    exempt = command("exempt", "let a person in without the liveness head move (someone who cannot turn "
+                     "their head); each such grant is recorded in the access log", cmd_people, parent=people_commands)
+    exempt.add_argument("name", metavar="NAME")
+    exempt.add_argument("--off", action="store_true", help="ask them for the head move again")
     remove = command("remove", "remove a person and all their templates", cmd_people, parent=people_commands)
     remove.add_argument("name", metavar="NAME")
     remove.add_argument("--erase-log", action="store_true",
@@ -705,6 +727,10 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     log_commands = log.add_subparsers(dest="log_command", metavar="ACTION")
     command("verify", "check the access log's tamper-evident chain; exit status 1 if broken", cmd_log,
             parent=log_commands)
+
+    completion = command("completion", f"print a shell completion script (source <({PROG} completion bash))",
+                         cmd_completion)
+    completion.add_argument("shell", choices=("bash",))
 
     keys = command("keys", "show the key file that protects templates and the log (or rotate its key)", cmd_keys)
     keys_commands = keys.add_subparsers(dest="keys_command", metavar="ACTION")
@@ -757,6 +783,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, prog: str = PROG) -> int:
     args = build_parser(prog).parse_args(argv)
     out = Output(args.json)
+    if args.handler is cmd_completion:  # read from a shell's start-up file: no log, no data directory
+        return cmd_completion(args, out)
     try:
         logsetup.configure_from(args, lambda: _data_dir(args))
         return args.handler(args, out)

@@ -133,6 +133,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     # 4: the state file beside the key file (kiosk.sealstate) starts with the log's head and the
     # ids of every template removed so far (the gaps below the highest id ever given).
     _record_state,
+    # 5: people exempt from the liveness challenge (someone who cannot turn their head); the access
+    # log records each grant made without it.
+    ("ALTER TABLE person ADD COLUMN liveness_exempt INTEGER NOT NULL DEFAULT 0 CHECK (liveness_exempt IN (0, 1))",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -45,6 +45,7 @@ class Person:
     active: bool
     created: str  # ISO 8601 UTC
     template_count: int
+    liveness_exempt: bool = False  # granted without the liveness challenge (cannot turn their head)
 
 
 # eq=False: dataclass equality would compare the arrays element-wise and fail.
@@ -119,7 +120,7 @@ def name_key(name: str) -> str:
 
 _PERSON_COLUMNS = """
     SELECT p.id, p.name, p.external_id, p.active, p.created,
-           (SELECT count(*) FROM template t WHERE t.person_id = p.id)
+           (SELECT count(*) FROM template t WHERE t.person_id = p.id), p.liveness_exempt
     FROM person p"""
 
 _TEMPLATE_COLUMNS = (
@@ -132,7 +133,7 @@ _REMOVED = ("template {} was removed, and its row was put back into the database
 
 
 def _person(row: Sequence) -> Person:
-    return Person(row[0], row[1], row[2], bool(row[3]), row[4], row[5])
+    return Person(row[0], row[1], row[2], bool(row[3]), row[4], row[5], bool(row[6]))
 
 
 def _as_embedding(value: np.ndarray, index: int) -> np.ndarray:
@@ -241,6 +242,16 @@ class Gallery:
             person = self.get_person(name)
             self._conn.execute(
                 "UPDATE person SET active = ? WHERE id = ?", (int(bool(active)), person.id)
+            )
+            return self._person_by_id(person.id)
+
+    def set_liveness_exempt(self, name: PersonRef, exempt: bool) -> Person:
+        """Grant this person without the liveness challenge (or ask them again); the access log
+        says so with each grant made without it."""
+        with transaction(self._conn):
+            person = self.get_person(name)
+            self._conn.execute(
+                "UPDATE person SET liveness_exempt = ? WHERE id = ?", (int(bool(exempt)), person.id)
             )
             return self._person_by_id(person.id)
 

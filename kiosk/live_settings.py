@@ -7,7 +7,7 @@ what is there between two frames and applies it to its KioskRunner with LiveSett
 
 - risk (visitors per stranger let in) -> the runner's RiskEngine (kiosk.calibration's door rule);
 - door command / URL / timeout -> a new DoorAction (None when unusable, with a logged error);
-- thumbnails on/off -> the runner;
+- thumbnails on/off (every event, or denials only) -> the runner;
 - liveness on/off -> the policy's LivenessGate (the visit in progress starts afresh);
 - analysed frames a second -> the runner's AnalysisPace;
 - retention -> purged at once on the thread's own connection;
@@ -134,6 +134,9 @@ class LiveSettings:
         if new.store_thumbnails != old.store_thumbnails:
             runner.thumbnails = new.store_thumbnails
             changes.append(f"thumbnails {'on' if new.store_thumbnails else 'off'}")
+        if new.denied_thumbnails != old.denied_thumbnails:
+            runner.denied_thumbnails = new.denied_thumbnails
+            changes.append(f"thumbnails of denied faces {'on' if new.denied_thumbnails else 'off'}")
         if new.liveness != old.liveness:
             runner.policy.liveness = liveness_from_settings(new)
             runner.policy.reset()  # a challenge half-way through belongs to the old rule

@@ -86,7 +86,8 @@ class KioskLoop:
         self.runner = KioskRunner(
             camera, RiskEngine(engine, settings.risk), Gallery(conn), AccessLog(conn),
             DecisionPolicy(liveness=liveness_from_settings(settings)), door_from_settings(settings),
-            thumbnails=settings.store_thumbnails, on_door_outcome=on_door_outcome,
+            thumbnails=settings.store_thumbnails, denied_thumbnails=settings.denied_thumbnails,
+            on_door_outcome=on_door_outcome,
             # A file read frame by frame has no pace to keep: every frame is analysed.
             pace=pace_from_settings(settings) if camera.realtime else None,
         )

@@ -35,9 +35,12 @@ the policy answers None (keep looking) or a Decision. The rules:
    a move like a flat picture, a jump of the tracked face, or a frame matching someone else.
    Each challenge is a new attempt: a liveness denial is not limited to one per visit. Every
    grant needs its own passed challenge. A face-less frame ends the challenge with the visit.
+   A person exempt from it (someone who cannot turn their head: the Observation says so) is
+   granted on recognition alone, and the Decision's ``liveness`` records the exemption.
 
 The Decision's ``liveness`` says how the check went ("passed: turn left: ..." or "failed:
-..."), for the access log; None when it was not checked (no gate, or a denial before it).
+..." or "exempt: ..."), for the access log; None when it was not checked (no gate, or a denial
+before it).
 """
 from __future__ import annotations
 
@@ -56,6 +59,8 @@ LIVENESS = "liveness"  # the liveness challenge failed
 RATE_LIMITED = "rate_limited"  # too many denials in a short time (kiosk.ratelimit, given by the runner)
 # Failure reasons, most definite first (breaks ties between equally frequent reasons).
 FAILURE_REASONS = (SEVERAL_FACES, AMBIGUOUS, UNKNOWN, LOW_QUALITY)
+# The log's liveness field for a grant without the challenge, to a person exempt from it.
+LIVENESS_EXEMPT = "exempt: granted without the challenge (the person cannot turn their head)"
 VISIT_SHAPES = 30  # frames of the visit whose face shape the liveness check compares against
 
 
@@ -116,6 +121,7 @@ class Observation:
     name: str | None = None  # the matched person's name, for the Decision
     landmarks: Any = None  # 5x2 landmarks of the largest face (needed with a LivenessGate)
     box: Any = None  # its box x1, y1, x2, y2 (needed with a LivenessGate)
+    liveness_exempt: bool = False  # the matched person is granted without the liveness challenge
 
 
 @dataclass(frozen=True)
@@ -140,6 +146,7 @@ class _Vote:
     person_id: int | None
     score: float | None
     name: str | None
+    liveness_exempt: bool = False
 
 
 @dataclass
@@ -237,7 +244,7 @@ class DecisionPolicy:
             return _Vote(UNKNOWN, None, None, None)
         score = float(match.score)
         if match.verdict == MATCH:
-            return _Vote(MATCH, int(match.person_id), score, observation.name)
+            return _Vote(MATCH, int(match.person_id), score, observation.name, observation.liveness_exempt)
         if match.verdict == AMBIGUOUS:
             return _Vote(AMBIGUOUS, None, score, None)
         return _Vote(UNKNOWN, None, score, None)
@@ -252,6 +259,8 @@ class DecisionPolicy:
         agreeing = [v for v in self._votes if v.kind == MATCH and v.person_id == person_id]
         name = next((v.name for v in reversed(agreeing) if v.name is not None), None)
         score = sum(v.score for v in agreeing) / len(agreeing)
+        if self.liveness is not None and any(v.liveness_exempt for v in agreeing):
+            return self._granted(person_id, name, score, now, LIVENESS_EXEMPT)
         if self.liveness is not None:
             run = self.liveness.start(now, observation.landmarks, observation.box, median(self._shapes))
             self._pending = _Pending(run, person_id, name, score)

@@ -46,7 +46,7 @@ from kiosk.camera import Camera, CameraState, Frame
 from kiosk.door import DoorAction
 from kiosk.faces import Face
 from kiosk.facetracks import FaceTracks
-from kiosk.gallery import Gallery, GalleryError
+from kiosk.gallery import Gallery, GalleryError, Person
 from kiosk.images import encode_jpeg
 from kiosk.liveness import Challenge, LivenessGate
 from kiosk.matching import Match
@@ -98,6 +98,7 @@ class KioskRunner:
         door: DoorAction | None = None,
         *,
         thumbnails: bool = False,
+        denied_thumbnails: bool = False,
         camera_name: str | None = None,
         on_door_outcome: Callable[[int, str], None] | None = None,
         tracking: bool = True,
@@ -114,7 +115,8 @@ class KioskRunner:
         self.tracks = FaceTracks()  # the denied faces, the keys of per-face lockouts
         self._lockouts_logged: dict[tuple[str, int], float | None] = {}  # key -> the lockout's end, once logged
         self.door = door
-        self.thumbnails = thumbnails
+        self.thumbnails = thumbnails  # a face thumbnail with every event
+        self.denied_thumbnails = denied_thumbnails  # or with denials only (who tried)
         self.camera_name = camera_name or camera.spec.label
         self.on_door_outcome = on_door_outcome
         self.pace = pace  # None: every frame run() can take
@@ -206,13 +208,15 @@ class KioskRunner:
             self.policy.reset()  # a visit seen during the pause must not count after it
             return FrameResult(frame, faces, [], [None] * len(faces), paused=True)
         matches: list[Match] = []
+        people: list[Person | None] = []  # whom each face matched
         names: list[str | None] = []
         track = None  # the largest face's track, when it was denied before
         if faces:
             embeddings = self.engine.embed_faces(rgb, faces)
             templates, person_ids = self.gallery.matrix()
             matches = self.engine.match(embeddings, templates, person_ids)
-            names = [self._name(m) for m in matches]
+            people = [self._person(m) for m in matches]
+            names = [person.name if person is not None else None for person in people]
             track = self.tracks.find(embeddings[0], self.engine.threshold, self.engine.scoring)
             lockout = self._lockout(track, matches[0])
             if lockout is not None:
@@ -225,6 +229,7 @@ class KioskRunner:
             name=names[0] if names else None,
             landmarks=faces[0].landmarks if faces else None,
             box=faces[0].box if faces else None,
+            liveness_exempt=bool(people) and people[0] is not None and people[0].liveness_exempt,
         )
         before = self.policy.challenge
         decision = self.policy.update(observation)
@@ -275,16 +280,18 @@ class KioskRunner:
         return FrameResult(frame, faces, matches, names, decision, self._log(decision, frame.rgb, faces),
                            locked_s=locked)
 
-    def _name(self, match: Match) -> str | None:
+    def _person(self, match: Match) -> Person | None:
+        """The matched person (name, liveness exemption), or None."""
         if match.verdict != "match" or match.person_id is None:
             return None
         try:
-            return self.gallery.get_person(int(match.person_id)).name
+            return self.gallery.get_person(int(match.person_id))
         except GalleryError:  # removed between matrix() and now
             return None
 
     def _log(self, decision: Decision, rgb: np.ndarray, faces: list[Face]) -> AccessEvent:
-        thumbnail = face_thumbnail(rgb, faces[0]) if self.thumbnails and faces else None
+        keep = self.thumbnails or (self.denied_thumbnails and not decision.granted)
+        thumbnail = face_thumbnail(rgb, faces[0]) if keep and faces else None
         return self.access_log.record(
             camera=self.camera_name,
             decision=decision.decision,

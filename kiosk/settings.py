@@ -48,6 +48,8 @@ class KioskSettings:
     door_url: str = ""  # or POSTed to on a grant; empty = none
     door_timeout_s: float = 5.0  # how long the door action may take
     store_thumbnails: bool = False  # keep a face thumbnail with each access event (personal data)
+    # Or only with denials, so a guard can see who tried: less personal data than every event.
+    denied_thumbnails: bool = False
     sound: bool = True
     admin_timeout_s: int = 120  # leave admin mode after this long without input
     analysis_fps: float = 15.0  # frames analysed a second at most while someone is in view; 0 = all
@@ -178,7 +180,8 @@ def _coerce(name: str, value: Any) -> Any:
 
 
 def _field_problem(name: str, value: Any) -> str | None:
-    if name in ("liveness", "store_thumbnails", "sound", "looser_risk_confirmed", "mirror_preview"):
+    if name in ("liveness", "store_thumbnails", "denied_thumbnails", "sound", "looser_risk_confirmed",
+                "mirror_preview"):
         return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
     if name in ("camera", "door_command", "door_url", "mqtt", "mqtt_prefix", "mqtt_ca", "webhook", "door_id"):
         if not isinstance(value, str):

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from kiosk.camera import CameraState
-from kiosk.events import EventPublisher
+from kiosk.events import LAST_RETRY_S, EventPublisher
 from kiosk.mqtt_events import MqttDestination
 from kiosk.outbox import FILE_NAME, Outbox
 from kiosk.webhook import SIGNATURE_HEADER, WebhookDestination, signature
@@ -145,6 +145,31 @@ def test_a_webhook_receiver_that_is_down_then_failing_gets_every_event_once_sign
             assert headers["Authorization"] == "Bearer door-token"
             assert headers[SIGNATURE_HEADER] == signature("s3cret", body)
             assert headers["X-Face-Kiosk-Id"] == json.loads(body)["id"]
+    finally:
+        events.close()
+        receiver.stop()
+
+
+@pytest.mark.slow
+def test_a_webhook_receiver_down_for_30_s_gets_every_event_once_in_order_afterwards(tmp_path):
+    receiver = Receiver().start()
+    hook = WebhookDestination(receiver.url, auth="Bearer door-token", secret="s3cret")  # the kiosk's own retry pace
+    events = publisher(tmp_path, hook)
+    try:
+        sent = [events.access(Grant(0), Grant(0))["id"]]
+        receiver.wait_for(1)
+        receiver.stop()
+        down = time.monotonic()
+        while time.monotonic() - down < 30.0:  # the door keeps deciding while the receiver is down
+            decision = Grant(len(sent), "denied" if len(sent) % 2 else "granted")
+            sent.append(events.access(decision, decision)["id"])
+            time.sleep(2.0)
+        assert events.outbox.count("webhook") == len(sent) - 1
+        receiver.start()
+        receiver.wait_for(len(sent), timeout=LAST_RETRY_S + 15)  # the next retry may be a full pause away
+        time.sleep(2.0)  # nothing more comes: each event once
+        assert [json.loads(body)["id"] for _, body in receiver.received] == sent
+        assert events.outbox.count() == 0
     finally:
         events.close()
         receiver.stop()

@@ -459,7 +459,7 @@ def test_settings_tab_sets_a_risk_and_says_what_the_door_uses(qtbot, tmp_path):
         tab.risk_combo.setCurrentIndex(tab.risk_combo.findData(1000))
         assert not tab.looser_check.isVisibleTo(tab)
         tab.retention_spin.setValue(30)
-        tab.thumbnails_check.setChecked(True)
+        tab.thumbnails_combo.setCurrentIndex(tab.thumbnails_combo.findData("all"))
         tab.timeout_spin.setValue(60)
         assert tab.analysis_spin.value() == 15 and tab.idle_analysis_spin.value() == 5  # the defaults
         tab.analysis_spin.setValue(0)

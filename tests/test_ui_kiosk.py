@@ -78,8 +78,8 @@ def test_kiosk_grants_the_enrolled_person_and_denies_a_stranger(qtbot, tmp_path,
         assert any(window.video.known), "the recognised face is drawn green"
         qtbot.waitUntil(lambda: window.banner_text == "ACCESS DENIED — not recognised", timeout=60_000)
         assert window.banner.styleSheet().startswith("background: #c62828")
-        qtbot.waitUntil(lambda: "gallery 1 person" in window.status.text(), timeout=2_000)
-        status = window.status.text()
+        qtbot.waitUntil(lambda: "gallery 1 person" in window.technical_text, timeout=2_000)
+        status = window.technical_text
         elapsed = time.monotonic() - started
         shown, analysed = window.frames_shown, window.frames_analysed
     finally:
@@ -110,7 +110,7 @@ def test_missing_model_says_so_and_does_not_crash(qtbot, tmp_path):
     qtbot.addWidget(window)
     window.show()
     try:
-        qtbot.waitUntil(lambda: "model" in window.banner_text and str(missing) in window.status.text(),
+        qtbot.waitUntil(lambda: "model" in window.banner_text and str(missing) in window.technical_text,
                         timeout=10_000)
         assert window.banner.styleSheet().startswith("background: #c62828")
         qtbot.wait(300)  # frames keep being shown; nothing else happens

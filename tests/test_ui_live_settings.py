@@ -58,7 +58,7 @@ def test_risk_and_camera_changes_apply_without_a_restart(qtbot, tmp_path, engine
     window.show()
     try:
         qtbot.waitUntil(lambda: window.banner_text == "ACCESS DENIED — not recognised", timeout=60_000)
-        assert "video door.avi" in window.status.text() and "(strict start)" in window.status.text()
+        assert "video door.avi" in window.technical_text and "(strict start)" in window.technical_text
 
         window.request_admin()
         qtbot.waitUntil(lambda: window._pin_dialog is not None, timeout=2_000)
@@ -87,12 +87,12 @@ def test_risk_and_camera_changes_apply_without_a_restart(qtbot, tmp_path, engine
         assert tab.message.text() == "Saved; the kiosk is using it now, with video door2.avi."
         assert old_camera.state is CameraState.STOPPED  # stopped cleanly, at once
         assert window._sound.enabled is False
-        assert "video door2.avi" in window.status.text()
+        assert "video door2.avi" in window.technical_text
         # The worker applies the risk between two frames, on its own thread.
         qtbot.waitUntil(lambda: window._worker._runner.engine.risk == 10000, timeout=10_000)
         assert window._worker._runner.pace.busy_fps == 8.0  # applied with the risk
         qtbot.waitUntil(lambda: window.banner_text == f"ACCESS GRANTED — {NAME}", timeout=60_000)
-        assert "video door2.avi" in window.status.text() and "(strict start)" in window.status.text()
+        assert "video door2.avi" in window.technical_text and "(strict start)" in window.technical_text
     finally:
         window.close()
     assert_no_thread_left(window, threads_before)

@@ -3,9 +3,11 @@ files as the camera, real LFW photos, real SQLite.
 
 - The liveness instruction that is running is always on the banner, even right after a denial.
 - The preview is a mirror by default (the analysed frame is not), and the setting turns it off.
+- Visitors read plain words (figures are in admin mode), and their name under the banner scales with the window.
 """
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -185,5 +187,71 @@ def test_the_banner_guides_the_person_at_the_camera(qtbot, tmp_path, enrolled, l
         qtbot.waitUntil(lambda: saw("Come closer"), timeout=60_000)
         qtbot.waitUntil(lambda: saw("One person at a time, please"), timeout=60_000)
         qtbot.waitUntil(lambda: saw("Step a little to your right"), timeout=60_000)
+    finally:
+        window.close()
+
+
+def words_px(window: KioskWindow) -> int:
+    """The pixel size of the banner's second line (the name under ACCESS GRANTED), as painted."""
+    sizes = re.findall(r"font-size:(\d+)px", window.banner.text())
+    assert len(sizes) == 2, window.banner.text()
+    return int(sizes[1])
+
+
+def test_visitors_read_plain_words_and_their_name_scales_while_figures_go_to_admin_mode(qtbot, tmp_path, enrolled):
+    from kiosk.admin_secret import AdminSecret
+
+    data_dir, probe = enrolled
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    KioskSettings(liveness=False).save(data)
+    AdminSecret(data).set_pin("2468")
+    video = write_video(tmp_path / "her.avi", [probe] * 10)
+    window = KioskWindow(Camera(str(video), loop=True).start(), data_dir=data)
+    qtbot.addWidget(window)
+    window.resize(800, 600)  # a small kiosk panel
+    window.show()
+    try:
+        qtbot.waitUntil(lambda: window.banner_text == f"ACCESS GRANTED — {NAME}", timeout=60_000)
+        qtbot.waitUntil(lambda: "threshold" in window.technical_text, timeout=2_000)
+        small = words_px(window)
+        visitor = window.status.text()
+        # Plain words only, and all of them on the screen: no rates, milliseconds, accuracy or threshold.
+        assert visitor and not re.search(r"\d|fps|DevTest|threshold|model", visitor), visitor
+        assert window.status.fontMetrics().horizontalAdvance(visitor) <= window.status.contentsRect().width()
+        # The name is read from a step back: no smaller than the banner's own text by much, at any size.
+        assert small >= 24 and small >= 0.8 * window.banner.font().pixelSize()
+        window.resize(1600, 1200)
+        qtbot.waitUntil(lambda: window.width() == 1600, timeout=2_000)
+        qtbot.waitUntil(lambda: window.banner_text.startswith("ACCESS GRANTED"), timeout=30_000)
+        assert words_px(window) > small
+
+        # The figures are in admin mode, refreshed while it is open.
+        window.request_admin()
+        qtbot.waitUntil(lambda: window._pin_dialog is not None, timeout=2_000)
+        window._pin_dialog.pin.setText("2468")
+        window._pin_dialog.ok_button.click()
+        qtbot.waitUntil(lambda: window.admin_window is not None, timeout=5_000)
+        technical = window.admin_window.technical.text()
+        assert "video her.avi" in technical and "fps" in technical and "threshold" in technical
+        assert "model face_embedder (DevTest" in technical
+    finally:
+        window.close()
+
+
+def test_a_face_too_far_away_is_told_to_come_closer(qtbot, tmp_path, enrolled):
+    data_dir, probe = enrolled
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    KioskSettings(liveness=False).save(data)
+    # Her face about 50 px wide in the middle of a 640x360 picture: someone standing back from the kiosk.
+    far = np.full((360, 640, 3), 110, np.uint8)
+    far[115:115 + 130, 255:255 + 130] = cv2.resize(probe, (130, 130))
+    video = write_video(tmp_path / "far.avi", [far] * 10)
+    window = open_window(qtbot, Camera(str(video), loop=True).start(), data)
+    try:
+        qtbot.waitUntil(lambda: bool(window.decisions), timeout=60_000)
+        assert window.decisions[0].reason == "low_quality"
+        assert window.banner_text == "ACCESS DENIED — face not clear — come closer"
     finally:
         window.close()

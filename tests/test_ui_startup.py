@@ -104,3 +104,31 @@ def test_the_banner_shows_each_start_up_step_until_recognition_is_ready(qtbot, t
     assert shown == ["start-up: Starting — loading the face recogniser (step 1 of 3)…",
                      "start-up: Starting — opening the database (step 2 of 3)…",
                      "start-up: Starting — warming up (step 3 of 3)…"]
+
+
+def test_the_live_video_is_on_screen_before_the_recogniser_starts_loading(qtbot, tmp_path, engine, caplog):
+    # Loading the recogniser holds the interpreter lock for seconds: it must not delay the first frame.
+    video = write_video(tmp_path / "door.avi", [np.full((120, 160, 3), 128, np.uint8)] * 5)
+    caplog.set_level(logging.INFO, logger="kiosk.ui.kiosk_window")
+    window = KioskWindow(Camera(str(video), loop=True).start(), data_dir=tmp_path / "data")
+    qtbot.addWidget(window)
+    window.show()
+    try:
+        qtbot.waitUntil(lambda: window.banner_text == "Look at the camera", timeout=60_000)
+    finally:
+        window.close()
+    messages = [r.getMessage() for r in caplog.records]
+    first_step = next(i for i, m in enumerate(messages) if m.startswith("start-up: "))
+    assert "first camera frame shown" in messages[:first_step], messages
+
+
+def test_a_camera_without_a_picture_does_not_hold_recognition_back(qtbot, tmp_path, engine, caplog):
+    caplog.set_level(logging.INFO, logger="kiosk.ui.kiosk_window")
+    window = KioskWindow(Camera("rtsp://127.0.0.1:9/none").start(), data_dir=tmp_path / "data")  # nothing there
+    qtbot.addWidget(window)
+    window.show()
+    try:
+        qtbot.waitUntil(lambda: any(r.getMessage().startswith("start-up: ") for r in caplog.records), timeout=10_000)
+        assert window.frames_shown == 0
+    finally:
+        window.close()

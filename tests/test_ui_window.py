@@ -21,6 +21,7 @@ from kiosk.ui.startup_problem import StartupProblemWindow
 REPO = Path(__file__).resolve().parents[1]
 W, H, FPS = 320, 240, 10
 FACE_FRAMES, BLANK_FRAMES = 25, 60  # 2.5 s with a face, then 6 s with nobody before the video ends
+END_OF_VIDEO = "End of the video — nothing more to recognise"
 
 
 def face_frame(astronaut: np.ndarray) -> np.ndarray:
@@ -66,9 +67,11 @@ def test_window_shows_faces_then_nobody_and_leaves_no_thread(qtbot, video, warm_
             qtbot.waitUntil(lambda: window.banner_text in ("Face detected", "ACCESS DENIED — not recognised")
                             and window.video.has_frame, timeout=15_000)
             seen["boxes"] = window.video.boxes
-            qtbot.waitUntil(lambda: window.banner_text == "Look at the camera", timeout=15_000)
+            # Nobody in view: the idle banner, or the end of the video when the denial's banner outlasts it.
+            qtbot.waitUntil(lambda: window.banner_text in ("Look at the camera", END_OF_VIDEO)
+                            and not window.video.boxes, timeout=15_000)
             seen["boxes_after"] = window.video.boxes
-            seen["status"] = window.status.text()
+            seen["status"] = window.technical_text
         finally:
             close_all_shown()
             seen["threads_running"] = [t.isRunning() for t in window.findChildren(QThread)]
@@ -76,7 +79,7 @@ def test_window_shows_faces_then_nobody_and_leaves_no_thread(qtbot, video, warm_
     QTimer.singleShot(0, drive)
     assert app.main(["--camera", str(video), "--data-dir", str(tmp_path)]) == 0
 
-    assert "boxes_after" in seen, f"the banner never went 'Face detected' then 'Look at the camera': {seen}"
+    assert "boxes_after" in seen, f"the face never came, then went: {seen}"
     assert len(seen["boxes"]) == 1
     x1, y1, x2, y2 = seen["boxes"][0]
     assert 100 < (x1 + x2) / 2 < 230 and 60 < (y1 + y2) / 2 < 160  # on her face, not somewhere else
@@ -98,7 +101,7 @@ def test_failing_analysis_is_reported_and_fonts_follow_the_window(qtbot, video):
     qtbot.addWidget(window)
     try:
         window.show()
-        qtbot.waitUntil(lambda: "analysis failed: model file is corrupt" in window.status.text(), timeout=5_000)
+        qtbot.waitUntil(lambda: "analysis failed: model file is corrupt" in window.technical_text, timeout=5_000)
         assert window.banner_text == "Starting…"
 
         sizes = {}

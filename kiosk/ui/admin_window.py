@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
-from PySide6.QtWidgets import QDialog, QMainWindow, QTabWidget, QWidget
+from PySide6.QtWidgets import QDialog, QLabel, QMainWindow, QTabWidget, QWidget
 
 from kiosk.calibration import door_rule, measure_site, site_summary
 from kiosk.database import database_path, open_database
@@ -74,6 +74,10 @@ class AdminWindow(QMainWindow):
         self.tabs.addTab(self.people_tab, "People")
         self.tabs.addTab(self.settings_tab, "Settings")
         self.setCentralWidget(self.tabs)
+        # The kiosk's figures (camera, rates, model, threshold): for the admin, not the visitor's screen.
+        self.technical = QLabel()
+        self.technical.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.statusBar().addWidget(self.technical, 1)
         self.people_tab.people_changed.connect(self.log_tab.refresh_people)
         self.people_tab.log_erased.connect(self.log_tab.reload)
         self.people_tab.people_changed.connect(self.settings_tab.refresh_rule)
@@ -135,6 +139,11 @@ class AdminWindow(QMainWindow):
         """A camera frame from the kiosk window, for guided enrollment capture."""
         if not self._closed:
             self.people_tab.offer_frame(rgb)
+
+    def set_technical(self, text: str) -> None:
+        """The kiosk's technical status line (kiosk.ui.kiosk_window refreshes it twice a second)."""
+        if text != self.technical.text():
+            self.technical.setText(text)
 
     @Slot(object)
     def _on_settings_saved(self, settings: KioskSettings) -> None:

@@ -19,6 +19,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QThread, QTimer, Slot
 from PySide6.QtGui import QCloseEvent, QFont, QKeySequence, QResizeEvent, QShortcut
@@ -35,21 +36,23 @@ from PySide6.QtWidgets import (
 )
 
 from kiosk.admin_secret import AdminSecret, AdminSecretError
-from kiosk.calibration import DoorRule
 from kiosk.camera import Camera, CameraError, CameraState, SourceKind, parse_source
 from kiosk.datadir import resolve_data_dir
 from kiosk.errors import KioskError
-from kiosk.faces import Face
-from kiosk.live_settings import Applied
 from kiosk.policy import AMBIGUOUS, LIVENESS, LOW_QUALITY, RATE_LIMITED, SEVERAL_FACES, UNKNOWN, Decision
 from kiosk.settings import KioskSettings
 from kiosk.sound import SoundPlayer
-from kiosk.ui.admin_window import AdminWindow, load_card
 from kiosk.ui.guidance import hint
 from kiosk.ui.pin_dialog import EnterPinDialog, SetPinDialog
-from kiosk.ui.recognition import EngineInfo, Recognition, RecognitionWorker
 from kiosk.ui.video_view import VideoView
 from kiosk.ui.workers import Analyse, Analysis, AnalysisWorker
+
+if TYPE_CHECKING:  # imported when first used: the first video frame does not wait for them
+    from kiosk.calibration import DoorRule
+    from kiosk.faces import Face
+    from kiosk.live_settings import Applied
+    from kiosk.ui.admin_window import AdminWindow
+    from kiosk.ui.recognition import EngineInfo, Recognition, RecognitionWorker
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +60,13 @@ FRAME_INTERVAL_MS = 33  # ~30 Hz, the rate cameras deliver; showing a frame is o
 STATUS_INTERVAL_MS = 500  # figures that change 30 times a second cannot be read
 BACKGROUND = "#0e1116"
 VERDICT_S = 3.0  # how long ACCESS GRANTED / DENIED stays on the banner
+WORDS_SCALE = 0.85  # the banner's second line (name or reason) to its headline
 CAMERA_CHECK_MS = 3000  # after switching to a device or stream: the time it gets to give a picture
+# Analysis starts once the first frame is on screen: loading the recogniser holds the interpreter
+# lock for seconds, so starting it beside the window's own start delays the live video
+# (benchmarks/startup.py). A camera that gives no picture at first does not hold recognition back.
+ANALYSIS_AFTER_FRAME_MS = 100
+ANALYSIS_AT_THE_LATEST_MS = 2000
 
 # Why access was denied, in words a visitor understands.
 DENIAL_WORDS = {
@@ -160,6 +169,7 @@ class KioskWindow(QMainWindow):
         self._gallery_people: int | None = None
         self._rule_in_use: DoorRule | None = None  # from the latest analysed frame
         self.banner_text = ""  # the banner in plain text (it is shown as rich text)
+        self.technical_text = ""  # camera, rates, model, threshold: shown in the admin window, not to visitors
         self.decisions: list[Decision] = []  # every decision shown, oldest first
         self.frames_shown = 0
         self.frames_analysed = 0
@@ -186,6 +196,7 @@ class KioskWindow(QMainWindow):
         self.banner = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
         self.banner.setTextFormat(Qt.TextFormat.RichText)
         self._banner_px = 20
+        self.words_px = 16  # the banner's second line (a name, a reason), in pixels
         self.status = QLabel()
         for label in (self.banner, self.status):
             # Ignored: a long status message must clip, not widen the window past a small screen.
@@ -221,21 +232,10 @@ class KioskWindow(QMainWindow):
 
         self._thread = QThread(self)
         self._thread.setObjectName("analysis")
-        if self._recognising:
-            self._worker = RecognitionWorker(camera, self._data_dir, model_path)
-            self._worker.analysed.connect(self._on_recognition)
-            self._worker.ready.connect(self._on_ready)
-            self._worker.progress.connect(self._on_progress)
-            self._worker.fatal.connect(self._on_fatal)
-            self._worker.reconfigured.connect(self._on_reconfigured)
-        else:
-            self._worker = AnalysisWorker(camera, analyse)
-            self._worker.analysed.connect(self._on_analysis)
-        self._worker.moveToThread(self._thread)
-        self._thread.started.connect(self._worker.run)
-        self._worker.finished.connect(self._thread.quit)
-        self._worker.failed.connect(self._on_failure)
-        self._thread.start()
+        self._analyse = analyse
+        self._model_path = model_path
+        self._worker: RecognitionWorker | AnalysisWorker | None = None  # made by _start_analysis
+        QTimer.singleShot(ANALYSIS_AT_THE_LATEST_MS, self, self._start_analysis)
         self._verdict_timer = QTimer(self, singleShot=True)
         self._verdict_timer.timeout.connect(self._refresh_banner)
 
@@ -247,6 +247,33 @@ class KioskWindow(QMainWindow):
         self._status_timer.start()
         self._refresh_status()
 
+    # -- analysis ----------------------------------------------------------------
+
+    @Slot()
+    def _start_analysis(self) -> None:
+        """Make the worker and start its thread (once; after the first frame is on screen)."""
+        if self._worker is not None or self._stopped:
+            return
+        if self._recognising:
+            from kiosk.ui.recognition import RecognitionWorker
+
+            worker = RecognitionWorker(self._camera, self._data_dir, self._model_path)
+            worker.analysed.connect(self._on_recognition)
+            worker.ready.connect(self._on_ready)
+            worker.progress.connect(self._on_progress)
+            worker.fatal.connect(self._on_fatal)
+            worker.reconfigured.connect(self._on_reconfigured)
+            worker.pause(self._paused)  # it reads the settings file as saved now
+        else:
+            worker = AnalysisWorker(self._camera, self._analyse)
+            worker.analysed.connect(self._on_analysis)
+        worker.moveToThread(self._thread)
+        self._thread.started.connect(worker.run)
+        worker.finished.connect(self._thread.quit)
+        worker.failed.connect(self._on_failure)
+        self._worker = worker
+        self._thread.start()
+
     # -- painting --------------------------------------------------------------
 
     @Slot()
@@ -257,6 +284,7 @@ class KioskWindow(QMainWindow):
         self._last_index = frame.index
         if self.frames_shown == 0:
             log.info("first camera frame shown")  # benchmarks/startup.py times the start-up by these lines
+            QTimer.singleShot(ANALYSIS_AFTER_FRAME_MS, self, self._start_analysis)
         self.video.set_frame(frame.rgb)
         self._display_rate.tick()
         self.frames_shown += 1
@@ -334,11 +362,33 @@ class KioskWindow(QMainWindow):
         enrolling = self.admin_window is not None and self.admin_window.enrolling
         if enrolling != self._paused and self._recognising:
             self._paused = enrolling
-            self._worker.pause(enrolling)
+            if self._worker is not None:  # else it starts paused
+                self._worker.pause(enrolling)
 
     @Slot()
     def _refresh_status(self) -> None:
         self._pause_while_enrolling()
+        self.technical_text = self._technical_line()
+        if self.admin_window is not None:
+            self.admin_window.set_technical(self.technical_text)
+        self.status.setText(self._visitor_line())
+        self._refresh_banner()  # the camera may have been lost or found since the last result
+        self._refresh_setup_hint()
+
+    def _visitor_line(self) -> str:
+        """The status line a visitor reads: plain words, never figures (those go to admin mode)."""
+        if self._fatal is not None:
+            return "Recognition is off — please ask a member of staff"
+        if self._camera.state is CameraState.RECONNECTING:
+            return "The camera is reconnecting…"
+        if self._analysis_error:
+            return "Recognition is having trouble — please ask a member of staff if this stays"
+        if self._faces is None:
+            return "Starting…"
+        return "Ready"
+
+    def _technical_line(self) -> str:
+        """Camera, rates, gallery, model and the door's threshold: for the admin window."""
         seconds = self._analysis_rate.mean()
         if self._fatal is not None:
             analysis = self._fatal[1]
@@ -357,9 +407,7 @@ class KioskWindow(QMainWindow):
                 model += f" (DevTest {self._engine_info.devtest_accuracy * 100:.1f}%)"
             rule = self._rule_in_use if self._rule_in_use is not None else self._engine_info.rule
             parts.append(f"{model}, threshold {rule.threshold:.3f} ({rule.source})")
-        self.status.setText("  ·  ".join(parts))
-        self._refresh_banner()  # the camera may have been lost or found since the last result
-        self._refresh_setup_hint()
+        return "  ·  ".join(parts)
 
     def _refresh_banner(self) -> None:
         if self._verdict is not None and time.monotonic() >= self._verdict_until:
@@ -374,7 +422,7 @@ class KioskWindow(QMainWindow):
             what = "image folder" if self._camera.spec.kind is SourceKind.FOLDER else "video"
             if self._camera.message.startswith("end of "):
                 state = BannerState(f"End of the {what} — nothing more to recognise", Tone.WARNING)
-            else:  # it failed: the status line has the camera's own words
+            else:  # it failed: admin mode's technical line has the camera's own words
                 state = BannerState(f"The {what} cannot be read — recognition has stopped", Tone.WARNING)
         elif self._challenge is not None:
             # The instruction running now always shows; a denial just before it goes under it.
@@ -414,7 +462,7 @@ class KioskWindow(QMainWindow):
             # Two lines: the headline big and bold, the name, reason or earlier verdict under it.
             self.banner.setText(
                 f'<div style="font-size:{self._banner_px}px; font-weight:800;">{html.escape(state.headline)}</div>'
-                f'<div style="font-size:{round(self._banner_px * 0.6)}px;">{html.escape(state.words or "")}</div>'
+                f'<div style="font-size:{self.words_px}px;">{html.escape(state.words or "")}</div>'
             )
         else:
             self.banner.setText(f'<span style="font-size:{self._banner_px}px;">{html.escape(state.text)}</span>')
@@ -432,14 +480,16 @@ class KioskWindow(QMainWindow):
         # text keeps its proportions from a 1024x600 panel to a 1080p screen, in either orientation.
         unit = min(self.width() / 16, self.height() / 9)
         banner_px = max(20, round(unit * 0.6))
-        status_px = max(12, round(unit * 0.19))  # a full status line fits 1024 px
+        status_px = max(12, round(unit * 0.19))  # small: the status line and the Admin link stay out of the way
         font = QFont(self.font())
         font.setPixelSize(banner_px)
         font.setWeight(QFont.Weight.DemiBold)
         self.banner.setFont(font)
-        self.banner.setFixedHeight(round(banner_px * 2.2))
-        if banner_px != self._banner_px:
-            self._banner_px = banner_px
+        # The second line is the visitor's own name or the reason: read from a step back, like the headline.
+        words_px = round(banner_px * WORDS_SCALE)
+        self.banner.setFixedHeight(round((banner_px + words_px) * 1.3))
+        if (banner_px, words_px) != (self._banner_px, self.words_px):
+            self._banner_px, self.words_px = banner_px, words_px
             self._paint_banner()
         font = QFont(self.font())
         font.setPixelSize(status_px)
@@ -484,6 +534,8 @@ class KioskWindow(QMainWindow):
     def _open_admin(self) -> None:
         if self._stopped or self.admin_window is not None:
             return
+        from kiosk.ui.admin_window import AdminWindow, load_card
+
         try:
             window = AdminWindow(self._data_dir, card=load_card(), parent=self)
         except (KioskError, sqlite3.Error, OSError) as exc:  # e.g. a database from a newer kiosk
@@ -493,6 +545,7 @@ class KioskWindow(QMainWindow):
         window.closed.connect(self._forget_admin)
         window.settings_tab.saved.connect(self.apply_settings)
         self.admin_window = window
+        window.set_technical(self.technical_text)
         note = self._running_camera_note()
         if note:
             window.settings_tab.message.setText(note)
@@ -559,7 +612,8 @@ class KioskWindow(QMainWindow):
         if self._settings is not None and settings.camera != self._settings.camera:
             outcome = self._switch_camera(settings.camera)
         self._settings = settings
-        self._worker.apply_settings(settings)  # taken by the worker between two frames
+        if self._worker is not None:  # else it starts with these
+            self._worker.apply_settings(settings)  # taken by the worker between two frames
         if self.admin_window is not None:
             self.admin_window.settings_tab.message.setText(outcome)
 
@@ -572,7 +626,8 @@ class KioskWindow(QMainWindow):
             return f"Saved, but the camera cannot be used ({exc}); still using {self._camera.spec.label}."
         old, self._camera = self._camera, camera
         self._last_index = -1
-        self._worker.switch_camera(camera)
+        if self._worker is not None:  # else it starts on this camera
+            self._worker.switch_camera(camera)
         old.stop()  # also ends the worker's wait for the old camera's next frame
         log.info("camera switched from %s to %s", old.spec.label, camera.spec.label)
         self._refresh_status()
@@ -637,7 +692,8 @@ class KioskWindow(QMainWindow):
         self._status_timer.stop()
         # The camera first: its last state goes out with the worker's events before they close.
         self._camera.stop()  # also wakes the worker if it is waiting for a frame
-        self._worker.stop()
+        if self._worker is not None:  # None until the recogniser started loading
+            self._worker.stop()
         self._sound.wait(1.0)  # let a verdict sound end rather than cut it (it is under a second)
         self._thread.quit()
         self._thread.wait()  # no timeout: destroying a QThread that still runs aborts the process

@@ -36,7 +36,10 @@ from kiosk.ui.enroll_worker import EngineFactory, default_engine
 from kiosk.ui.pixmaps import pixmap_from_jpeg
 
 ICON = 48
-COLUMNS = ("Name", "Badge", "Samples", "Active", "Enrolled")
+COLUMNS = ("Name", "Badge", "Samples", "Active", "Head move", "Enrolled")
+EXEMPT_WARNING = ("{name} will be let in without the head move (for someone who cannot turn their head). "
+                  "A photo or video of them could then open the door; each such grant is recorded in the "
+                  "access log.")
 
 
 class PeopleTab(QWidget):
@@ -75,12 +78,16 @@ class PeopleTab(QWidget):
         self.rename_button.clicked.connect(lambda: self.rename_selected())
         self.active_button = QPushButton("Deactivate")
         self.active_button.clicked.connect(lambda: self.toggle_active_selected())
+        self.exempt_button = QPushButton("No head move…")
+        self.exempt_button.setToolTip("Let the selected person in without the liveness head move "
+                                      "(someone who cannot turn their head)")
+        self.exempt_button.clicked.connect(lambda: self.toggle_liveness_exempt_selected())
         self.delete_button = QPushButton("Delete…")
         self.delete_button.setToolTip("Delete the person and all their samples (Delete)")
         self.delete_button.clicked.connect(lambda: self.delete_selected())
         buttons = QHBoxLayout()
         for button in (self.enroll_button, self.add_samples_button, self.rename_button, self.active_button,
-                       self.delete_button):
+                       self.exempt_button, self.delete_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
 
@@ -117,7 +124,9 @@ class PeopleTab(QWidget):
                 count.setToolTip("\n".join(d.problem for d in unusable))
                 count.setForeground(Qt.GlobalColor.darkRed)
             cells = (name, QTableWidgetItem(person.external_id or ""), count,
-                     QTableWidgetItem("yes" if person.active else "no"), QTableWidgetItem(person.created[:10]))
+                     QTableWidgetItem("yes" if person.active else "no"),
+                     QTableWidgetItem("exempt" if person.liveness_exempt else "asked"),
+                     QTableWidgetItem(person.created[:10]))
             for column, cell in enumerate(cells):
                 self.table.setItem(row, column, cell)
         if selected is not None:
@@ -151,9 +160,12 @@ class PeopleTab(QWidget):
 
     def _update_buttons(self) -> None:
         person = self.selected_person()
-        for button in (self.add_samples_button, self.rename_button, self.active_button, self.delete_button):
+        for button in (self.add_samples_button, self.rename_button, self.active_button, self.exempt_button,
+                       self.delete_button):
             button.setEnabled(person is not None)
         self.active_button.setText("Activate" if person is not None and not person.active else "Deactivate")
+        exempt = person is not None and person.liveness_exempt
+        self.exempt_button.setText("Ask for the head move" if exempt else "No head move…")
 
     # -- changes -------------------------------------------------------------------------
 
@@ -174,6 +186,22 @@ class PeopleTab(QWidget):
             return False
         verb = "Activated" if not person.active else "Deactivated"
         return self._change(lambda: self._gallery.set_active(person.id, not person.active), f"{verb} {{}}")
+
+    def toggle_liveness_exempt_selected(self, confirm: bool = True) -> bool:
+        """Exempt the selected person from the liveness head move (after saying what it costs,
+        unless `confirm` is False), or ask them for it again."""
+        person = self.selected_person()
+        if person is None:
+            return False
+        if not person.liveness_exempt and confirm:
+            answer = QMessageBox.question(self, "No head move", EXEMPT_WARNING.format(name=person.name),
+                                          QMessageBox.StandardButton.Ok | QMessageBox.StandardButton.Cancel,
+                                          QMessageBox.StandardButton.Cancel)
+            if answer != QMessageBox.StandardButton.Ok or self._closing:
+                return False
+        done = "{} is asked for the head move again" if person.liveness_exempt else \
+            "{} is let in without the head move (recorded in the access log each time)"
+        return self._change(lambda: self._gallery.set_liveness_exempt(person.id, not person.liveness_exempt), done)
 
     def delete_selected(self, confirm: bool = True, erase_log: bool = False) -> bool:
         """Delete the selected person and all their templates (after asking, unless `confirm` is False).

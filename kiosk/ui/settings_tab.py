@@ -36,6 +36,17 @@ from kiosk.pacing import MAX_FPS
 from kiosk.settings import ADMIN_TIMEOUT_RANGE_S, MAX_RETENTION_DAYS, KioskSettings
 from kiosk.ui.pin_dialog import SetPinDialog
 
+# Face pictures in the log: each choice's words, and its (store_thumbnails, denied_thumbnails).
+THUMBNAIL_CHOICES = {
+    "none": ("No face pictures", (False, False)),
+    "denied": ("A face picture with each denial (who tried)", (False, True)),
+    "all": ("A face picture with every event", (True, False)),
+}
+THUMBNAILS_NOTE = (
+    "A face picture lets a guard see who was denied, but it is personal data about people who "
+    "never agreed to be enrolled, passers-by included. Pictures are stored encrypted, shown only in "
+    "admin mode, and deleted with their events when the log's keeping time ends.")
+
 
 def card_summary(card: ModelCard) -> str:
     """The model, its LFW figures and what it gave at a one-camera site, in a few lines."""
@@ -113,7 +124,14 @@ class SettingsTab(QWidget):
         self.door_command_edit.setPlaceholderText("e.g. /usr/local/bin/open-door --seconds 3")
         self.door_url_edit = QLineEdit()
         self.door_url_edit.setPlaceholderText("e.g. http://door-controller.local/open")
-        self.thumbnails_check = QCheckBox("Store a face thumbnail with each access event")
+        self.thumbnails_combo = QComboBox()
+        for key, (text, _) in THUMBNAIL_CHOICES.items():
+            self.thumbnails_combo.addItem(text, key)
+        self.thumbnails_note = QLabel(THUMBNAILS_NOTE)
+        self.thumbnails_note.setWordWrap(True)
+        thumbnails_box = QVBoxLayout()
+        thumbnails_box.addWidget(self.thumbnails_combo)
+        thumbnails_box.addWidget(self.thumbnails_note)
         self.sound_check = QCheckBox("Sound")
         self.mirror_check = QCheckBox("Show the camera as a mirror (recognition is the same either way)")
         self.timeout_spin = QSpinBox(minimum=ADMIN_TIMEOUT_RANGE_S[0], maximum=ADMIN_TIMEOUT_RANGE_S[1],
@@ -145,7 +163,7 @@ class SettingsTab(QWidget):
         form.addRow("Keep access log", self.retention_spin)
         form.addRow("Door command", self.door_command_edit)
         form.addRow("Door URL", self.door_url_edit)
-        form.addRow("Privacy", self.thumbnails_check)
+        form.addRow("Faces in the log", thumbnails_box)
         form.addRow("Feedback", self.sound_check)
         form.addRow("Preview", self.mirror_check)
         form.addRow("Analyse at most", analysis_row)
@@ -170,7 +188,8 @@ class SettingsTab(QWidget):
         self.retention_spin.setValue(settings.retention_days)
         self.door_command_edit.setText(settings.door_command)
         self.door_url_edit.setText(settings.door_url)
-        self.thumbnails_check.setChecked(settings.store_thumbnails)
+        kept = "all" if settings.store_thumbnails else "denied" if settings.denied_thumbnails else "none"
+        self.thumbnails_combo.setCurrentIndex(self.thumbnails_combo.findData(kept))
         self.sound_check.setChecked(settings.sound)
         self.mirror_check.setChecked(settings.mirror_preview)
         self.timeout_spin.setValue(settings.admin_timeout_s)
@@ -180,6 +199,7 @@ class SettingsTab(QWidget):
     def edited(self) -> KioskSettings:
         """The settings as the widgets show them; those without a widget (events, door timeout) kept as saved."""
         risk = int(self.risk_combo.currentData())
+        every_event, denials = THUMBNAIL_CHOICES[self.thumbnails_combo.currentData()][1]
         return replace(
             self._settings,
             camera=self.camera_edit.text().strip(),
@@ -189,7 +209,8 @@ class SettingsTab(QWidget):
             retention_days=self.retention_spin.value(),
             door_command=self.door_command_edit.text().strip(),
             door_url=self.door_url_edit.text().strip(),
-            store_thumbnails=self.thumbnails_check.isChecked(),
+            store_thumbnails=every_event,
+            denied_thumbnails=denials,
             sound=self.sound_check.isChecked(),
             admin_timeout_s=self.timeout_spin.value(),
             analysis_fps=float(self.analysis_spin.value()),

@@ -78,7 +78,7 @@ def test_the_kiosk_window_survives_its_camera_folder_vanishing(qtbot, engine, tm
         qtbot.waitUntil(lambda: camera.state is CameraState.ENDED, timeout=10_000)
         qtbot.wait(500)  # the window keeps painting and the worker keeps waiting; nothing raises
         assert window.isVisible()
-        assert camera.message in window.status.text()
+        assert camera.message in window.technical_text
     finally:
         window.close()
     assert not any(t.isRunning() for t in window.findChildren(QThread))
