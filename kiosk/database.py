@@ -46,6 +46,16 @@ def _record_state(conn: sqlite3.Connection) -> None:
     record_state(conn)
 
 
+def _name_doors(conn: sqlite3.Connection) -> None:
+    # A log chained by this version's migration 2 already has its chain columns.
+    for table, column, kind in (("access_event", "door_name", "TEXT"), ("log_entry", "chain", "TEXT NOT NULL DEFAULT ''"),
+                                ("log_anchor", "chain", "TEXT NOT NULL DEFAULT ''")):
+        if column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    conn.execute("CREATE INDEX IF NOT EXISTS access_event_door ON access_event (door_name, time)")
+    conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS log_anchor_chain ON log_anchor (chain)")
+
+
 UNRECORDED_MODEL = "a model from before models were recorded (schema 2)"
 
 # Each migration is a list of statements, or a function of the connection (which carries its
@@ -133,8 +143,16 @@ MIGRATIONS: tuple[Migration, ...] = (
     # 4: the state file beside the key file (kiosk.sealstate) starts with the log's head and the
     # ids of every template removed so far (the gaps below the highest id ever given).
     _record_state,
+    # 5: doors. Every event names the door (kiosk) that decided it; the log has one chain per
+    # door where several doors share a site database (kiosk.site_schema: its first version). A
+    # kiosk's own file keeps its one chain, named "".
+    _name_doors,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class DatabaseUnavailable(KioskError):
+    """The site database's server cannot be reached (kiosk.sitedb)."""
 
 
 class SchemaVersionError(KioskError):
@@ -149,7 +167,10 @@ def database_path(data_dir: str | Path) -> Path:
 class KioskConnection(sqlite3.Connection):
     """A connection that carries its database's keys (set by open_database)."""
 
+    backend = "sqlite"
     sealer: Sealer | None = None
+    door: str | None = None  # the door (kiosk) whose events this connection logs
+    chain = ""  # the log chain it extends: one per database file
     after_commit: list[Callable[[sqlite3.Connection], None]] | None = None  # run once the outermost transaction commits
 
 
@@ -168,13 +189,14 @@ def on_commit(conn: sqlite3.Connection, callback: Callable[[sqlite3.Connection],
         hooks.append(callback)
 
 
-def open_database(path: str | Path) -> sqlite3.Connection:
+def open_database(path: str | Path, door: str | None = None) -> sqlite3.Connection:
     """Open (creating if needed) the kiosk database and bring its schema up to date.
 
     Loads the database's key file (kiosk.keystore.key_file_path), or creates it for a
     database that holds no sealed data yet, and finishes a key rotation that was
     interrupted. Raises SchemaVersionError if the file comes from a newer kiosk version,
-    KeyFileError if the key file is missing, not private, or not this database's.
+    KeyFileError if the key file is missing, not private, or not this database's. Events are
+    logged as `door`'s (default: the machine's name).
     """
     path = Path(path)
     _create_private(path)
@@ -353,11 +375,20 @@ def next_id(conn: sqlite3.Connection, table: str) -> int:
 
     Sealed blobs are bound to their row's id, so it must be known before the insert.
     """
+    if getattr(conn, "backend", "sqlite") == "postgresql":  # a forward-only sequence (kiosk.site_schema)
+        return conn.execute(f"SELECT nextval('{table}_ids')").fetchone()[0]
     return conn.execute(
         f"SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = ?), 0),"
         f" coalesce((SELECT max(id) FROM {table}), 0)) + 1",
         (table,),
     ).fetchone()[0]
+
+
+def default_door_id() -> str:
+    """The machine's name, made a valid door id (kiosk.events.check_door_id)."""
+    from kiosk.events import default_door_id as host_door
+
+    return host_door()
 
 
 def utc_datetime(when: datetime | str | None = None) -> datetime:

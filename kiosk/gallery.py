@@ -221,7 +221,7 @@ class Gallery:
         return _person(row) if row else None
 
     def people(self, include_inactive: bool = True) -> list[Person]:
-        where = "" if include_inactive else " WHERE p.active"
+        where = "" if include_inactive else " WHERE p.active = 1"
         rows = self._conn.execute(f"{_PERSON_COLUMNS}{where} ORDER BY p.name_key").fetchall()
         return [_person(row) for row in rows]
 
@@ -287,8 +287,8 @@ class Gallery:
             if arrays:
                 self.check_dimension(arrays[0].size)
             ids = []
-            template_id = next_id(self._conn, "template")  # the sealed data is bound to it
             for array, quality, source, thumbnail in zip(arrays, qualities, sources, thumbnails):
+                template_id = next_id(self._conn, "template")  # the sealed data is bound to it
                 key_id, sealed = self._sealer.seal(
                     self._conn, array.tobytes(), template_aad(template_id, person_id, array.size)
                 )
@@ -306,7 +306,6 @@ class Gallery:
                         "INSERT INTO template_thumbnail (template_id, key_id, jpeg) VALUES (?, ?, ?)",
                         (template_id, key_id, sealed),
                     )
-                template_id += 1
             return [self._template_by_id(i) for i in ids]
 
     def templates(self, person: PersonRef | None = None) -> list[Template]:
@@ -362,13 +361,13 @@ class Gallery:
             version = self._version()
             count, dim = self._conn.execute(
                 "SELECT count(*), max(t.dim) FROM template t"
-                " JOIN person p ON p.id = t.person_id WHERE p.active"
+                " JOIN person p ON p.id = t.person_id WHERE p.active = 1"
             ).fetchone()
             embeddings = np.empty((count, dim or 0), dtype=np.float32)
             person_ids = np.empty(count, dtype=np.int64)
             rows = self._conn.execute(
                 "SELECT t.id, t.person_id, t.dim, t.key_id, t.embedding FROM template t"
-                " JOIN person p ON p.id = t.person_id WHERE p.active"
+                " JOIN person p ON p.id = t.person_id WHERE p.active = 1"
                 " ORDER BY t.person_id, t.id"
             )
             state = self._state()
@@ -466,7 +465,8 @@ class Gallery:
             self.check_model(dim, identity)
             row = self._conn.execute("SELECT identity FROM gallery_model").fetchone()
             if row is None or row[0] != identity:
-                self._conn.execute("INSERT OR REPLACE INTO gallery_model (id, identity) VALUES (1, ?)", (identity,))
+                self._conn.execute("INSERT INTO gallery_model (id, identity) VALUES (1, ?)"
+                                   " ON CONFLICT (id) DO UPDATE SET identity = excluded.identity", (identity,))
 
     def check_dimension(self, dim: int) -> None:
         """GalleryError unless the gallery is empty or its templates are `dim`-d: templates made by
