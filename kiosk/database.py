@@ -204,6 +204,7 @@ def open_database(path: str | Path, door: str | None = None) -> sqlite3.Connecti
     conn = sqlite3.connect(
         os.fspath(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, factory=KioskConnection
     )
+    conn.door = door or default_door_id()
     try:
         try:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]

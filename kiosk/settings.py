@@ -29,6 +29,7 @@ FORMAT_VERSION = 1
 
 # Bounds shared by validation and the admin window's widgets.
 MAX_RETENTION_DAYS = 3650
+MAX_OFFLINE_HOURS = 24 * 30
 ADMIN_TIMEOUT_RANGE_S = (15, 3600)
 _RATE_FIELDS = ("analysis_fps", "idle_analysis_fps")
 
@@ -50,6 +51,9 @@ class KioskSettings:
     analysis_fps: float = 15.0  # frames analysed a second at most while someone is in view; 0 = all
     idle_analysis_fps: float = 5.0  # and while nobody is (kiosk.pacing); 0 = all
     mirror_preview: bool = True  # show the camera as a mirror (what people expect); analysis sees it unmirrored
+    # With a site database (kiosk.sitedb): how long the door keeps deciding from the gallery it last
+    # loaded while the server is unreachable; after that nobody is recognised until it is back.
+    offline_hours: float = 24.0
 
     # -- validation ------------------------------------------------------------
 
@@ -162,7 +166,7 @@ def _coerce(name: str, value: Any) -> Any:
     """Forgive what JSON and hand-editing make of a value: 30.0 for 30, 1 for a float."""
     if name in ("retention_days", "admin_timeout_s", "risk") and isinstance(value, float) and value.is_integer():
         return int(value)
-    if name in ("analysis_fps", "idle_analysis_fps") and isinstance(value, int) \
+    if name in ("analysis_fps", "idle_analysis_fps", "offline_hours") and isinstance(value, int) \
             and not isinstance(value, bool):
         return float(value)
     return value
@@ -187,6 +191,10 @@ def _field_problem(name: str, value: Any) -> str | None:
         if isinstance(value, bool) or not isinstance(value, float) or not math.isfinite(value):
             return f"must be a number of frames a second, got {value!r}"
         return None if 0.0 <= value <= MAX_FPS else f"must be 0 (no cap) to {MAX_FPS:g}, got {value}"
+    if name == "offline_hours":
+        if isinstance(value, bool) or not isinstance(value, float) or not math.isfinite(value):
+            return f"must be a number of hours, got {value!r}"
+        return None if 0.0 <= value <= MAX_OFFLINE_HOURS else f"must be 0..{MAX_OFFLINE_HOURS} hours, got {value}"
     if name == "retention_days":
         if isinstance(value, bool) or not isinstance(value, int):
             return f"must be a whole number of days, got {value!r}"

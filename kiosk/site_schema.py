@@ -112,13 +112,13 @@ CREATE: tuple[str, ...] = (
         time   TEXT NOT NULL,
         mac    BYTEA NOT NULL
     )""",
-    # Which rows of each door's local outbox arrived (kiosk.sitelink): written in the same
+    # Which rows of each door's local outbox (named by a random id) arrived (kiosk.sitelink): written in the same
     # transaction as the event, so a row sent again after a lost acknowledgement is not logged twice.
     """CREATE TABLE outbox_delivery (
-        door     TEXT NOT NULL,
+        outbox   TEXT NOT NULL,
         row      BIGINT NOT NULL,
         event_id BIGINT,
-        PRIMARY KEY (door, row)
+        PRIMARY KEY (outbox, row)
     )""",
     f"INSERT INTO kiosk_schema (id, version) VALUES (1, {SITE_BASE_VERSION})",
 )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -141,19 +142,32 @@ class SiteConnection:
         with self._lock:
             if statement.upper().startswith("BEGIN"):
                 return self._begin(statement.upper())
-            conn = self._live() if not self.in_transaction else self._conn
+            idle = not self.in_transaction
             text = translate(sql)
+            # A read outside a transaction may go again on a fresh connection: the server may
+            # have restarted since this connection was last used.
+            retry = idle and statement[:6].upper() == "SELECT"
             try:
-                cursor = conn.execute(text, tuple(params) or None)
+                cursor = self._run(lambda conn: conn.execute(text, tuple(params) or None), idle, retry)
                 return SiteCursor(cursor, text.endswith(" RETURNING id"))
-            except psycopg.OperationalError as exc:
-                self._lost(exc)
-                raise DatabaseUnavailable(f"lost the site database {redacted_url(self.url)}: "
-                                          f"{_first_line(exc)}") from None
+            except psycopg.IntegrityError as exc:  # as sqlite3 says it: callers handle one kind
+                raise sqlite3.IntegrityError(_first_line(exc)) from exc
+            except psycopg.Error as exc:
+                raise sqlite3.DatabaseError(_first_line(exc)) from exc
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         for row in rows:
             self.execute(sql, row)
+
+    def start_watch(self):
+        """The gallery watch (kiosk.sitelink), started on first use; it sends the outbox on reconnecting."""
+        with self._lock:
+            if self.watch is None:
+                from kiosk.sitelink import GalleryWatch
+
+                flush = (lambda: self.outbox.flush(force=True)) if self.outbox is not None else None
+                self.watch = GalleryWatch(self.url, self.door, flush)
+            return self.watch
 
     def close(self) -> None:
         if self.watch is not None:
@@ -166,22 +180,33 @@ class SiteConnection:
     # -- helpers -------------------------------------------------------------------------
 
     def _begin(self, statement: str) -> SiteCursor:
-        conn = self._live()
-        try:
+        def begin(conn: psycopg.Connection) -> psycopg.Cursor:
             if "DEFERRED" in statement:
-                cursor = conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-            else:
-                conn.execute("BEGIN")
-                cursor = conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
+                return conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            conn.execute("BEGIN")
+            return conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
+
+        return SiteCursor(self._run(begin, True, True), False)
+
+    def _run(self, step: Callable[[psycopg.Connection], psycopg.Cursor], idle: bool, retry: bool) -> psycopg.Cursor:
+        """`step` on the live connection; once more on a new one if it was lost and `retry` allows."""
+        try:
+            return step(self._live() if idle else self._conn)
         except psycopg.OperationalError as exc:
             self._lost(exc)
+            if retry:
+                self._last_try = 0.0
+                try:
+                    return step(self._live())
+                except psycopg.OperationalError as again:
+                    self._lost(again)
+                    exc = again
             raise DatabaseUnavailable(f"lost the site database {redacted_url(self.url)}: "
                                       f"{_first_line(exc)}") from None
-        return SiteCursor(cursor, False)
 
     def _lost(self, exc: Exception) -> None:
         log.warning("site database %s: %s", redacted_url(self.url), _first_line(exc))
-        if self._conn is not None and (self._conn.closed or self._conn.broken):
+        if self._conn is not None:  # a server shutting down may leave it open but useless
             self._conn.close()
             self._conn = None
             self._last_try = time.monotonic()
