@@ -126,9 +126,9 @@ def _data_dir(args: argparse.Namespace) -> Path:
 
 def _site_url(args: argparse.Namespace) -> str | None:
     """--database, else $KIOSK_DATABASE_URL: a site's PostgreSQL server; None for the data directory's file."""
-    from kiosk.site import URL_ENV
+    from kiosk.database import DATABASE_URL_ENV
 
-    url = getattr(args, "database", None) or os.environ.get(URL_ENV, "").strip() or None
+    url = getattr(args, "database", None) or os.environ.get(DATABASE_URL_ENV, "").strip() or None
     if url is not None and not url.startswith(("postgresql://", "postgres://")):
         raise CliError(f"--database must be a postgresql:// URL, got {url[:60]!r}")
     return url
@@ -142,7 +142,11 @@ def _open_database(args: argparse.Namespace) -> sqlite3.Connection:
     url = _site_url(args)
     if url is not None:
         from kiosk.settings import KioskSettings
-        from kiosk.site import open_site_database
+
+        try:
+            from kiosk.site import open_site_database
+        except ImportError as exc:
+            raise CliError(f"a site database needs psycopg ({exc}): pip install 'face-kiosk[site]'") from exc
 
         folder = _data_dir(args)
         try:

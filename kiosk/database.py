@@ -31,6 +31,7 @@ from kiosk.sealing import Sealer
 log = logging.getLogger(__name__)
 
 DB_FILENAME = "kiosk.db"
+DATABASE_URL_ENV = "KIOSK_DATABASE_URL"  # a site's PostgreSQL database instead of the file (kiosk.site)
 BUSY_TIMEOUT_S = 10.0
 
 

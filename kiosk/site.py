@@ -24,8 +24,6 @@ from kiosk.sitedb import SiteConnection, redacted_url
 
 log = logging.getLogger(__name__)
 
-URL_ENV = "KIOSK_DATABASE_URL"
-
 
 def open_site_database(url: str, data_dir: str | os.PathLike, door: str | None = None,
                        offline_hours: float | None = None) -> SiteConnection:

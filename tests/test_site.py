@@ -405,3 +405,43 @@ def test_command_line_on_a_site(site, tmp_path):
     assert done.returncode == 1 and done.stderr.startswith("error: this door holds no site key")
     done = cli("--data-dir", str(back_dir), "--database", "mysql://x", "log")
     assert done.returncode == 1 and "must be a postgresql:// URL" in done.stderr
+
+
+@pytest.fixture(scope="module")
+def photos(lfw) -> dict[str, list[Path]]:
+    from tests.test_cli import PERSON, STRANGER
+
+    return {name: [lfw.image_path(ref) for ref in lfw.images_of([name])[:14]] for name in (PERSON, STRANGER)}
+
+
+def test_enrolled_at_one_door_recognised_at_another_and_refused_once_removed(site, tmp_path, capsys, engine, photos):
+    """The real model and command line: enrol at the front door, the back door's kiosk grants; remove
+    at the front, the back door denies."""
+    from kiosk.settings import KioskSettings
+    from tests.test_cli import ENROLL, PERSON, PROBE, STRANGER, cli, json_lines, write_video
+
+    front_dir = door_dir(tmp_path, "front")
+    front = ("--data-dir", front_dir, "--database", site, "--door-id", "front", "--json")
+    code, out, err = cli(capsys, *front, "enroll", PERSON, *photos[PERSON][ENROLL])
+    assert code == 0, err
+    back_dir = door_dir(tmp_path, "back", site_key_from=front_dir)
+    back = ("--data-dir", back_dir, "--database", site, "--door-id", "back", "--json")
+    code, out, err = cli(capsys, *back, "identify", photos[PERSON][PROBE])
+    assert code == 0 and json_lines(out)[0]["name"] == PERSON, err
+
+    KioskSettings(liveness=False).save(back_dir)  # this test is about the site, not the liveness challenge
+    video = write_video(tmp_path / "door.avi", [photos[PERSON][PROBE]] * 10 + photos[STRANGER][:10])
+    code, out, err = cli(capsys, *back, "run", "--camera", video, "--headless")
+    assert code == 0, err
+    assert [(d["decision"], d["name"]) for d in json_lines(out)] == [("granted", PERSON), ("denied", None)]
+
+    code, out, err = cli(capsys, *front, "people", "remove", PERSON)
+    assert code == 0, err
+    code, out, err = cli(capsys, *back, "run", "--camera", video, "--headless")
+    assert code == 0, err
+    refused = json_lines(out)  # nobody is enrolled now: one unknown visitor from start to end
+    assert refused and all((d["decision"], d["name"]) == ("denied", None) for d in refused)
+    code, out, err = cli(capsys, *front, "log", "--door", "back")
+    assert [e["decision"] for e in json_lines(out)] == ["denied"] * len(refused) + ["denied", "granted"]
+    code, out, err = cli(capsys, *front, "log", "verify")
+    assert code == 0, out + err
