@@ -518,6 +518,10 @@ def cmd_keys(args: argparse.Namespace, out: Output) -> int:
 
     conn = _open_admin_database(args)
     try:
+        if getattr(args, "keys_command", None) == "rotate" and getattr(conn, "backend", "sqlite") == "postgresql":
+            # The other doors would hold a key file without the new key until each got a copy.
+            raise CliError("keys rotate works on a kiosk's own database only; a site keeps its key "
+                           "(README, A site with several doors)")
         if getattr(args, "keys_command", None) == "rotate":
             done = rotate_keys(conn, progress=out.note)
             out.emit({"rotated": True, "old_keys": list(done.old_keys), "new_key": done.new_key,
