@@ -598,7 +598,8 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
     pace = _pace(args, settings, camera)  # before the model loads: a bad option fails at once
     engine = RiskEngine(_engine(args.model), settings.risk)  # the admin's risk, the site's rule
     conn = _open_database(args)
-    retention = RetentionPurge(_data_dir(args))  # as the kiosk window does: at start, then hourly
+    # As the kiosk window does: at start, then hourly (on a connection of its own).
+    retention = RetentionPurge(_data_dir(args), opener=lambda: _open_database(args))
     try:
         if events is not None:
             events.start()

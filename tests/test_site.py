@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -15,11 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kiosk.accesslog import AccessLog
-from kiosk.database import database_path, open_database
-from kiosk.gallery import Gallery
-from kiosk.keystore import KeyFileError, key_file_path
-from kiosk.site import import_kiosk, open_site_database
+pytest.importorskip("psycopg")  # the site extra (the test extra installs it)
+
+from kiosk.accesslog import AccessLog  # noqa: E402
+from kiosk.database import database_path, open_database  # noqa: E402
+from kiosk.gallery import Gallery  # noqa: E402
+from kiosk.keystore import KeyFileError, key_file_path  # noqa: E402
+from kiosk.site import import_kiosk, open_site_database  # noqa: E402
 
 postgres_module = pytest.importorskip("tests.postgres")
 ROOT = Path(__file__).resolve().parents[1]
@@ -445,3 +448,55 @@ def test_enrolled_at_one_door_recognised_at_another_and_refused_once_removed(sit
     assert [e["decision"] for e in json_lines(out)] == ["denied"] * len(refused) + ["denied", "granted"]
     code, out, err = cli(capsys, *front, "log", "verify")
     assert code == 0, out + err
+
+
+@pytest.mark.slow
+def test_a_running_kiosk_goes_on_deciding_while_the_server_is_down(server, site, tmp_path, capsys, engine, photos):
+    """`python -m kiosk run` as its own process: the server stopped mid-run, decisions go on and their
+    events wait in the outbox; the server back, every event arrives once, in order, and the log verifies."""
+    import cv2
+
+    from kiosk.settings import KioskSettings
+    from tests.test_cli import ENROLL, PERSON, PROBE, STRANGER, cli, write_video
+
+    front_dir = door_dir(tmp_path, "front")
+    code, out, err = cli(capsys, "--data-dir", front_dir, "--database", site, "enroll", PERSON, *photos[PERSON][ENROLL])
+    assert code == 0, err
+    KioskSettings(liveness=False).save(front_dir)
+    blank = tmp_path / "blank.png"  # an empty doorway between visitors ends each visit
+    cv2.imwrite(str(blank), np.full((250, 250, 3), 128, np.uint8))
+    video = write_video(tmp_path / "door.avi",
+                        [photos[PERSON][PROBE]] * 6 + [blank] * 2 + photos[STRANGER][:6] + [blank] * 2)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kiosk", "--data-dir", str(front_dir), "--database", site, "--door-id", "front",
+         "--json", "run", "--camera", str(video), "--headless", "--loop"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    decisions: list[dict] = []
+    reader = threading.Thread(target=lambda: decisions.extend(json.loads(line) for line in process.stdout), daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: len(decisions) >= 2, timeout=90)
+        server.stop()
+        stopped = len(decisions)
+        try:
+            wait_until(lambda: len(decisions) >= stopped + 2, timeout=30)  # decisions go on
+        finally:
+            server.start()
+        assert [d for d in decisions[stopped:] if d["event_id"] < 0]  # queued, with provisional ids
+        outbox = sqlite3.connect(front_dir / "site-outbox.sqlite")
+        wait_until(lambda: outbox.execute("SELECT count(*) FROM pending").fetchone()[0] == 0, timeout=30)
+        outbox.close()
+        assert all(d["decision"] == ("granted" if d["name"] == PERSON else "denied") for d in decisions)
+    finally:
+        process.terminate()
+        process.wait(30)
+        print(process.stderr.read())
+    assert process.returncode == 0
+    conn = open_site_database(site, front_dir, "front")
+    events = AccessLog(conn).query(newest_first=False)
+    # Every decision printed is one event, in the order decided; none lost, none twice.
+    assert [(e.decision, e.name) for e in events] == [(d["decision"], d["name"]) for d in decisions]
+    assert [e.time for e in events] == [d["time"] for d in decisions]
+    report = AccessLog(conn).verify()
+    assert report.ok and report.events == len(decisions)
+    conn.close()
