@@ -18,7 +18,7 @@ from typing import Any
 
 from kiosk import logchain
 from kiosk.atomic import atomic_open
-from kiosk.database import timestamp, transaction, utc_datetime
+from kiosk.database import DatabaseUnavailable, timestamp, transaction, utc_datetime
 from kiosk.gallery import name_key
 from kiosk.logchain import ChainReport
 from kiosk.sealing import access_thumbnail_aad, sealer
@@ -169,6 +169,12 @@ class AccessLog:
                       door_name=getattr(self._conn, "door", None))
         outbox = getattr(self._conn, "outbox", None)
         if outbox is not None:
+            if name is None and person_id is not None:  # the name as it is now, not when the event reaches the server
+                try:
+                    row = self._conn.execute("SELECT name FROM person WHERE id = ?", (person_id,)).fetchone()
+                    fields["name"] = row[0] if row else None
+                except DatabaseUnavailable:
+                    pass
             return outbox.record(fields, thumbnail)
         return self.write(**fields, thumbnail=thumbnail)
 

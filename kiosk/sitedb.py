@@ -165,7 +165,7 @@ class SiteConnection:
             if self.watch is None:
                 from kiosk.sitelink import GalleryWatch
 
-                flush = (lambda: self.outbox.flush(force=True)) if self.outbox is not None else None
+                flush = (lambda: self.outbox.try_flush(force=True)) if self.outbox is not None else None
                 self.watch = GalleryWatch(self.url, self.door, flush)
             return self.watch
 

@@ -134,7 +134,7 @@ class SiteOutbox:
 
         with self._lock:
             row = self._add("event", fields)
-            delivered = self.flush({row: thumbnail} if thumbnail is not None else None)
+            delivered = self.try_flush({row: thumbnail} if thumbnail is not None else None)
             if row in delivered:
                 return delivered[row]
             return AccessEvent(-row, fields["time"], fields["camera"], fields["person_id"], fields["name"],
@@ -145,13 +145,22 @@ class SiteOutbox:
         """Commit what the door did for an event (a provisional id names a queued one), then send."""
         with self._lock:
             self._add("door", {"event_id": event_id, "outcome": outcome})
-            self.flush()
+            self.try_flush()
 
     def count(self) -> int:
         with self._lock:
             return self._db.execute("SELECT count(*) FROM pending").fetchone()[0]
 
     # -- sending -----------------------------------------------------------------------
+
+    def try_flush(self, thumbnails: dict[int, bytes] | None = None, force: bool = False) -> dict[int, Any]:
+        """flush(), for a caller that must go on (the door's loop, the watch): what is committed
+        here stays here, and a row the server refuses is tried again later, never dropped."""
+        try:
+            return self.flush(thumbnails, force)
+        except Exception:
+            log.exception("cannot send the outbox's events to the site database; they wait")
+            return {}
 
     def flush(self, thumbnails: dict[int, bytes] | None = None, force: bool = False) -> dict[int, Any]:
         """Write the waiting rows to the server in order, each exactly once; stops at the first
@@ -188,6 +197,11 @@ class SiteOutbox:
 
     def _write(self, sender: SiteConnection, access_log, kind: str, fields: dict[str, Any], thumbnail: bytes | None):
         if kind == "event":
+            person_id = fields["person_id"]
+            if person_id is not None and sender.execute("SELECT 1 FROM person WHERE id = ?", (person_id,)).fetchone() is None:
+                # Removed at another door while this one was offline: the event keeps the name, as
+                # the events of a removed person do (ON DELETE SET NULL).
+                fields = {**fields, "person_id": None}
             return access_log.write(**fields, thumbnail=thumbnail)
         event_id = fields["event_id"]
         if event_id < 0:  # queued when it was decided: its server id is in the delivery record

@@ -273,12 +273,16 @@ def test_a_door_cut_off_decides_from_its_gallery_and_refuses_a_removal_on_reconn
     Gallery(admin).remove("Ada")  # while the door cannot hear it
     assert sorted(set(gallery.matrix()[1].tolist())) == [ada.id, grace.id]  # it goes on deciding
     assert gallery.get_person(grace.id).name == "Grace"
-    queued = AccessLog(door).record(camera="cam", decision="granted", reason="match", person_id=grace.id)
-    assert queued.queued and queued.id < 0
+    queued = [AccessLog(door).record(camera="cam", decision="granted", reason="match", person_id=person.id,
+                                     name=person.name) for person in (grace, ada)]
+    assert all(e.queued and e.id < 0 for e in queued)
     link.restore()
     assert wait_until(lambda: ada.id not in gallery.matrix()[1]) < 3.0
     wait_until(lambda: door.outbox.count() == 0)
-    assert [(e.door_name, e.person_id) for e in AccessLog(admin).query()] == [("back", grace.id)]
+    # Ada's event arrives after her removal: it keeps her name, without the link to a person gone.
+    assert [(e.door_name, e.person_id, e.name) for e in AccessLog(admin).query(newest_first=False)] == [
+        ("back", grace.id, "Grace"), ("back", None, "Ada")]
+    assert AccessLog(admin).verify().ok
     door.close()
     admin.close()
 
