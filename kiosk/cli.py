@@ -545,13 +545,36 @@ def cmd_keys(args: argparse.Namespace, out: Output) -> int:
 # -- site ------------------------------------------------------------------------
 
 
+def _site_settings(settings, conn):
+    from kiosk.site_settings import with_site
+
+    return with_site(settings, conn)
+
+
 def cmd_site(args: argparse.Namespace, out: Output) -> int:
     from kiosk.site import import_kiosk
+    from kiosk.site_settings import SITE_WIDE, SiteSettingError, set_site_values, site_values
 
     if _site_url(args) is None:
-        raise CliError("site import needs the site database: --database postgresql://... or $KIOSK_DATABASE_URL")
+        raise CliError(f"site {args.site_command} needs the site database: --database postgresql://... "
+                       "or $KIOSK_DATABASE_URL")
     conn = _open_admin_database(args)
     try:
+        if args.site_command == "settings":
+            assignments = {}
+            for item in args.assignments:
+                name, equals, value = item.partition("=")
+                if not equals:
+                    raise CliError(f"give a setting as NAME=VALUE, got {item!r}")
+                assignments[name.strip()] = value.strip()
+            try:
+                values = set_site_values(conn, assignments) if assignments else site_values(conn)
+            except SiteSettingError as exc:
+                raise CliError(str(exc)) from exc
+            out.emit({"site_settings": values}, "\n".join(
+                f"{name} = {json.dumps(values[name]) if name in values else '(each door its own)'}"
+                for name in SITE_WIDE))
+            return 0
         done = import_kiosk(conn, args.source, progress=out.note)
         out.emit({"imported": {"people": done.people, "templates": done.templates, "events": done.events},
                   "door": conn.door},
@@ -598,6 +621,7 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
     pace = _pace(args, settings, camera)  # before the model loads: a bad option fails at once
     engine = RiskEngine(_engine(args.model), settings.risk)  # the admin's risk, the site's rule
     conn = _open_database(args)
+    engine.risk = _site_settings(settings, conn).risk  # on a site database, the site's risk where it set one
     # As the kiosk window does: at start, then hourly (on a connection of its own).
     retention = RetentionPurge(_data_dir(args), opener=lambda: _open_database(args))
     try:
@@ -865,6 +889,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                           "database, as this door's", cmd_site, parent=site_commands)
     site_import.add_argument("source", metavar="DATA_DIR", type=Path,
                              help="the kiosk's data directory (its kiosk.db and key file)")
+    site_settings = command("settings", "show the settings every door shares, or set them: risk, "
+                            "looser_risk_confirmed, retention_days", cmd_site, parent=site_commands)
+    site_settings.add_argument("assignments", metavar="NAME=VALUE", nargs="*")
 
     keys = command("keys", "show the key file that protects templates and the log (or rotate its key)", cmd_keys)
     keys_commands = keys.add_subparsers(dest="keys_command", metavar="ACTION")

@@ -24,7 +24,9 @@ PURGE_INTERVAL_S = 3600.0
 
 def purge_expired(conn: sqlite3.Connection, data_dir: str | os.PathLike, now: When | None = None) -> int:
     """Delete the access events older than the settings' retention; returns how many."""
-    days = KioskSettings.load(data_dir).retention_days
+    from kiosk.site_settings import with_site
+
+    days = with_site(KioskSettings.load(data_dir), conn).retention_days  # the site's, where it set one
     return AccessLog(conn).purge_older_than(days, now) if days > 0 else 0
 
 

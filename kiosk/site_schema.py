@@ -120,6 +120,8 @@ CREATE: tuple[str, ...] = (
         event_id BIGINT,
         PRIMARY KEY (outbox, row)
     )""",
+    # Settings the doors share (kiosk.site_settings), as JSON values.
+    "CREATE TABLE site_setting (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     f"INSERT INTO kiosk_schema (id, version) VALUES (1, {SITE_BASE_VERSION})",
 )
 

@@ -504,3 +504,31 @@ def test_a_running_kiosk_goes_on_deciding_while_the_server_is_down(server, site,
     report = AccessLog(conn).verify()
     assert report.ok and report.events == len(decisions)
     conn.close()
+
+
+def test_site_wide_settings_are_shared_and_checked(site, tmp_path):
+    from kiosk.retention import purge_expired
+    from kiosk.settings import KioskSettings
+    from kiosk.site_settings import with_site
+
+    front_dir = door_dir(tmp_path, "front")
+    open_site_database(site, front_dir, "front").close()
+    back_dir = door_dir(tmp_path, "back", site_key_from=front_dir)
+    KioskSettings(risk=1000, retention_days=30, camera="2").save(back_dir)
+    admin = ("--data-dir", str(front_dir), "--database", site, "--door-id", "front")
+    done = cli(*admin, "site", "settings", "risk=20")
+    assert done.returncode == 1 and "confirm it with looser_risk_confirmed" in done.stderr
+    done = cli(*admin, "site", "settings", "camera=3")
+    assert done.returncode == 1 and "camera is not a site-wide setting" in done.stderr
+    done = cli(*admin, "--json", "site", "settings", "risk=10000", "retention_days=1")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["site_settings"] == {"risk": 10000, "retention_days": 1}
+
+    conn = open_site_database(site, back_dir, "back")
+    settings = with_site(KioskSettings.load(back_dir), conn)
+    assert (settings.risk, settings.retention_days, settings.camera) == (10000, 1, "2")  # the camera is the door's
+    AccessLog(conn).record(camera="cam", decision="denied", reason="unknown", time="2020-01-01T00:00:00Z")
+    AccessLog(conn).record(camera="cam", decision="denied", reason="unknown")
+    assert purge_expired(conn, back_dir) == 1  # the site's retention, not the door's 30 days
+    assert AccessLog(conn).verify().ok
+    conn.close()
