@@ -15,7 +15,8 @@ on either backend. What differs between the two SQL dialects is translated here,
 
 A connection lost to the server raises DatabaseUnavailable; the next statement outside a
 transaction reconnects (at most once a second), so a kiosk picks up where it was once the server
-is back.
+is back. A BEGIN, or a SELECT outside a transaction, that finds the connection dead (the server
+restarted since it was last used) goes once more on a new connection: nothing was done on the old.
 """
 from __future__ import annotations
 
@@ -41,11 +42,6 @@ NOTIFY_CHANNEL = "kiosk_gallery"
 _RETURNS_ID = re.compile(r"^\s*INSERT INTO (person|access_event)\b", re.IGNORECASE)
 
 
-def is_site_url(target: object) -> bool:
-    """Whether a --database value names a PostgreSQL server rather than a file."""
-    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
-
-
 def redacted_url(url: str) -> str:
     """The URL without its password, for messages and the admin window."""
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
@@ -67,7 +63,6 @@ class SiteCursor:
         self._cursor = cursor
         self.lastrowid: int | None = None
         self.rowcount = cursor.rowcount
-        self._pending: list[tuple] | None = None
         if returns_id:
             row = cursor.fetchone()
             self.lastrowid = row[0] if row else None
@@ -85,7 +80,7 @@ class SiteCursor:
 class SiteConnection:
     """A PostgreSQL connection that the kiosk's storage code uses like its sqlite3 connection.
 
-    Carries what open_database() attaches: the keys (sealer), the door this kiosk is (``door``,
+    Carries what kiosk.site.open_site_database() attaches: the keys (sealer), the door this kiosk is (``door``,
     which names its events and its log chain), and, for a kiosk, the local outbox and the
     gallery watch (kiosk.sitelink).
     """
@@ -100,7 +95,7 @@ class SiteConnection:
         self.after_commit: list[Callable[[Any], None]] | None = None
         self.outbox = None  # kiosk.sitelink.SiteOutbox, set by open_database() for a data directory
         self.watch = None  # kiosk.sitelink.GalleryWatch, started by the first Gallery.matrix()
-        self.offline_limit_s: float | None = None
+        self.offline_limit_s: float | None = None  # how long Gallery decides offline; None: no limit
         self._conn: psycopg.Connection | None = None
         self._last_try = 0.0
         self._lock = threading.RLock()
@@ -154,10 +149,6 @@ class SiteConnection:
                 raise sqlite3.IntegrityError(_first_line(exc)) from exc
             except psycopg.Error as exc:
                 raise sqlite3.DatabaseError(_first_line(exc)) from exc
-
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        for row in rows:
-            self.execute(sql, row)
 
     def start_watch(self):
         """The gallery watch (kiosk.sitelink), started on first use; it sends the outbox on reconnecting."""

@@ -50,17 +50,13 @@ class GalleryWatch:
         self._offline_since = time.monotonic()
         self._on_reconnect = on_reconnect
         self._stop = threading.Event()
-        self._changed = threading.Condition()
+        self._state_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"site-watch-{door}", daemon=True)
         self._thread.start()
 
     def offline_for(self) -> float:
         """Seconds since the server was last reachable (0 while it is)."""
         return 0.0 if self.online else time.monotonic() - self._offline_since
-
-    def wait_online(self, timeout: float) -> bool:
-        with self._changed:
-            return self._changed.wait_for(lambda: self.online, timeout)
 
     def stop(self) -> None:
         self._stop.set()
@@ -84,7 +80,7 @@ class GalleryWatch:
             except psycopg.Error as exc:
                 if self.online:
                     log.warning("site database %s unreachable: %s", redacted_url(self.url), exc)
-                    with self._changed:
+                    with self._state_lock:
                         self.online = False
                         self._offline_since = time.monotonic()
                 self._stop.wait(RETRY_S)
@@ -93,12 +89,11 @@ class GalleryWatch:
         """Read the gallery's version; `came_back` (on connecting, and at every idle check) also
         has the outbox send what waits in it."""
         version = conn.execute("SELECT version FROM gallery_state").fetchone()[0]
-        with self._changed:
+        with self._state_lock:
             if not self.online:
                 log.info("site database %s reachable (gallery version %d)", redacted_url(self.url), version)
             self.version = version
             self.online = True
-            self._changed.notify_all()
         if came_back and self._on_reconnect is not None:
             self._on_reconnect()
 
