@@ -117,10 +117,17 @@ class SiteConnection:
     def online(self) -> bool:
         return self._conn is not None and not self._conn.closed
 
+    @property
+    def away(self) -> bool:
+        """The gallery watch, once it has reached the server, has lost it (and is trying again)."""
+        return self.watch is not None and self.watch.version is not None and not self.watch.online
+
     def _live(self) -> psycopg.Connection:
         if self.online:
             return self._conn
-        if time.monotonic() - self._last_try < RECONNECT_EVERY_S:
+        # While the watch says the server is away, the door's loop does not wait for a connection
+        # timeout of its own (seconds, where a network drops packets): the watch reconnects.
+        if self.away or time.monotonic() - self._last_try < RECONNECT_EVERY_S:
             raise DatabaseUnavailable(f"the site database {redacted_url(self.url)} is unreachable")
         self._connect()
         return self._conn

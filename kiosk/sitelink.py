@@ -167,7 +167,7 @@ class SiteOutbox:
             rows = self._db.execute("SELECT row, kind, body FROM pending ORDER BY row").fetchall()
             # While the server is away the watch says when it is back; a door does not wait for a
             # connection timeout at every decision.
-            if not rows or (not force and time.monotonic() - self._failed_at < RETRY_S * 2):
+            if not rows or (not force and (self._site.away or time.monotonic() - self._failed_at < RETRY_S * 2)):
                 return delivered
             try:
                 sender = self._connection()
