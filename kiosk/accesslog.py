@@ -18,12 +18,13 @@ from typing import Any
 
 from kiosk import logchain
 from kiosk.atomic import atomic_open
-from kiosk.database import timestamp, transaction, utc_datetime
+from kiosk.database import DatabaseUnavailable, timestamp, transaction, utc_datetime
 from kiosk.gallery import name_key
 from kiosk.logchain import ChainReport
 from kiosk.sealing import access_thumbnail_aad, sealer
 
 DECISIONS = ("granted", "denied")
+NO_LIMIT = 2**63 - 1  # LIMIT for "all": both backends take a 64-bit integer there
 
 When = datetime | str  # an aware datetime or an ISO 8601 string with an offset
 
@@ -42,17 +43,19 @@ class AccessEvent:
     door: str | None  # outcome of the door action, filled in after the decision
     has_thumbnail: bool
     redacted: bool = False  # the person's details were erased (privacy); time and outcome remain
+    door_name: str | None = None  # the door (kiosk) that decided; None for events from before doors were named
+    queued: bool = False  # held in the door's outbox until the site database is back (its id is provisional)
 
 
 _EVENT_COLUMNS = """
     SELECT e.id, e.time, e.camera, e.person_id, e.name, e.score, e.decision, e.reason,
            e.liveness, e.door,
-           EXISTS (SELECT 1 FROM access_thumbnail a WHERE a.event_id = e.id), e.redacted
+           EXISTS (SELECT 1 FROM access_thumbnail a WHERE a.event_id = e.id), e.redacted, e.door_name
     FROM access_event e"""
 
 # Columns a free-text search looks in.
-_SEARCH_COLUMNS = ("name", "camera", "decision", "reason", "liveness", "door")
-_CSV_COLUMNS = [f.name for f in fields(AccessEvent) if f.name != "has_thumbnail"]
+_SEARCH_COLUMNS = ("name", "camera", "decision", "reason", "liveness", "door", "door_name")
+_CSV_COLUMNS = [f.name for f in fields(AccessEvent) if f.name not in ("has_thumbnail", "queued")]
 
 
 # A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...), +cmd|...).
@@ -67,7 +70,7 @@ def spreadsheet_safe(value: Any) -> Any:
 
 
 def _event(row: Sequence) -> AccessEvent:
-    return AccessEvent(*row[:10], has_thumbnail=bool(row[10]), redacted=bool(row[11]))
+    return AccessEvent(*row[:10], has_thumbnail=bool(row[10]), redacted=bool(row[11]), door_name=row[12])
 
 
 def _check_decision(decision: str) -> None:
@@ -86,6 +89,7 @@ class _Filter:
     reason: str | None = None
     search: str | None = None  # case-insensitive substring of any text column
     after_id: int | None = None  # only events newer than this id (live updates)
+    door_name: str | None = None  # only this door's events
 
     def where(self) -> tuple[str, list[Any]]:
         clauses: list[str] = []
@@ -101,7 +105,7 @@ class _Filter:
             # person's events (by the logged name).
             clauses.append(
                 "(e.person_id IN (SELECT id FROM person WHERE name_key = ?)"
-                " OR e.name = ? COLLATE NOCASE)"
+                " OR lower(e.name) = lower(?))"
             )
             params += [name_key(self.person), self.person.strip()]
         if self.decision is not None:
@@ -121,6 +125,9 @@ class _Filter:
         if self.after_id is not None:
             clauses.append("e.id > ?")
             params.append(int(self.after_id))
+        if self.door_name is not None:
+            clauses.append("e.door_name = ?")
+            params.append(self.door_name)
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
@@ -146,16 +153,38 @@ class AccessLog:
     ) -> AccessEvent:
         """Log a decision. It is committed (and synced) when this returns, so open the door after.
 
-        Without a name, the person's current gallery name is logged.
+        Without a name, the person's current gallery name is logged. On a site database the
+        event goes through the door's outbox (kiosk.sitelink): committed there first, then
+        written to the server, or kept in order until the server is back (``queued``).
         """
         _check_decision(decision)
         if not reason:
             raise ValueError("an access event needs a reason")
-        stamp = timestamp(time)
         # sqlite3 cannot bind numpy scalars, which is what matching hands out.
         person_id = None if person_id is None else int(person_id)
         # SQLite would store NaN as NULL; say so up front so the chain covers what is stored.
         score = None if score is None or math.isnan(float(score)) else float(score)
+        fields = dict(camera=camera, decision=decision, reason=reason, person_id=person_id, name=name,
+                      score=score, liveness=liveness, time=timestamp(time),
+                      door_name=getattr(self._conn, "door", None))
+        outbox = getattr(self._conn, "outbox", None)
+        if outbox is not None:
+            if name is None and person_id is not None:  # the name as it is now, not when the event reaches the server
+                try:
+                    row = self._conn.execute("SELECT name FROM person WHERE id = ?", (person_id,)).fetchone()
+                    fields["name"] = row[0] if row else None
+                except DatabaseUnavailable:
+                    pass
+            return outbox.record(fields, thumbnail)
+        return self.write(**fields, thumbnail=thumbnail)
+
+    def write(
+        self, *, camera: str, decision: str, reason: str, person_id: int | None, name: str | None,
+        score: float | None, liveness: str | None, time: str, door_name: str | None,
+        thumbnail: bytes | None = None,
+    ) -> AccessEvent:
+        """Write one checked event (record()'s fields) to this database, in one transaction."""
+        stamp = time
         with transaction(self._conn):
             if name is None and person_id is not None:
                 row = self._conn.execute(
@@ -164,9 +193,9 @@ class AccessLog:
                 name = row[0] if row else None
             event_id = self._conn.execute(
                 "INSERT INTO access_event"
-                " (time, camera, person_id, name, score, decision, reason, liveness)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (stamp, camera, person_id, name, score, decision, reason, liveness),
+                " (time, camera, person_id, name, score, decision, reason, liveness, door_name)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (stamp, camera, person_id, name, score, decision, reason, liveness, door_name),
             ).lastrowid
             if thumbnail is not None:
                 key_id, sealed = self._sealer.seal(
@@ -178,15 +207,23 @@ class AccessLog:
                 )
             logchain.chain_event(self._conn, logchain.EventFields(
                 event_id, stamp, camera, decision, reason, thumbnail is not None,
-                person_id, name, score, liveness,
+                person_id, name, score, liveness, door_name,
             ))
         return AccessEvent(
             event_id, stamp, camera, person_id, name, score, decision, reason,
-            liveness, None, thumbnail is not None,
+            liveness, None, thumbnail is not None, door_name=door_name,
         )
 
     def set_door_outcome(self, event_id: int, outcome: str) -> None:
         """Record what the door did for an event (chained as an entry of its own)."""
+        outbox = getattr(self._conn, "outbox", None)
+        if outbox is not None:
+            outbox.door_outcome(int(event_id), outcome)
+            return
+        self.write_door_outcome(int(event_id), outcome)
+
+    def write_door_outcome(self, event_id: int, outcome: str) -> None:
+        """set_door_outcome() on this database itself."""
         with transaction(self._conn):
             cursor = self._conn.execute(
                 "UPDATE access_event SET door = ? WHERE id = ?", (outcome, int(event_id))
@@ -205,12 +242,13 @@ class AccessLog:
         reason: str | None = None,
         search: str | None = None,
         after_id: int | None = None,
+        door_name: str | None = None,
         limit: int | None = None,
         offset: int = 0,
         newest_first: bool = True,
     ) -> list[AccessEvent]:
         """Events matching all the given filters; `since` is inclusive, `until` exclusive."""
-        flt = _Filter(since, until, person, decision, reason, search, after_id)
+        flt = _Filter(since, until, person, decision, reason, search, after_id, door_name)
         return list(self._select(flt, limit, offset, newest_first))
 
     def count(
@@ -223,8 +261,9 @@ class AccessLog:
         reason: str | None = None,
         search: str | None = None,
         after_id: int | None = None,
+        door_name: str | None = None,
     ) -> int:
-        where, params = _Filter(since, until, person, decision, reason, search, after_id).where()
+        where, params = _Filter(since, until, person, decision, reason, search, after_id, door_name).where()
         row = self._conn.execute(f"SELECT count(*) FROM access_event e{where}", params).fetchone()
         return row[0]
 
@@ -294,7 +333,7 @@ class AccessLog:
                 event_id
                 for event_id, linked, logged in self._conn.execute(
                     "SELECT id, person_id IN (SELECT id FROM person WHERE name_key = ?), name"
-                    " FROM access_event WHERE NOT redacted"
+                    " FROM access_event WHERE redacted = 0"
                     " AND (person_id IS NULL AND name IS NOT NULL"
                     "      OR person_id IN (SELECT id FROM person WHERE name_key = ?))"
                     " ORDER BY id",
@@ -311,8 +350,13 @@ class AccessLog:
                 logchain.chain_record(self._conn, "erase", event_id)
         return len(ids)
 
+    def doors(self) -> list[str]:
+        """The doors that logged events, by name."""
+        return [row[0] for row in self._conn.execute(
+            "SELECT DISTINCT door_name FROM access_event WHERE door_name IS NOT NULL ORDER BY door_name")]
+
     def verify(self) -> ChainReport:
-        """Check the log against its hash chain (see kiosk.logchain)."""
+        """Check the log against its hash chains, one per door (see kiosk.logchain)."""
         return logchain.verify(self._conn)
 
     def latest_id(self) -> int:
@@ -326,6 +370,6 @@ class AccessLog:
         order = "DESC" if newest_first else "ASC"
         cursor = self._conn.execute(
             f"{_EVENT_COLUMNS}{where} ORDER BY e.time {order}, e.id {order} LIMIT ? OFFSET ?",
-            [*params, -1 if limit is None else int(limit), int(offset)],
+            [*params, NO_LIMIT if limit is None else int(limit), int(offset)],
         )
         return (_event(row) for row in cursor)

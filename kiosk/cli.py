@@ -126,8 +126,41 @@ def _data_dir(args: argparse.Namespace) -> Path:
         raise CliError(f"cannot use the data directory {args.data_dir or ''}: {exc}") from exc
 
 
+def _site_url(args: argparse.Namespace) -> str | None:
+    """--database, else $KIOSK_DATABASE_URL: a site's PostgreSQL server; None for the data directory's file."""
+    from kiosk.database import DATABASE_URL_ENV
+
+    url = getattr(args, "database", None) or os.environ.get(DATABASE_URL_ENV, "").strip() or None
+    if url is not None and not url.startswith(("postgresql://", "postgres://")):
+        raise CliError(f"--database must be a postgresql:// URL, got {url[:60]!r}")
+    return url
+
+
+def _door(args: argparse.Namespace) -> str:
+    """This door's name: --door-id, else the settings' door_id, else the host name (one name for
+    the access log, the topics and the events)."""
+    from kiosk.events import default_door_id
+    from kiosk.settings import KioskSettings
+
+    return getattr(args, "door_id", None) or KioskSettings.load(_data_dir(args)).door_id or default_door_id()
+
+
 def _open_database(args: argparse.Namespace) -> sqlite3.Connection:
-    return open_database(database_path(_data_dir(args)))
+    url = _site_url(args)
+    if url is not None:
+        from kiosk.settings import KioskSettings
+
+        try:
+            from kiosk.site import open_site_database
+        except ImportError as exc:
+            raise CliError(f"a site database needs psycopg ({exc}): pip install 'face-kiosk[site]'") from exc
+
+        folder = _data_dir(args)
+        try:
+            return open_site_database(url, folder, _door(args), KioskSettings.load(folder).offline_hours)
+        except ValueError as exc:  # a door name that cannot be one
+            raise CliError(str(exc)) from exc
+    return open_database(database_path(_data_dir(args)), door=_door(args))
 
 
 def _stored_text(text: str) -> str:
@@ -141,7 +174,7 @@ def _open_admin_database(args: argparse.Namespace) -> sqlite3.Connection:
 
     folder = _data_dir(args)
     require_private(folder, database_path(folder))
-    return open_database(database_path(folder))
+    return _open_database(args)
 
 
 def _strip_name(message: str, name: str) -> str:
@@ -417,7 +450,8 @@ def cmd_log(args: argparse.Namespace, out: Output) -> int:
         access_log = AccessLog(conn)
         if getattr(args, "log_command", None) == "verify":
             return _verify_log(access_log, out)
-        filters = {"since": args.since, "until": args.until, "person": args.person, "decision": args.decision}
+        filters = {"since": args.since, "until": args.until, "person": args.person, "decision": args.decision,
+                   "door_name": args.door}
         if args.export:
             from kiosk.exports import check_export_target
             from kiosk.keystore import key_file_path
@@ -436,8 +470,9 @@ def cmd_log(args: argparse.Namespace, out: Output) -> int:
             out.emit(
                 {"id": e.id, "time": e.time, "camera": e.camera, "decision": e.decision, "reason": e.reason,
                  "person_id": e.person_id, "name": e.name, "score": score, "liveness": e.liveness, "door": e.door,
-                 "redacted": e.redacted},
-                f"{e.time}  {e.decision:<7}  {e.reason:<13}  {'(erased)' if e.redacted else e.name or '-':<20}  "
+                 "redacted": e.redacted, "door_name": e.door_name},
+                f"{e.time}  {e.door_name or '-':<12}  {e.decision:<7}  {e.reason:<13}  "
+                f"{'(erased)' if e.redacted else e.name or '-':<20}  "
                 f"{'-' if score is None else f'{score:.3f}':>6}  door {e.door or '-'}  {e.camera}",
             )
     finally:
@@ -452,6 +487,8 @@ def _verify_log(access_log: AccessLog, out: Output) -> int:
               + (f", entries up to {report.anchor_seq} purged" if report.anchor_seq else ""))
     if report.recorded_head_seq is not None:
         counts += f"; recorded head {report.recorded_head_seq}"
+    if report.chains:
+        counts += f"; the chains of {len(report.chains)} other door{'s' if len(report.chains) != 1 else ''} verified too"
     first = report.first
     if first is None:
         out.emit(report.as_dict(), f"access log intact: {counts}")
@@ -476,6 +513,10 @@ def cmd_keys(args: argparse.Namespace, out: Output) -> int:
 
     conn = _open_admin_database(args)
     try:
+        if getattr(args, "keys_command", None) == "rotate" and getattr(conn, "backend", "sqlite") == "postgresql":
+            # The other doors would hold a key file without the new key until each got a copy.
+            raise CliError("keys rotate works on a kiosk's own database only; a site keeps its key "
+                           "(README, A site with several doors)")
         if getattr(args, "keys_command", None) == "rotate":
             done = rotate_keys(conn, progress=out.note)
             out.emit({"rotated": True, "old_keys": list(done.old_keys), "new_key": done.new_key,
@@ -491,6 +532,49 @@ def cmd_keys(args: argparse.Namespace, out: Output) -> int:
                  f"key file {ring.path}: data key {ring.current} seals "
                  f"{rows.get(ring.current, 0)} rows" + (f"; rotation from {list(ring.retiring)} unfinished"
                                                        if ring.retiring else ""))
+    finally:
+        conn.close()
+    return 0
+
+
+# -- site ------------------------------------------------------------------------
+
+
+def _site_settings(settings, conn):
+    from kiosk.site_settings import with_site
+
+    return with_site(settings, conn)
+
+
+def cmd_site(args: argparse.Namespace, out: Output) -> int:
+    from kiosk.site import import_kiosk
+    from kiosk.site_settings import SITE_WIDE, SiteSettingError, set_site_values, site_values
+
+    if _site_url(args) is None:
+        raise CliError(f"site {args.site_command} needs the site database: --database postgresql://... "
+                       "or $KIOSK_DATABASE_URL")
+    conn = _open_admin_database(args)
+    try:
+        if args.site_command == "settings":
+            assignments = {}
+            for item in args.assignments:
+                name, equals, value = item.partition("=")
+                if not equals:
+                    raise CliError(f"give a setting as NAME=VALUE, got {item!r}")
+                assignments[name.strip()] = value.strip()
+            try:
+                values = set_site_values(conn, assignments) if assignments else site_values(conn)
+            except SiteSettingError as exc:
+                raise CliError(str(exc)) from exc
+            out.emit({"site_settings": values}, "\n".join(
+                f"{name} = {json.dumps(values[name]) if name in values else '(each door its own)'}"
+                for name in SITE_WIDE))
+            return 0
+        done = import_kiosk(conn, args.source, progress=out.note)
+        out.emit({"imported": {"people": done.people, "templates": done.templates, "events": done.events},
+                  "door": conn.door},
+                 f"imported {done.people} people, {done.templates} templates and {done.events} events "
+                 f"from {args.source} as door {conn.door}")
     finally:
         conn.close()
     return 0
@@ -536,13 +620,15 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
         if events is not None:
             events.close(0)
         raise
+    settings = _site_settings(settings, conn)  # on a site database, the site-wide risk and retention
     kiosk = None
     try:
         def door_outcome(event_id: int, outcome: str) -> None:
             if not out.json:
                 out.note(f"door for event {event_id}: {outcome}")
 
-        kiosk = KioskLoop(camera, engine, conn, folder, settings, events=events, on_door_outcome=door_outcome)
+        kiosk = KioskLoop(camera, engine, conn, folder, settings, events=events, on_door_outcome=door_outcome,
+                          open_database=lambda: _open_database(args))
         kiosk.start()
         camera.start()
         if camera.spec.live and camera.latest(timeout=args.start_timeout) is None:
@@ -668,6 +754,12 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                            help=f"where the database lives (else ${DATA_DIR_ENV_VAR}, else the per-user data folder)")
         group.add_argument("--json", action="store_true", default=default if default is argparse.SUPPRESS else False,
                            help="one JSON object per line on stdout")
+        group.add_argument("--database", metavar="URL", default=default,
+                           help="a site's shared PostgreSQL database, postgresql://USER@HOST/DB "
+                                "(else $KIOSK_DATABASE_URL, else the data directory's own file)")
+        group.add_argument("--door-id", metavar="ID", default=default,
+                           help="this door's name in the access log, topics and events: a-z, 0-9, - and _ "
+                                "(default: the host name)")
         group.add_argument("--model", metavar="FILE", default=default,
                            help="the .keras model with its .card.json (else $KIOSK_MODEL, else the shipped model)")
         logsetup.add_options(group, default)
@@ -721,6 +813,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     log.add_argument("--person", metavar="NAME", help="only this person's events")
     log.add_argument("--decision", choices=("granted", "denied"))
     log.add_argument("--limit", type=_positive(int), metavar="N", help="at most N events")
+    log.add_argument("--door", metavar="ID", help="only this door's events")
     log.add_argument("--export", metavar="FILE.csv", type=Path,
                      help="write the events to a new CSV file instead (owner-only; never inside the data directory)")
     log.add_argument("--force", action="store_true", help="with --export: replace an existing file")
@@ -731,6 +824,16 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     completion = command("completion", f"print a shell completion script (source <({PROG} completion bash))",
                          cmd_completion)
     completion.add_argument("shell", choices=("bash",))
+
+    site = command("site", "a site database shared by several doors (see --database)", cmd_site)
+    site_commands = site.add_subparsers(dest="site_command", metavar="ACTION", required=True)
+    site_import = command("import", "copy a kiosk's own database (people, templates, events) into the site "
+                          "database, as this door's", cmd_site, parent=site_commands)
+    site_import.add_argument("source", metavar="DATA_DIR", type=Path,
+                             help="the kiosk's data directory (its kiosk.db and key file)")
+    site_settings = command("settings", "show the settings every door shares, or set them: risk, "
+                            "looser_risk_confirmed, retention_days", cmd_site, parent=site_commands)
+    site_settings.add_argument("assignments", metavar="NAME=VALUE", nargs="*")
 
     keys = command("keys", "show the key file that protects templates and the log (or rotate its key)", cmd_keys)
     keys_commands = keys.add_subparsers(dest="keys_command", metavar="ACTION")
@@ -772,9 +875,6 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     events.add_argument("--webhook", metavar="URL", help="URL that receives every event as a JSON POST "
                                                          "(Authorization: $KIOSK_WEBHOOK_AUTH; HMAC signature "
                                                          "with $KIOSK_WEBHOOK_SECRET)")
-    events.add_argument("--door-id", metavar="ID",
-                        help="this door's name in topics and events: a-z, 0-9, - and _ (default: the settings', "
-                             "else the host name)")
     events.add_argument("--events-drain", type=float, default=5.0, metavar="S",
                         help="seconds to keep delivering queued events when the run ends (default: 5)")
     return parser

@@ -31,6 +31,7 @@ from kiosk.sealing import Sealer
 log = logging.getLogger(__name__)
 
 DB_FILENAME = "kiosk.db"
+DATABASE_URL_ENV = "KIOSK_DATABASE_URL"  # a site's PostgreSQL database instead of the file (kiosk.site)
 BUSY_TIMEOUT_S = 10.0
 
 
@@ -46,12 +47,26 @@ def _record_state(conn: sqlite3.Connection) -> None:
     record_state(conn)
 
 
+def _name_doors(conn: sqlite3.Connection) -> None:
+    # A log chained by this version's migration 2 already has its chain columns.
+    for table, column, kind in (("access_event", "door_name", "TEXT"), ("log_entry", "chain", "TEXT NOT NULL DEFAULT ''"),
+                                ("log_anchor", "chain", "TEXT NOT NULL DEFAULT ''")):
+        if column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    conn.execute("CREATE INDEX IF NOT EXISTS access_event_door ON access_event (door_name, time)")
+    conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS log_anchor_chain ON log_anchor (chain)")
+
+
 UNRECORDED_MODEL = "a model from before models were recorded (schema 2)"
 
 # Each migration is a list of statements, or a function of the connection (which carries its
 # keys), applied in one transaction; migration i (0-based) takes the schema from version i to
 # i + 1. Only ever append.
 Migration = Union[tuple[str, ...], Callable[[sqlite3.Connection], None]]
+# Shared with kiosk.site_schema, so the column is the same on both backends.
+LIVENESS_EXEMPT_COLUMN = ("ALTER TABLE person ADD COLUMN liveness_exempt INTEGER NOT NULL DEFAULT 0 "
+                          "CHECK (liveness_exempt IN (0, 1))")
+
 MIGRATIONS: tuple[Migration, ...] = (
     (
         # name_key is the case-folded name: uniqueness must ignore case for all
@@ -133,11 +148,19 @@ MIGRATIONS: tuple[Migration, ...] = (
     # 4: the state file beside the key file (kiosk.sealstate) starts with the log's head and the
     # ids of every template removed so far (the gaps below the highest id ever given).
     _record_state,
-    # 5: people exempt from the liveness challenge (someone who cannot turn their head); the access
-    # log records each grant made without it.
-    ("ALTER TABLE person ADD COLUMN liveness_exempt INTEGER NOT NULL DEFAULT 0 CHECK (liveness_exempt IN (0, 1))",),
+    # 5: doors. Every event names the door (kiosk) that decided it; the log has one chain per
+    # door where several doors share a site database (kiosk.site_schema: its first version). A
+    # kiosk's own file keeps its one chain, named "".
+    _name_doors,
+    # 6: people exempt from the liveness challenge (someone who cannot turn their head); the access
+    # log records each grant made without it. (kiosk.site_schema.LATER[0] on a site database.)
+    (LIVENESS_EXEMPT_COLUMN,),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class DatabaseUnavailable(KioskError):
+    """The site database's server cannot be reached (kiosk.sitedb)."""
 
 
 class SchemaVersionError(KioskError):
@@ -152,7 +175,10 @@ def database_path(data_dir: str | Path) -> Path:
 class KioskConnection(sqlite3.Connection):
     """A connection that carries its database's keys (set by open_database)."""
 
+    backend = "sqlite"
     sealer: Sealer | None = None
+    door: str | None = None  # the door (kiosk) whose events this connection logs
+    chain = ""  # the log chain it extends: one per database file
     after_commit: list[Callable[[sqlite3.Connection], None]] | None = None  # run once the outermost transaction commits
 
 
@@ -171,13 +197,14 @@ def on_commit(conn: sqlite3.Connection, callback: Callable[[sqlite3.Connection],
         hooks.append(callback)
 
 
-def open_database(path: str | Path) -> sqlite3.Connection:
+def open_database(path: str | Path, door: str | None = None) -> sqlite3.Connection:
     """Open (creating if needed) the kiosk database and bring its schema up to date.
 
     Loads the database's key file (kiosk.keystore.key_file_path), or creates it for a
     database that holds no sealed data yet, and finishes a key rotation that was
     interrupted. Raises SchemaVersionError if the file comes from a newer kiosk version,
-    KeyFileError if the key file is missing, not private, or not this database's.
+    KeyFileError if the key file is missing, not private, or not this database's. Events are
+    logged as `door`'s (default: the machine's name).
     """
     path = Path(path)
     _create_private(path)
@@ -185,6 +212,7 @@ def open_database(path: str | Path) -> sqlite3.Connection:
     conn = sqlite3.connect(
         os.fspath(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, factory=KioskConnection
     )
+    conn.door = door or default_door_id()
     try:
         try:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -356,11 +384,20 @@ def next_id(conn: sqlite3.Connection, table: str) -> int:
 
     Sealed blobs are bound to their row's id, so it must be known before the insert.
     """
+    if getattr(conn, "backend", "sqlite") == "postgresql":  # a forward-only sequence (kiosk.site_schema)
+        return conn.execute(f"SELECT nextval('{table}_ids')").fetchone()[0]
     return conn.execute(
         f"SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = ?), 0),"
         f" coalesce((SELECT max(id) FROM {table}), 0)) + 1",
         (table,),
     ).fetchone()[0]
+
+
+def default_door_id() -> str:
+    """The machine's name, made a valid door id (kiosk.events.check_door_id)."""
+    from kiosk.events import default_door_id as host_door
+
+    return host_door()
 
 
 def utc_datetime(when: datetime | str | None = None) -> datetime:

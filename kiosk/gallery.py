@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kiosk.database import next_id, timestamp, transaction
+from kiosk.database import DatabaseUnavailable, next_id, timestamp, transaction
 from kiosk.errors import KioskError
 from kiosk.sealing import SealError, sealer, template_aad, template_thumbnail_aad
 from kiosk.sealstate import SealState, id_ranges, load_state, update_state
@@ -161,6 +161,7 @@ class Gallery:
         self._matrix: tuple[np.ndarray, np.ndarray] | None = None
         self._matrix_version = -1
         self.damaged: tuple[DamagedTemplate, ...] = ()  # rows the last matrix() skipped
+        self._names: dict[int, str] = {}  # site database: the active people's names as last loaded
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -209,7 +210,13 @@ class Gallery:
         if isinstance(name_or_id, Person):
             return self._person_by_id(name_or_id.id)
         if isinstance(name_or_id, int):
-            return self._person_by_id(name_or_id)
+            try:
+                return self._person_by_id(name_or_id)
+            except DatabaseUnavailable:
+                # The site's server is away: the door goes on deciding from what it last loaded.
+                if name_or_id not in self._names:
+                    raise
+                return Person(name_or_id, self._names[name_or_id], None, True, "", 0)
         person = self.find_person(name_or_id)
         if person is None:
             raise GalleryError(f"no person named {name_or_id!r}")
@@ -222,7 +229,7 @@ class Gallery:
         return _person(row) if row else None
 
     def people(self, include_inactive: bool = True) -> list[Person]:
-        where = "" if include_inactive else " WHERE p.active"
+        where = "" if include_inactive else " WHERE p.active = 1"
         rows = self._conn.execute(f"{_PERSON_COLUMNS}{where} ORDER BY p.name_key").fetchall()
         return [_person(row) for row in rows]
 
@@ -298,8 +305,8 @@ class Gallery:
             if arrays:
                 self.check_dimension(arrays[0].size)
             ids = []
-            template_id = next_id(self._conn, "template")  # the sealed data is bound to it
             for array, quality, source, thumbnail in zip(arrays, qualities, sources, thumbnails):
+                template_id = next_id(self._conn, "template")  # the sealed data is bound to it
                 key_id, sealed = self._sealer.seal(
                     self._conn, array.tobytes(), template_aad(template_id, person_id, array.size)
                 )
@@ -317,7 +324,6 @@ class Gallery:
                         "INSERT INTO template_thumbnail (template_id, key_id, jpeg) VALUES (?, ?, ?)",
                         (template_id, key_id, sealed),
                     )
-                template_id += 1
             return [self._template_by_id(i) for i in ids]
 
     def templates(self, person: PersonRef | None = None) -> list[Template]:
@@ -365,21 +371,51 @@ class Gallery:
         Rows are grouped by person id, which lets matching skip a sort. The arrays
         are cached and read-only; the cache is rebuilt (and the templates opened)
         only when gallery_state.version (bumped by triggers, so changes from other
-        processes count) moves, never per query.
+        processes count) moves, never per query. On a site database the version comes from the
+        door's gallery watch (LISTEN/NOTIFY, kiosk.sitelink), and while the server is away the
+        last matrix is used for as long as the settings allow (then an empty one: nobody is
+        recognised).
         """
+        if getattr(self._conn, "backend", "sqlite") == "postgresql":
+            return self._site_matrix()
         if self._matrix is not None and self._version() == self._matrix_version:
             return self._matrix
+        return self._load_matrix()
+
+    def _site_matrix(self) -> tuple[np.ndarray, np.ndarray]:
+        watch = self._conn.start_watch()
+        if watch.online or self._matrix is None:
+            if self._matrix is not None and watch.version is not None and watch.version <= self._matrix_version:
+                return self._matrix
+            try:
+                return self._load_matrix()
+            except DatabaseUnavailable:
+                if self._matrix is None:
+                    raise
+        limit = self._conn.offline_limit_s
+        if limit is None or watch.offline_for() <= limit:
+            return self._matrix
+        if self._matrix[1].size:
+            log.warning("site database away for %.0f s, more than the settings allow: nobody is recognised",
+                        watch.offline_for())
+        empty = np.empty((0, self._matrix[0].shape[1]), np.float32), np.empty(0, np.int64)
+        for array in empty:
+            array.flags.writeable = False
+        return empty
+
+    def _load_matrix(self) -> tuple[np.ndarray, np.ndarray]:
+        site = getattr(self._conn, "backend", "sqlite") == "postgresql"
         with transaction(self._conn, "DEFERRED"):  # one snapshot for version, size and rows
             version = self._version()
             count, dim = self._conn.execute(
                 "SELECT count(*), max(t.dim) FROM template t"
-                " JOIN person p ON p.id = t.person_id WHERE p.active"
+                " JOIN person p ON p.id = t.person_id WHERE p.active = 1"
             ).fetchone()
             embeddings = np.empty((count, dim or 0), dtype=np.float32)
             person_ids = np.empty(count, dtype=np.int64)
             rows = self._conn.execute(
                 "SELECT t.id, t.person_id, t.dim, t.key_id, t.embedding FROM template t"
-                " JOIN person p ON p.id = t.person_id WHERE p.active"
+                " JOIN person p ON p.id = t.person_id WHERE p.active = 1"
                 " ORDER BY t.person_id, t.id"
             )
             state = self._state()
@@ -399,6 +435,8 @@ class Gallery:
                 used += 1
             if used < count:
                 embeddings, person_ids = embeddings[:used].copy(), person_ids[:used].copy()
+            if site:
+                self._names = dict(self._conn.execute("SELECT id, name FROM person WHERE active = 1").fetchall())
         self.damaged = tuple(damaged)
         embeddings.flags.writeable = False
         person_ids.flags.writeable = False
@@ -477,7 +515,8 @@ class Gallery:
             self.check_model(dim, identity)
             row = self._conn.execute("SELECT identity FROM gallery_model").fetchone()
             if row is None or row[0] != identity:
-                self._conn.execute("INSERT OR REPLACE INTO gallery_model (id, identity) VALUES (1, ?)", (identity,))
+                self._conn.execute("INSERT INTO gallery_model (id, identity) VALUES (1, ?)"
+                                   " ON CONFLICT (id) DO UPDATE SET identity = excluded.identity", (identity,))
 
     def check_dimension(self, dim: int) -> None:
         """GalleryError unless the gallery is empty or its templates are `dim`-d: templates made by

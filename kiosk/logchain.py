@@ -45,9 +45,11 @@ _COVERED = {  # what an entry's digest covers, for the report
     "purge": "the purge record",
 }
 
+# As schema version 2 made them, with version 5's chain columns (kiosk.database.MIGRATIONS).
 SCHEMA = (
     f"""CREATE TABLE log_entry (
         seq          INTEGER PRIMARY KEY,
+        chain        TEXT NOT NULL DEFAULT '',
         kind         TEXT NOT NULL CHECK (kind IN {KINDS!r}),
         event_id     INTEGER NOT NULL,
         time         TEXT NOT NULL,
@@ -62,8 +64,10 @@ SCHEMA = (
         seq    INTEGER NOT NULL,
         digest BLOB NOT NULL,
         time   TEXT NOT NULL,
-        mac    BLOB NOT NULL
+        mac    BLOB NOT NULL,
+        chain  TEXT NOT NULL DEFAULT ''
     )""",
+    "CREATE UNIQUE INDEX log_anchor_chain ON log_anchor (chain)",
 )
 
 
@@ -81,6 +85,7 @@ class EventFields:
     name: str | None
     score: float | None
     liveness: str | None
+    door_name: str | None = None  # the door that decided (covered when named)
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,7 @@ class ChainReport:
     head_digest: str  # its digest, hex
     problems: tuple[ChainProblem, ...]
     recorded_head_seq: int | None = None  # the head recorded beside the key file (None: no record)
+    chains: tuple[str, ...] = ()  # the doors' chains checked besides this connection's own
 
     @property
     def ok(self) -> bool:
@@ -123,7 +129,7 @@ def chain_event(conn: sqlite3.Connection, event: EventFields) -> int:
     key = sealer(conn).log_key
     personal = _personal_mac(key, event.event_id, event.name, event.score, event.liveness, event.thumbnail)
     link = _link_mac(key, event.event_id, event.person_id)
-    body = _event_body(event.camera, event.decision, event.reason, personal, link)
+    body = _event_body(event.camera, event.decision, event.reason, personal, link, event.door_name)
     return _append(conn, "event", event.event_id, event.time, body, personal=personal, link=link)
 
 
@@ -140,11 +146,12 @@ def forget_events(conn: sqlite3.Connection, event_ids: list[int]) -> None:
     """After the purge deleted these events: drop the chain's prefix that no longer refers to any
     remaining event (anchoring the rest), and append a purge entry for each deleted event
     whose entry had to stay because later entries follow it."""
-    keep_from = conn.execute(
-        "SELECT min(l.seq) FROM log_entry l"
-        " WHERE EXISTS (SELECT 1 FROM access_event e WHERE e.id = l.event_id)"
-    ).fetchone()[0]
-    _trim_before(conn, keep_from)
+    for chain in chains(conn):
+        keep_from = conn.execute(
+            "SELECT min(l.seq) FROM log_entry l WHERE l.chain = ?"
+            " AND EXISTS (SELECT 1 FROM access_event e WHERE e.id = l.event_id)", (chain,)
+        ).fetchone()[0]
+        _trim_before(conn, chain, keep_from)
     stayed: list[int] = []
     for start in range(0, len(event_ids), _IN_CHUNK):
         chunk = event_ids[start:start + _IN_CHUNK]
@@ -161,13 +168,14 @@ def _append(
     detail: str | None = None, personal: bytes | None = None, link: bytes | None = None,
 ) -> int:
     key = sealer(conn).log_key
-    seq, previous = _head(conn)
+    chain = own_chain(conn)
+    seq, previous = _head(conn, chain)
     seq += 1
-    digest = _digest(key, previous, seq, kind, event_id, time, body)
+    digest = _digest(key, previous, seq, kind, event_id, time, body, chain)
     conn.execute(
-        "INSERT INTO log_entry (seq, kind, event_id, time, detail, personal_mac, link_mac, digest)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (seq, kind, int(event_id), time, detail, personal, link, digest),
+        "INSERT INTO log_entry (chain, seq, kind, event_id, time, detail, personal_mac, link_mac, digest)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (chain, seq, kind, int(event_id), time, detail, personal, link, digest),
     )
     on_commit(conn, record_head)
     return seq
@@ -180,7 +188,7 @@ def record_head(conn: sqlite3.Connection) -> None:
     The event is already committed, so a failure here is logged, not raised.
     """
     keys = sealer(conn)
-    seq, digest = _head(conn)
+    seq, digest = _head(conn, own_chain(conn))
 
     def advance(state: SealState) -> SealState | None:
         if seq > state.head_seq or not state.recorded:
@@ -193,32 +201,48 @@ def record_head(conn: sqlite3.Connection) -> None:
         log.warning("cannot record the access log's head beside the key file: %s", exc)
 
 
+def own_chain(conn: sqlite3.Connection) -> str:
+    """The chain this connection extends: its door's on a site database, "" in a kiosk's own file."""
+    return getattr(conn, "chain", "")
+
+
+def chains(conn: sqlite3.Connection) -> list[str]:
+    """Every chain in the log (with or without entries left), this connection's own first."""
+    own = own_chain(conn)
+    found = {row[0] for row in conn.execute("SELECT DISTINCT chain FROM log_entry")}
+    found |= {row[0] for row in conn.execute("SELECT chain FROM log_anchor")}
+    return [own] + sorted(found - {own})
+
+
 def head(conn: sqlite3.Connection) -> tuple[int, bytes]:
-    """(number, digest) of the newest entry, or of the anchor, or (0, GENESIS) for a new log."""
-    return _head(conn)
+    """(number, digest) of this connection's chain's newest entry, or of its anchor, or (0, GENESIS)."""
+    return _head(conn, own_chain(conn))
 
 
-def _head(conn: sqlite3.Connection) -> tuple[int, bytes]:
-    row = conn.execute("SELECT seq, digest FROM log_entry ORDER BY seq DESC LIMIT 1").fetchone()
+def _head(conn: sqlite3.Connection, chain: str) -> tuple[int, bytes]:
+    row = conn.execute(
+        "SELECT seq, digest FROM log_entry WHERE chain = ? ORDER BY seq DESC LIMIT 1", (chain,)).fetchone()
     if row is None:
-        row = conn.execute("SELECT seq, digest FROM log_anchor").fetchone()
+        row = conn.execute("SELECT seq, digest FROM log_anchor WHERE chain = ?", (chain,)).fetchone()
     return (row[0], row[1]) if row else (0, GENESIS)
 
 
-def _trim_before(conn: sqlite3.Connection, keep_from: int | None) -> None:
-    """Delete the entries numbered below keep_from (all if None); anchor at the last deleted."""
-    where, params = ("WHERE seq < ?", [keep_from]) if keep_from is not None else ("", [])
+def _trim_before(conn: sqlite3.Connection, chain: str, keep_from: int | None) -> None:
+    """Delete the chain's entries numbered below keep_from (all if None); anchor at the last deleted."""
+    where, params = ("AND seq < ?", [keep_from]) if keep_from is not None else ("", [])
     last = conn.execute(
-        f"SELECT seq, digest FROM log_entry {where} ORDER BY seq DESC LIMIT 1", params
+        f"SELECT seq, digest FROM log_entry WHERE chain = ? {where} ORDER BY seq DESC LIMIT 1", [chain, *params]
     ).fetchone()
     if last is None:
         return
-    conn.execute("DELETE FROM log_entry WHERE seq <= ?", (last[0],))
+    conn.execute("DELETE FROM log_entry WHERE chain = ? AND seq <= ?", (chain, last[0]))
     now = timestamp()
-    mac = _anchor_mac(sealer(conn).log_key, last[0], last[1], now)
+    mac = _anchor_mac(sealer(conn).log_key, last[0], last[1], now, chain)
     conn.execute(
-        "INSERT OR REPLACE INTO log_anchor (id, seq, digest, time, mac) VALUES (1, ?, ?, ?, ?)",
-        (last[0], last[1], now, mac),
+        "INSERT INTO log_anchor (id, chain, seq, digest, time, mac) VALUES (1, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, digest = excluded.digest,"
+        " time = excluded.time, mac = excluded.mac",
+        (chain, last[0], last[1], now, mac),
     )
 
 
@@ -228,75 +252,113 @@ def _trim_before(conn: sqlite3.Connection, keep_from: int | None) -> None:
 _ENTRIES = """
     SELECT l.seq, l.kind, l.event_id, l.time, l.detail, l.personal_mac, l.link_mac, l.digest,
            e.id, e.time, e.camera, e.person_id, e.name, e.score, e.decision, e.reason, e.liveness,
-           e.door, e.redacted, t.key_id, t.jpeg
+           e.door, e.redacted, t.key_id, t.jpeg, e.door_name
     FROM log_entry l
     LEFT JOIN access_event e ON l.kind = 'event' AND e.id = l.event_id
     LEFT JOIN access_thumbnail t ON l.kind = 'event' AND t.event_id = l.event_id
+    WHERE l.chain = ?
     ORDER BY l.seq"""
 
 
+@dataclass
+class _ChainCheck:
+    entries: int = 0
+    events: int = 0
+    redacted: int = 0
+    anchor_seq: int = 0
+    head_seq: int = 0
+    head: bytes = GENESIS
+
+
 def verify(conn: sqlite3.Connection) -> ChainReport:
-    """Check the whole chain and every event against it, and its head against the recorded one;
-    problems in chain order."""
+    """Check every chain (one per door) and every event against them, and this connection's
+    chain's head against the recorded one; problems in chain order, this connection's chain first."""
     keys = sealer(conn)
-    key = keys.log_key
-    problems: list[tuple[float, ChainProblem]] = []
+    problems: list[tuple[tuple[int, float], ChainProblem]] = []
     # Read before the database: the record never leads what was committed before it was read.
     try:
-        recorded: SealState | None = load_state(keys.keyring.path, key)
+        recorded: SealState | None = load_state(keys.keyring.path, keys.log_key)
     except StateFileError as exc:
         recorded = None
-        problems.append((float("inf"), ChainProblem(None, None, None, str(exc))))
+        problems.append(((-1, float("inf")), ChainProblem(None, None, None, str(exc))))
     with transaction(conn, "DEFERRED"):  # one consistent snapshot
-        anchor = conn.execute("SELECT seq, digest, time, mac FROM log_anchor").fetchone()
-        previous, expected = GENESIS, 1
-        if anchor is not None:
-            previous, expected = anchor[1], anchor[0] + 1
-            if not hmac.compare_digest(anchor[3], _anchor_mac(key, anchor[0], anchor[1], anchor[2])):
-                problems.append((anchor[0], ChainProblem(
-                    anchor[0], None, anchor[2], "the purge anchor was altered (entries deleted at the start?)")))
-        later = {(kind, event_id): seq for kind, event_id, seq in conn.execute(
-            "SELECT kind, event_id, max(seq) FROM log_entry WHERE kind != 'event' GROUP BY kind, event_id")}
+        later = {(kind, event_id): (chain, seq) for kind, event_id, chain, seq in conn.execute(
+            "SELECT kind, event_id, chain, max(seq) FROM log_entry WHERE kind != 'event'"
+            " GROUP BY kind, event_id, chain")}
         last_door = {event_id: detail for event_id, detail in conn.execute(
-            "SELECT event_id, detail FROM log_entry WHERE kind = 'door' ORDER BY seq")}
-        entries = events = redacted = 0
+            "SELECT event_id, detail FROM log_entry WHERE kind = 'door' ORDER BY chain, seq")}
+        names = chains(conn)
+        named = names != [""]
+        total = _ChainCheck()
+        own = _ChainCheck()
         event_positions: list[tuple[int, int]] = []  # (event id, seq), to place orphan events
-        for row in conn.execute(_ENTRIES):
-            seq, kind, event_id, time, detail, personal, link, stored = row[:8]
-            found: list[str] = []
-            trouble: list[str] = []
-            if kind == "event":
-                events += 1
-                event_positions.append((event_id, seq))
-                body, trouble = _check_event(keys, row, later, last_door)
-                redacted += bool(row[18])
-                time = row[9] or time  # the event's own time is what the digest covers
-            else:
-                body = _record_body(kind, detail)
-            if seq != expected:  # which also breaks this entry's digest: one problem, not two
-                missing = f"entry {expected}" if seq == expected + 1 else f"entries {expected} to {seq - 1}"
-                found.append(f"{missing} missing (deleted from the log)")
-            elif body is not None and not hmac.compare_digest(
-                stored, _digest(key, previous, seq, kind, event_id, time, body)
-            ):
-                found.append(f"{_COVERED[kind]} altered, or entries reordered or forged (digest mismatch)")
-            for text in found + trouble:
-                problems.append((seq, ChainProblem(seq, event_id, time, text)))
-            previous, expected = stored, seq + 1
-            entries += 1
-        problems += _orphans(conn, event_positions)
-        head_seq, head = expected - 1, previous
-        if recorded is not None and recorded.recorded:
-            problems += _check_recorded_head(conn, recorded, head_seq, anchor)
+        for index, chain in enumerate(names):
+            found: list[tuple[float, ChainProblem]] = []
+            check = _verify_chain(conn, keys, chain, later, last_door, found, event_positions)
+            if index == 0:
+                own = check
+                if recorded is not None and recorded.recorded:
+                    found += _check_recorded_head(conn, chain, recorded, check.head_seq, check.anchor_seq)
+            for place, problem in found:
+                if named:
+                    problem = replace(problem, problem=f"door {chain or '(unnamed)'}: {problem.problem}")
+                problems.append(((index, place), problem))
+            total.entries += check.entries
+            total.events += check.events
+            total.redacted += check.redacted
+        # Placed among their neighbours in a kiosk's one chain; after all the doors' chains on a site.
+        orphans_at = len(names) if named else 0
+        problems += [((orphans_at, place), problem) for place, problem in _orphans(conn, event_positions)]
     return ChainReport(
-        entries, events, redacted, anchor[0] if anchor else 0, head_seq, head.hex(),
+        total.entries, total.events, total.redacted, own.anchor_seq, own.head_seq, own.head.hex(),
         tuple(problem for _, problem in sorted(problems, key=lambda p: p[0])),
         recorded.head_seq if recorded is not None and recorded.recorded else None,
+        tuple(names[1:]),
     )
 
 
-def _check_recorded_head(conn: sqlite3.Connection, recorded: SealState, head_seq: int,
-                         anchor) -> list[tuple[float, ChainProblem]]:
+def _verify_chain(conn: sqlite3.Connection, keys, chain: str, later: dict, last_door: dict,
+                  problems: list[tuple[float, ChainProblem]], event_positions: list[tuple[int, int]]) -> _ChainCheck:
+    """Check one door's chain; its problems are appended to `problems`."""
+    key = keys.log_key
+    check = _ChainCheck()
+    anchor = conn.execute("SELECT seq, digest, time, mac FROM log_anchor WHERE chain = ?", (chain,)).fetchone()
+    previous, expected = GENESIS, 1
+    if anchor is not None:
+        previous, expected = anchor[1], anchor[0] + 1
+        check.anchor_seq = anchor[0]
+        if not hmac.compare_digest(anchor[3], _anchor_mac(key, anchor[0], anchor[1], anchor[2], chain)):
+            problems.append((anchor[0], ChainProblem(
+                anchor[0], None, anchor[2], "the purge anchor was altered (entries deleted at the start?)")))
+    for row in conn.execute(_ENTRIES, (chain,)):
+        seq, kind, event_id, time, detail, personal, link, stored = row[:8]
+        found: list[str] = []
+        trouble: list[str] = []
+        if kind == "event":
+            check.events += 1
+            event_positions.append((event_id, seq))
+            body, trouble = _check_event(keys, chain, row, later, last_door)
+            check.redacted += bool(row[18])
+            time = row[9] or time  # the event's own time is what the digest covers
+        else:
+            body = _record_body(kind, detail)
+        if seq != expected:  # which also breaks this entry's digest: one problem, not two
+            missing = f"entry {expected}" if seq == expected + 1 else f"entries {expected} to {seq - 1}"
+            found.append(f"{missing} missing (deleted from the log)")
+        elif body is not None and not hmac.compare_digest(
+            stored, _digest(key, previous, seq, kind, event_id, time, body, chain)
+        ):
+            found.append(f"{_COVERED[kind]} altered, or entries reordered or forged (digest mismatch)")
+        for text in found + trouble:
+            problems.append((seq, ChainProblem(seq, event_id, time, text)))
+        previous, expected = stored, seq + 1
+        check.entries += 1
+    check.head_seq, check.head = expected - 1, previous
+    return check
+
+
+def _check_recorded_head(conn: sqlite3.Connection, chain: str, recorded: SealState, head_seq: int,
+                         anchor_seq: int) -> list[tuple[float, ChainProblem]]:
     """The chain must reach the recorded head, and hold the recorded digest there."""
     if head_seq < recorded.head_seq:
         missing = (f"entry {recorded.head_seq}" if head_seq + 1 == recorded.head_seq
@@ -305,9 +367,10 @@ def _check_recorded_head(conn: sqlite3.Connection, recorded: SealState, head_seq
             head_seq + 1, None, None,
             f"{missing} missing at the end (deleted from the log: the kiosk recorded entry "
             f"{recorded.head_seq} as written)"))]
-    row = conn.execute("SELECT digest FROM log_entry WHERE seq = ?", (recorded.head_seq,)).fetchone()
-    if row is None and anchor is not None and anchor[0] == recorded.head_seq:
-        row = (anchor[1],)
+    row = conn.execute("SELECT digest FROM log_entry WHERE chain = ? AND seq = ?",
+                       (chain, recorded.head_seq)).fetchone()
+    if row is None and anchor_seq and anchor_seq == recorded.head_seq:
+        row = conn.execute("SELECT digest FROM log_anchor WHERE chain = ?", (chain,)).fetchone()
     if row is not None and recorded.head_digest is not None and not hmac.compare_digest(row[0], recorded.head_digest):
         return [(recorded.head_seq, ChainProblem(
             recorded.head_seq, None, None,
@@ -315,18 +378,24 @@ def _check_recorded_head(conn: sqlite3.Connection, recorded: SealState, head_seq
     return []
 
 
-def _check_event(keys, row, later: dict, last_door: dict) -> tuple[dict[str, Any] | None, list[str]]:
+def _check_event(keys, chain: str, row, later: dict, last_door: dict) -> tuple[dict[str, Any] | None, list[str]]:
     """The digest body of an event entry (None when its row was purged) and its problems."""
     key = keys.log_key
     seq, _, event_id, _, _, personal, link = row[:7]
     (row_id, _, camera, person_id, name, score, decision, reason, liveness, door, is_redacted,
-     thumb_key, thumb) = row[8:]
+     thumb_key, thumb, door_name) = row[8:]
+
+    def after_this(kind: str) -> int:
+        # A later entry about this event: in this chain after it, or in another door's chain at all.
+        where, number = later.get((kind, event_id), (chain, -1))
+        return number if where == chain else (seq + 1 if number >= 0 else -1)
+
     if row_id is None:
-        if later.get(("purge", event_id), -1) > seq:
+        if after_this("purge") > seq:
             return None, []  # purged by the retention rule: nothing left to check
         return None, [f"event {event_id} was deleted from the log"]
     trouble: list[str] = []
-    erased_at = later.get(("erase", event_id), -1)
+    erased_at = after_this("erase")
     if is_redacted:
         if erased_at < seq:
             trouble.append(f"event {event_id} is marked erased, but no erasure was logged")
@@ -349,7 +418,7 @@ def _check_event(keys, row, later: dict, last_door: dict) -> tuple[dict[str, Any
             trouble.append(str(exc))
     if door != last_door.get(event_id):
         trouble.append(f"event {event_id}: door outcome {door!r} differs from the logged {last_door.get(event_id)!r}")
-    return _event_body(camera, decision, reason, personal, link), trouble
+    return _event_body(camera, decision, reason, personal, link, door_name), trouble
 
 
 def _orphans(conn: sqlite3.Connection, positions: list[tuple[int, int]]) -> list[tuple[float, ChainProblem]]:
@@ -392,13 +461,16 @@ def _link_mac(key: bytes, event_id: int, person_id: int | None) -> bytes | None:
     return None if person_id is None else _mac(key, b"link", {"event": event_id, "person": int(person_id)})
 
 
-def _anchor_mac(key: bytes, seq: int, digest: bytes, time: str) -> bytes:
-    return _mac(key, b"anchor", {"seq": seq, "digest": digest.hex(), "time": time})
+def _anchor_mac(key: bytes, seq: int, digest: bytes, time: str, chain: str = "") -> bytes:
+    named = {"chain": chain} if chain else {}  # a kiosk's own file's one chain: as before doors
+    return _mac(key, b"anchor", {"seq": seq, "digest": digest.hex(), "time": time, **named})
 
 
-def _event_body(camera, decision, reason, personal: bytes | None, link: bytes | None) -> dict[str, Any]:
+def _event_body(camera, decision, reason, personal: bytes | None, link: bytes | None,
+                door_name: str | None = None) -> dict[str, Any]:
+    named = {"door_name": door_name} if door_name is not None else {}  # events from before doors: as then
     return {"camera": camera, "decision": decision, "reason": reason,
-            "personal": personal.hex() if personal else None, "link": link.hex() if link else None}
+            "personal": personal.hex() if personal else None, "link": link.hex() if link else None, **named}
 
 
 def _record_body(kind: str, detail: str | None) -> dict[str, Any]:
@@ -406,8 +478,9 @@ def _record_body(kind: str, detail: str | None) -> dict[str, Any]:
 
 
 def _digest(key: bytes, previous: bytes, seq: int, kind: str, event_id: int, time: str,
-            body: dict[str, Any]) -> bytes:
-    entry = _canonical({"seq": seq, "kind": kind, "event": event_id, "time": time, **body})
+            body: dict[str, Any], chain: str = "") -> bytes:
+    named = {"chain": chain} if chain else {}  # an entry of a door's chain cannot pass for another's
+    entry = _canonical({"seq": seq, "kind": kind, "event": event_id, "time": time, **body, **named})
     return hmac.new(key, previous + entry, hashlib.sha256).digest()
 
 

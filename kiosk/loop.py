@@ -78,11 +78,13 @@ class KioskLoop:
         *,
         events: EventPublisher | None = None,
         on_door_outcome: Callable[[int, str], None] | None = None,
+        open_database: Callable[[], sqlite3.Connection] | None = None,
     ) -> None:
-        """GalleryError when the enrolled faces are from another model."""
+        """GalleryError when the enrolled faces are from another model. `open_database`: how the
+        hourly retention purge opens its own connection (default: the data directory's file)."""
         self._conn = conn
         self.events = events
-        self._retention = RetentionPurge(data_dir)
+        self._retention = RetentionPurge(data_dir, opener=open_database)
         self.runner = KioskRunner(
             camera, RiskEngine(engine, settings.risk), Gallery(conn), AccessLog(conn),
             DecisionPolicy(liveness=liveness_from_settings(settings)), door_from_settings(settings),

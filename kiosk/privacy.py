@@ -30,5 +30,6 @@ def remove_person(conn: sqlite3.Connection, person: PersonRef, erase_log: bool =
         templates = gallery.remove(found.id)
     # secure_delete zeroed the old pages in the WAL; copy them over the database file now
     # (fully only when no other connection is reading; otherwise at a later checkpoint).
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    if getattr(conn, "backend", "sqlite") == "sqlite":
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return Removal(found.name, found.id, templates, erased)

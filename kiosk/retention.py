@@ -10,6 +10,7 @@ import logging
 import os
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from kiosk.accesslog import AccessLog, When
@@ -23,7 +24,9 @@ PURGE_INTERVAL_S = 3600.0
 
 def purge_expired(conn: sqlite3.Connection, data_dir: str | os.PathLike, now: When | None = None) -> int:
     """Delete the access events older than the settings' retention; returns how many."""
-    days = KioskSettings.load(data_dir).retention_days
+    from kiosk.site_settings import with_site
+
+    days = with_site(KioskSettings.load(data_dir), conn).retention_days  # the site's, where it set one
     return AccessLog(conn).purge_older_than(days, now) if days > 0 else 0
 
 
@@ -31,8 +34,11 @@ class RetentionPurge:
     """Purges at start on the caller's connection, then every `interval_s` on its own thread
     (with its own connection: SQLite connections belong to their thread)."""
 
-    def __init__(self, data_dir: str | os.PathLike, interval_s: float = PURGE_INTERVAL_S) -> None:
+    def __init__(self, data_dir: str | os.PathLike, interval_s: float = PURGE_INTERVAL_S,
+                 opener: Callable[[], sqlite3.Connection] | None = None) -> None:
         self._data_dir = Path(data_dir)
+        # How the thread opens its connection: the data directory's file, or the site database.
+        self._open = opener or (lambda: open_database(database_path(self._data_dir)))
         self._interval_s = float(interval_s)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -53,7 +59,7 @@ class RetentionPurge:
     def _loop(self) -> None:
         while not self._stop.wait(self._interval_s):
             try:
-                conn = open_database(database_path(self._data_dir))
+                conn = self._open()
             except Exception:
                 log.exception("retention purge: cannot open the database in %s", self._data_dir)
                 continue

@@ -31,6 +31,7 @@ FORMAT_VERSION = 1
 # Bounds shared by validation and the admin window's widgets.
 MAX_RETENTION_DAYS = 3650
 MAX_DOOR_TIMEOUT_S = 300
+MAX_OFFLINE_HOURS = 24 * 30
 ADMIN_TIMEOUT_RANGE_S = (15, 3600)
 _RATE_FIELDS = ("analysis_fps", "idle_analysis_fps")
 
@@ -61,6 +62,9 @@ class KioskSettings:
     mqtt_ca: str = ""  # CA certificate file for mqtts:// (empty: the system's)
     webhook: str = ""  # http(s) URL that receives every event; empty = none
     door_id: str = ""  # this door's name in topics and events; empty = the host name
+    # With a site database (kiosk.sitedb): how long the door keeps deciding from the gallery it last
+    # loaded while the server is unreachable; after that nobody is recognised until it is back.
+    offline_hours: float = 24.0
 
     # -- validation ------------------------------------------------------------
 
@@ -173,7 +177,7 @@ def _coerce(name: str, value: Any) -> Any:
     """Forgive what JSON and hand-editing make of a value: 30.0 for 30, 1 for a float."""
     if name in ("retention_days", "admin_timeout_s", "risk") and isinstance(value, float) and value.is_integer():
         return int(value)
-    if name in ("analysis_fps", "idle_analysis_fps", "door_timeout_s") and isinstance(value, int) \
+    if name in ("analysis_fps", "idle_analysis_fps", "door_timeout_s", "offline_hours") and isinstance(value, int) \
             and not isinstance(value, bool):
         return float(value)
     return value
@@ -208,6 +212,10 @@ def _field_problem(name: str, value: Any) -> str | None:
         if isinstance(value, bool) or not isinstance(value, float) or not math.isfinite(value):
             return f"must be a number of frames a second, got {value!r}"
         return None if 0.0 <= value <= MAX_FPS else f"must be 0 (no cap) to {MAX_FPS:g}, got {value}"
+    if name == "offline_hours":
+        if isinstance(value, bool) or not isinstance(value, float) or not math.isfinite(value):
+            return f"must be a number of hours, got {value!r}"
+        return None if 0.0 <= value <= MAX_OFFLINE_HOURS else f"must be 0..{MAX_OFFLINE_HOURS} hours, got {value}"
     if name == "retention_days":
         if isinstance(value, bool) or not isinstance(value, int):
             return f"must be a whole number of days, got {value!r}"

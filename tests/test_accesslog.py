@@ -150,7 +150,7 @@ def test_export_csv(filled, tmp_path):
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == [
         "id", "time", "camera", "person_id", "name", "score", "decision", "reason",
-        "liveness", "door", "redacted",
+        "liveness", "door", "redacted", "door_name",
     ]
     assert [r["reason"] for r in rows] == ["unknown", "liveness_failed", "several_faces"]
     assert rows[1]["name"] == "Ada" and float(rows[1]["score"]) == pytest.approx(0.85)

@@ -118,7 +118,7 @@ def test_plain_database_is_sealed_by_migration_in_place(tmp_path):
     make_v1_database(path, embeddings, thumbnails)
 
     conn = open_database(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     gallery, log = Gallery(conn), AccessLog(conn)
     matrix, ids = gallery.matrix()
     assert matrix.tobytes() == np.stack(embeddings).astype("<f4").tobytes() and set(ids) == {1}

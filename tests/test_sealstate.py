@@ -119,7 +119,7 @@ def test_a_database_from_before_the_state_file_is_upgraded_without_loss(data_dir
     raw.close()
 
     conn = open_database(database_path(data_dir))
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     gallery = Gallery(conn)
     assert [t.id for t in gallery.templates()] == [1, 3] and gallery.thumbnail(1) == b"jpeg1"
     assert gallery.matrix()[0].tobytes() == np.stack([unit(1), unit(3)]).tobytes()

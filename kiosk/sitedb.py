@@ -1,0 +1,214 @@
+"""A site database: one PostgreSQL server shared by every door (kiosk) of a site.
+
+The gallery, the access log and its chain are written for one storage layer with sqlite3's
+interface; SiteConnection gives a psycopg 3 connection that interface, so they run unchanged
+on either backend. What differs between the two SQL dialects is translated here, in one place:
+
+- ``?`` placeholders become ``%s`` (and a literal ``%`` becomes ``%%``);
+- ``BEGIN IMMEDIATE`` (a writer) also takes a site-wide advisory lock, so writers queue one
+  after another as they do on a SQLite file, and ids handed out before an insert (sealed
+  templates are bound to their id) never collide between doors; ``BEGIN DEFERRED`` (a reader's
+  consistent snapshot) is a REPEATABLE READ transaction;
+- ``LIKE`` is case-insensitive as in SQLite (ILIKE);
+- an INSERT into a table whose id the server gives (person, access_event) returns it
+  (``cursor.lastrowid``).
+
+A connection lost to the server raises DatabaseUnavailable; the next statement outside a
+transaction reconnects (at most once a second), so a kiosk picks up where it was once the server
+is back. A BEGIN, or a SELECT outside a transaction, that finds the connection dead (the server
+restarted since it was last used) goes once more on a new connection: nothing was done on the old.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import psycopg
+from psycopg.pq import TransactionStatus
+
+from kiosk.database import DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 3
+RECONNECT_EVERY_S = 1.0
+WRITER_LOCK = 0x6B696F736B  # the advisory lock every writing transaction holds ("kiosk")
+NOTIFY_CHANNEL = "kiosk_gallery"
+_RETURNS_ID = re.compile(r"^\s*INSERT INTO (person|access_event)\b", re.IGNORECASE)
+
+
+def redacted_url(url: str) -> str:
+    """The URL without its password, for messages and the admin window."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def translate(sql: str) -> str:
+    """SQLite-flavoured SQL as PostgreSQL runs it (see the module's docstring)."""
+    sql = sql.replace("%", "%%").replace("?", "%s")
+    sql = re.sub(r"\bLIKE\b", "ILIKE", sql)
+    if _RETURNS_ID.match(sql) and "RETURNING" not in sql.upper():
+        sql += " RETURNING id"
+    return sql
+
+
+class SiteCursor:
+    """The part of sqlite3.Cursor the kiosk uses."""
+
+    def __init__(self, cursor: psycopg.Cursor, returns_id: bool) -> None:
+        self._cursor = cursor
+        self.lastrowid: int | None = None
+        self.rowcount = cursor.rowcount
+        if returns_id:
+            row = cursor.fetchone()
+            self.lastrowid = row[0] if row else None
+
+    def fetchone(self) -> tuple | None:
+        return self._cursor.fetchone() if self._cursor.description else None
+
+    def fetchall(self) -> list[tuple]:
+        return self._cursor.fetchall() if self._cursor.description else []
+
+    def __iter__(self) -> Iterator[tuple]:
+        return iter(self.fetchall())
+
+
+class SiteConnection:
+    """A PostgreSQL connection that the kiosk's storage code uses like its sqlite3 connection.
+
+    Carries what kiosk.site.open_site_database() attaches: the keys (sealer), the door this kiosk is (``door``,
+    which names its events and its log chain), and, for a kiosk, the local outbox and the
+    gallery watch (kiosk.sitelink).
+    """
+
+    backend = "postgresql"
+
+    def __init__(self, url: str, door: str) -> None:
+        self.url = url
+        self.door = door
+        self.chain = door  # one log chain per door
+        self.sealer = None
+        self.after_commit: list[Callable[[Any], None]] | None = None
+        self.outbox = None  # kiosk.sitelink.SiteOutbox, set by open_database() for a data directory
+        self.watch = None  # kiosk.sitelink.GalleryWatch, started by the first Gallery.matrix()
+        self.offline_limit_s: float | None = None  # how long Gallery decides offline; None: no limit
+        self._conn: psycopg.Connection | None = None
+        self._last_try = 0.0
+        self._lock = threading.RLock()
+        self._connect()
+
+    # -- connection -------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        self._last_try = time.monotonic()
+        try:
+            self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+                                         application_name=f"face-kiosk {self.door}"[:63])
+        except psycopg.OperationalError as exc:
+            self._conn = None
+            raise DatabaseUnavailable(f"cannot reach the site database {redacted_url(self.url)}: "
+                                      f"{_first_line(exc)}") from None
+
+    @property
+    def online(self) -> bool:
+        return self._conn is not None and not self._conn.closed
+
+    @property
+    def away(self) -> bool:
+        """The gallery watch, once it has reached the server, has lost it (and is trying again)."""
+        return self.watch is not None and self.watch.version is not None and not self.watch.online
+
+    def _live(self) -> psycopg.Connection:
+        if self.online:
+            return self._conn
+        # While the watch says the server is away, the door's loop does not wait for a connection
+        # timeout of its own (seconds, where a network drops packets): the watch reconnects.
+        if self.away or time.monotonic() - self._last_try < RECONNECT_EVERY_S:
+            raise DatabaseUnavailable(f"the site database {redacted_url(self.url)} is unreachable")
+        self._connect()
+        return self._conn
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.online and self._conn.info.transaction_status in (
+            TransactionStatus.INTRANS, TransactionStatus.INERROR, TransactionStatus.ACTIVE)
+
+    # -- sqlite3's interface ---------------------------------------------------------------
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> SiteCursor:
+        statement = sql.strip()
+        with self._lock:
+            if statement.upper().startswith("BEGIN"):
+                return self._begin(statement.upper())
+            idle = not self.in_transaction
+            text = translate(sql)
+            # A read outside a transaction may go again on a fresh connection: the server may
+            # have restarted since this connection was last used.
+            retry = idle and statement[:6].upper() == "SELECT"
+            try:
+                cursor = self._run(lambda conn: conn.execute(text, tuple(params) or None), idle, retry)
+                return SiteCursor(cursor, text.endswith(" RETURNING id"))
+            except psycopg.IntegrityError as exc:  # as sqlite3 says it: callers handle one kind
+                raise sqlite3.IntegrityError(_first_line(exc)) from exc
+            except psycopg.Error as exc:
+                raise sqlite3.DatabaseError(_first_line(exc)) from exc
+
+    def start_watch(self):
+        """The gallery watch (kiosk.sitelink), started on first use; it sends the outbox on reconnecting."""
+        with self._lock:
+            if self.watch is None:
+                from kiosk.sitelink import GalleryWatch
+
+                flush = (lambda: self.outbox.try_flush(force=True)) if self.outbox is not None else None
+                self.watch = GalleryWatch(self.url, self.door, flush)
+            return self.watch
+
+    def close(self) -> None:
+        if self.watch is not None:
+            self.watch.stop()
+        if self.outbox is not None:
+            self.outbox.close()
+        if self._conn is not None:
+            self._conn.close()
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _begin(self, statement: str) -> SiteCursor:
+        def begin(conn: psycopg.Connection) -> psycopg.Cursor:
+            if "DEFERRED" in statement:
+                return conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            conn.execute("BEGIN")
+            return conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
+
+        return SiteCursor(self._run(begin, True, True), False)
+
+    def _run(self, step: Callable[[psycopg.Connection], psycopg.Cursor], idle: bool, retry: bool) -> psycopg.Cursor:
+        """`step` on the live connection; once more on a new one if it was lost and `retry` allows."""
+        try:
+            return step(self._live() if idle else self._conn)
+        except psycopg.OperationalError as exc:
+            self._lost(exc)
+            if retry:
+                self._last_try = 0.0
+                try:
+                    return step(self._live())
+                except psycopg.OperationalError as again:
+                    self._lost(again)
+                    exc = again
+            raise DatabaseUnavailable(f"lost the site database {redacted_url(self.url)}: "
+                                      f"{_first_line(exc)}") from None
+
+    def _lost(self, exc: Exception) -> None:
+        log.warning("site database %s: %s", redacted_url(self.url), _first_line(exc))
+        if self._conn is not None:  # a server shutting down may leave it open but useless
+            self._conn.close()
+            self._conn = None
+            self._last_try = time.monotonic()
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
