@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import sqlite3
 import subprocess
@@ -18,10 +17,11 @@ import pytest
 
 pytest.importorskip("psycopg")  # the site extra (the test extra installs it)
 
+from benchmarks.site import door_folder  # noqa: E402
 from kiosk.accesslog import AccessLog  # noqa: E402
 from kiosk.database import database_path, open_database  # noqa: E402
 from kiosk.gallery import Gallery  # noqa: E402
-from kiosk.keystore import KeyFileError, key_file_path  # noqa: E402
+from kiosk.keystore import KeyFileError  # noqa: E402
 from kiosk.site import import_kiosk, open_site_database  # noqa: E402
 
 postgres_module = pytest.importorskip("tests.postgres")
@@ -50,13 +50,7 @@ def site(server) -> str:
 
 def door_dir(tmp_path: Path, name: str, site_key_from: Path | None = None) -> Path:
     """A door's data directory, holding a copy of the site key when `site_key_from` is given."""
-    folder = tmp_path / name
-    folder.mkdir(mode=0o700)
-    if site_key_from is not None:
-        key = key_file_path(folder)
-        key.parent.mkdir(mode=0o700)
-        shutil.copy2(key_file_path(site_key_from), key)
-    return folder
+    return door_folder(tmp_path, name, site_key_from)
 
 
 def enrol(gallery: Gallery, name: str, seeds: list[int]):

@@ -90,7 +90,8 @@ def test_a_data_folder_that_cannot_be_created_is_shown_in_the_window(qtbot, tmp_
     assert "--data-dir" in seen["todo"] and seen["detail"] == f"{blocker / 'data'}: Not a directory"
 
 
-def test_the_banner_shows_each_start_up_step_until_recognition_is_ready(qtbot, tmp_path, engine, caplog):
+def start_until_ready(qtbot, tmp_path, caplog) -> list[str]:
+    """A kiosk window on a grey looping video, until recognition is ready; the window's log lines."""
     video = write_video(tmp_path / "door.avi", [np.full((120, 160, 3), 128, np.uint8)] * 5)
     caplog.set_level(logging.INFO, logger="kiosk.ui.kiosk_window")
     window = KioskWindow(Camera(str(video), loop=True).start(), data_dir=tmp_path / "data")
@@ -100,7 +101,11 @@ def test_the_banner_shows_each_start_up_step_until_recognition_is_ready(qtbot, t
         qtbot.waitUntil(lambda: window.banner_text == "Look at the camera", timeout=60_000)
     finally:
         window.close()
-    shown = [r.getMessage() for r in caplog.records if r.getMessage().startswith("start-up: ")]
+    return [r.getMessage() for r in caplog.records]
+
+
+def test_the_banner_shows_each_start_up_step_until_recognition_is_ready(qtbot, tmp_path, engine, caplog):
+    shown = [m for m in start_until_ready(qtbot, tmp_path, caplog) if m.startswith("start-up: ")]
     assert shown == ["start-up: Starting — loading the face recogniser (step 1 of 3)…",
                      "start-up: Starting — opening the database (step 2 of 3)…",
                      "start-up: Starting — warming up (step 3 of 3)…"]
@@ -108,16 +113,7 @@ def test_the_banner_shows_each_start_up_step_until_recognition_is_ready(qtbot, t
 
 def test_the_live_video_is_on_screen_before_the_recogniser_starts_loading(qtbot, tmp_path, engine, caplog):
     # Loading the recogniser holds the interpreter lock for seconds: it must not delay the first frame.
-    video = write_video(tmp_path / "door.avi", [np.full((120, 160, 3), 128, np.uint8)] * 5)
-    caplog.set_level(logging.INFO, logger="kiosk.ui.kiosk_window")
-    window = KioskWindow(Camera(str(video), loop=True).start(), data_dir=tmp_path / "data")
-    qtbot.addWidget(window)
-    window.show()
-    try:
-        qtbot.waitUntil(lambda: window.banner_text == "Look at the camera", timeout=60_000)
-    finally:
-        window.close()
-    messages = [r.getMessage() for r in caplog.records]
+    messages = start_until_ready(qtbot, tmp_path, caplog)
     first_step = next(i for i, m in enumerate(messages) if m.startswith("start-up: "))
     assert "first camera frame shown" in messages[:first_step], messages
 
