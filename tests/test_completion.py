@@ -35,7 +35,8 @@ def test_completion_offers_commands_actions_options_choices_and_paths(tmp_path, 
     assert complete(script, "face-kiosk-admin people ", tmp_path) == ["exempt", "remove", "rename"]
     assert complete(script, "face-kiosk-admin --data-dir /srv/kiosk people re", tmp_path) == ["remove", "rename"]
     assert complete(script, "face-kiosk-admin people exempt Ada --", tmp_path) == sorted(
-        ["--data-dir", "--help", "--json", "--log-file", "--log-json", "--log-level", "--model", "--off"])
+        ["--data-dir", "--database", "--door-id", "--help", "--json", "--log-file", "--log-json", "--log-level",
+         "--model", "--off"])
     assert complete(script, "face-kiosk-admin log --decision ", tmp_path) == ["denied", "granted"]
     assert complete(script, "face-kiosk-admin enroll --ba", tmp_path) == ["--badge"]
     assert complete(script, "face-kiosk-admin --data-dir ", tmp_path) == ["photos"]  # folders only
