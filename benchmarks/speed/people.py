@@ -20,7 +20,9 @@ from kiosk.gallery import Gallery
 from kiosk.images import load_image
 
 ENROL_PHOTOS = 3
-PROBE_MARGIN = 0.05  # the walker's photo must score this far above the gallery's threshold
+# The walker's photo must score this many of the card's ambiguity margins above the gallery's
+# threshold: clear of it on whatever scale the model scores (cosines of dlib's model sit within 0.1).
+PROBE_MARGINS = 3
 MAX_CANDIDATES = 120  # people scanned before giving up
 
 
@@ -87,7 +89,7 @@ def _pick_walker(engine, found: dict) -> Cast | None:
             continue
         match = engine.match(vectors[ENROL_PHOTOS], templates, ids)[0]
         threshold = engine.door_rule(templates, ids).threshold  # what engine.match applied
-        if match.verdict == "match" and match.person_id == index and match.score >= threshold + PROBE_MARGIN:
+        if match.verdict == "match" and match.person_id == index and match.score >= threshold + PROBE_MARGINS * engine.ambiguity_margin:
             enrolled = {n: found[n][0] for n in names}
             return Cast(enrolled, name, probe, round(float(match.score), 4))
     return None
