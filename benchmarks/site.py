@@ -139,7 +139,7 @@ def throughput(url: str, work: Path, first: Path, doors: int, seconds: float) ->
 
 
 def large_gallery(url: str, work: Path, people: int) -> dict:
-    from kiosk.database import transaction
+    from kiosk.connection import transaction
     from kiosk.gallery import Gallery
     from kiosk.site import open_site_database
 

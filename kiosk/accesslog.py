@@ -18,7 +18,7 @@ from typing import Any
 
 from kiosk import logchain
 from kiosk.atomic import atomic_open
-from kiosk.database import DatabaseUnavailable, timestamp, transaction, utc_datetime
+from kiosk.connection import DatabaseUnavailable, timestamp, transaction, utc_datetime
 from kiosk.gallery import name_key
 from kiosk.logchain import ChainReport
 from kiosk.sealing import access_thumbnail_aad, sealer

@@ -680,7 +680,7 @@ def _run_settings(args: argparse.Namespace, settings):
 
 def _emit_challenge(out: Output, result) -> None:
     """The line that tells the person at the door what to do (a liveness challenge started)."""
-    from kiosk.database import timestamp
+    from kiosk.connection import timestamp
 
     challenge = result.challenge
     seconds = round(result.challenge_left_s)

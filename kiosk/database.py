@@ -1,9 +1,9 @@
-"""The kiosk's SQLite database: opening, schema migrations, transactions, timestamps.
+"""The kiosk's SQLite database: opening it, its schema migrations and its keys.
 
 The kiosk window and the command-line tools may have the same file open at
 once, so every connection uses WAL (readers never block the writer), a busy
 timeout (writers queue instead of failing with "database is locked") and
-writes go through ``transaction()``, which takes the write lock up front.
+writes go through ``transaction()`` (kiosk.connection), which takes the write lock up front.
 A connection belongs to the thread that opened it (sqlite3's default); give
 each thread its own.
 
@@ -18,14 +18,15 @@ import hmac
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import datetime, timezone
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, Union
+from typing import Union
 
+from kiosk import seal_migration
+from kiosk.connection import KioskConnection, transaction
 from kiosk.errors import KioskError
 from kiosk.keystore import KeyFileError, Keyring, create_keyring, key_file_path, load_keyring
+from kiosk.rotation import finish_interrupted_rotation
 from kiosk.sealing import Sealer
 
 log = logging.getLogger(__name__)
@@ -33,18 +34,6 @@ log = logging.getLogger(__name__)
 DB_FILENAME = "kiosk.db"
 DATABASE_URL_ENV = "KIOSK_DATABASE_URL"  # a site's PostgreSQL database instead of the file (kiosk.site)
 BUSY_TIMEOUT_S = 10.0
-
-
-def _seal_and_chain(conn: sqlite3.Connection) -> None:
-    from kiosk.seal_migration import migrate  # imports the log chain, which imports this module
-
-    migrate(conn)
-
-
-def _record_state(conn: sqlite3.Connection) -> None:
-    from kiosk.seal_migration import record_state  # imports the log chain, which imports this module
-
-    record_state(conn)
 
 
 def _name_doors(conn: sqlite3.Connection) -> None:
@@ -132,7 +121,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         )""",
     ),
     # 2: templates and thumbnails sealed with the data key, the access log chained.
-    _seal_and_chain,
+    seal_migration.migrate,
     # 3: which model made the gallery's templates (kiosk.gallery.Gallery.bind_model): two models
     # can make templates of one size that mean different things. Templates already enrolled were
     # made by a model no one recorded, and every model shipped before this one differs from it:
@@ -147,7 +136,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     # 4: the state file beside the key file (kiosk.sealstate) starts with the log's head and the
     # ids of every template removed so far (the gaps below the highest id ever given).
-    _record_state,
+    seal_migration.record_state,
     # 5: doors. Every event names the door (kiosk) that decided it; the log has one chain per
     # door where several doors share a site database (kiosk.site_schema: its first version). A
     # kiosk's own file keeps its one chain, named "".
@@ -159,10 +148,6 @@ MIGRATIONS: tuple[Migration, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-class DatabaseUnavailable(KioskError):
-    """The site database's server cannot be reached (kiosk.sitedb)."""
-
-
 class SchemaVersionError(KioskError):
     """The database was written by a newer kiosk than this one."""
 
@@ -170,31 +155,6 @@ class SchemaVersionError(KioskError):
 def database_path(data_dir: str | Path) -> Path:
     """The database file inside a data directory."""
     return Path(data_dir) / DB_FILENAME
-
-
-class KioskConnection(sqlite3.Connection):
-    """A connection that carries its database's keys (set by open_database)."""
-
-    backend = "sqlite"
-    sealer: Sealer | None = None
-    door: str | None = None  # the door (kiosk) whose events this connection logs
-    chain = ""  # the log chain it extends: one per database file
-    after_commit: list[Callable[[sqlite3.Connection], None]] | None = None  # run once the outermost transaction commits
-
-
-def on_commit(conn: sqlite3.Connection, callback: Callable[[sqlite3.Connection], None]) -> None:
-    """Run `callback(conn)` after the current (outermost) transaction commits, once; at once outside one.
-
-    For records kept outside the database that must never get ahead of what it committed.
-    """
-    if not conn.in_transaction:
-        callback(conn)
-        return
-    hooks = getattr(conn, "after_commit", None)
-    if hooks is None:
-        hooks = conn.after_commit = []
-    if callback not in hooks:
-        hooks.append(callback)
 
 
 def open_database(path: str | Path, door: str | None = None) -> sqlite3.Connection:
@@ -232,8 +192,6 @@ def open_database(path: str | Path, door: str | None = None) -> sqlite3.Connecti
         _migrate(conn, path)
         _check_keys(conn)
         conn.execute("PRAGMA foreign_keys = ON")
-        from kiosk.rotation import finish_interrupted_rotation  # it imports this module
-
         finish_interrupted_rotation(conn)
     except BaseException:
         conn.close()
@@ -337,90 +295,8 @@ def _schema_version(conn: sqlite3.Connection) -> int:
     return conn.execute("PRAGMA user_version").fetchone()[0]
 
 
-@contextmanager
-def transaction(
-    conn: sqlite3.Connection, mode: Literal["IMMEDIATE", "DEFERRED"] = "IMMEDIATE"
-) -> Iterator[sqlite3.Connection]:
-    """Run the block in one transaction: COMMIT on success, ROLLBACK on any exception.
-
-    IMMEDIATE (for writes) takes the write lock at BEGIN, where the busy timeout
-    applies; a deferred transaction that upgrades to writing in WAL mode fails
-    at once with SQLITE_BUSY instead of waiting. DEFERRED gives a consistent
-    read snapshot without blocking writers. Inside another transaction the block
-    becomes a savepoint of it: it commits with the outer one, or alone rolls back.
-    """
-    if conn.in_transaction:
-        conn.execute("SAVEPOINT nested")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK TO nested")
-            conn.execute("RELEASE nested")
-            raise
-        conn.execute("RELEASE nested")
-        return
-    conn.execute(f"BEGIN {mode}")
-    try:
-        yield conn
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        _take_hooks(conn)  # what they would record did not happen
-        raise
-    for hook in _take_hooks(conn):
-        hook(conn)
-
-
-def _take_hooks(conn: sqlite3.Connection) -> list[Callable[[sqlite3.Connection], None]]:
-    hooks = getattr(conn, "after_commit", None) or []
-    if hooks:
-        conn.after_commit = []
-    return hooks
-
-
-def next_id(conn: sqlite3.Connection, table: str) -> int:
-    """The id the next row of an AUTOINCREMENT table gets; call inside the write transaction.
-
-    Sealed blobs are bound to their row's id, so it must be known before the insert.
-    """
-    if getattr(conn, "backend", "sqlite") == "postgresql":  # a forward-only sequence (kiosk.site_schema)
-        return conn.execute(f"SELECT nextval('{table}_ids')").fetchone()[0]
-    return conn.execute(
-        f"SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = ?), 0),"
-        f" coalesce((SELECT max(id) FROM {table}), 0)) + 1",
-        (table,),
-    ).fetchone()[0]
-
-
 def default_door_id() -> str:
     """The machine's name, made a valid door id (kiosk.events.check_door_id)."""
     from kiosk.events import default_door_id as host_door
 
     return host_door()
-
-
-def utc_datetime(when: datetime | str | None = None) -> datetime:
-    """`when` (default now) as an aware UTC datetime; ISO 8601 strings are parsed.
-
-    Naive datetimes are refused, as the kiosk cannot know which zone they meant.
-    """
-    if when is None:
-        return datetime.now(timezone.utc)
-    if isinstance(when, str):
-        text = when.strip()
-        # fromisoformat() only accepts a trailing "Z" from Python 3.11 on.
-        when = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
-    if when.utcoffset() is None:
-        raise ValueError(f"time {when.isoformat()} has no time zone; give a UTC offset or 'Z'")
-    return when.astimezone(timezone.utc)
-
-
-def timestamp(when: datetime | str | None = None) -> str:
-    """The stored time format: ISO 8601 UTC with milliseconds, e.g. 2024-05-01T12:00:00.000Z.
-
-    One fixed format makes text comparison in SQL equal time comparison.
-    """
-    utc = utc_datetime(when)
-    # %Y would drop the leading zeros of years before 1000, and text order would no longer be time order.
-    return f"{utc.year:04d}-" + utc.strftime("%m-%dT%H:%M:%S") + f".{utc.microsecond // 1000:03d}Z"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kiosk.database import DatabaseUnavailable, next_id, timestamp, transaction
+from kiosk.connection import DatabaseUnavailable, next_id, timestamp, transaction
 from kiosk.errors import KioskError
 from kiosk.sealing import SealError, sealer, template_aad, template_thumbnail_aad
 from kiosk.sealstate import SealState, id_ranges, load_state, update_state
@@ -372,7 +372,7 @@ class Gallery:
         are cached and read-only; the cache is rebuilt (and the templates opened)
         only when gallery_state.version (bumped by triggers, so changes from other
         processes count) moves, never per query. On a site database the version comes from the
-        door's gallery watch (LISTEN/NOTIFY, kiosk.sitelink), and while the server is away the
+        door's gallery watch (LISTEN/NOTIFY, kiosk.sitedb), and while the server is away the
         last matrix is used for as long as the settings allow (then an empty one: nobody is
         recognised).
         """

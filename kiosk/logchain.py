@@ -29,7 +29,7 @@ import sqlite3
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from kiosk.database import on_commit, timestamp, transaction
+from kiosk.connection import on_commit, timestamp, transaction
 from kiosk.sealing import SealError, access_thumbnail_aad, sealer
 from kiosk.sealstate import SealState, StateFileError, load_state, update_state
 

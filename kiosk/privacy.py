@@ -5,7 +5,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from kiosk.accesslog import AccessLog
-from kiosk.database import transaction
+from kiosk.connection import transaction
 from kiosk.gallery import Gallery, PersonRef
 
 

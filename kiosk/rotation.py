@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kiosk.database import transaction
+from kiosk.connection import transaction
 from kiosk.keystore import keyring_lock, save_keyring
 from kiosk.sealing import (
     Sealer,

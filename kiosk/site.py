@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from kiosk.database import SCHEMA_VERSION, SchemaVersionError, _check_keys, open_database, transaction
+from kiosk.connection import transaction
+from kiosk.database import SCHEMA_VERSION, SchemaVersionError, _check_keys, open_database
 from kiosk.events import check_door_id, default_door_id
 from kiosk.keystore import KeyFileError, create_keyring, key_file_path, load_keyring
 from kiosk.sealing import Sealer

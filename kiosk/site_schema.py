@@ -7,7 +7,7 @@ LATER here for PostgreSQL, at the same position, so the two version numbers neve
 
 Differences that are only dialect: ids the server hands out are identity columns, blobs are
 bytea, real numbers are double precision (a float4 would not read back the score the log chain
-authenticated), and the gallery's triggers also NOTIFY every door that listens (kiosk.sitelink).
+authenticated), and the gallery's triggers also NOTIFY every door that listens (kiosk.sitedb).
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ import sqlite3
 from dataclasses import asdict
 from typing import Any
 
-from kiosk.database import transaction
+from kiosk.connection import transaction
 from kiosk.settings import KioskSettings
 
 SITE_WIDE = ("risk", "looser_risk_confirmed", "retention_days")

@@ -17,6 +17,13 @@ A connection lost to the server raises DatabaseUnavailable; the next statement o
 transaction reconnects (at most once a second), so a kiosk picks up where it was once the server
 is back. A BEGIN, or a SELECT outside a transaction, that finds the connection dead (the server
 restarted since it was last used) goes once more on a new connection: nothing was done on the old.
+
+GalleryWatch keeps one more connection that LISTENs for the gallery triggers' NOTIFY
+(kiosk.site_schema): a change made at any door (an enrolment, a removal, a person deactivated)
+reaches every other door within a fraction of a second, and the kiosk's Gallery reloads its
+matrix only then, never per frame. While the server is unreachable the watch says since when;
+on its return it re-reads the gallery's version at once, so a person removed meanwhile is
+refused from the next frame on.
 """
 from __future__ import annotations
 
@@ -31,7 +38,7 @@ from typing import Any
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from kiosk.database import DatabaseUnavailable
+from kiosk.connection import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +46,8 @@ CONNECT_TIMEOUT_S = 3
 RECONNECT_EVERY_S = 1.0
 WRITER_LOCK = 0x6B696F736B  # the advisory lock every writing transaction holds ("kiosk")
 NOTIFY_CHANNEL = "kiosk_gallery"
+CHECK_EVERY_S = 2.0  # how often an idle watch makes sure the server is still there
+RETRY_S = 0.5  # between attempts to reach a server that is away
 _RETURNS_ID = re.compile(r"^\s*INSERT INTO (person|access_event)\b", re.IGNORECASE)
 
 
@@ -81,8 +90,8 @@ class SiteConnection:
     """A PostgreSQL connection that the kiosk's storage code uses like its sqlite3 connection.
 
     Carries what kiosk.site.open_site_database() attaches: the keys (sealer), the door this kiosk is (``door``,
-    which names its events and its log chain), and, for a kiosk, the local outbox and the
-    gallery watch (kiosk.sitelink).
+    which names its events and its log chain), and, for a kiosk, the local outbox (kiosk.sitelink)
+    and the gallery watch.
     """
 
     backend = "postgresql"
@@ -94,7 +103,7 @@ class SiteConnection:
         self.sealer = None
         self.after_commit: list[Callable[[Any], None]] | None = None
         self.outbox = None  # kiosk.sitelink.SiteOutbox, set by open_database() for a data directory
-        self.watch = None  # kiosk.sitelink.GalleryWatch, started by the first Gallery.matrix()
+        self.watch = None  # GalleryWatch, started by the first Gallery.matrix()
         self.offline_limit_s: float | None = None  # how long Gallery decides offline; None: no limit
         self._conn: psycopg.Connection | None = None
         self._last_try = 0.0
@@ -157,12 +166,10 @@ class SiteConnection:
             except psycopg.Error as exc:
                 raise sqlite3.DatabaseError(_first_line(exc)) from exc
 
-    def start_watch(self):
-        """The gallery watch (kiosk.sitelink), started on first use; it sends the outbox on reconnecting."""
+    def start_watch(self) -> GalleryWatch:
+        """The gallery watch, started on first use; it sends the outbox on reconnecting."""
         with self._lock:
             if self.watch is None:
-                from kiosk.sitelink import GalleryWatch
-
                 flush = (lambda: self.outbox.try_flush(force=True)) if self.outbox is not None else None
                 self.watch = GalleryWatch(self.url, self.door, flush)
             return self.watch
@@ -208,6 +215,66 @@ class SiteConnection:
             self._conn.close()
             self._conn = None
             self._last_try = time.monotonic()
+
+
+class GalleryWatch:
+    """The site's gallery version, kept current by LISTEN/NOTIFY on a thread of its own."""
+
+    def __init__(self, url: str, door: str, on_reconnect: Callable[[], object] | None = None) -> None:
+        self.url = url
+        self.door = door
+        self.version: int | None = None  # the newest gallery version seen; None before the first
+        self.online = False
+        self._offline_since = time.monotonic()
+        self._on_reconnect = on_reconnect
+        self._stop = threading.Event()
+        self._state_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name=f"site-watch-{door}", daemon=True)
+        self._thread.start()
+
+    def offline_for(self) -> float:
+        """Seconds since the server was last reachable (0 while it is)."""
+        return 0.0 if self.online else time.monotonic() - self._offline_since
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+                                     application_name=f"face-kiosk {self.door} watch"[:63]) as conn:
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self._read(conn, came_back=True)
+                    checked = time.monotonic()
+                    while not self._stop.is_set():
+                        changed = False
+                        for _ in conn.notifies(timeout=0.2, stop_after=1):
+                            changed = True
+                        if changed or time.monotonic() - checked > CHECK_EVERY_S:
+                            self._read(conn, came_back=not changed)
+                            checked = time.monotonic()
+            except psycopg.Error as exc:
+                if self.online:
+                    log.warning("site database %s unreachable: %s", redacted_url(self.url), exc)
+                    with self._state_lock:
+                        self.online = False
+                        self._offline_since = time.monotonic()
+                self._stop.wait(RETRY_S)
+
+    def _read(self, conn: psycopg.Connection, came_back: bool = False) -> None:
+        """Read the gallery's version; `came_back` (on connecting, and at every idle check) also
+        has the outbox send what waits in it."""
+        version = conn.execute("SELECT version FROM gallery_state").fetchone()[0]
+        with self._state_lock:
+            if not self.online:
+                log.info("site database %s reachable (gallery version %d)", redacted_url(self.url), version)
+            self.version = version
+            self.online = True
+        if came_back and self._on_reconnect is not None:
+            self._on_reconnect()
+
 
 
 def _first_line(exc: Exception) -> str:

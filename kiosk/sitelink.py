@@ -1,11 +1,4 @@
-"""A door's link to its site database: the gallery watch and the local outbox.
-
-GalleryWatch keeps one connection that LISTENs for the gallery triggers' NOTIFY
-(kiosk.site_schema): a change made at any door (an enrolment, a removal, a person deactivated)
-reaches every other door within a fraction of a second, and the kiosk's Gallery reloads its
-matrix only then, never per frame. While the server is unreachable the watch says since when;
-on its return it re-reads the gallery's version at once, so a person removed meanwhile is
-refused from the next frame on.
+"""A door's outbox to its site database.
 
 SiteOutbox makes "logged before the door acts" hold without the server: every access event and
 door outcome is first committed to a small SQLite file in the door's data directory (synced),
@@ -23,79 +16,15 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
-from kiosk.database import DatabaseUnavailable, transaction
-from kiosk.sitedb import CONNECT_TIMEOUT_S, NOTIFY_CHANNEL, SiteConnection, redacted_url
+from kiosk.connection import DatabaseUnavailable, transaction
+from kiosk.sitedb import RETRY_S, SiteConnection
 
 log = logging.getLogger(__name__)
 
 OUTBOX_FILENAME = "site-outbox.sqlite"
-CHECK_EVERY_S = 2.0  # how often an idle watch makes sure the server is still there
-RETRY_S = 0.5  # between attempts to reach a server that is away
-
-
-class GalleryWatch:
-    """The site's gallery version, kept current by LISTEN/NOTIFY on a thread of its own."""
-
-    def __init__(self, url: str, door: str, on_reconnect: Callable[[], object] | None = None) -> None:
-        self.url = url
-        self.door = door
-        self.version: int | None = None  # the newest gallery version seen; None before the first
-        self.online = False
-        self._offline_since = time.monotonic()
-        self._on_reconnect = on_reconnect
-        self._stop = threading.Event()
-        self._state_lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name=f"site-watch-{door}", daemon=True)
-        self._thread.start()
-
-    def offline_for(self) -> float:
-        """Seconds since the server was last reachable (0 while it is)."""
-        return 0.0 if self.online else time.monotonic() - self._offline_since
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                with psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
-                                     application_name=f"face-kiosk {self.door} watch"[:63]) as conn:
-                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    self._read(conn, came_back=True)
-                    checked = time.monotonic()
-                    while not self._stop.is_set():
-                        changed = False
-                        for _ in conn.notifies(timeout=0.2, stop_after=1):
-                            changed = True
-                        if changed or time.monotonic() - checked > CHECK_EVERY_S:
-                            self._read(conn, came_back=not changed)
-                            checked = time.monotonic()
-            except psycopg.Error as exc:
-                if self.online:
-                    log.warning("site database %s unreachable: %s", redacted_url(self.url), exc)
-                    with self._state_lock:
-                        self.online = False
-                        self._offline_since = time.monotonic()
-                self._stop.wait(RETRY_S)
-
-    def _read(self, conn: psycopg.Connection, came_back: bool = False) -> None:
-        """Read the gallery's version; `came_back` (on connecting, and at every idle check) also
-        has the outbox send what waits in it."""
-        version = conn.execute("SELECT version FROM gallery_state").fetchone()[0]
-        with self._state_lock:
-            if not self.online:
-                log.info("site database %s reachable (gallery version %d)", redacted_url(self.url), version)
-            self.version = version
-            self.online = True
-        if came_back and self._on_reconnect is not None:
-            self._on_reconnect()
 
 
 class SiteOutbox:

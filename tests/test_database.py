@@ -7,16 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kiosk import database
+from kiosk import connection, database
 from kiosk.accesslog import AccessLog
-from kiosk.database import (
-    SCHEMA_VERSION,
-    SchemaVersionError,
-    database_path,
-    open_database,
-    timestamp,
-    transaction,
-)
+from kiosk.connection import timestamp, transaction
+from kiosk.database import SCHEMA_VERSION, SchemaVersionError, database_path, open_database
 from kiosk.datadir import default_data_dir, resolve_data_dir
 from kiosk.gallery import Gallery
 
@@ -176,11 +170,11 @@ def test_nested_transaction_is_a_savepoint_of_the_outer_one(db_path):
 def test_next_id_never_reuses_a_deleted_id(db_path):
     conn = open_database(db_path)
     with transaction(conn):
-        assert database.next_id(conn, "access_event") == 1
+        assert connection.next_id(conn, "access_event") == 1
         conn.execute("INSERT INTO access_event (id, time, camera, decision, reason) VALUES (5, '', '', 'denied', 'x')")
-        assert database.next_id(conn, "access_event") == 6
+        assert connection.next_id(conn, "access_event") == 6
         conn.execute("DELETE FROM access_event")
-        assert database.next_id(conn, "access_event") == 6
+        assert connection.next_id(conn, "access_event") == 6
     conn.close()
 
 

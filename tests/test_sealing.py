@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kiosk import database
+from kiosk import connection, database
 from kiosk.accesslog import AccessLog
 from kiosk.database import SCHEMA_VERSION, database_path, open_database
 from kiosk.errors import KioskError
@@ -84,7 +84,7 @@ def test_sealed_blobs_are_bound_to_their_rows(tmp_path):
     gallery.add_person("Bob")
     ada, ada2 = gallery.add_templates("Ada", [unit(1), unit(2)], [1.0, 1.0], ["a", "a"], [THUMB, THUMB + b"2"])
     (bob,) = gallery.add_templates("Bob", [unit(3)], [1.0], ["b"])
-    with database.transaction(conn):  # an attacker with write access swaps two ciphertexts
+    with connection.transaction(conn):  # an attacker with write access swaps two ciphertexts
         first, second = (conn.execute("SELECT embedding FROM template WHERE id = ?", (t.id,)).fetchone()[0]
                          for t in (ada, ada2))
         conn.execute("UPDATE template SET embedding = ? WHERE id = ?", (second, ada.id))
@@ -94,14 +94,14 @@ def test_sealed_blobs_are_bound_to_their_rows(tmp_path):
     assert list(ids) == [bob.person_id] and matrix[0].tobytes() == unit(3).tobytes()
     assert [(d.template_id, "fails authentication" in d.problem) for d in gallery.damaged] == [
         (ada.id, True), (ada2.id, True)]
-    with database.transaction(conn):  # put them back, then give Bob's face to Ada instead
+    with connection.transaction(conn):  # put them back, then give Bob's face to Ada instead
         conn.execute("UPDATE template SET embedding = ? WHERE id = ?", (first, ada.id))
         conn.execute("UPDATE template SET embedding = ? WHERE id = ?", (second, ada2.id))
         conn.execute("UPDATE template SET person_id = ? WHERE id = ?", (ada.person_id, bob.id))
     assert [t.id for t in gallery.templates("Ada")] == [ada.id, ada2.id]
     assert [(d.template_id, d.person_id) for d in gallery.damaged_templates()] == [(bob.id, ada.person_id)]
     assert f"template {bob.id} fails authentication" in gallery.damaged_templates()[0].problem
-    with database.transaction(conn):
+    with connection.transaction(conn):
         conn.execute("UPDATE template SET person_id = ? WHERE id = ?", (bob.person_id, bob.id))
         jpegs = dict(conn.execute("SELECT template_id, jpeg FROM template_thumbnail").fetchall())
         conn.execute("UPDATE template_thumbnail SET jpeg = ? WHERE template_id = ?", (jpegs[ada2.id], ada.id))

@@ -133,10 +133,6 @@ def _version(module: str) -> str:
         return "unknown"
 
 
-def data_checksums(lfw_root: Path, files: tuple[str, ...]) -> dict[str, str]:
-    return {name: sha256_of(lfw_root / name) for name in files if (lfw_root / name).exists()}
-
-
 def export_run(run_dir: Path, lfw, prepared, out_path: Path, target_far: float) -> Path:
     """Export the backbone of a finished run folder; the threshold is set on its validation people."""
     from training.experiment import HeldOutPeople, protocol_checksums, split_for

@@ -27,7 +27,8 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersisten
 from PySide6.QtGui import QColor
 
 from kiosk.accesslog import AccessEvent, AccessLog
-from kiosk.database import open_database, utc_datetime
+from kiosk.connection import utc_datetime
+from kiosk.database import open_database
 
 PAGE_SIZE = 200
 POLL_INTERVAL_MS = 1000
