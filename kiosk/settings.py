@@ -40,7 +40,7 @@ _RATE_FIELDS = ("analysis_fps", "idle_analysis_fps")
 class KioskSettings:
     camera: str = "0"  # as for --camera: device index, video file, image folder or stream URL
     # At most one stranger let in per `risk` visitors (kiosk.calibration: the site-calibrated door rule).
-    # 100 is the shipped rule; a looser one (LOOSER_RISKS) needs looser_risk_confirmed as well.
+    # 1,000 is the shipped rule; a looser one (LOOSER_RISKS) needs looser_risk_confirmed as well.
     risk: int = DEFAULT_RISK
     looser_risk_confirmed: bool = False
     liveness: bool = True  # ask each recognised person for a head move before granting (kiosk.liveness)
