@@ -1,6 +1,6 @@
 """A real PostgreSQL server for the site tests: the distribution's package, its initdb and postgres
 run as an unprivileged user in a temporary folder, on a free port of 127.0.0.1 (trust auth: only
-the local loopback alone can reach it). It can be stopped and started again with its data kept."""
+the loopback can reach it). It can be stopped and started again with its data kept."""
 from __future__ import annotations
 
 import glob
