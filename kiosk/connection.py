@@ -8,6 +8,7 @@ rotation all build on it.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -126,3 +127,16 @@ def timestamp(when: datetime | str | None = None) -> str:
     utc = utc_datetime(when)
     # %Y would drop the leading zeros of years before 1000, and text order would no longer be time order.
     return f"{utc.year:04d}-" + utc.strftime("%m-%dT%H:%M:%S") + f".{utc.microsecond // 1000:03d}Z"
+
+
+def checkpoint(conn: sqlite3.Connection, attempts: int = 40, wait_s: float = 0.05) -> bool:
+    """Copy every page of the WAL into the database file and empty the WAL (pages that
+    secure_delete zeroed then replace their plain originals in the file). A reader elsewhere
+    can make one try stop short, so it is retried for up to attempts x wait_s; False if some
+    pages are still only in the WAL (a later checkpoint copies them)."""
+    for attempt in range(attempts):
+        busy, in_log, copied = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if not busy and in_log == copied:
+            return True
+        time.sleep(wait_s)
+    return False

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Union
 
 from kiosk import seal_migration
-from kiosk.connection import KioskConnection, transaction
+from kiosk.connection import KioskConnection, checkpoint, transaction
 from kiosk.errors import KioskError
 from kiosk.keystore import KeyFileError, Keyring, create_keyring, key_file_path, load_keyring
 from kiosk.rotation import finish_interrupted_rotation
@@ -283,7 +283,9 @@ def _migrate(conn: sqlite3.Connection, path: str | Path) -> None:
                 conn.execute(f"PRAGMA user_version = {version:d}")
                 log.info("%s: migrated schema to version %d", path, version)
         # Move the replaced pages (zeroed by secure_delete) from the WAL into the file now.
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if not checkpoint(conn):
+            log.warning("%s: the WAL could not be copied into the database file yet; a later checkpoint "
+                        "overwrites the replaced pages", path)
     if version > known:
         raise SchemaVersionError(
             f"{path} has schema version {version}, but this kiosk only knows versions "

@@ -5,7 +5,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from kiosk.accesslog import AccessLog
-from kiosk.connection import transaction
+from kiosk.connection import checkpoint, transaction
 from kiosk.gallery import Gallery, PersonRef
 
 
@@ -31,5 +31,5 @@ def remove_person(conn: sqlite3.Connection, person: PersonRef, erase_log: bool =
     # secure_delete zeroed the old pages in the WAL; copy them over the database file now
     # (fully only when no other connection is reading; otherwise at a later checkpoint).
     if getattr(conn, "backend", "sqlite") == "sqlite":
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        checkpoint(conn)
     return Removal(found.name, found.id, templates, erased)
