@@ -160,11 +160,41 @@ class JsonFormatter(logging.Formatter):
 
 
 class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
-    """A RotatingFileHandler whose files are created readable by their owner only."""
+    """A RotatingFileHandler whose files are created readable by their owner only. A record it
+    cannot write (a full disk) is dropped with one line on stderr, not logging's traceback: the
+    log file shares the data directory's disk, and the kiosk goes on without it."""
 
     def __init__(self, path: Path, max_bytes: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         super().__init__(path, maxBytes=max_bytes, backupCount=BACKUPS, encoding="utf-8")
+        self._failing = False  # the last record could not be written (said once on stderr)
+        self._failed_now = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._failed_now = False
+        super().emit(record)
+        if not self._failed_now:
+            self._failing = False
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except OSError:  # buffered lines that the disk refused
+            self.handleError(None)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError:  # closing flushes: the same refusal, and the file is closed all the same
+            self.handleError(None)
+
+    def handleError(self, record: logging.LogRecord | None) -> None:  # noqa: N802 (logging's name)
+        self._failed_now = True
+        if not self._failing:
+            self._failing = True
+            problem = sys.exc_info()[1]
+            sys.stderr.write(f"warning: cannot write the log file {self.baseFilename}: {problem}; "
+                             "log lines are dropped until it can be written again\n")
 
     def _open(self):
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

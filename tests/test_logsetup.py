@@ -128,3 +128,19 @@ def test_the_screen_logs_its_start_and_why_it_could_not(qtbot, tmp_path, capsys)
     text = log_file.read_text()
     assert re.search(STAMP + r" INFO    kiosk\.app: face-kiosk \S+ starting", text), text
     assert re.search(STAMP + r" ERROR   kiosk\.app: cannot start: .*missing\.avi", text), text
+
+
+def test_a_log_file_on_a_full_disk_costs_one_warning_line_not_a_traceback(capfd):
+    # /dev/full refuses every write with ENOSPC, as the data directory's disk does when full.
+    handler = logsetup.PrivateRotatingFileHandler(Path("/dev/full"), max_bytes=0)
+    logger = logging.getLogger("kiosk.test.fulldisk")
+    logger.addHandler(handler)
+    try:
+        for n in range(3):
+            logger.error("decision %d", n)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Logging error" not in err
+    assert err.count("warning: cannot write the log file /dev/full") == 1, err

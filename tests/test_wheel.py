@@ -75,11 +75,15 @@ def test_the_installed_package_carries_its_model_and_sounds(installed):
         "import json, kiosk, kiosk.modelcard as m, kiosk.sound as s;"
         "c = m.ModelCard.load(m.default_model_path());"
         "print(json.dumps({'package': kiosk.__file__, 'model': str(c.path), 'tflite': str(c.verified_tflite_path()),"
-        "'scoring': type(c.load_scoring()).__name__, 'sounds': sorted(p.name for p in s.SOUNDS_DIR.glob('*.wav'))}))"
+        "'scoring': type(c.load_scoring()).__name__, 'scoring_file': 'scoring' in c.raw,"
+        "'sounds': sorted(p.name for p in s.SOUNDS_DIR.glob('*.wav'))}))"
     )).stdout)
     venv = str(installed.venv.resolve())
     assert found["package"].startswith(venv) and found["model"].startswith(venv), found
-    assert found["tflite"].startswith(venv) and found["scoring"] != "CosineScoring"
+    assert found["tflite"].startswith(venv)
+    # Every file the card names came along: its TFLite file (the shipped model is that file alone)
+    # and, where the card names one, its fitted scoring.
+    assert found["scoring"] != "CosineScoring" if found["scoring_file"] else found["model"] == found["tflite"]
     assert found["sounds"] == ["deny.wav", "grant.wav", "prompt.wav"]
     installed.run("python", "-m", "pip", "check")  # the wheel's dependencies are all there
 
