@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from videos import read_bgr, write_video
+from windows import enter_admin_mode
 
 from kiosk.accesslog import AccessLog
 from kiosk.camera import Camera
@@ -135,11 +136,7 @@ def test_door_decisions_pause_and_the_capture_has_its_own_preview_while_an_admin
     window.show()
     try:
         qtbot.waitUntil(lambda: window.banner_text == "ACCESS DENIED — not recognised", timeout=60_000)
-        window.request_admin()
-        qtbot.waitUntil(lambda: window._pin_dialog is not None, timeout=2_000)
-        window._pin_dialog.pin.setText("2468")
-        window._pin_dialog.ok_button.click()
-        qtbot.waitUntil(lambda: window.admin_window is not None, timeout=5_000)
+        enter_admin_mode(qtbot, window, "2468")
         dialog = window.admin_window.people_tab.enroll_new()
         qtbot.waitUntil(lambda: window.banner_text == "Enrolment in progress — the door is paused", timeout=2_000)
         assert not dialog.preview.isVisible()

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from qt_threads import assert_no_thread_left
 from videos import read_bgr, write_video
+from windows import enter_admin_mode
 
 from kiosk.accesslog import AccessLog
 from kiosk.admin_secret import AdminSecret
@@ -60,11 +61,7 @@ def test_risk_and_camera_changes_apply_without_a_restart(qtbot, tmp_path, engine
         qtbot.waitUntil(lambda: window.banner_text == "ACCESS DENIED — not recognised", timeout=60_000)
         assert "video door.avi" in window.technical_text and "(strict start)" in window.technical_text
 
-        window.request_admin()
-        qtbot.waitUntil(lambda: window._pin_dialog is not None, timeout=2_000)
-        window._pin_dialog.pin.setText(PIN)
-        window._pin_dialog.ok_button.click()
-        qtbot.waitUntil(lambda: window.admin_window is not None, timeout=5_000)
+        enter_admin_mode(qtbot, window, PIN)
         tab = window.admin_window.settings_tab
         assert tab.camera_edit.text() == str(first)
 

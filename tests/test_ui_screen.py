@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 from videos import read_bgr, write_video
+from windows import enter_admin_mode
 
 from kiosk.camera import Camera
 from kiosk.cli import main as cli_main
@@ -121,11 +122,7 @@ def test_camera_setting_messages_say_what_runs(qtbot, tmp_path, enrolled):
     video = write_video(tmp_path / "door.avi", [probe] * 10)
     window = open_window(qtbot, Camera(str(video), loop=True).start(), data)  # as with --camera door.avi
     try:
-        window.request_admin()
-        qtbot.waitUntil(lambda: window._pin_dialog is not None, timeout=2_000)
-        window._pin_dialog.pin.setText("2468")
-        window._pin_dialog.ok_button.click()
-        qtbot.waitUntil(lambda: window.admin_window is not None, timeout=5_000)
+        enter_admin_mode(qtbot, window, "2468")
         tab = window.admin_window.settings_tab
         assert tab.message.text().startswith("Running now: video door.avi (chosen when the kiosk was started)")
         tab.camera_edit.setText("7")  # no such device
@@ -227,11 +224,7 @@ def test_visitors_read_plain_words_and_their_name_scales_while_figures_go_to_adm
         assert words_px(window) > small
 
         # The figures are in admin mode, refreshed while it is open.
-        window.request_admin()
-        qtbot.waitUntil(lambda: window._pin_dialog is not None, timeout=2_000)
-        window._pin_dialog.pin.setText("2468")
-        window._pin_dialog.ok_button.click()
-        qtbot.waitUntil(lambda: window.admin_window is not None, timeout=5_000)
+        enter_admin_mode(qtbot, window, "2468")
         technical = window.admin_window.technical.text()
         assert "video her.avi" in technical and "fps" in technical and "threshold" in technical
         assert "model face_embedder (DevTest" in technical

@@ -15,3 +15,13 @@ def close_all_shown() -> None:
     for window in QApplication.topLevelWidgets():
         if window.isVisible():
             window.close()
+
+
+def enter_admin_mode(qtbot, window, pin: str) -> QWidget:
+    """Open admin mode on a kiosk window as an admin does (ask, type the PIN, OK); the admin window."""
+    window.request_admin()
+    qtbot.waitUntil(lambda: window._pin_dialog is not None, timeout=2_000)
+    window._pin_dialog.pin.setText(pin)
+    window._pin_dialog.ok_button.click()
+    qtbot.waitUntil(lambda: window.admin_window is not None, timeout=5_000)
+    return window.admin_window
