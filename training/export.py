@@ -114,11 +114,11 @@ def backbone_to_tflite(backbone: keras.Model, weights: str = "float32") -> bytes
     """
     import tensorflow as tf
 
+    if weights not in TFLITE_WEIGHTS:  # before the export, which takes seconds
+        raise ValueError(f"weights must be one of {', '.join(TFLITE_WEIGHTS)}, got {weights!r}")
     with tempfile.TemporaryDirectory() as folder:
         backbone.export(folder, format="tf_saved_model", verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(folder)
-        if weights not in TFLITE_WEIGHTS:
-            raise ValueError(f"weights must be one of {', '.join(TFLITE_WEIGHTS)}, got {weights!r}")
         if weights != "float32":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if weights == "float16":
