@@ -62,8 +62,16 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--distill-from", nargs="+", default=[], metavar="RUN",
                         help="finished run folders (same split and held-out people) whose mean cosine between training "
                              "images the network also learns to match; not the pre-training")
+    parser.add_argument("--teacher", choices=("dlib",),
+                        help="an online teacher: dlib's ResNet embeds every augmented view in the same step and the "
+                             "network learns its embeddings and the cosines between them (needs --input-size 150 "
+                             "--embedding-size 128: dlib's crops; not with --init or --distill-from)")
     parser.add_argument("--distill-weight", type=float, default=defaults.distill_weight,
-                        help=f"weight of that distillation loss; default {defaults.distill_weight:g}")
+                        help=f"weight of the distillation losses (--distill-from, --teacher); "
+                             f"default {defaults.distill_weight:g}")
+    parser.add_argument("--input-pool", type=int, default=defaults.input_pool,
+                        help="average-pool the crop by this factor inside the network before its first convolution "
+                             "(2: a 150 px crop seen at 75 px); default 1")
     parser.add_argument("--memory-batches", type=int, default=defaults.memory_batches,
                         help="with --loss triplet: also seek each anchor's nearest impostor among the embeddings "
                              f"of the last N batches (cross-batch memory); default {defaults.memory_batches} (off)")
@@ -124,7 +132,7 @@ def _load_data(args: argparse.Namespace, recipe=None):
 
     lfw = LFW.locate(args.lfw_dir, cache_dir=args.cache_dir)
     cache_dir = args.cache_dir or default_cache_dir()
-    if recipe is not None and recipe.init == DLIB_INIT:
+    if recipe is not None and DLIB_INIT in (recipe.init, recipe.teacher):
         from training.dlib_init import prepared_crops
 
         return lfw, prepared_crops(lfw, cache_dir, recipe.min_images)
@@ -154,6 +162,7 @@ def _recipe_from_args(args: argparse.Namespace):
                     occlusion_prob=args.occlusion_prob, sunglasses_prob=args.sunglasses_prob,
                     ema_decay=args.ema_decay,
                     distill_from=tuple(args.distill_from), distill_weight=args.distill_weight,
+                    teacher=args.teacher, input_pool=args.input_pool,
                     memory_batches=args.memory_batches, scoring=args.scoring)
     pretraining = (Pretraining(args.pretrain_epochs, args.pretrain_min_images, args.pretrain_sampling)
                    if args.pretrain_epochs else None)
@@ -217,8 +226,8 @@ def _view2(args: argparse.Namespace) -> int:
     from training.view2 import view2
 
     recipe, pretraining = _recipe_from_args(args)
-    if recipe.init == DLIB_INIT:
-        print(f"error: --init {DLIB_INIT} trains and tests on View 1 only (use `train`)", file=sys.stderr)
+    if DLIB_INIT in (recipe.init, recipe.teacher):
+        print(f"error: --init/--teacher {DLIB_INIT} train and test on View 1 only (use `train`)", file=sys.stderr)
         return 2
     lfw, prepared = _load_data(args)
     path = view2(recipe, lfw, prepared, args.runs, args.reports, command=" ".join(["python -m training", *sys.argv[1:]]),

@@ -83,12 +83,13 @@ def phase_two(recipe: Recipe, out_dir: Path) -> Recipe:
 
 def split_for(recipe: Recipe, lfw: LFW, prepared: PreparedLFW, view: int = 1, fold: int = 0) -> Split:
     """The people and pairs `recipe` trains, validates and tests on (its split seed holds people out)."""
-    if recipe.init == DLIB_INIT:
+    if DLIB_INIT in (recipe.init, recipe.teacher):
         # Its crops (training.dlib_init.prepared_crops) hold View 1's images only, at dlib's template.
+        option = "--init" if recipe.init == DLIB_INIT else "--teacher"
         if view != 1:
-            raise ValueError(f"--init {DLIB_INIT} trains and tests on View 1 only")
+            raise ValueError(f"{option} {DLIB_INIT} trains and tests on View 1 only")
         if prepared.crops.shape[1] != DLIB_INPUT_SIZE or prepared.spec.points is None:
-            raise ValueError(f"--init {DLIB_INIT} needs crops aligned onto dlib's template "
+            raise ValueError(f"{option} {DLIB_INIT} needs crops aligned onto dlib's template "
                              f"(training.dlib_init.prepared_crops), not {prepared.spec.to_dict()}")
     if view == 1:
         return view1_split(lfw, prepared, min_images=recipe.min_images, seed=recipe.held_out_seed)

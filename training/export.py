@@ -191,7 +191,7 @@ def training_command(run_dir: Path, summary: dict) -> str:
         parts.append("--no-augment")
     parts += _non_default_flags(recipe, defaults, (
         ("min_images", "--min-images"), ("sampling", "--sampling"), ("epochs", "--epochs"),
-        ("steps_per_epoch", "--steps"), ("input_size", "--input-size"),
+        ("steps_per_epoch", "--steps"), ("input_size", "--input-size"), ("input_pool", "--input-pool"),
         ("embedding_size", "--embedding-size"), ("identities_per_batch", "--identities-per-batch"),
         ("images_per_identity", "--images-per-identity"), ("margin", "--margin"), ("learning_rate", "--learning-rate"),
         ("backbone_learning_rate", "--backbone-learning-rate"),
@@ -201,6 +201,9 @@ def training_command(run_dir: Path, summary: dict) -> str:
         ("split_seed", "--split-seed"), ("scoring", "--scoring")))
     if recipe.get("distill_from"):
         parts.append("--distill-from " + " ".join(recipe["distill_from"]))
+    if recipe.get("teacher"):
+        parts.append(f"--teacher {recipe['teacher']}")
+    if recipe.get("distill_from") or recipe.get("teacher"):
         parts += _non_default_flags(recipe, defaults, (("distill_weight", "--distill-weight"),))
     return " ".join(parts + [f"--out {run_dir}"])
 

@@ -100,6 +100,12 @@ def relational_distillation_loss(embeddings: tf.Tensor, teacher_vectors: tf.Tens
     return tf.reduce_sum(tf.square(student - teacher) * off_diagonal) / tf.reduce_sum(off_diagonal)
 
 
+def embedding_distillation_loss(embeddings: tf.Tensor, teacher_embeddings: tf.Tensor) -> tf.Tensor:
+    """1 - the mean cosine between each image's unit embedding and the teacher's of the same image:
+    the student learns where the teacher puts each face, not only how far apart two faces are."""
+    return 1.0 - tf.reduce_mean(tf.reduce_sum(embeddings * teacher_embeddings, axis=1))
+
+
 def mine_pairs(embeddings: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor, hard_fraction: float = 0.5):
     """Balanced pairs from a P x K batch: for every anchor one random positive and one negative,
     the nearest (hardest) negative for `hard_fraction` of the anchors, a random one otherwise.

@@ -44,14 +44,16 @@ def build_backbone(
     blocks: tuple[int, ...] = (1, 2, 2, 1),
     dropout: float = 0.2,
     mixed_precision: bool = False,
+    input_pool: int = 1,
 ) -> keras.Model:
     """Crop (input_size x input_size x 3, float in [0, 1]) -> unit embedding.
 
     With `mixed_precision` the convolutions compute in bfloat16 (for training speed); the weights
-    are float32 either way, so its weights load into a float32 backbone of the same shape.
+    are float32 either way, so its weights load into a float32 backbone of the same shape. With
+    `input_pool` > 1 the crop is average-pooled by that factor first (an area resize, inside the model).
     """
     with _dtype_policy("mixed_bfloat16" if mixed_precision else "float32"):
-        return _backbone(input_size, embedding_size, widths, blocks, dropout)
+        return _backbone(input_size, embedding_size, widths, blocks, dropout, input_pool)
 
 
 def recipe_backbone(recipe: Recipe, mixed_precision: bool = False) -> keras.Model:
@@ -61,7 +63,8 @@ def recipe_backbone(recipe: Recipe, mixed_precision: bool = False) -> keras.Mode
         from training.dlib_init import build_dlib_backbone  # reads dlib's model file: only when asked for
 
         return build_dlib_backbone()
-    return build_backbone(recipe.input_size, recipe.embedding_size, tuple(recipe.widths), mixed_precision=mixed_precision)
+    return build_backbone(recipe.input_size, recipe.embedding_size, tuple(recipe.widths), mixed_precision=mixed_precision,
+                          input_pool=recipe.input_pool)
 
 
 @contextmanager
@@ -75,9 +78,10 @@ def _dtype_policy(name: str) -> Iterator[None]:
 
 
 def _backbone(input_size: int, embedding_size: int, widths: tuple[int, ...], blocks: tuple[int, ...],
-              dropout: float) -> keras.Model:
+              dropout: float, input_pool: int = 1) -> keras.Model:
     inputs = keras.Input((input_size, input_size, 3), name="crop")
-    x = layers.Rescaling(2.0, offset=-1.0, name="to_unit_range")(inputs)
+    x = layers.AveragePooling2D(input_pool, name="input_pool")(inputs) if input_pool > 1 else inputs
+    x = layers.Rescaling(2.0, offset=-1.0, name="to_unit_range")(x)
     # A strided stem: the first residual stage then works at a quarter of the pixels, which is
     # most of the difference between trainable and not on two CPU cores.
     x = _conv_bn(x, widths[0], 3, 2, name="stem")

@@ -74,6 +74,15 @@ class Recipe:
     # `distill_weight` against the recipe's own loss: an ensemble's knowledge in one network.
     distill_from: tuple[str, ...] = ()
     distill_weight: float = 10.0
+    # An online teacher: DLIB_INIT has dlib's ResNet embed every augmented view in the same training
+    # step, and the network learns its embedding (their cosine) and its cosines between the batch's
+    # images (losses.relational_distillation_loss), both weighted by `distill_weight`, besides its
+    # own loss. The network then sees dlib's 150 px crops (training.dlib_init.prepared_crops).
+    teacher: str | None = None
+    # The network average-pools its input by this factor before its first convolution, inside the
+    # model: a 150 px crop seen at 75 px costs a quarter of the pixels, and the exported model still
+    # takes the crop as the aligner cuts it (no resize outside it).
+    input_pool: int = 1
     # Batch-hard triplets also look for each anchor's nearest impostor among the embeddings of the
     # last `memory_batches` batches (cross-batch memory, losses.CrossBatchMemory); 0 is off.
     memory_batches: int = 0
@@ -96,6 +105,7 @@ class Recipe:
                                  f"numbers: use --input-size {DLIB_INPUT_SIZE} --embedding-size {DLIB_EMBEDDING_SIZE}")
             if self.mixed_precision:
                 raise ValueError(f"--init {DLIB_INIT} trains in float32 only (drop --mixed-precision)")
+        self._check_teacher()
         if self.scoring not in SCORINGS:
             raise ValueError(f"unknown scoring {self.scoring!r}; choose one of {', '.join(SCORINGS)}")
         if self.sampling not in SAMPLINGS:
@@ -117,6 +127,24 @@ class Recipe:
         if (self.occlusion_prob or self.sunglasses_prob) and not self.augment:
             raise ValueError("an occlusion or sunglasses probability needs augmentation on (drop --no-augment)")
 
+    def _check_teacher(self) -> None:
+        if self.input_pool < 1 or self.input_size % self.input_pool:
+            raise ValueError(f"--input-pool must be 1 or more and divide --input-size ({self.input_size}), "
+                             f"got {self.input_pool}")
+        if self.input_pool > 1 and self.init == DLIB_INIT:
+            raise ValueError(f"--input-pool is for this project's network, not --init {DLIB_INIT}")
+        if self.teacher is None:
+            return
+        if self.teacher != DLIB_INIT:
+            raise ValueError(f"unknown teacher {self.teacher!r}; the online teacher is {DLIB_INIT!r}")
+        if self.init == DLIB_INIT or self.distill_from:
+            raise ValueError(f"--teacher {DLIB_INIT} teaches this project's network from scratch: drop --init "
+                             f"{DLIB_INIT} and --distill-from")
+        if (self.input_size, self.embedding_size) != (DLIB_INPUT_SIZE, DLIB_EMBEDDING_SIZE):
+            raise ValueError(f"--teacher {DLIB_INIT} shows the network dlib's {DLIB_INPUT_SIZE} px crops and its "
+                             f"{DLIB_EMBEDDING_SIZE} numbers: use --input-size {DLIB_INPUT_SIZE} --embedding-size "
+                             f"{DLIB_EMBEDDING_SIZE} (and --input-pool to work on fewer pixels)")
+
     @property
     def held_out_seed(self) -> int:
         """The seed that chooses the validation people and pairs."""
@@ -129,7 +157,7 @@ class Recipe:
             return f"{origin or 'pretrained-'}as-is"
         start = "scratch" if not self.init else ("frozen" if self.freeze else "finetuned")
         return (f"{self.loss}-{'aug' if self.augment else 'noaug'}-{origin}{start}"
-                + ("-distilled" if self.distill_from else ""))
+                + ("-distilled" if self.distill_from else "") + (f"-taught-by-{self.teacher}" if self.teacher else ""))
 
     def as_json(self) -> dict:
         """The recipe as a run's summary.json stores it (JSON turns tuples into lists)."""

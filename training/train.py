@@ -15,6 +15,11 @@ A recipe may start from a pretrained backbone (`init`): a weights file of this n
 dlib's face-recognition ResNet (training.dlib_init); `freeze` trains only the embedding layers
 on top of it, and `backbone_learning_rate` lets the pretrained layers learn more slowly than
 the new ones. With 0 epochs the pretrained backbone is scored as it is.
+
+A recipe with a `teacher` (dlib's ResNet) learns from it online: in each step the teacher
+embeds the very augmented views the network sees, and the network learns their embeddings and
+the cosines between them besides its own loss: a small, fast network with a face model's
+knowledge, learnt from LFW images alone.
 """
 from __future__ import annotations
 
@@ -145,8 +150,20 @@ def build_training(recipe: Recipe, images: np.ndarray, labels: np.ndarray, learn
     groups = _optimised(recipe, backbone, head, learning_rate, backbone_learning_rate)
     memory = (losses.CrossBatchMemory(recipe.memory_batches * batch, recipe.embedding_size)
               if recipe.memory_batches else None)
-    step = _train_step(recipe, backbone, head, groups, teachers, memory)
+    teacher = _online_teacher(recipe)
+    step = _train_step(recipe, backbone, head, groups, teachers, memory, teacher)
     return Training(recipe, backbone, iter(_dataset(images, labels, recipe, batch)), step, memory)
+
+
+def _online_teacher(recipe: Recipe) -> keras.Model | None:
+    """dlib's ResNet as it is, frozen, for a recipe taught by it online (`teacher`); else None."""
+    if recipe.teacher != DLIB_INIT:
+        return None
+    from training.dlib_init import build_dlib_backbone  # reads dlib's model file: only when asked for
+
+    teacher = build_dlib_backbone()
+    teacher.trainable = False
+    return teacher
 
 
 def initial_backbone(recipe: Recipe) -> keras.Model:
@@ -231,7 +248,8 @@ def _head(recipe: Recipe, classes: int) -> keras.layers.Layer | None:
 
 
 def _train_step(recipe: Recipe, backbone, head, groups: list[tuple[keras.optimizers.Optimizer, list]],
-                teachers: np.ndarray | None, memory: losses.CrossBatchMemory | None):
+                teachers: np.ndarray | None, memory: losses.CrossBatchMemory | None,
+                teacher: keras.Model | None = None):
     margin = recipe.margin
     teacher_table = tf.constant(teachers, tf.float32) if teachers is not None else None
 
@@ -259,6 +277,10 @@ def _train_step(recipe: Recipe, backbone, head, groups: list[tuple[keras.optimiz
             if teacher_table is not None:
                 loss += recipe.distill_weight * losses.relational_distillation_loss(
                     embeddings, tf.gather(teacher_table, rows))
+            if teacher is not None:  # the same augmented views, embedded by the teacher in this step
+                taught = tf.stop_gradient(teacher(images, training=False))
+                loss += recipe.distill_weight * (losses.embedding_distillation_loss(embeddings, taught)
+                                                 + losses.relational_distillation_loss(embeddings, taught))
         gradients = tape.gradient(loss, [variable for _, variables in groups for variable in variables])
         start = 0
         for optimizer, variables in groups:
