@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from kiosk.errors import KioskError
 
-class LiteModelError(ValueError):
+
+class LiteModelError(KioskError, ValueError):
     """A TFLite file that cannot be opened (missing, damaged, or not a TFLite model)."""
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kiosk.errors import KioskError
 from kiosk.litert import LiteModelError
 from kiosk.mtcnn_lite import MANIFEST, LiteMTCNN, crop_and_resize, default_detector_dir
 
@@ -63,6 +64,7 @@ def test_a_damaged_or_missing_detector_file_is_named(tmp_path):
         LiteMTCNN(folder=folder)
     with pytest.raises(LiteModelError, match="no face detector here.*mtcnn-export"):
         LiteMTCNN(folder=tmp_path)
+    assert issubclass(LiteModelError, KioskError)  # the command line prints it as one "error:" line
 
 
 def test_the_kiosk_detects_and_embeds_without_importing_tensorflow(tmp_path, astronaut):
