@@ -80,8 +80,8 @@ def _chosen_runtime(card: ModelCard, runtime: str) -> str:
 
 
 def _keras_embedding(card: ModelCard):
+    tf = _tensorflow(f"{card.path}: a .keras model")
     import keras
-    import tensorflow as tf
 
     import kiosk.serving  # noqa: F401  registers the custom layers the saved model uses
 
@@ -95,6 +95,16 @@ def _keras_embedding(card: ModelCard):
                        input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8)])
 
 
+def _tensorflow(what: str):
+    """TensorFlow, or ModelCardError saying that `what` needs it (the kiosk's own model does not)."""
+    try:
+        import tensorflow as tf
+    except ImportError as exc:
+        raise ModelCardError(f"{what} needs TensorFlow, which is not installed: pip install 'face-kiosk[train]' "
+                             "(the shipped TFLite model runs without it)") from exc
+    return tf
+
+
 def _scaled_and_mirrored(crops: np.ndarray) -> np.ndarray:
     """kiosk.serving.crops_and_mirrors where no resize is needed, in NumPy."""
     x = np.asarray(crops, np.float32) / np.float32(255.0)
@@ -102,7 +112,7 @@ def _scaled_and_mirrored(crops: np.ndarray) -> np.ndarray:
 
 
 def _resized_and_mirrored(input_size: int, crop_size: int):
-    import tensorflow as tf
+    tf = _tensorflow(f"a model whose input ({input_size} px) is not its crop size ({crop_size} px)")
 
     from kiosk.serving import crops_and_mirrors
 

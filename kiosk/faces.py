@@ -182,8 +182,8 @@ def _require_mtcnn_package(implementation: str) -> None:
     try:
         import mtcnn  # noqa: F401
     except ImportError as exc:
-        raise ValueError(f"the {implementation!r} detector needs the mtcnn package (the train or test extra); "
-                         "the kiosk's own is 'lite'") from exc
+        raise ValueError(f"the {implementation!r} detector needs the mtcnn package and TensorFlow (the train or "
+                         "test extra); the kiosk's own is 'lite'") from exc
 
 
 @functools.lru_cache(maxsize=1)

@@ -21,8 +21,11 @@ def open_interpreter(path: str | os.PathLike, threads: int | None = None):
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
-        import tensorflow as tf
-
+        try:
+            import tensorflow as tf
+        except ImportError as exc:
+            raise LiteModelError(f"{path}: neither LiteRT (ai-edge-litert) nor TensorFlow is installed to run "
+                                 "it; pip install ai-edge-litert, or tensorflow where LiteRT has no wheel") from exc
         Interpreter = tf.lite.Interpreter  # noqa: N806
     try:
         return Interpreter(model_path=str(Path(path)), num_threads=threads or os.cpu_count())
