@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QThread, QTimer, Slot
-from PySide6.QtGui import QCloseEvent, QFont, QKeySequence, QResizeEvent, QShortcut
+from PySide6.QtGui import QCloseEvent, QFont, QFontMetrics, QKeySequence, QResizeEvent, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
     QHBoxLayout,
@@ -61,6 +61,7 @@ STATUS_INTERVAL_MS = 500  # figures that change 30 times a second cannot be read
 BACKGROUND = "#0e1116"
 VERDICT_S = 3.0  # how long ACCESS GRANTED / DENIED stays on the banner
 WORDS_SCALE = 0.85  # the banner's second line (name or reason) to its headline
+BANNER_FILL = 0.94  # of the banner's width a line may take before its text is made smaller
 CAMERA_CHECK_MS = 3000  # after switching to a device or stream: the time it gets to give a picture
 # Analysis starts once the first frame is on screen: loading the recogniser holds the interpreter
 # lock for seconds, so starting it beside the window's own start delays the live video
@@ -460,19 +461,33 @@ class KioskWindow(QMainWindow):
         self.banner_text = state.text
         if state.headline is not None:
             # Two lines: the headline big and bold, the name, reason or earlier verdict under it.
+            headline_px = self._fitting_px(state.headline, self._banner_px, QFont.Weight.ExtraBold)
+            words_px = self._fitting_px(state.words or "", self.words_px, QFont.Weight.Normal)
             self.banner.setText(
-                f'<div style="font-size:{self._banner_px}px; font-weight:800;">{html.escape(state.headline)}</div>'
-                f'<div style="font-size:{self.words_px}px;">{html.escape(state.words or "")}</div>'
+                f'<div style="font-size:{headline_px}px; font-weight:800;">{html.escape(state.headline)}</div>'
+                f'<div style="font-size:{words_px}px;">{html.escape(state.words or "")}</div>'
             )
         else:
-            self.banner.setText(f'<span style="font-size:{self._banner_px}px;">{html.escape(state.text)}</span>')
+            px = self._fitting_px(state.text, self._banner_px, QFont.Weight.DemiBold)
+            self.banner.setText(f'<span style="font-size:{px}px;">{html.escape(state.text)}</span>')
         self.banner.setStyleSheet(f"background: {background}; color: {foreground};")
+
+    def _fitting_px(self, text: str, px: int, weight: QFont.Weight) -> int:
+        """`px`, or smaller so that `text` fits the banner's width on one line (a long reason
+        must not run off the screen), but never below half of `px`."""
+        font = QFont(self.banner.font())
+        font.setPixelSize(px)
+        font.setWeight(weight)
+        room = self.banner.contentsRect().width() * BANNER_FILL
+        wide = QFontMetrics(font).horizontalAdvance(text)
+        return px if wide <= room or wide == 0 else max(round(px * room / wide), px // 2)
 
     # -- size and lifetime -----------------------------------------------------
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self._scale_fonts()
+        self._paint_banner()  # a long line fitted to the old width may fit the new one otherwise
         self._refresh_setup_hint()
 
     def _scale_fonts(self) -> None:
