@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kiosk.litert import LiteModelError, open_interpreter
+from kiosk.litert import LiteModelError, allocate, open_interpreter
 from kiosk.modelcard import TFLITE_SUFFIX, ModelCard, ModelCardError, default_model_path
 
 RUNTIMES = ("auto", "tflite", "keras")
@@ -146,7 +146,7 @@ class LiteEmbedding:
         with self._lock:
             if len(both) != self._rows:
                 self._interpreter.resize_tensor_input(self._input, list(both.shape))
-                self._interpreter.allocate_tensors()
+                allocate(self._interpreter)
                 self._rows = len(both)
             self._interpreter.set_tensor(self._input, both)
             self._interpreter.invoke()

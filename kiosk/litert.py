@@ -7,6 +7,8 @@ seconds to import. pyproject.toml installs LiteRT wherever it publishes wheels; 
 from __future__ import annotations
 
 import os
+import sys
+import threading
 from pathlib import Path
 
 from kiosk.errors import KioskError
@@ -31,3 +33,29 @@ def open_interpreter(path: str | os.PathLike, threads: int | None = None):
         return Interpreter(model_path=str(Path(path)), num_threads=threads or os.cpu_count())
     except (ValueError, RuntimeError) as exc:
         raise LiteModelError(f"{path}: cannot load the TFLite model ({exc})") from exc
+
+
+_quiet = threading.Lock()
+_announced = False  # whether the process's first allocation (which prints) is done
+
+
+def allocate(interpreter) -> None:
+    """`interpreter.allocate_tensors()`. The first allocation in a process prints "INFO: Created
+    TensorFlow Lite XNNPACK delegate for CPU." on the C level's stderr, past Python's logging,
+    before every command's own output: that one runs with file descriptor 2 pointed at the null
+    device, for the few milliseconds it takes."""
+    global _announced
+    with _quiet:
+        if _announced:
+            interpreter.allocate_tensors()
+            return
+        _announced = True
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            with open(os.devnull, "wb") as null:
+                os.dup2(null.fileno(), 2)
+            interpreter.allocate_tensors()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)

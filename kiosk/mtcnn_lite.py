@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from kiosk.litert import LiteModelError, open_interpreter
+from kiosk.litert import LiteModelError, allocate, open_interpreter
 from kiosk.modelcard import sha256_of
 from kiosk.mtcnn_rules import Cascade
 from kiosk.packagedata import shipped
@@ -89,7 +89,7 @@ class _Network:
         if interpreter is None:
             interpreter = self._by_shape[batch.shape] = open_interpreter(self._path)
             interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], list(batch.shape))
-            interpreter.allocate_tensors()
+            allocate(interpreter)
         interpreter.set_tensor(interpreter.get_input_details()[0]["index"], batch)
         interpreter.invoke()
         outputs = [interpreter.get_tensor(detail["index"]) for detail in interpreter.get_output_details()]
