@@ -190,7 +190,7 @@ class KioskWindow(QMainWindow):
         self.setup_hint = QLabel(self.video)
         self.setup_hint.setWordWrap(True)
         self.setup_hint.setTextFormat(Qt.TextFormat.RichText)
-        self.setup_hint.setStyleSheet("background: rgba(14, 17, 22, 215); color: #e6e9ef; border-radius: 12px;")
+        self.setup_hint.setStyleSheet("background: rgb(14, 17, 22); color: #e6e9ef; border-radius: 12px;")  # opaque: no text shows through
         self.setup_hint.hide()
         if self._settings is not None:
             self.video.mirrored = self._settings.mirror_preview
