@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kiosk.atomic import atomic_write_bytes, atomic_write_json  # noqa: E402
-from kiosk.faces import IMPLEMENTATIONS, KIOSK_MIN_FACE_SIZE, Face, face_nearest_center  # noqa: E402
+from kiosk.faces import IMPLEMENTATIONS, Face, face_nearest_center, kiosk_detector  # noqa: E402
 from kiosk.images import load_image  # noqa: E402
 from kiosk.modelcard import sha256_of  # noqa: E402
 from training.lfw import LFW, ImageRef  # noqa: E402
@@ -158,12 +158,11 @@ def impostor_table_on_new_people(engine, vectors: dict) -> dict:
 def run(lfw_dir: str | None, model: str | None, out: Path, batch: int = BATCH, check_batch: int = CHECK_IMAGES,
         command: str = "", detector: str = "lite") -> dict:
     from kiosk.engine import FaceEngine
-    from kiosk.faces import FaceDetector
 
     lfw = LFW.locate(lfw_dir)
     pairs = lfw.pairs("devtest")
     refs = sorted({ref for pair in pairs for ref in (pair.a, pair.b)})
-    engine = FaceEngine(model, FaceDetector(KIOSK_MIN_FACE_SIZE, implementation=detector))
+    engine = FaceEngine(model, kiosk_detector(detector))
     card = engine.card.raw
     print(f"LFW DevTest: {len(pairs)} pairs, {len(refs)} images; model {engine.card.path.name}, "
           f"threshold {engine.threshold:.4f}")

@@ -26,11 +26,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chat
 # MTCNN's image pyramid costs time in proportion to the pixels; beyond this side a frame is
 # detected on a scaled copy and the results are scaled back (faces at a door are not tiny).
 DEFAULT_MAX_SIDE = 1280
-# The smallest face the kiosk looks for, in pixels: the door decides on faces from 60 px
-# (kiosk.policy) and tells faces from 40 px to come closer; a smaller one is a passer-by far
-# away. Half the smallest size is four times the pixels in the pyramid's first level: looking
-# for 20 px faces took twice as long on a 640x480 frame (benchmarks.speed).
-KIOSK_MIN_FACE_SIZE = 40
+# The smallest face the kiosk looks for, as a fraction of the picture's shorter side (never below
+# the detector's 20 px): 40 px on a 640x480 camera frame, where the door decides on faces from
+# 60 px (kiosk.policy) and tells faces from 40 px to come closer; a smaller face there is a
+# passer-by far away. Looking for 20 px faces took twice as long per frame (benchmarks.speed).
+# Small photos (an ORL portrait, an LFW image) keep the 20 px floor.
+KIOSK_MIN_FACE_FRACTION = 1 / 12
 
 
 @dataclass(frozen=True)
@@ -80,19 +81,22 @@ class FaceDetector:
         min_score: float = 0.9,
         max_side: int = DEFAULT_MAX_SIDE,
         implementation: str = "lite",
+        min_face_fraction: float = 0.0,
     ) -> None:
         if implementation not in IMPLEMENTATIONS:
             raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
         if implementation == "lite":
             from kiosk.mtcnn_lite import LiteMTCNN
 
-            self._cascade = LiteMTCNN(min_face_size, thresholds)
+            self._cascade = LiteMTCNN(min_face_size, thresholds, min_face_fraction=min_face_fraction)
         elif implementation == "graph":
             _require_mtcnn_package(implementation)
             from kiosk.mtcnn_graph import CompiledMTCNN  # imports TensorFlow, which takes seconds
 
-            self._cascade = CompiledMTCNN(min_face_size, thresholds)
+            self._cascade = CompiledMTCNN(min_face_size, thresholds, min_face_fraction=min_face_fraction)
         else:
+            if min_face_fraction:
+                raise ValueError("the 'package' detector takes a fixed min_face_size only")
             _require_mtcnn_package(implementation)
             from mtcnn import MTCNN
 
@@ -112,6 +116,8 @@ class FaceDetector:
         """What shapes the faces this detector returns (part of the training cache key)."""
         return {
             "min_face_size": self._options["min_face_size"],
+            **({"min_face_fraction": self._cascade.min_face_fraction}
+               if self.implementation != "package" and self._cascade.min_face_fraction else {}),
             "min_score": self.min_score,
             "implementation": self.implementation,
         }
@@ -193,8 +199,15 @@ def _require_mtcnn_package(implementation: str) -> None:
 
 @functools.lru_cache(maxsize=1)
 def shared_detector() -> FaceDetector:
-    """The kiosk's detector, one per process (built on first use): faces from KIOSK_MIN_FACE_SIZE px."""
-    return FaceDetector(min_face_size=KIOSK_MIN_FACE_SIZE)
+    """The kiosk's detector, one per process (built on first use)."""
+    return kiosk_detector()
+
+
+def kiosk_detector(implementation: str = "lite") -> FaceDetector:
+    """A new detector with the kiosk's settings: faces from KIOSK_MIN_FACE_FRACTION of the picture's
+    shorter side (the "package" implementation, for comparisons, takes a fixed size only)."""
+    return FaceDetector(implementation=implementation,
+                        min_face_fraction=0.0 if implementation == "package" else KIOSK_MIN_FACE_FRACTION)
 
 
 def face_nearest_center(faces: Sequence[Face], image_shape: tuple[int, ...]) -> Face | None:

@@ -28,8 +28,9 @@ class CompiledMTCNN(Cascade):
         min_face_size: int = 20,
         thresholds: tuple[float, float, float] = (0.6, 0.7, 0.8),
         nms: tuple[float, float, float, float] = (0.5, 0.7, 0.7, 0.7),
+        min_face_fraction: float = 0.0,
     ) -> None:
-        super().__init__(min_face_size, thresholds, nms)
+        super().__init__(min_face_size, thresholds, nms, min_face_fraction)
         import tensorflow as tf
         from mtcnn.network.onet import ONet
         from mtcnn.network.pnet import PNet

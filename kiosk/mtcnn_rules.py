@@ -123,7 +123,9 @@ class Cascade(ABC):
 
     A `min_face_size` above 20 works: the package keeps the scale count of min_face_size=20 and
     so asks PNet for maps smaller than its 12 px window, which fails and reports no face; here
-    the pyramid stops at the last scale whose image still holds a 12 px window.
+    the pyramid stops at the last scale whose image still holds a 12 px window. With
+    `min_face_fraction` the smallest face looked for grows with the image: that fraction of its
+    shorter side, when it is more than `min_face_size`.
     """
 
     def __init__(
@@ -131,10 +133,14 @@ class Cascade(ABC):
         min_face_size: int = 20,
         thresholds: tuple[float, float, float] = (0.6, 0.7, 0.8),
         nms: tuple[float, float, float, float] = (0.5, 0.7, 0.7, 0.7),
+        min_face_fraction: float = 0.0,
     ) -> None:
         if min_face_size < PNET_WINDOW:
             raise ValueError(f"min_face_size must be at least {PNET_WINDOW} px, got {min_face_size}")
+        if not 0.0 <= min_face_fraction < 1.0:
+            raise ValueError(f"min_face_fraction must be in [0, 1), got {min_face_fraction}")
         self.min_face_size = int(min_face_size)
+        self.min_face_fraction = float(min_face_fraction)
         self.thresholds = thresholds
         self.nms = nms  # PNet per level, PNet across levels, RNet, ONet
         self._levels: dict[tuple[int, int], list[tuple[int, int, float]]] = {}
@@ -143,7 +149,7 @@ class Cascade(ABC):
     def detect(self, rgb: np.ndarray) -> np.ndarray:
         """All faces of `rgb` (H x W x 3 uint8) as rows of 16 numbers, best score first."""
         height, width = rgb.shape[:2]
-        if min(height, width) * PNET_WINDOW / self.min_face_size < PNET_WINDOW:
+        if min(height, width) < self.smallest_face(height, width):
             return EMPTY_ROWS  # smaller than the smallest face looked for
         levels = self.levels(height, width)
         image, maps = self._run_pnet(rgb, levels)
@@ -156,6 +162,10 @@ class Cascade(ABC):
             rows = self._after_onet(rows, offsets, landmarks, probs)
         return fit_to_image(rows, height, width)
 
+    def smallest_face(self, height: int, width: int) -> int:
+        """The side of the smallest face looked for in an image of this size, in pixels."""
+        return max(self.min_face_size, int(min(height, width) * self.min_face_fraction))
+
     def levels(self, height: int, width: int) -> list[tuple[int, int, float]]:
         """The pyramid for one frame size (kept for the last few sizes seen)."""
         key = (height, width)
@@ -164,7 +174,7 @@ class Cascade(ABC):
             if levels is None:
                 if len(self._levels) >= MAX_FRAME_SIZES:
                     self._forget(self._levels.pop(next(iter(self._levels))))
-                levels = self._levels[key] = pyramid_shapes(height, width, self.min_face_size)
+                levels = self._levels[key] = pyramid_shapes(height, width, self.smallest_face(height, width))
         return levels
 
     # -- where the networks run: the subclass's part ------------------------------

@@ -84,3 +84,23 @@ def test_the_kiosk_detects_and_embeds_without_importing_tensorflow(tmp_path, ast
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "(128,) []"
     assert "XNNPACK" not in result.stderr  # LiteRT's one INFO line per process is not the operator's business
+
+
+def test_the_kiosk_looks_for_faces_from_a_twelfth_of_the_picture_never_below_20_px(astronaut):
+    from kiosk.faces import FaceDetector, shared_detector
+
+    cascade = shared_detector()._cascade
+    assert cascade.smallest_face(480, 640) == 40  # a camera frame: passers-by far away are not looked for
+    assert cascade.smallest_face(112, 92) == 20  # a small portrait keeps the detector's floor
+    assert cascade.levels(480, 640)[0][2] == pytest.approx(12 / 40)  # the pyramid starts at 40 px faces
+    # A face a third of the size in a 640x480 frame is not looked for; in a small photo it is found.
+    import cv2
+
+    frame = np.full((480, 640, 3), 127, np.uint8)
+    frame[192:288, 272:368] = cv2.resize(astronaut[60:290, 140:370], (96, 96), interpolation=cv2.INTER_AREA)
+    assert shared_detector().detect(frame)  # a face at the door
+    third = cv2.resize(frame, (213, 160), interpolation=cv2.INTER_AREA)
+    far = np.pad(third, ((160, 160), (213, 214), (0, 0)), constant_values=127)  # the same face far away
+    assert FaceDetector().detect(far)  # found by a detector that looks for 20 px faces...
+    assert not shared_detector().detect(far)  # ...not looked for by the kiosk's
+    assert shared_detector().detect(third[40:120, 53:160])  # in an 80x107 photo: found

@@ -29,7 +29,7 @@ def check_detectors(names: tuple[str, ...]) -> None:
 def build_detector(name: str):
     """A kiosk.faces.FaceDetector running implementation `name`, the kiosk's settings otherwise."""
     check_detectors((name,))
-    from kiosk.faces import KIOSK_MIN_FACE_SIZE, FaceDetector, shared_detector
+    from kiosk.faces import kiosk_detector, shared_detector
 
     shared = shared_detector()  # the kiosk's own: reuse it rather than build its networks twice
-    return shared if shared.implementation == name else FaceDetector(KIOSK_MIN_FACE_SIZE, implementation=name)
+    return shared if shared.implementation == name else kiosk_detector(name)
