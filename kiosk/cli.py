@@ -33,6 +33,7 @@ import signal
 import sqlite3
 import sys
 import threading
+import time
 import unicodedata
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 
 PROG = "face-kiosk-admin"  # the installed command; `python -m kiosk` passes its own name
 START_TIMEOUT_S = 10.0  # how long `run` waits for a live camera's first frame
+SITE_RETRY_S = 2.0  # how often a door with nothing to decide from tries its site's server again
 
 
 class CliError(KioskError):
@@ -615,7 +617,7 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
             raise CliError("; ".join(problems).replace("idle_analysis_fps", "--idle-analysis-fps")
                            .replace("analysis_fps", "--analysis-fps"))
         engine = _engine(args.model)
-        conn = _open_database(args)
+        conn = _open_door_database(args, out)
     except BaseException:
         if events is not None:
             events.close(0)
@@ -659,6 +661,22 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
             events.close(0)
         conn.close()
     return 0
+
+
+def _open_door_database(args: argparse.Namespace, out: Output) -> sqlite3.Connection:
+    """The database for a running door. A site door whose server cannot be reached and that holds no
+    copy of the site's gallery says so once and tries again until it can (or is stopped)."""
+    from kiosk.connection import DatabaseUnavailable
+
+    said = False
+    while True:
+        try:
+            return _open_database(args)
+        except DatabaseUnavailable as exc:
+            if not said:
+                out.note(f"cannot decide yet: {exc}; trying again every {SITE_RETRY_S:g} s")
+                said = True
+            time.sleep(SITE_RETRY_S)
 
 
 def _run_settings(args: argparse.Namespace, settings):

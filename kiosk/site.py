@@ -10,17 +10,20 @@ cannot forge a log entry.
 """
 from __future__ import annotations
 
+import hmac
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from kiosk.connection import transaction
-from kiosk.database import SCHEMA_VERSION, SchemaVersionError, _check_keys, open_database
+from kiosk.connection import DatabaseUnavailable, transaction
+from kiosk.database import SCHEMA_VERSION, SchemaVersionError, open_database
 from kiosk.events import check_door_id, default_door_id
 from kiosk.keystore import KeyFileError, create_keyring, key_file_path, load_keyring
 from kiosk.sealing import Sealer
+from kiosk.site_copy import GalleryCopy
 from kiosk.sitedb import SiteConnection, redacted_url
 
 log = logging.getLogger(__name__)
@@ -38,7 +41,10 @@ def open_site_database(url: str, data_dir: str | os.PathLike, door: str | None =
     from kiosk.sitelink import OUTBOX_FILENAME, SiteOutbox
 
     door = check_door_id(door or default_door_id())
-    conn = SiteConnection(url, door)
+    try:
+        conn = SiteConnection(url, door)
+    except DatabaseUnavailable as exc:
+        return _open_offline(url, data_dir, door, offline_hours, exc)
     conn.offline_limit_s = None if offline_hours is None else offline_hours * 3600.0
     try:
         key_file = key_file_path(data_dir)
@@ -60,12 +66,59 @@ def open_site_database(url: str, data_dir: str | os.PathLike, door: str | None =
             else:
                 keys = Sealer(load_keyring(key_file))
             conn.sealer = keys
-        _check_keys(conn)
+            current, check, log_check = conn.execute(
+                "SELECT k.current_key, c.sealed, k.log_check FROM key_state k"
+                " LEFT JOIN key_check c ON c.key_id = k.current_key").fetchone()
+            check_site_key(keys, current, check, log_check, url)
         conn.outbox = SiteOutbox(Path(data_dir) / OUTBOX_FILENAME, conn)
+        conn.copy = GalleryCopy(data_dir)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _open_offline(url: str, data_dir: str | os.PathLike, door: str, offline_hours: float | None,
+                  unreachable: DatabaseUnavailable) -> SiteConnection:
+    """The server cannot be reached: a door that has a local copy of the site's gallery starts from
+    it (kiosk.site_copy) and connects later; one without cannot decide, and the caller is told so."""
+    from kiosk.sitelink import OUTBOX_FILENAME, SiteOutbox
+
+    copy = GalleryCopy(data_dir)
+    state = copy.state()
+    if state is None:
+        raise DatabaseUnavailable(f"{unreachable}; this door holds no copy of the site's gallery yet (it makes one "
+                                  "when it first connects), so it cannot decide until the server can be reached")
+    key_file = key_file_path(data_dir)
+    if not key_file.exists():
+        raise KeyFileError(f"this door holds no site key ({key_file}): copy the key file from a door of the site")
+    keys = Sealer(load_keyring(key_file))
+    check_site_key(keys, state.key_id, state.key_check, state.log_check, str(copy.path))
+    conn = SiteConnection(url, door, connect=False)
+    conn.offline_limit_s = None if offline_hours is None else offline_hours * 3600.0
+    conn.sealer = keys
+    conn.copy = copy
+    conn.offline_since = time.monotonic() - state.age_s()
+    conn.outbox = SiteOutbox(Path(data_dir) / OUTBOX_FILENAME, conn)
+    log.warning("%s; starting from the local copy of the site's gallery (%.0f min old)", unreachable,
+                state.age_s() / 60)
+    return conn
+
+
+def check_site_key(keys: Sealer, current: int, check: bytes | None, log_check: bytes, where: str) -> None:
+    """KeyFileError naming the key this door needs, unless its key file holds the site's current data key
+    and log key (`where`: the site database or the copy that names them). Reads the key file again when
+    the key is missing: a key file copied into place after a rotation is used at once."""
+    if not keys.has_key(current):
+        raise KeyFileError(
+            f"this door's key file {keys.keyring.path} does not hold data key {current}, which the site "
+            f"{redacted_url(where)} is sealed with now (its keys were rotated): copy the key file from the "
+            f"door where `keys rotate` ran; the door cannot decide until then")
+    if check is None or not keys.matches_key_check(current, check) or not hmac.compare_digest(
+            bytes(log_check), keys.log_key_check()):
+        raise KeyFileError(
+            f"the key file {keys.keyring.path} holds another data key {current} or log key than the site "
+            f"{redacted_url(where)}: is it another site's key file? Copy the key file from a door of this site")
 
 
 @dataclass(frozen=True)

@@ -526,3 +526,66 @@ def test_site_wide_settings_are_shared_and_checked(site, tmp_path):
     assert purge_expired(conn, back_dir) == 1  # the site's retention, not the door's 30 days
     assert AccessLog(conn).verify().ok
     conn.close()
+
+
+def test_a_door_starts_while_the_server_is_down_from_its_copy_and_catches_up(server, site, tmp_path):
+    """The server stopped before the door starts: a door that connected once decides from its local copy
+    of the site's gallery, queues its events and sends them once the server is back; a door that never
+    connected says it cannot decide yet."""
+    from kiosk.connection import DatabaseUnavailable
+    from kiosk.site_settings import site_values
+
+    front_dir = door_dir(tmp_path, "front")
+    admin = open_site_database(site, front_dir, "admin")
+    ada, grace = enrol(Gallery(admin), "Ada", [1]), enrol(Gallery(admin), "Grace", [2])
+    Gallery(admin).set_active("Grace", False)
+    from kiosk.site_settings import set_site_values
+
+    set_site_values(admin, {"risk": "10000"})
+    back_dir = door_dir(tmp_path, "back", site_key_from=front_dir)
+    door = open_site_database(site, back_dir, "back", offline_hours=1.0)
+    assert Gallery(door).matrix()[1].tolist() == [ada.id]  # this load leaves a copy in the data directory
+    door.close()
+    admin.close()
+    assert (back_dir / "site-gallery.sqlite").stat().st_mode & 0o077 == 0
+    new_dir = door_dir(tmp_path, "new", site_key_from=front_dir)
+
+    server.stop()
+    try:
+        with pytest.raises(DatabaseUnavailable, match="holds no copy of the site's gallery yet"):
+            open_site_database(site, new_dir, "new")
+        door = open_site_database(site, back_dir, "back", offline_hours=1.0)
+        gallery = Gallery(door)
+        assert gallery.matrix()[1].tolist() == [ada.id] and not door.watch.online
+        gallery.check_model(DIM, "no model bound yet")  # from the copy: nobody bound a model
+        assert gallery.get_person(ada.id).name == "Ada"
+        assert site_values(door) == {"risk": 10000}
+        queued = AccessLog(door).record(camera="cam", decision="granted", reason="match", person_id=ada.id,
+                                        name="Ada")
+        assert queued.queued and door.outbox.count() == 1
+    finally:
+        server.start()
+    wait_until(lambda: door.outbox.count() == 0, timeout=15.0)
+    wait_until(lambda: door.watch.online)
+    assert [(e.door_name, e.name) for e in AccessLog(door).query()] == [("back", "Ada")]
+    assert AccessLog(door).verify().ok
+    door.close()
+
+
+def test_a_door_started_offline_with_an_old_copy_recognises_nobody(server, site, tmp_path):
+    front_dir = door_dir(tmp_path, "front")
+    admin = open_site_database(site, front_dir, "front", offline_hours=1.0)
+    enrol(Gallery(admin), "Ada", [1])
+    assert Gallery(admin).matrix()[1].size == 1
+    admin.close()
+    copy = sqlite3.connect(front_dir / "site-gallery.sqlite")
+    copy.execute("UPDATE copy_state SET confirmed = confirmed - 7200")  # two hours ago
+    copy.commit()
+    copy.close()
+    server.stop()
+    try:
+        door = open_site_database(site, front_dir, "front", offline_hours=1.0)
+        assert Gallery(door).matrix()[1].size == 0
+        door.close()
+    finally:
+        server.start()
