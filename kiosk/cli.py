@@ -515,17 +515,17 @@ def cmd_keys(args: argparse.Namespace, out: Output) -> int:
 
     conn = _open_admin_database(args)
     try:
-        if getattr(args, "keys_command", None) == "rotate" and getattr(conn, "backend", "sqlite") == "postgresql":
-            # The other doors would hold a key file without the new key until each got a copy.
-            raise CliError("keys rotate works on a kiosk's own database only; a site keeps its key "
-                           "(README, A site with several doors)")
+        site = getattr(conn, "backend", "sqlite") == "postgresql"
         if getattr(args, "keys_command", None) == "rotate":
             done = rotate_keys(conn, progress=out.note)
+            text = (f"rotated {'the site ' if site else ''}to key {done.new_key}: re-sealed {done.resealed} rows; "
+                    f"old key{'s' if len(done.old_keys) != 1 else ''} "
+                    f"{', '.join(map(str, done.old_keys))} removed from the key file")
+            if site:  # docs/site.md, "Rotating the site key"
+                text += (f"\ncopy {conn.sealer.keyring.path} to every other door of the site now: until a door "
+                         f"holds key {done.new_key} it refuses to decide")
             out.emit({"rotated": True, "old_keys": list(done.old_keys), "new_key": done.new_key,
-                      "resealed": done.resealed},
-                     f"rotated to key {done.new_key}: re-sealed {done.resealed} rows; "
-                     f"old key{'s' if len(done.old_keys) != 1 else ''} "
-                     f"{', '.join(map(str, done.old_keys))} removed from the key file")
+                      "resealed": done.resealed, "key_file": str(conn.sealer.keyring.path), "site": site}, text)
             return 0
         ring = conn.sealer.keyring
         rows = rows_by_key(conn)

@@ -533,14 +533,13 @@ def test_a_door_starts_while_the_server_is_down_from_its_copy_and_catches_up(ser
     of the site's gallery, queues its events and sends them once the server is back; a door that never
     connected says it cannot decide yet."""
     from kiosk.connection import DatabaseUnavailable
-    from kiosk.site_settings import site_values
+    from kiosk.site_settings import set_site_values, site_values
 
     front_dir = door_dir(tmp_path, "front")
     admin = open_site_database(site, front_dir, "admin")
-    ada, grace = enrol(Gallery(admin), "Ada", [1]), enrol(Gallery(admin), "Grace", [2])
+    ada = enrol(Gallery(admin), "Ada", [1])
+    enrol(Gallery(admin), "Grace", [2])
     Gallery(admin).set_active("Grace", False)
-    from kiosk.site_settings import set_site_values
-
     set_site_values(admin, {"risk": "10000"})
     back_dir = door_dir(tmp_path, "back", site_key_from=front_dir)
     door = open_site_database(site, back_dir, "back", offline_hours=1.0)
@@ -589,3 +588,80 @@ def test_a_door_started_offline_with_an_old_copy_recognises_nobody(server, site,
         door.close()
     finally:
         server.start()
+
+
+def test_keys_rotate_across_two_doors(site, tmp_path):
+    """`keys rotate` at one door re-seals the whole site with a new key; the other door refuses to
+    decide, naming the key it needs, until the new key file is copied there. A damaged row stops the
+    rotation before anything changed, and is named."""
+    import shutil
+
+    from kiosk.keystore import key_file_path
+    from kiosk.rotation import RotationError, rotate_keys
+
+    front_dir = door_dir(tmp_path, "front")
+    front = open_site_database(site, front_dir, "front")
+    ada = Gallery(front).enroll("Ada", None, [unit(1), unit(2)], [0.9, 0.9], ["a", "b"], [b"jpeg-a", None])
+    back_dir = door_dir(tmp_path, "back", site_key_from=front_dir)
+    back = open_site_database(site, back_dir, "back")
+    event = AccessLog(back).record(camera="cam", decision="granted", reason="match", person_id=ada.id,
+                                   thumbnail=b"face")
+    back_gallery = Gallery(back)
+    assert back_gallery.matrix()[1].tolist() == [ada.id, ada.id]
+
+    key_file = key_file_path(front_dir)
+    key_before = key_file.read_bytes()
+    rows_before = front.execute("SELECT id, key_id, embedding FROM template ORDER BY id").fetchall()
+    second = rows_before[1][0]
+    front.execute("UPDATE template SET embedding = ? WHERE id = ?", (bytes(len(rows_before[1][2])), second))
+    with pytest.raises(RotationError, match=f"template row {second} \\(person {ada.id}\\) is damaged"):
+        rotate_keys(front)
+    assert key_file.read_bytes() == key_before  # all or nothing: neither the key file nor a row changed
+    assert front.execute("SELECT current_key FROM key_state").fetchone()[0] == 1
+    assert {row[0] for row in front.execute("SELECT key_id FROM template")} == {1}
+    front.execute("UPDATE template SET embedding = ? WHERE id = ?", (rows_before[1][2], second))
+
+    done = rotate_keys(front)
+    assert (done.old_keys, done.new_key, done.resealed) == ((1,), 2, 4)  # 2 templates, 1 thumbnail each kind
+    assert key_file.read_bytes() != key_before and front.execute("SELECT current_key FROM key_state").fetchone()[0] == 2
+    assert Gallery(front).matrix()[1].tolist() == [ada.id, ada.id]
+
+    # The back door, running, hears of the rotation and refuses to decide, naming the key it needs.
+    def refuses() -> bool:
+        try:
+            back_gallery.matrix()
+        except KeyFileError as exc:
+            assert "does not hold data key 2" in str(exc) and "keys rotate" in str(exc)
+            return True
+        return False
+
+    wait_until(refuses, timeout=5.0)
+    with pytest.raises(KeyFileError, match="does not hold data key 2"):
+        open_site_database(site, back_dir, "back-again")
+    shutil.copy2(key_file, key_file_path(back_dir))  # the installer copies the new key file
+    assert back_gallery.matrix()[1].tolist() == [ada.id, ada.id]
+    assert AccessLog(back).thumbnail(event.id) == b"face"
+    assert Gallery(back).thumbnail(Gallery(back).templates(ada.id)[0].id) == b"jpeg-a"
+    assert AccessLog(back).verify().ok
+    for conn in (front, back):
+        conn.close()
+    done = cli("--data-dir", str(back_dir), "--database", site, "--door-id", "back", "keys", "rotate")
+    assert done.returncode == 0, done.stderr
+    assert "rotated the site to key 3" in done.stdout and "copy" in done.stdout and "holds key 3" in done.stdout
+
+
+def test_keys_rotate_names_a_damaged_row_and_changes_nothing_on_a_kiosk(tmp_path):
+    from kiosk.keystore import key_file_path
+
+    data_dir = door_dir(tmp_path, "kiosk")
+    conn = open_database(database_path(data_dir))
+    ada = enrol(Gallery(conn), "Ada", [1, 2])
+    template = conn.execute("SELECT max(id) FROM template").fetchone()[0]
+    conn.execute("UPDATE template SET embedding = zeroblob(length(embedding)) WHERE id = ?", (template,))
+    conn.close()
+    key_before = key_file_path(data_dir).read_bytes()
+    done = cli("--data-dir", str(data_dir), "keys", "rotate")
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"error: template row {template} (person {ada.id}) is damaged, so the keys were "
+                                  "not rotated and nothing was changed")
+    assert key_file_path(data_dir).read_bytes() == key_before
