@@ -45,7 +45,7 @@ import numpy as np
 from kiosk import __version__, logsetup
 from kiosk.accesslog import AccessLog
 from kiosk.calibration import GRANT_LINE
-from kiosk.database import SchemaVersionError, database_path, open_database
+from kiosk.database import SchemaVersionError, database_path
 from kiosk.datadir import ENV_VAR as DATA_DIR_ENV_VAR
 from kiosk.errors import InvalidImageError, KioskError
 from kiosk.gallery import INVISIBLE_CATEGORIES, Gallery, GalleryError, normalise_badge, normalise_name
@@ -128,41 +128,33 @@ def _data_dir(args: argparse.Namespace) -> Path:
         raise CliError(f"cannot use the data directory {args.data_dir or ''}: {exc}") from exc
 
 
+def _store(args: argparse.Namespace):
+    """Where this command's database is: --database, else $KIOSK_DATABASE_URL (a site's PostgreSQL
+    server), else the data directory's file (kiosk.store, as the kiosk window opens it)."""
+    from kiosk.store import Store
+
+    try:
+        return Store.choose(_data_dir(args), getattr(args, "database", None), getattr(args, "door_id", None))
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+
+
 def _site_url(args: argparse.Namespace) -> str | None:
-    """--database, else $KIOSK_DATABASE_URL: a site's PostgreSQL server; None for the data directory's file."""
-    from kiosk.database import DATABASE_URL_ENV
-
-    url = getattr(args, "database", None) or os.environ.get(DATABASE_URL_ENV, "").strip() or None
-    if url is not None and not url.startswith(("postgresql://", "postgres://")):
-        raise CliError(f"--database must be a postgresql:// URL, got {url[:60]!r}")
-    return url
-
-
-def _door(args: argparse.Namespace) -> str:
-    """This door's name: --door-id, else the settings' door_id, else the host name (one name for
-    the access log, the topics and the events)."""
-    from kiosk.events import default_door_id
-    from kiosk.settings import KioskSettings
-
-    return getattr(args, "door_id", None) or KioskSettings.load(_data_dir(args)).door_id or default_door_id()
+    """The site database's URL; None for the data directory's file."""
+    return _store(args).url
 
 
 def _open_database(args: argparse.Namespace) -> sqlite3.Connection:
-    url = _site_url(args)
-    if url is not None:
-        from kiosk.settings import KioskSettings
-
+    store = _store(args)
+    if store.url is not None:
         try:
-            from kiosk.site import open_site_database
+            import kiosk.site  # noqa: F401
         except ImportError as exc:
             raise CliError(f"a site database needs psycopg ({exc}): pip install 'face-kiosk[site]'") from exc
-
-        folder = _data_dir(args)
-        try:
-            return open_site_database(url, folder, _door(args), KioskSettings.load(folder).offline_hours)
-        except ValueError as exc:  # a door name that cannot be one
-            raise CliError(str(exc)) from exc
-    return open_database(database_path(_data_dir(args)), door=_door(args))
+    try:
+        return store.open()
+    except ValueError as exc:  # a door name that cannot be one
+        raise CliError(str(exc)) from exc
 
 
 def _stored_text(text: str) -> str:
