@@ -665,3 +665,48 @@ def test_keys_rotate_names_a_damaged_row_and_changes_nothing_on_a_kiosk(tmp_path
     assert done.stderr.startswith(f"error: template row {template} (person {ada.id}) is damaged, so the keys were "
                                   "not rotated and nothing was changed")
     assert key_file_path(data_dir).read_bytes() == key_before
+
+
+def test_run_starts_while_the_server_is_down(server, site, tmp_path, capsys, engine, photos):
+    """`run --headless` at a door whose server is down: without a copy of the site's gallery it says once
+    that it cannot decide yet and keeps trying until the server is up; with one (made by that run) it
+    decides from it at once, and its events wait in the outbox until the server is back."""
+    from kiosk.settings import KioskSettings
+    from tests.test_cli import ENROLL, PERSON, PROBE, STRANGER, cli, json_lines, write_video
+
+    front_dir = door_dir(tmp_path, "front")
+    code, out, err = cli(capsys, "--data-dir", front_dir, "--database", site, "enroll", PERSON, *photos[PERSON][ENROLL])
+    assert code == 0, err
+    back_dir = door_dir(tmp_path, "back", site_key_from=front_dir)
+    KioskSettings(liveness=False).save(back_dir)
+    video = write_video(tmp_path / "door.avi", [photos[PERSON][PROBE]] * 10 + photos[STRANGER][:10])
+    back = ("--data-dir", back_dir, "--database", site, "--door-id", "back", "--json")
+
+    server.stop()
+    later = threading.Timer(4.0, server.start)
+    later.start()
+    try:
+        code, out, err = cli(capsys, *back, "run", "--camera", video, "--headless")
+    finally:
+        later.join()
+    assert code == 0, err
+    waiting = [line for line in err.splitlines() if "cannot decide yet" in line]
+    assert len(waiting) == 1 and "holds no copy of the site's gallery" in waiting[0]
+    assert [(d["decision"], d["name"]) for d in json_lines(out)] == [("granted", PERSON), ("denied", None)]
+
+    server.stop()
+    try:
+        code, out, err = cli(capsys, *back, "run", "--camera", video, "--headless")
+    finally:
+        server.start()
+    assert code == 0 and "cannot decide yet" not in err, err
+    offline = json_lines(out)
+    assert [(d["decision"], d["name"]) for d in offline] == [("granted", PERSON), ("denied", None)]
+    assert all(d["event_id"] < 0 for d in offline)  # queued in the outbox
+    conn = open_site_database(site, back_dir, "back")
+    conn.outbox.flush(force=True)
+    assert conn.outbox.count() == 0
+    events = AccessLog(conn).query(door_name="back", newest_first=False)
+    assert [(e.decision, e.name) for e in events] == [("granted", PERSON), ("denied", None)] * 2
+    assert AccessLog(conn).verify().ok
+    conn.close()

@@ -152,3 +152,21 @@ def test_the_kiosk_program_on_a_site_waits_for_the_server_then_grants_at_its_doo
     assert AccessLog(conn).verify().ok
     conn.close()
     assert (Path(back_dir) / "site-gallery.sqlite").exists()  # a copy now: the next start needs no server
+
+    def offline_drive() -> None:
+        try:
+            window = shown(KioskWindow)
+            qtbot.waitUntil(lambda: window.banner_text == f"ACCESS GRANTED — {name}", timeout=60_000)
+            qtbot.waitUntil(lambda: "offline since" in window.technical_text, timeout=5_000)
+            seen["offline start"] = window.technical_text
+        finally:
+            close_all_shown()
+
+    server.stop()  # the door starts again with the server down: it decides from its copy
+    try:
+        QTimer.singleShot(0, offline_drive)
+        assert app.main(["--data-dir", str(back_dir), "--database", site, "--door-id", "back",
+                         "--camera", str(video), "--loop"]) == 0
+    finally:
+        server.start()
+    assert "events waiting in the outbox" in seen["offline start"] or "1 event waiting" in seen["offline start"]
