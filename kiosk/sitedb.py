@@ -18,6 +18,9 @@ transaction reconnects (at most once a second), so a kiosk picks up where it was
 is back. A BEGIN, or a SELECT outside a transaction, that finds the connection dead (the server
 restarted since it was last used) goes once more on a new connection: nothing was done on the old.
 
+A door that starts while the server is away (kiosk.site, from its local copy of the gallery) is
+made with ``connect=False``: it is "away" until its watch first reaches the server.
+
 GalleryWatch keeps one more connection that LISTENs for the gallery triggers' NOTIFY
 (kiosk.site_schema): a change made at any door (an enrolment, a removal, a person deactivated)
 reaches every other door within a fraction of a second, and the kiosk's Gallery reloads its
