@@ -156,7 +156,7 @@ def impostor_table_on_new_people(engine, vectors: dict) -> dict:
 
 
 def run(lfw_dir: str | None, model: str | None, out: Path, batch: int = BATCH, check_batch: int = CHECK_IMAGES,
-        command: str = "", detector: str = "graph") -> dict:
+        command: str = "", detector: str = "lite") -> dict:
     from kiosk.engine import FaceEngine
     from kiosk.faces import FaceDetector
 
@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
                              "but moves a few faces slightly)")
     parser.add_argument("--check-batch", type=int, default=CHECK_IMAGES,
                         help="with --batch > 1: images also detected one by one to measure the difference (0: skip)")
-    parser.add_argument("--detector", choices=IMPLEMENTATIONS, default="graph",
+    parser.add_argument("--detector", choices=IMPLEMENTATIONS, default="lite",
                         help="MTCNN implementation: graph (the kiosk's, compiled) or package (the mtcnn package's own)")
     args = parser.parse_args(argv)
     command = "python " + shlex.join([str(Path(sys.argv[0]).resolve().relative_to(ROOT))

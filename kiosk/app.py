@@ -1,7 +1,7 @@
 """The kiosk program: ``face-kiosk`` / ``python main.py``.
 
-Arguments are parsed before Qt starts, so ``--help`` never waits for anything (TensorFlow and
-the detector load on the analysis thread once the window is up). A camera or data folder that
+Arguments are parsed before Qt starts, so ``--help`` never waits for anything (the detector
+and the face model load on the analysis thread once the window is up). A camera or data folder that
 cannot be used is shown in a window with what to do and a Try again button (kiosk.ui.startup_problem),
 and printed as a one-line error; closing that window exits with status 2.
 """

@@ -19,8 +19,8 @@ write to, run also such a settings file (SECURITY.md). enroll refuses a photo wh
 not match the name unless --allow-mismatch; log --export writes only new files outside the
 data directory unless --force.
 
-TensorFlow takes seconds to load, so it is imported only by the commands that need the
-model (enroll, identify, verify, run); --help, people and log start instantly.
+The face detector and model are loaded only by the commands that need them (enroll, identify,
+verify, run); --help, people and log start instantly.
 """
 from __future__ import annotations
 

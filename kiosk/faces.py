@@ -1,9 +1,11 @@
 """Face detection with MTCNN: every face with its box, five landmarks, confidence and quality.
 
-Two implementations give the same faces (tests/test_mtcnn_graph.py): "graph" (the default)
-runs the `mtcnn` package's networks as compiled graphs (kiosk/mtcnn_graph.py, ~6x faster
-on a 640x480 frame); "package" calls the package itself. Either builds its networks once,
-so a FaceDetector is built once and reused; `shared_detector()` gives the process-wide one.
+Three implementations give the same faces (tests/test_mtcnn_lite.py, tests/test_mtcnn_graph.py):
+"lite" (the default) runs the `mtcnn` package's networks as the TFLite files shipped in assets/
+(kiosk/mtcnn_lite.py: no TensorFlow, opened in milliseconds); "graph" runs them as compiled
+TensorFlow graphs (kiosk/mtcnn_graph.py); "package" calls the package itself (6x slower on a
+640x480 frame). Each builds its networks once, so a FaceDetector is built once and reused;
+`shared_detector()` gives the process-wide one.
 """
 from __future__ import annotations
 
@@ -60,7 +62,7 @@ class Face:
         }
 
 
-IMPLEMENTATIONS = ("graph", "package")
+IMPLEMENTATIONS = ("lite", "graph", "package")
 
 
 class FaceDetector:
@@ -72,15 +74,21 @@ class FaceDetector:
         thresholds: tuple[float, float, float] = (0.6, 0.7, 0.8),
         min_score: float = 0.9,
         max_side: int = DEFAULT_MAX_SIDE,
-        implementation: str = "graph",
+        implementation: str = "lite",
     ) -> None:
         if implementation not in IMPLEMENTATIONS:
             raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
-        if implementation == "graph":
+        if implementation == "lite":
+            from kiosk.mtcnn_lite import LiteMTCNN
+
+            self._cascade = LiteMTCNN(min_face_size, thresholds)
+        elif implementation == "graph":
+            _require_mtcnn_package(implementation)
             from kiosk.mtcnn_graph import CompiledMTCNN  # imports TensorFlow, which takes seconds
 
-            self._graph = CompiledMTCNN(min_face_size, thresholds)
+            self._cascade = CompiledMTCNN(min_face_size, thresholds)
         else:
+            _require_mtcnn_package(implementation)
             from mtcnn import MTCNN
 
             self._mtcnn = MTCNN()
@@ -146,8 +154,8 @@ class FaceDetector:
 
     def _rows(self, images: list[np.ndarray]) -> np.ndarray:
         """One row per face: image index, x1, y1, x2, y2, score, the five x's, the five y's."""
-        if self.implementation == "graph":
-            per_image = [self._graph.detect(image) for image in images]
+        if self.implementation != "package":
+            per_image = [self._cascade.detect(image) for image in images]
             for index, rows in enumerate(per_image):
                 rows[:, 0] = index
             return np.concatenate(per_image)
@@ -168,6 +176,14 @@ class FaceDetector:
         box = (row[1:5] / factor).astype(np.float32)
         landmarks = (np.stack([row[6:11], row[11:16]], axis=1) / factor).astype(np.float32)
         return Face(box=box, landmarks=landmarks, score=float(row[5]), quality=measure_quality(rgb, box, landmarks))
+
+
+def _require_mtcnn_package(implementation: str) -> None:
+    try:
+        import mtcnn  # noqa: F401
+    except ImportError as exc:
+        raise ValueError(f"the {implementation!r} detector needs the mtcnn package (the train or test extra); "
+                         "the kiosk's own is 'lite'") from exc
 
 
 @functools.lru_cache(maxsize=1)

@@ -72,15 +72,17 @@ def installed(tmp_path_factory) -> Installed:
 
 def test_the_installed_package_carries_its_model_and_sounds(installed):
     found = json.loads(installed.run("python", "-c", (
-        "import json, kiosk, kiosk.modelcard as m, kiosk.sound as s;"
+        "import json, kiosk, kiosk.modelcard as m, kiosk.sound as s, kiosk.mtcnn_lite as d;"
         "c = m.ModelCard.load(m.default_model_path());"
         "print(json.dumps({'package': kiosk.__file__, 'model': str(c.path), 'tflite': str(c.verified_tflite_path()),"
+        "'detector': sorted(str(p) for p in d.detector_files(d.default_detector_dir()).values()),"
         "'scoring': type(c.load_scoring()).__name__, 'scoring_file': 'scoring' in c.raw,"
         "'sounds': sorted(p.name for p in s.SOUNDS_DIR.glob('*.wav'))}))"
     )).stdout)
     venv = str(installed.venv.resolve())
     assert found["package"].startswith(venv) and found["model"].startswith(venv), found
     assert found["tflite"].startswith(venv)
+    assert len(found["detector"]) == 3 and all(path.startswith(venv) for path in found["detector"])  # digests checked
     # Every file the card names came along: its TFLite file (the shipped model is that file alone)
     # and, where the card names one, its fitted scoring.
     assert found["scoring"] != "CosineScoring" if found["scoring_file"] else found["model"] == found["tflite"]

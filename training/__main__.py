@@ -178,6 +178,14 @@ def _dlib_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mtcnn_export(args: argparse.Namespace) -> int:
+    from training.mtcnn_export import export_detector
+
+    manifest = export_detector(args.out, command=" ".join(["python -m training", *sys.argv[1:]]))
+    print(f"exported the face detector: {manifest}")
+    return 0
+
+
 def _compare(args: argparse.Namespace) -> int:
     from training.compare import compare
 
@@ -280,6 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
     dlib_export.add_argument("--model-file", type=Path,
                              help="dlib_face_recognition_resnet_model_v1.dat; default: face-recognition-models' copy")
     dlib_export.set_defaults(handler=_dlib_export)
+
+    mtcnn_export = commands.add_parser(
+        "mtcnn-export", help="the face detector (the mtcnn package's networks) as TFLite files for the kiosk",
+        description="Convert the mtcnn package's PNet, RNet and ONet, weights unchanged, into TFLite files with a "
+                    "manifest of their digests; the kiosk detects faces with them without TensorFlow (the shipped "
+                    "detector is made with --out assets).")
+    mtcnn_export.add_argument("--out", type=Path, required=True, help="folder for the three files and their manifest")
+    mtcnn_export.set_defaults(handler=_mtcnn_export)
 
     compare = commands.add_parser("compare", help="the study's comparison on View 1 (all Siamese forms)",
                                   description="Train every cell of the comparison and write reports/compare.md.")

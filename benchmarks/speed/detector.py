@@ -1,7 +1,8 @@
 """The one place where the benchmark picks a face-detector implementation (--detector).
 
 kiosk.faces offers several implementations of the same MTCNN (kiosk.faces.IMPLEMENTATIONS:
-"graph", the compiled default, and "package", the `mtcnn` package itself); FaceEngine and
+"lite", the default on TFLite, "graph", compiled TensorFlow graphs, and "package", the `mtcnn`
+package itself); FaceEngine and
 FaceDetector keep one API whichever runs. Every section takes the FaceDetector built here
 and reports per implementation name, so a new implementation is benchmarked by name alone.
 """

@@ -2,12 +2,12 @@
 log -> door -> events out, with the kiosk's settings, as `run --headless` runs it) on the newest
 camera frame, inside one long-running ``run()`` on the worker's QThread. The window only shows it.
 
-Everything that touches TensorFlow or SQLite happens on that thread: the engine is loaded on
+Everything that touches the face model or SQLite happens on that thread: the engine is loaded on
 first use, then the detector and embedder are warmed up on the camera's picture (their first
-calls trace for seconds) before the worker says it is ready; each step is reported
+calls allocate their tensors) before the worker says it is ready; each step is reported
 (``progress``) for the window's banner. The engine is not loaded any earlier on a thread of its
-own: importing TensorFlow holds the interpreter lock, and beside the GUI thread's start it
-delayed the first video frame by 1-2 s (benchmarks/startup.py). The database connection is opened there
+own: importing TensorFlow (for a .keras model, or where LiteRT has no wheel) holds the interpreter
+lock, and beside the GUI thread's start it delayed the first video frame by 1-2 s (benchmarks/startup.py). The database connection is opened there
 (SQLite connections belong to the thread that made them), and the retention purge from the
 settings runs there at start, then hourly on a thread of its own (kiosk.retention). ``run()`` never returns to the thread's event loop until it is
 done: a queued slot per frame deadlocks with TensorFlow on the GIL.
