@@ -111,6 +111,8 @@ def test_the_kiosk_program_on_a_site_waits_for_the_server_then_grants_at_its_doo
     code, out, err = cli(capsys, "--data-dir", front_dir, "--database", site, "--door-id", "front", "enroll",
                          PERSON, *photos[ENROLL])
     assert code == 0, err
+    code, out, err = cli(capsys, "--data-dir", front_dir, "--database", site, "site", "settings", "retention_days=7")
+    assert code == 0, err
     back_dir = door_folder(tmp_path, "back", front_dir)
     KioskSettings(liveness=False).save(back_dir)  # this test is about the site, not the liveness challenge
     blank = np.full((250, 250, 3), 128, np.uint8)
@@ -128,6 +130,10 @@ def test_the_kiosk_program_on_a_site_waits_for_the_server_then_grants_at_its_doo
             qtbot.waitUntil(lambda: window.banner_text == f"ACCESS GRANTED — {name}", timeout=60_000)
             qtbot.waitUntil(lambda: "connected" in window.technical_text, timeout=5_000)
             seen["visitor online"] = window.status.text()
+            # Settings saved at this door (its own retention, 90 days) keep the site's retention in force.
+            with qtbot.waitSignal(window._worker.reconfigured, timeout=10_000) as applied:
+                window.apply_settings(KioskSettings.load(back_dir))
+            seen["retention"] = applied.args[0].settings.retention_days
             server.stop()
             qtbot.waitUntil(lambda: "offline since" in window.technical_text, timeout=10_000)
             seen["visitor offline"] = window.status.text()
@@ -146,6 +152,7 @@ def test_the_kiosk_program_on_a_site_waits_for_the_server_then_grants_at_its_doo
             server.start()
     assert "cannot decide yet" in seen["waiting"] and "holds no copy of the site's gallery" in seen["waiting"]
     assert seen["visitor online"] == seen["visitor offline"] == "Ready"  # the visitor is told nothing
+    assert seen["retention"] == 7
     conn = open_site_database(site, front_dir, "front")
     events = AccessLog(conn).query(door_name="back")
     assert ("granted", name) in {(e.decision, e.name) for e in events}

@@ -22,7 +22,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +96,7 @@ class RecognitionWorker(QObject):
         self._runner = None
         self._paused = False
         self._lock = threading.Lock()
+        self._site_conn = None  # a site database's connection (the site-wide settings are read there)
         self._mailbox = SettingsMailbox()  # the GUI thread's way in: read between frames
 
     def apply_settings(self, settings: KioskSettings) -> None:
@@ -149,6 +150,7 @@ class RecognitionWorker(QObject):
             from kiosk.site_settings import with_site
 
             settings = with_site(settings, conn)  # the site-wide risk and retention
+            self._site_conn = conn
         events = self._events(settings)
         try:
             kiosk = KioskLoop(self._camera, engine, conn, self._data_dir, settings, events=events)
@@ -164,6 +166,16 @@ class RecognitionWorker(QObject):
         finally:
             kiosk.close()
             conn.close()
+
+    def _site_wide(self, saved: KioskSettings, running: KioskSettings) -> KioskSettings:
+        """Settings saved at this door with the site's values over them, as at start: a door's
+        settings tab never loosens the site's risk (the server away: the values in force stay)."""
+        from kiosk.site_settings import SITE_WIDE, with_site
+
+        try:
+            return with_site(saved, self._site_conn)
+        except DatabaseUnavailable:
+            return replace(saved, **{name: getattr(running, name) for name in SITE_WIDE})
 
     def _open_database(self):
         """The connection (None: said by `fatal`, or stopped). A site door whose server is away and
@@ -253,6 +265,8 @@ class RecognitionWorker(QObject):
                 results = kiosk.results(every_frame=True)
 
     def _apply(self, kiosk: KioskLoop, pending: Pending) -> Applied:
+        if pending.settings is not None and self._site_conn is not None:
+            pending = replace(pending, settings=self._site_wide(pending.settings, kiosk.settings))
         applied = kiosk.apply(pending)
         self.reconfigured.emit(applied)
         return applied
