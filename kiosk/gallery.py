@@ -494,9 +494,12 @@ class Gallery:
         embeddings = np.empty((len(rows), dim), dtype=np.float32)
         person_ids = np.empty(len(rows), dtype=np.int64)
         damaged: list[DamagedTemplate] = []
+        removed = self._state()
         used = 0
         for template_id, person_id, dim, key_id, blob in rows:
             try:
+                if removed.is_removed(template_id):
+                    raise SealError(_REMOVED.format(template_id))
                 embeddings[used] = self._open_embedding(template_id, person_id, dim, key_id, blob)
             except (SealError, TypeError, ValueError) as exc:
                 damaged.append(DamagedTemplate(template_id, person_id, str(exc)))

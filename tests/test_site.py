@@ -547,6 +547,10 @@ def test_a_door_starts_while_the_server_is_down_from_its_copy_and_catches_up(ser
     door.close()
     admin.close()
     assert (back_dir / "site-gallery.sqlite").stat().st_mode & 0o077 == 0
+    copied = sqlite3.connect(back_dir / "site-gallery.sqlite")
+    blobs = [row[0] for row in copied.execute("SELECT embedding FROM template")]
+    copied.close()
+    assert len(blobs) == 1 and unit(1).tobytes() not in blobs[0]  # still sealed with the site key
     new_dir = door_dir(tmp_path, "new", site_key_from=front_dir)
 
     server.stop()
