@@ -465,11 +465,12 @@ class Gallery:
         """KeyFileError unless this door holds the site's current data key (the key file is read
         again first: after a `keys rotate`, copying the new file to the door is enough)."""
         from kiosk.site import check_site_key
+        from kiosk.sitedb import redacted_url
 
         current, check, log_check = self._conn.execute(
             "SELECT k.current_key, c.sealed, k.log_check FROM key_state k"
             " LEFT JOIN key_check c ON c.key_id = k.current_key").fetchone()
-        check_site_key(self._sealer, current, check, log_check, self._conn.url)
+        check_site_key(self._sealer, current, check, log_check, f"the site {redacted_url(self._conn.url)}")
         return current, bytes(check), bytes(log_check)
 
     def _save_copy(self, version: int, rows: list[tuple], keys: tuple[int, bytes, bytes]) -> None:
@@ -488,7 +489,8 @@ class Gallery:
 
         copy = self._conn.copy
         state = copy.state()
-        check_site_key(self._sealer, state.key_id, state.key_check, state.log_check, str(copy.path))
+        check_site_key(self._sealer, state.key_id, state.key_check, state.log_check,
+                       f"this door's gallery copy {copy.path}")
         rows, names = copy.rows()
         dim = max((row[2] for row in rows), default=0)
         embeddings = np.empty((len(rows), dim), dtype=np.float32)

@@ -69,7 +69,7 @@ def open_site_database(url: str, data_dir: str | os.PathLike, door: str | None =
             current, check, log_check = conn.execute(
                 "SELECT k.current_key, c.sealed, k.log_check FROM key_state k"
                 " LEFT JOIN key_check c ON c.key_id = k.current_key").fetchone()
-            check_site_key(keys, current, check, log_check, url)
+            check_site_key(keys, current, check, log_check, f"the site {redacted_url(url)}")
         conn.outbox = SiteOutbox(Path(data_dir) / OUTBOX_FILENAME, conn)
         conn.copy = GalleryCopy(data_dir)
     except BaseException:
@@ -93,7 +93,7 @@ def _open_offline(url: str, data_dir: str | os.PathLike, door: str, offline_hour
     if not key_file.exists():
         raise KeyFileError(f"this door holds no site key ({key_file}): copy the key file from a door of the site")
     keys = Sealer(load_keyring(key_file))
-    check_site_key(keys, state.key_id, state.key_check, state.log_check, str(copy.path))
+    check_site_key(keys, state.key_id, state.key_check, state.log_check, f"this door's gallery copy {copy.path}")
     conn = SiteConnection(url, door, connect=False)
     conn.offline_limit_s = None if offline_hours is None else offline_hours * 3600.0
     conn.sealer = keys
@@ -107,18 +107,18 @@ def _open_offline(url: str, data_dir: str | os.PathLike, door: str, offline_hour
 
 def check_site_key(keys: Sealer, current: int, check: bytes | None, log_check: bytes, where: str) -> None:
     """KeyFileError naming the key this door needs, unless its key file holds the site's current data key
-    and log key (`where`: the site database or the copy that names them). Reads the key file again when
+    and log key (`where`: the site database, or the copy, that names them). Reads the key file again when
     the key is missing: a key file copied into place after a rotation is used at once."""
     if not keys.has_key(current):
         raise KeyFileError(
-            f"this door's key file {keys.keyring.path} does not hold data key {current}, which the site "
-            f"{redacted_url(where)} is sealed with now (its keys were rotated): copy the key file from the "
-            f"door where `keys rotate` ran; the door cannot decide until then")
+            f"this door's key file {keys.keyring.path} does not hold data key {current}, which {where} is "
+            f"sealed with (the site's keys were rotated): copy the key file from the door where `keys rotate` "
+            f"ran; the door cannot decide until then")
     if check is None or not keys.matches_key_check(current, check) or not hmac.compare_digest(
             bytes(log_check), keys.log_key_check()):
         raise KeyFileError(
-            f"the key file {keys.keyring.path} holds another data key {current} or log key than the site "
-            f"{redacted_url(where)}: is it another site's key file? Copy the key file from a door of this site")
+            f"the key file {keys.keyring.path} holds another data key {current} or log key than {where}: "
+            f"is it another site's key file? Copy the key file from a door of this site")
 
 
 @dataclass(frozen=True)
