@@ -464,7 +464,7 @@ class Gallery:
     def _check_site_key(self) -> tuple[int, bytes, bytes]:
         """KeyFileError unless this door holds the site's current data key (the key file is read
         again first: after a `keys rotate`, copying the new file to the door is enough)."""
-        from kiosk.site import check_site_key
+        from kiosk.site_keys import check_site_key
         from kiosk.sitedb import redacted_url
 
         current, check, log_check = self._conn.execute(
@@ -485,7 +485,7 @@ class Gallery:
 
     def _load_copy(self) -> tuple[np.ndarray, np.ndarray]:
         """The matrix from the door's local copy of the site's gallery (the server is away)."""
-        from kiosk.site import check_site_key
+        from kiosk.site_keys import check_site_key
 
         copy = self._conn.copy
         state = copy.state()

@@ -10,7 +10,6 @@ cannot forge a log entry.
 """
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 import time
@@ -24,6 +23,7 @@ from kiosk.events import check_door_id, default_door_id
 from kiosk.keystore import KeyFileError, create_keyring, key_file_path, load_keyring
 from kiosk.sealing import Sealer
 from kiosk.site_copy import GalleryCopy
+from kiosk.site_keys import check_site_key
 from kiosk.sitedb import SiteConnection, redacted_url
 
 log = logging.getLogger(__name__)
@@ -103,22 +103,6 @@ def _open_offline(url: str, data_dir: str | os.PathLike, door: str, offline_hour
     log.warning("%s; starting from the local copy of the site's gallery (%.0f min old)", unreachable,
                 state.age_s() / 60)
     return conn
-
-
-def check_site_key(keys: Sealer, current: int, check: bytes | None, log_check: bytes, where: str) -> None:
-    """KeyFileError naming the key this door needs, unless its key file holds the site's current data key
-    and log key (`where`: the site database, or the copy, that names them). Reads the key file again when
-    the key is missing: a key file copied into place after a rotation is used at once."""
-    if not keys.has_key(current):
-        raise KeyFileError(
-            f"this door's key file {keys.keyring.path} does not hold data key {current}, which {where} is "
-            f"sealed with (the site's keys were rotated): copy the key file from the door where `keys rotate` "
-            f"ran; the door cannot decide until then")
-    if check is None or not keys.matches_key_check(current, check) or not hmac.compare_digest(
-            bytes(log_check), keys.log_key_check()):
-        raise KeyFileError(
-            f"the key file {keys.keyring.path} holds another data key {current} or log key than {where}: "
-            f"is it another site's key file? Copy the key file from a door of this site")
 
 
 @dataclass(frozen=True)
