@@ -26,6 +26,7 @@ from kiosk.alignment import AlignmentSpec
 from kiosk.calibration import DEFAULT_RISK
 from kiosk.camera import Camera
 from kiosk.database import database_path, open_database
+from kiosk.events import default_door_id
 from kiosk.gallery import Gallery
 from kiosk.images import encode_jpeg
 from kiosk.modelcard import ModelCard, default_model_path
@@ -250,7 +251,9 @@ def test_pin_dialogs_are_touch_keypads_sized_from_the_screen(qtbot, tmp_path):
 def test_log_table_shows_filters_and_searches(qtbot, admin, tmp_path):
     tab = admin.log_tab
     model = tab.model
-    assert model.rowCount() == 6 and model.columnCount() == 7
+    assert model.rowCount() == 6 and model.columnCount() == 8
+    assert [tab.door_combo.itemText(i) for i in range(tab.door_combo.count())] == ["All doors", default_door_id()]
+    assert model.data(model.index(0, 7)) == default_door_id()  # the door (kiosk) that decided
     assert shown(model)[0] == ("door-1", "denied", "")  # newest first
     assert model.data(model.index(3, 2)) == "Grace" and model.data(model.index(0, 5)) == "0.300"
 

@@ -42,6 +42,7 @@ from kiosk.errors import KioskError
 from kiosk.policy import AMBIGUOUS, LIVENESS, LOW_QUALITY, RATE_LIMITED, SEVERAL_FACES, UNKNOWN, Decision
 from kiosk.settings import KioskSettings
 from kiosk.sound import SoundPlayer
+from kiosk.store import Store
 from kiosk.ui.guidance import hint
 from kiosk.ui.pin_dialog import EnterPinDialog, SetPinDialog
 from kiosk.ui.video_view import VideoView
@@ -140,8 +141,9 @@ class KioskWindow(QMainWindow):
     def __init__(self, camera: Camera, analyse: Analyse | None = None,
                  data_dir: str | os.PathLike | None = None,
                  model_path: str | os.PathLike | None = None, *, loop: bool = False,
-                 new_data_dir: bool = False) -> None:
-        """``analyse=None`` (the kiosk): recognition with the data dir's gallery, settings and log.
+                 new_data_dir: bool = False, store: Store | None = None) -> None:
+        """``analyse=None`` (the kiosk): recognition with the data dir's gallery, settings and log,
+        or with a site's database shared by several doors (``store``, kiosk.store).
         A callable instead runs only that on each frame (detection, for a screen without a gallery).
         ``loop``: a video file or image folder chosen in the settings later plays over and over.
         ``new_data_dir``: the data folder was just created (the first-run screen says where)."""
@@ -175,7 +177,9 @@ class KioskWindow(QMainWindow):
         self.frames_shown = 0
         self.frames_analysed = 0
         if self._recognising:  # created when missing (kiosk.app says so when it cannot be)
-            self._data_dir = resolve_data_dir(data_dir)
+            self._data_dir = resolve_data_dir(store.data_dir if store is not None else data_dir)
+        self._store = store if store is not None or self._data_dir is None else Store(self._data_dir)
+        self._site_words = ("", "")  # a site database: its state for the admin, a line for the visitor
         self._loop = loop
         # As last saved: a save changes the camera only when its camera field was changed.
         self._settings = KioskSettings.load(self._data_dir) if self._recognising else None
@@ -258,8 +262,9 @@ class KioskWindow(QMainWindow):
         if self._recognising:
             from kiosk.ui.recognition import RecognitionWorker
 
-            worker = RecognitionWorker(self._camera, self._data_dir, self._model_path)
+            worker = RecognitionWorker(self._camera, self._store, self._model_path)
             worker.analysed.connect(self._on_recognition)
+            worker.site.connect(self._on_site)
             worker.ready.connect(self._on_ready)
             worker.progress.connect(self._on_progress)
             worker.fatal.connect(self._on_fatal)
@@ -354,6 +359,11 @@ class KioskWindow(QMainWindow):
         self._fatal = (banner, details)
         self._refresh_status()
 
+    @Slot(str, str)
+    def _on_site(self, admin: str, visitor: str) -> None:
+        self._site_words = (admin, visitor)
+        self._refresh_status()
+
     @Slot(str)
     def _on_failure(self, message: str) -> None:
         self._analysis_error = message
@@ -384,6 +394,8 @@ class KioskWindow(QMainWindow):
             return "The camera is reconnecting…"
         if self._analysis_error:
             return "Recognition is having trouble — please ask a member of staff if this stays"
+        if self._site_words[1]:
+            return self._site_words[1]
         if self._faces is None:
             return "Starting…"
         return "Ready"
@@ -408,6 +420,8 @@ class KioskWindow(QMainWindow):
                 model += f" (DevTest {self._engine_info.devtest_accuracy * 100:.1f}%)"
             rule = self._rule_in_use if self._rule_in_use is not None else self._engine_info.rule
             parts.append(f"{model}, threshold {rule.threshold:.3f} ({rule.source})")
+        if self._site_words[0]:
+            parts.append(self._site_words[0])
         return "  ·  ".join(parts)
 
     def _refresh_banner(self) -> None:
@@ -552,7 +566,7 @@ class KioskWindow(QMainWindow):
         from kiosk.ui.admin_window import AdminWindow, load_card
 
         try:
-            window = AdminWindow(self._data_dir, card=load_card(), parent=self)
+            window = AdminWindow(self._store or self._data_dir, card=load_card(), parent=self)
         except (KioskError, sqlite3.Error, OSError) as exc:  # e.g. a database from a newer kiosk
             self._admin_problem(f"cannot open admin mode: {exc}")
             return
