@@ -293,7 +293,7 @@ def test_log_table_shows_filters_and_searches(qtbot, admin, tmp_path):
     assert not admin.isVisible()
 
 
-def test_new_events_appear_live_and_export_writes_the_filtered_rows(qtbot, admin, conn, people, tmp_path):
+def test_new_events_appear_live_and_export_writes_the_filtered_rows(qtbot, admin, conn, people, tmp_path_factory):
     tab = admin.log_tab
     tab.decision_combo.setCurrentIndex(tab.decision_combo.findData("denied"))
     assert tab.model.rowCount() == 3
@@ -306,7 +306,7 @@ def test_new_events_appear_live_and_export_writes_the_filtered_rows(qtbot, admin
     log.set_door_outcome(event.id, "ok")  # the door reports after the event
     qtbot.waitUntil(lambda: tab.model.data(tab.model.index(0, 6)) == "ok", timeout=5_000)
 
-    path = tmp_path / "out" / "denied.csv"
+    path = tmp_path_factory.mktemp("exports") / "out" / "denied.csv"  # outside the data directory
     with qtbot.waitSignal(tab.exported, timeout=5_000) as signal:
         assert tab.export_csv(path)
     assert signal.args == [str(path), 4]
@@ -314,6 +314,24 @@ def test_new_events_appear_live_and_export_writes_the_filtered_rows(qtbot, admin
         rows = list(csv.DictReader(stream))
     assert [row["decision"] for row in rows] == ["denied"] * 4
     assert rows[0]["camera"] == "door-3" and rows[0]["door"] == "ok"
+
+
+def test_export_never_writes_into_the_kiosks_own_files_nor_over_an_existing_file(qtbot, admin, tmp_path,
+                                                                                 tmp_path_factory):
+    tab = admin.log_tab
+    database = database_path(tmp_path)
+    before = database.read_bytes()
+    for target, why in ((database, "inside the data directory"), (tmp_path / "keys" / "kiosk.key", "inside"),
+                        (tmp_path / "log.csv", "inside the data directory")):
+        with qtbot.waitSignal(tab.export_failed, timeout=5_000) as signal:
+            assert not tab.export_csv(target)
+        assert why in signal.args[0] and tab.export_button.isEnabled()
+    assert database.read_bytes() == before and not (tmp_path / "log.csv").exists()
+    existing = tmp_path_factory.mktemp("exports") / "kept.csv"
+    existing.write_text("someone's file\n")
+    with qtbot.waitSignal(tab.export_failed, timeout=5_000) as signal:
+        assert not tab.export_csv(existing)
+    assert "already exists" in signal.args[0] and existing.read_text() == "someone's file\n"
 
 
 def test_model_pages_lazily_by_key_in_both_orders(qtbot, conn, tmp_path):

@@ -30,6 +30,8 @@ from PySide6.QtWidgets import (
 
 from kiosk.accesslog import DECISIONS, AccessLog
 from kiosk.connection import DatabaseUnavailable
+from kiosk.exports import ExportRefused, check_export_target
+from kiosk.keystore import key_file_path
 from kiosk.store import Store, connect
 from kiosk.ui.log_model import TIME_COLUMN, AccessLogModel, local_time, reason_words
 from kiosk.ui.pixmaps import pixmap_from_jpeg
@@ -268,14 +270,24 @@ class LogTab(QWidget):
     # -- export ----------------------------------------------------------------------
 
     def export_csv(self, path: str | os.PathLike | None = None) -> bool:
-        """Write the filtered rows to CSV on a pool thread (asks where without `path`); `exported` follows."""
+        """Write the filtered rows to CSV on a pool thread (asks where without `path`); `exported` follows.
+
+        As `log --export`: never into the data directory or the key folder, nor over an existing
+        file unless the person confirmed replacing it in the file dialog; a refusal is said on the
+        tab and through `export_failed`."""
+        confirmed = path is None  # the dialog itself asks before replacing a file
         if path is None:
             chosen, _ = QFileDialog.getSaveFileName(
                 self, "Export the access log", str(Path.home() / "access-log.csv"), "CSV files (*.csv)")
             if not chosen:
                 return False
             path = chosen if chosen.lower().endswith(".csv") else chosen + ".csv"
-        path = os.fspath(path)
+        data_dir = self._db_path.data_dir if isinstance(self._db_path, Store) else Path(self._db_path).parent
+        try:
+            path = os.fspath(check_export_target(path, data_dir, key_file_path(data_dir), force=confirmed))
+        except ExportRefused as exc:
+            self._on_export_failed(str(exc))
+            return False
         params = self.model.log_filter.params()
         newest_first = self.model.newest_first
         db_path, signals = self._db_path, self._export_signals
