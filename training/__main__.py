@@ -125,7 +125,7 @@ def _load_data(args: argparse.Namespace, recipe=None):
     lfw = LFW.locate(args.lfw_dir, cache_dir=args.cache_dir)
     cache_dir = args.cache_dir or default_cache_dir()
     if recipe is not None and recipe.init == DLIB_INIT:
-        from training.dlib_init import prepared_crops
+        from training.dlib_crops import prepared_crops
 
         return lfw, prepared_crops(lfw, cache_dir, recipe.min_images)
     return lfw, prepare(lfw, cache_dir)
