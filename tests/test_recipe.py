@@ -205,3 +205,14 @@ def test_runs_table_names_the_pairs_the_runs_were_tested_on():
     assert test_pairs_name([fold, fold]) == "fold 4 test"  # numbered from 1, as reports/view2*.md
     assert test_pairs_name([fold, other]) == test_pairs_name([view1, fold]) == "test"
 
+
+
+def test_training_command_of_a_dlib_fine_tuning_gives_both_learning_rates(tmp_path):
+    from training.compare import dlib_recipes
+
+    untrained, _, pair_tuned, _, _ = dlib_recipes(2, 40)
+    assert training_command(tmp_path, {"recipe": pair_tuned.as_json()}) == (
+        "python -m training train --loss pair_bce --init dlib --epochs 2 --steps 40 --input-size 150 "
+        f"--identities-per-batch 16 --learning-rate 0.001 --backbone-learning-rate 1e-05 --out {tmp_path}")
+    assert training_command(tmp_path, {"recipe": untrained.as_json()}).startswith(
+        "python -m training train --loss triplet --init dlib --epochs 0 ")

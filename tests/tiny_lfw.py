@@ -52,6 +52,9 @@ class TinyLFW:
     def people_folds(self) -> list[dict[str, int]]:
         return self.folds
 
+    def all_images(self) -> list[ImageRef]:
+        return sorted(ImageRef(name, number) for name, n in self.counts.items() for number in range(1, n + 1))
+
 
 def tiny_lfw_and_crops(crop_size: int = 8) -> tuple[TinyLFW, PreparedLFW]:
     """The made-up LFW and random-pixel "crops" of every image it names."""

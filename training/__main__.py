@@ -16,8 +16,13 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
     defaults = Recipe()
     parser.add_argument("--loss", choices=LOSSES, default=defaults.loss, help=f"default {defaults.loss}")
     parser.add_argument("--no-augment", action="store_true", help="train without augmentation")
-    parser.add_argument("--init", help="weights of a pretrained backbone (e.g. runs/<cosface run>/backbone.weights.h5)")
+    parser.add_argument("--init", help="weights of a pretrained backbone (e.g. runs/<cosface run>/backbone.weights.h5), "
+                                       "or 'dlib': dlib's face-recognition ResNet with dlib's weights, on 150 px crops "
+                                       "aligned onto dlib's template (with --input-size 150; View 1 only)")
     parser.add_argument("--freeze", action="store_true", help="with --init: train only the embedding layers")
+    parser.add_argument("--backbone-learning-rate", type=float, default=None,
+                        help="with --init (not --freeze): the pretrained layers' learning rate, below --learning-rate, "
+                             "which the new layers on top keep; default: --learning-rate for all")
     parser.add_argument("--pretrain-epochs", type=int, default=0,
                         help="first pre-train a backbone with CosFace for N epochs, then train --loss from it")
     parser.add_argument("--pretrain-min-images", type=int, default=defaults.min_images,
@@ -111,12 +116,26 @@ def _prepare_report(folder: Path, summary: dict) -> str:
     ])
 
 
-def _load_data(args: argparse.Namespace):
+def _load_data(args: argparse.Namespace, recipe=None):
+    """LFW and its aligned crops: those `recipe` trains on (dlib's backbone has crops of its own)."""
     from training.lfw import LFW
     from training.prepare import default_cache_dir, prepare
+    from training.recipe import DLIB_INIT
 
     lfw = LFW.locate(args.lfw_dir, cache_dir=args.cache_dir)
-    return lfw, prepare(lfw, args.cache_dir or default_cache_dir())
+    cache_dir = args.cache_dir or default_cache_dir()
+    if recipe is not None and recipe.init == DLIB_INIT:
+        from training.dlib_crops import prepared_crops
+
+        return lfw, prepared_crops(lfw, cache_dir, recipe.min_images)
+    return lfw, prepare(lfw, cache_dir)
+
+
+def _run_recipe(run_dir: Path):
+    from training.recipe import Recipe
+    from training.run_folder import read_summary
+
+    return Recipe.from_json(read_summary(run_dir)["recipe"])
 
 
 def _recipe_from_args(args: argparse.Namespace):
@@ -128,7 +147,8 @@ def _recipe_from_args(args: argparse.Namespace):
                     epochs=args.epochs, steps_per_epoch=args.steps, input_size=args.input_size,
                     embedding_size=args.embedding_size, identities_per_batch=args.identities_per_batch,
                     images_per_identity=args.images_per_identity, margin=args.margin,
-                    learning_rate=args.learning_rate, weight_decay=args.weight_decay, seed=args.seed,
+                    learning_rate=args.learning_rate, backbone_learning_rate=args.backbone_learning_rate,
+                    weight_decay=args.weight_decay, seed=args.seed,
                     split_seed=args.split_seed,
                     min_images=args.min_images, sampling=args.sampling, mixed_precision=args.mixed_precision,
                     occlusion_prob=args.occlusion_prob, sunglasses_prob=args.sunglasses_prob,
@@ -144,7 +164,7 @@ def _train(args: argparse.Namespace) -> int:
     from training.experiment import describe, run_phases
 
     recipe, pretraining = _recipe_from_args(args)
-    lfw, prepared = _load_data(args)
+    lfw, prepared = _load_data(args, recipe)
     out_dir = args.out or Path("runs") / (recipe.name if args.view == 1 else f"{recipe.name}-fold{args.fold}")
     summary = run_phases(recipe, lfw, prepared, out_dir, view=args.view, fold=args.fold,
                          target_far=args.target_far, pretraining=pretraining)
@@ -160,7 +180,7 @@ def _train(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from training.export import export_run
 
-    lfw, prepared = _load_data(args)
+    lfw, prepared = _load_data(args, _run_recipe(args.run))
     path = export_run(args.run, lfw, prepared, args.out, args.target_far)
     print(f"exported {path} (card: {path.with_name(path.stem + '.card.json')})")
     return 0
@@ -187,19 +207,27 @@ def _mtcnn_export(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from training.compare import compare
+    from training.compare import compare, compare_dlib, dlib_recipes
 
-    lfw, prepared = _load_data(args)
-    path = compare(lfw, prepared, args.reports, args.runs, args.epochs, args.steps,
-                   command=" ".join(["python -m training", *sys.argv[1:]]), only=args.only)
+    command = " ".join(["python -m training", *sys.argv[1:]])
+    if args.backbone == "dlib":
+        lfw, prepared = _load_data(args, dlib_recipes(args.epochs, args.steps)[0])
+        path = compare_dlib(lfw, prepared, args.reports, args.runs, args.epochs, args.steps, command, only=args.only)
+    else:
+        lfw, prepared = _load_data(args)
+        path = compare(lfw, prepared, args.reports, args.runs, args.epochs, args.steps, command, only=args.only)
     print(f"comparison written to {path}")
     return 0
 
 
 def _view2(args: argparse.Namespace) -> int:
+    from training.recipe import DLIB_INIT
     from training.view2 import view2
 
     recipe, pretraining = _recipe_from_args(args)
+    if recipe.init == DLIB_INIT:
+        print(f"error: --init {DLIB_INIT} trains and tests on View 1 only (use `train`)", file=sys.stderr)
+        return 2
     lfw, prepared = _load_data(args)
     path = view2(recipe, lfw, prepared, args.runs, args.reports, command=" ".join(["python -m training", *sys.argv[1:]]),
                  pretraining=pretraining)
@@ -210,9 +238,9 @@ def _view2(args: argparse.Namespace) -> int:
 def _rescore(args: argparse.Namespace) -> int:
     from training.experiment import describe, rescore
 
-    lfw, prepared = _load_data(args)
     for run_dir in args.run:
         try:
+            lfw, prepared = _load_data(args, _run_recipe(run_dir))
             print(describe(rescore(run_dir, lfw, prepared, args.target_far, args.scoring)))
         except ValueError as exc:  # e.g. a View 2 run, or a recipe this version refuses
             print(f"error: {exc}", file=sys.stderr)
@@ -305,6 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--runs", type=Path, default=Path("runs/compare"), help="run folders (reused when the recipe matches)")
     compare.add_argument("--reports", type=Path, default=Path("reports"), help="where compare.md/json/png go")
     compare.add_argument("--only", nargs="*", help="only these cells (names as in the table)")
+    compare.add_argument("--backbone", choices=("ours", "dlib"), default="ours",
+                         help="ours: this project's network in every form (the first table); dlib: dlib's "
+                              "face-recognition ResNet as it is, and frozen or fine-tuned in the pair and triplet forms "
+                              "(the second table; its own 150 px crops; suits --epochs 2 --steps 40); default ours")
     compare.set_defaults(handler=_compare)
 
     rescore = commands.add_parser("rescore", help="score finished View 1 run folders again with today's evaluation",

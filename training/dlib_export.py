@@ -21,6 +21,8 @@ DevTest is scored once at the end, for the card, and never chooses anything.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 import time
@@ -30,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from kiosk.alignment import AlignmentSpec, align_face
+from kiosk.atomic import atomic_write_json
 from kiosk.faces import FaceDetector, face_nearest_center
 from kiosk.images import load_image
 from training.data import Split, view1_split
@@ -113,6 +116,26 @@ def fit_template(lfw: LFW, refs: list[ImageRef], detector: FaceDetector, referen
     }
 
 
+def fitted_template(lfw: LFW, cache_dir: Path, refs: list[ImageRef] | None = None, detector: FaceDetector | None = None,
+                    reference=None) -> tuple[AlignmentSpec, dict]:
+    """The crop that reproduces dlib's chips (fit_template on `refs`, by default the DevTrain images
+    `dlib-export` fits it on) and how the fit went; fitted once per set of images and kept in
+    `cache_dir`, so the exported model and every training run of the dlib backbone crop alike."""
+    refs = refs if refs is not None else People.view1(lfw).training_images(TEMPLATE_IMAGES + CHECK_IMAGES)[:TEMPLATE_IMAGES]
+    key = hashlib.sha256("\n".join(ref.relpath for ref in refs).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / "dlib_template" / f"{key}.json"
+    if path.exists():
+        cached = json.loads(path.read_text())
+        return AlignmentSpec.from_dict(cached["alignment"]), cached["fit"]
+    from training.dlib_reference import DlibReference
+
+    template, fit = fit_template(lfw, refs, detector or FaceDetector(), reference or DlibReference())
+    spec = AlignmentSpec(size=CHIP_SIZE, points=tuple(map(tuple, template.round(6).tolist())))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, {"alignment": spec.to_dict(), "fit": fit})
+    return spec, fit
+
+
 def crop_agreement(lfw: LFW, refs: list[ImageRef], spec: AlignmentSpec, detector: FaceDetector, reference,
                    descriptor_model) -> dict:
     """How close the kiosk's crops (MTCNN + `spec`) come to dlib's chips of the same images: the cosine
@@ -152,8 +175,7 @@ def export_dlib(lfw: LFW, cache_dir: Path, out_dir: Path, target_far: float, mod
     descriptor_model = build_dlib_resnet(dlib_weights, normalize=False)
 
     sample = people.training_images(TEMPLATE_IMAGES + CHECK_IMAGES)
-    template, template_fit = fit_template(lfw, sample[:TEMPLATE_IMAGES], detector, reference)
-    spec = AlignmentSpec(size=CHIP_SIZE, points=tuple(map(tuple, template.round(6).tolist())))
+    spec, template_fit = fitted_template(lfw, cache_dir, sample[:TEMPLATE_IMAGES], detector, reference)
     log(f"template from {template_fit['mtcnn_on_chips']} dlib chips: {spec.to_dict()['points']}")
     agreement = crop_agreement(lfw, sample[TEMPLATE_IMAGES:], spec, detector, reference, descriptor_model)
     log(f"our crops against dlib's chips: median descriptor cosine {agreement['median_cosine']} "

@@ -29,7 +29,7 @@ from training.metrics import impostor_threshold, roc_curve, true_accept_rate, ve
 from training.model import build_serving_model
 from training.plots import plot_roc, plot_training_curves
 from training.prepare import PreparedLFW
-from training.recipe import DEFAULT_TARGET_FAR, Recipe
+from training.recipe import DEFAULT_TARGET_FAR, DLIB_INIT, DLIB_INPUT_SIZE, Recipe
 from training.run_folder import SCORING_FILE, load_backbone, read_summary, save_scoring
 from training.train import TrainResult, embed_rows, pair_scores, pair_vectors, scores_of_pairs, train
 
@@ -83,6 +83,13 @@ def phase_two(recipe: Recipe, out_dir: Path) -> Recipe:
 
 def split_for(recipe: Recipe, lfw: LFW, prepared: PreparedLFW, view: int = 1, fold: int = 0) -> Split:
     """The people and pairs `recipe` trains, validates and tests on (its split seed holds people out)."""
+    if recipe.init == DLIB_INIT:
+        # Its crops (training.dlib_init.prepared_crops) hold View 1's images only, at dlib's template.
+        if view != 1:
+            raise ValueError(f"--init {DLIB_INIT} trains and tests on View 1 only")
+        if prepared.crops.shape[1] != DLIB_INPUT_SIZE or prepared.spec.points is None:
+            raise ValueError(f"--init {DLIB_INIT} needs crops aligned onto dlib's template "
+                             f"(training.dlib_init.prepared_crops), not {prepared.spec.to_dict()}")
     if view == 1:
         return view1_split(lfw, prepared, min_images=recipe.min_images, seed=recipe.held_out_seed)
     return view2_split(lfw, prepared, fold, min_images=recipe.min_images, seed=recipe.held_out_seed)

@@ -194,6 +194,7 @@ def training_command(run_dir: Path, summary: dict) -> str:
         ("steps_per_epoch", "--steps"), ("input_size", "--input-size"),
         ("embedding_size", "--embedding-size"), ("identities_per_batch", "--identities-per-batch"),
         ("images_per_identity", "--images-per-identity"), ("margin", "--margin"), ("learning_rate", "--learning-rate"),
+        ("backbone_learning_rate", "--backbone-learning-rate"),
         ("weight_decay", "--weight-decay"), ("mixed_precision", "--mixed-precision"),
         ("occlusion_prob", "--occlusion-prob"), ("sunglasses_prob", "--sunglasses-prob"),
         ("ema_decay", "--ema-decay"), ("memory_batches", "--memory-batches"), ("seed", "--seed"),

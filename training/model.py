@@ -16,6 +16,7 @@ from keras import layers, ops
 
 # The serving layers live in the kiosk, which loads saved models without this package.
 from kiosk.serving import CropToEmbedding, L2Normalize, crops_and_mirrors, resize_crops  # noqa: F401
+from training.recipe import DLIB_INIT, Recipe
 
 
 def _conv_bn(x, filters: int, kernel: int = 3, strides: int = 1, name: str = ""):
@@ -51,6 +52,16 @@ def build_backbone(
     """
     with _dtype_policy("mixed_bfloat16" if mixed_precision else "float32"):
         return _backbone(input_size, embedding_size, widths, blocks, dropout)
+
+
+def recipe_backbone(recipe: Recipe, mixed_precision: bool = False) -> keras.Model:
+    """The network `recipe` trains: dlib's ResNet with dlib's weights and an identity embedding head
+    (training.dlib_init) for `init="dlib"`, else this project's network, freshly initialised."""
+    if recipe.init == DLIB_INIT:
+        from training.dlib_init import build_dlib_backbone  # reads dlib's model file: only when asked for
+
+        return build_dlib_backbone()
+    return build_backbone(recipe.input_size, recipe.embedding_size, tuple(recipe.widths), mixed_precision=mixed_precision)
 
 
 @contextmanager

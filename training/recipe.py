@@ -15,18 +15,28 @@ DEFAULT_TARGET_FAR = 0.01
 LOSSES = ("pair_bce", "contrastive", "triplet", "semihard", "cosface")
 SAMPLINGS = ("uniform", "capped")
 SCORINGS = KINDS
+# `init` naming dlib's face-recognition ResNet with dlib's weights (training.dlib_init) rather than
+# a weights file: it takes dlib's 150 px chip (training.dlib_resnet.CHIP_SIZE) and gives 128 numbers.
+DLIB_INIT = "dlib"
+DLIB_INPUT_SIZE = 150
+DLIB_EMBEDDING_SIZE = 128
 
 
 @dataclass(frozen=True)
 class Recipe:
     loss: str = "triplet"
     augment: bool = True
-    init: str | None = None  # weights file of a pretrained backbone (None: from scratch)
+    # A pretrained backbone: a weights file of this project's network, or DLIB_INIT (None: from scratch).
+    init: str | None = None
     freeze: bool = False  # with `init`: train only the embedding layers on top of frozen features
+    # With `init`, not frozen: the learning rate of the pretrained layers, so that they move less than
+    # the new layers on top (a pair head, dlib's embedding head), which learn at `learning_rate`.
+    # None: one learning rate for all.
+    backbone_learning_rate: float | None = None
     input_size: int = 64
     embedding_size: int = 128
     widths: tuple[int, ...] = (32, 64, 128, 160)  # channels of the stem/stages; about 1.1 M weights, 4.6 MB
-    epochs: int = 30
+    epochs: int = 30  # 0, with `init`: the pretrained backbone as it is, nothing trained
     steps_per_epoch: int = 100
     identities_per_batch: int = 32
     images_per_identity: int = 4
@@ -76,6 +86,16 @@ class Recipe:
             raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
         if self.freeze and not self.init:
             raise ValueError("--freeze needs --init: there is nothing pretrained to freeze")
+        if self.epochs < 0 or (self.epochs == 0 and not self.init):
+            raise ValueError("epochs must be 1 or more (0 only with --init: the pretrained backbone as it is)")
+        if self.backbone_learning_rate is not None and (not self.init or self.freeze):
+            raise ValueError("--backbone-learning-rate needs --init without --freeze: it is the pretrained layers' rate")
+        if self.init == DLIB_INIT:
+            if (self.input_size, self.embedding_size) != (DLIB_INPUT_SIZE, DLIB_EMBEDDING_SIZE):
+                raise ValueError(f"--init {DLIB_INIT} takes {DLIB_INPUT_SIZE} px crops and gives {DLIB_EMBEDDING_SIZE} "
+                                 f"numbers: use --input-size {DLIB_INPUT_SIZE} --embedding-size {DLIB_EMBEDDING_SIZE}")
+            if self.mixed_precision:
+                raise ValueError(f"--init {DLIB_INIT} trains in float32 only (drop --mixed-precision)")
         if self.scoring not in SCORINGS:
             raise ValueError(f"unknown scoring {self.scoring!r}; choose one of {', '.join(SCORINGS)}")
         if self.sampling not in SAMPLINGS:
@@ -104,8 +124,12 @@ class Recipe:
 
     @property
     def name(self) -> str:
+        origin = "dlib-" if self.init == DLIB_INIT else ""
+        if self.epochs == 0:
+            return f"{origin or 'pretrained-'}as-is"
         start = "scratch" if not self.init else ("frozen" if self.freeze else "finetuned")
-        return f"{self.loss}-{'aug' if self.augment else 'noaug'}-{start}" + ("-distilled" if self.distill_from else "")
+        return (f"{self.loss}-{'aug' if self.augment else 'noaug'}-{origin}{start}"
+                + ("-distilled" if self.distill_from else ""))
 
     def as_json(self) -> dict:
         """The recipe as a run's summary.json stores it (JSON turns tuples into lists)."""

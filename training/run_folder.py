@@ -8,7 +8,7 @@ import keras
 
 from kiosk.atomic import atomic_path
 from kiosk.scoring import FITTED, CosineScoring, Scoring, StaleScoringError
-from training.model import build_backbone
+from training.model import recipe_backbone
 from training.recipe import Recipe
 
 SCORING_FILE = "scoring.npz"
@@ -33,7 +33,7 @@ def finished_summary(run_dir: Path, recipe: Recipe) -> dict | None:
 
 def load_backbone(run_dir: Path, recipe: Recipe) -> keras.Model:
     """The run's trained backbone (float32, whatever it trained in), built from its recipe."""
-    backbone = build_backbone(recipe.input_size, recipe.embedding_size, recipe.widths)
+    backbone = recipe_backbone(recipe)
     backbone.load_weights(Path(run_dir) / "backbone.weights.h5")
     return backbone
 

@@ -10,6 +10,11 @@ augmented per image in `tf.data`. From such a batch,
   the fine-tuning experiments their pretrained backbone.
 After every epoch the model is scored on the held-out validation pairs (never the test
 pairs); the best epoch's weights are kept and training stops when it stops improving.
+
+A recipe may start from a pretrained backbone (`init`): a weights file of this network, or
+dlib's face-recognition ResNet (training.dlib_init); `freeze` trains only the embedding layers
+on top of it, and `backbone_learning_rate` lets the pretrained layers learn more slowly than
+the new ones. With 0 epochs the pretrained backbone is scored as it is.
 """
 from __future__ import annotations
 
@@ -27,9 +32,9 @@ from training.augment import NO_AUGMENTATION, AugmentConfig, make_augmenter
 from training.data import PairSet, Split, pk_batches
 from training.distill import teacher_vectors
 from training.metrics import accuracy_at, best_threshold, roc_auc
-from training.model import CosineClassifier, PairHead, build_backbone, build_serving_model, resize_crops
+from training.model import CosineClassifier, PairHead, build_serving_model, recipe_backbone, resize_crops
 from training.prepare import PreparedLFW
-from training.recipe import Recipe
+from training.recipe import DLIB_INIT, Recipe
 
 
 @dataclass
@@ -44,19 +49,19 @@ class TrainResult:
 def train(recipe: Recipe, split: Split, prepared: PreparedLFW, log=print) -> TrainResult:
     """Train `recipe` on `split`'s training identities; keep the best epoch on its validation pairs."""
     keras.utils.set_random_seed(recipe.seed)
+    if recipe.epochs == 0:  # the pretrained backbone as it is
+        return TrainResult(initial_backbone(recipe), {"loss": [], "val_auc": [], "val_accuracy": []}, 0, 0.0, recipe)
     started = time.perf_counter()
     images = model_inputs(prepared.crops, split.train_rows, recipe.input_size)
-    total_steps = recipe.epochs * recipe.steps_per_epoch
-    schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, max(total_steps - recipe.steps_per_epoch, 1), alpha=0.01,
-        warmup_target=recipe.learning_rate, warmup_steps=recipe.steps_per_epoch)
     teachers = teacher_vectors(recipe, split.description, images) if recipe.distill_from else None
-    training = build_training(recipe, images, split.train_labels, schedule, teachers)
+    backbone_rate = (None if recipe.backbone_learning_rate is None
+                     else _schedule(recipe, recipe.backbone_learning_rate))
+    training = build_training(recipe, images, split.train_labels, _schedule(recipe, recipe.learning_rate), teachers,
+                              backbone_learning_rate=backbone_rate)
     backbone = training.backbone
     # Validation scores the backbone as the kiosk will run it: in float32, whatever it trains in,
     # and with the averaged weights when the recipe keeps an average (on a copy: training goes on).
-    evaluated = (build_backbone(recipe.input_size, recipe.embedding_size, tuple(recipe.widths))
-                 if recipe.mixed_precision or recipe.ema_decay else backbone)
+    evaluated = recipe_backbone(recipe) if recipe.mixed_precision or recipe.ema_decay else backbone
     serving = build_serving_model(evaluated, prepared.crops.shape[1])
     history: dict[str, list[float]] = {"loss": [], "val_auc": [], "val_accuracy": []}
     best = (-1.0, 0, backbone.get_weights())
@@ -86,6 +91,14 @@ def train(recipe: Recipe, split: Split, prepared: PreparedLFW, log=print) -> Tra
             break
     evaluated.set_weights(best[2])
     return TrainResult(evaluated, history, best[1] + 1, time.perf_counter() - started, recipe)
+
+
+def _schedule(recipe: Recipe, target: float) -> keras.optimizers.schedules.LearningRateSchedule:
+    """One epoch of warm-up to `target`, then a cosine decay to 1% of it over the other epochs."""
+    total_steps = recipe.epochs * recipe.steps_per_epoch
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, max(total_steps - recipe.steps_per_epoch, 1), alpha=0.01,
+        warmup_target=target, warmup_steps=recipe.steps_per_epoch)
 
 
 class WeightAverage:
@@ -119,26 +132,58 @@ class Training:
 
 
 def build_training(recipe: Recipe, images: np.ndarray, labels: np.ndarray, learning_rate,
-                   teachers: np.ndarray | None = None) -> Training:
+                   teachers: np.ndarray | None = None, backbone_learning_rate=None) -> Training:
     """Everything `recipe` trains with, on `images` (at the network's input size) and their
-    identity labels; `learning_rate` is a number or a Keras schedule; `teachers`, for a recipe
-    that distills, holds the teachers' vectors of each image (`distill.teacher_vectors`)."""
+    identity labels; `learning_rate` is a number or a Keras schedule, and so is
+    `backbone_learning_rate` (default: the recipe's, constant) for a recipe that sets one;
+    `teachers`, for a recipe that distills, holds the teachers' vectors of each image
+    (`distill.teacher_vectors`)."""
     labels = labels.astype(np.int32)
     batch = recipe.identities_per_batch * recipe.images_per_identity
-    backbone = build_backbone(recipe.input_size, recipe.embedding_size, tuple(recipe.widths),
-                              mixed_precision=recipe.mixed_precision)
-    if recipe.init:
+    backbone = initial_backbone(recipe)
+    head = _head(recipe, int(labels.max()) + 1)
+    groups = _optimised(recipe, backbone, head, learning_rate, backbone_learning_rate)
+    memory = (losses.CrossBatchMemory(recipe.memory_batches * batch, recipe.embedding_size)
+              if recipe.memory_batches else None)
+    step = _train_step(recipe, backbone, head, groups, teachers, memory)
+    return Training(recipe, backbone, iter(_dataset(images, labels, recipe, batch)), step, memory)
+
+
+def initial_backbone(recipe: Recipe) -> keras.Model:
+    """The network `recipe` starts from: pretrained weights loaded when it has any, and with
+    `freeze` only its embedding layers left trainable."""
+    backbone = recipe_backbone(recipe, mixed_precision=recipe.mixed_precision)
+    if recipe.init == DLIB_INIT:
+        from training.dlib_init import freeze_all_but_head
+
+        if recipe.freeze:
+            freeze_all_but_head(backbone)
+    elif recipe.init:
         backbone.load_weights(recipe.init)
         if recipe.freeze:
             for layer in backbone.layers:
                 layer.trainable = layer.name.startswith(("embedding", "dropout"))
-    head = _head(recipe, int(labels.max()) + 1)
-    variables = backbone.trainable_variables + (head.trainable_variables if head else [])
-    optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=recipe.weight_decay)
-    memory = (losses.CrossBatchMemory(recipe.memory_batches * batch, recipe.embedding_size)
-              if recipe.memory_batches else None)
-    step = _train_step(recipe, backbone, head, optimizer, variables, teachers, memory)
-    return Training(recipe, backbone, iter(_dataset(images, labels, recipe, batch)), step, memory)
+    return backbone
+
+
+def _optimised(recipe: Recipe, backbone: keras.Model, head, learning_rate,
+               backbone_learning_rate) -> list[tuple[keras.optimizers.Optimizer, list]]:
+    """(optimizer, the variables it updates) pairs: one for everything trainable, or, when the
+    recipe gives the pretrained layers their own learning rate, one for the new layers on top
+    (the loss's head, dlib's embedding head) and one for the pretrained ones."""
+    head_variables = list(head.trainable_variables) if head else []
+    if recipe.backbone_learning_rate is None:
+        return [(keras.optimizers.AdamW(learning_rate, weight_decay=recipe.weight_decay),
+                 backbone.trainable_variables + head_variables)]
+    if recipe.init == DLIB_INIT:
+        from training.dlib_init import head_variables as dlib_head
+
+        head_variables += dlib_head(backbone)
+    new = {id(variable) for variable in head_variables}
+    pretrained = [variable for variable in backbone.trainable_variables if id(variable) not in new]
+    rate = recipe.backbone_learning_rate if backbone_learning_rate is None else backbone_learning_rate
+    return [(keras.optimizers.AdamW(learning_rate, weight_decay=recipe.weight_decay), head_variables),
+            (keras.optimizers.AdamW(rate, weight_decay=recipe.weight_decay), pretrained)]
 
 
 def model_inputs(crops: np.ndarray, rows: np.ndarray, input_size: int) -> np.ndarray:
@@ -185,8 +230,8 @@ def _head(recipe: Recipe, classes: int) -> keras.layers.Layer | None:
     return None
 
 
-def _train_step(recipe: Recipe, backbone, head, optimizer, variables, teachers: np.ndarray | None,
-                memory: losses.CrossBatchMemory | None):
+def _train_step(recipe: Recipe, backbone, head, groups: list[tuple[keras.optimizers.Optimizer, list]],
+                teachers: np.ndarray | None, memory: losses.CrossBatchMemory | None):
     margin = recipe.margin
     teacher_table = tf.constant(teachers, tf.float32) if teachers is not None else None
 
@@ -214,8 +259,11 @@ def _train_step(recipe: Recipe, backbone, head, optimizer, variables, teachers: 
             if teacher_table is not None:
                 loss += recipe.distill_weight * losses.relational_distillation_loss(
                     embeddings, tf.gather(teacher_table, rows))
-        gradients = tape.gradient(loss, variables)
-        optimizer.apply_gradients(zip(gradients, variables))
+        gradients = tape.gradient(loss, [variable for _, variables in groups for variable in variables])
+        start = 0
+        for optimizer, variables in groups:
+            optimizer.apply_gradients(zip(gradients[start:start + len(variables)], variables))
+            start += len(variables)
         if memory:
             memory.push(embeddings, labels)
         return loss
