@@ -11,7 +11,8 @@ setup(
     packages=find_packages(include=["kiosk*", "training*"]) + ["kiosk.assets", "kiosk.resources.sounds"],
     package_dir={"kiosk.assets": "assets", "kiosk.resources": "resources"},
     package_data={
-        "kiosk.assets": ["face_embedder.tflite", "face_embedder.card.json"],
+        "kiosk.assets": ["face_embedder.tflite", "face_embedder.card.json",
+                         "face_detector.json", "face_detector_*.tflite"],
         "kiosk.resources.sounds": ["*.wav"],
     },
 )

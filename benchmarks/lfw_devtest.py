@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kiosk.atomic import atomic_write_bytes, atomic_write_json  # noqa: E402
-from kiosk.faces import IMPLEMENTATIONS, Face, face_nearest_center  # noqa: E402
+from kiosk.faces import IMPLEMENTATIONS, Face, face_nearest_center, kiosk_detector  # noqa: E402
 from kiosk.images import load_image  # noqa: E402
 from kiosk.modelcard import sha256_of  # noqa: E402
 from training.lfw import LFW, ImageRef  # noqa: E402
@@ -156,14 +156,13 @@ def impostor_table_on_new_people(engine, vectors: dict) -> dict:
 
 
 def run(lfw_dir: str | None, model: str | None, out: Path, batch: int = BATCH, check_batch: int = CHECK_IMAGES,
-        command: str = "", detector: str = "graph") -> dict:
+        command: str = "", detector: str = "lite") -> dict:
     from kiosk.engine import FaceEngine
-    from kiosk.faces import FaceDetector
 
     lfw = LFW.locate(lfw_dir)
     pairs = lfw.pairs("devtest")
     refs = sorted({ref for pair in pairs for ref in (pair.a, pair.b)})
-    engine = FaceEngine(model, FaceDetector(implementation=detector))
+    engine = FaceEngine(model, kiosk_detector(detector))
     card = engine.card.raw
     print(f"LFW DevTest: {len(pairs)} pairs, {len(refs)} images; model {engine.card.path.name}, "
           f"threshold {engine.threshold:.4f}")
@@ -326,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
                              "but moves a few faces slightly)")
     parser.add_argument("--check-batch", type=int, default=CHECK_IMAGES,
                         help="with --batch > 1: images also detected one by one to measure the difference (0: skip)")
-    parser.add_argument("--detector", choices=IMPLEMENTATIONS, default="graph",
+    parser.add_argument("--detector", choices=IMPLEMENTATIONS, default="lite",
                         help="MTCNN implementation: graph (the kiosk's, compiled) or package (the mtcnn package's own)")
     args = parser.parse_args(argv)
     command = "python " + shlex.join([str(Path(sys.argv[0]).resolve().relative_to(ROOT))

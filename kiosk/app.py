@@ -1,7 +1,7 @@
 """The kiosk program: ``face-kiosk`` / ``python main.py``.
 
-Arguments are parsed before Qt starts, so ``--help`` never waits for anything (TensorFlow and
-the detector load on the analysis thread once the window is up). A camera or data folder that
+Arguments are parsed before Qt starts, so ``--help`` never waits for anything (the detector
+and the face model load on the analysis thread once the window is up). A camera or data folder that
 cannot be used is shown in a window with what to do and a Try again button (kiosk.ui.startup_problem),
 and printed as a one-line error; closing that window exits with status 2.
 """
@@ -20,7 +20,9 @@ from PySide6.QtWidgets import QApplication, QMainWindow
 from kiosk import __version__, logsetup
 from kiosk.camera import ACCEPTED_SOURCES, Camera, CameraError
 from kiosk.datadir import chosen_data_dir, resolve_data_dir
+from kiosk.events import check_door_id
 from kiosk.settings import KioskSettings
+from kiosk.store import Store
 from kiosk.ui.kiosk_window import KioskWindow
 from kiosk.ui.startup_problem import StartupProblem, StartupProblemWindow
 
@@ -42,6 +44,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, metavar="DIR",
                         help="where the kiosk keeps its database of enrolled people, access events, "
                              "settings and admin PIN (default: $KIOSK_DATA_DIR or the per-user data folder)")
+    parser.add_argument("--database", metavar="URL",
+                        help="a site's shared PostgreSQL database, postgresql://USER@HOST/DB, for several doors "
+                             "(else $KIOSK_DATABASE_URL, else the data folder's own database)")
+    parser.add_argument("--door-id", metavar="ID",
+                        help="this door's name in the access log: a-z, 0-9, - and _ (default: the settings' "
+                             "door id, else the host name)")
     logsetup.add_options(parser)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser.parse_args(argv)
@@ -69,6 +77,13 @@ def open_kiosk(options: argparse.Namespace, created: bool = False) -> KioskWindo
     `created`: the data folder was made earlier in this start (the first-run screen says so)."""
     data_dir, made = open_data_dir(options.data_dir)
     created = created or made
+    try:
+        store = Store.choose(data_dir, options.database, options.door_id)
+        check_door_id(store.door_name())
+    except ValueError as exc:
+        raise StartupProblem("The kiosk's database cannot be used",
+                             "Correct --database (a postgresql:// URL) or --door-id in the kiosk's start command, "
+                             "then press Try again.", str(exc)) from exc
     source = options.camera
     if source is None:  # the camera chosen in admin mode, kept in the data dir's settings
         source = KioskSettings.load(data_dir).camera
@@ -82,7 +97,7 @@ def open_kiosk(options: argparse.Namespace, created: bool = False) -> KioskWindo
     except CameraError as exc:
         raise StartupProblem("The camera cannot be opened", todo, str(exc)) from exc
     try:
-        return KioskWindow(camera, data_dir=data_dir, loop=options.loop, new_data_dir=created)
+        return KioskWindow(camera, data_dir=data_dir, loop=options.loop, new_data_dir=created, store=store)
     except BaseException:
         camera.stop()
         raise

@@ -329,6 +329,12 @@ class Camera:
         with self._cond:
             return self._message
 
+    @property
+    def stopped(self) -> bool:
+        """Whether stop() was called (the camera cannot start again)."""
+        with self._cond:
+            return self._stopping
+
     def stop(self, timeout: float = 2.0) -> None:
         """Stop reading and join the reader; idempotent, returns within ``timeout``.
 

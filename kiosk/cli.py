@@ -19,8 +19,8 @@ write to, run also such a settings file (SECURITY.md). enroll refuses a photo wh
 not match the name unless --allow-mismatch; log --export writes only new files outside the
 data directory unless --force.
 
-TensorFlow takes seconds to load, so it is imported only by the commands that need the
-model (enroll, identify, verify, run); --help, people and log start instantly.
+The face detector and model are loaded only by the commands that need them (enroll, identify,
+verify, run); --help, people and log start instantly.
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ import signal
 import sqlite3
 import sys
 import threading
+import time
 import unicodedata
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
@@ -44,7 +45,7 @@ import numpy as np
 from kiosk import __version__, logsetup
 from kiosk.accesslog import AccessLog
 from kiosk.calibration import GRANT_LINE
-from kiosk.database import SchemaVersionError, database_path, open_database
+from kiosk.database import SchemaVersionError, database_path
 from kiosk.datadir import ENV_VAR as DATA_DIR_ENV_VAR
 from kiosk.errors import InvalidImageError, KioskError
 from kiosk.gallery import INVISIBLE_CATEGORIES, Gallery, GalleryError, normalise_badge, normalise_name
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 
 PROG = "face-kiosk-admin"  # the installed command; `python -m kiosk` passes its own name
 START_TIMEOUT_S = 10.0  # how long `run` waits for a live camera's first frame
+SITE_RETRY_S = 2.0  # how often a door with nothing to decide from tries its site's server again
 
 
 class CliError(KioskError):
@@ -126,41 +128,33 @@ def _data_dir(args: argparse.Namespace) -> Path:
         raise CliError(f"cannot use the data directory {args.data_dir or ''}: {exc}") from exc
 
 
+def _store(args: argparse.Namespace):
+    """Where this command's database is: --database, else $KIOSK_DATABASE_URL (a site's PostgreSQL
+    server), else the data directory's file (kiosk.store, as the kiosk window opens it)."""
+    from kiosk.store import Store
+
+    try:
+        return Store.choose(_data_dir(args), getattr(args, "database", None), getattr(args, "door_id", None))
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+
+
 def _site_url(args: argparse.Namespace) -> str | None:
-    """--database, else $KIOSK_DATABASE_URL: a site's PostgreSQL server; None for the data directory's file."""
-    from kiosk.database import DATABASE_URL_ENV
-
-    url = getattr(args, "database", None) or os.environ.get(DATABASE_URL_ENV, "").strip() or None
-    if url is not None and not url.startswith(("postgresql://", "postgres://")):
-        raise CliError(f"--database must be a postgresql:// URL, got {url[:60]!r}")
-    return url
-
-
-def _door(args: argparse.Namespace) -> str:
-    """This door's name: --door-id, else the settings' door_id, else the host name (one name for
-    the access log, the topics and the events)."""
-    from kiosk.events import default_door_id
-    from kiosk.settings import KioskSettings
-
-    return getattr(args, "door_id", None) or KioskSettings.load(_data_dir(args)).door_id or default_door_id()
+    """The site database's URL; None for the data directory's file."""
+    return _store(args).url
 
 
 def _open_database(args: argparse.Namespace) -> sqlite3.Connection:
-    url = _site_url(args)
-    if url is not None:
-        from kiosk.settings import KioskSettings
-
+    store = _store(args)
+    if store.url is not None:
         try:
-            from kiosk.site import open_site_database
+            import kiosk.site  # noqa: F401
         except ImportError as exc:
             raise CliError(f"a site database needs psycopg ({exc}): pip install 'face-kiosk[site]'") from exc
-
-        folder = _data_dir(args)
-        try:
-            return open_site_database(url, folder, _door(args), KioskSettings.load(folder).offline_hours)
-        except ValueError as exc:  # a door name that cannot be one
-            raise CliError(str(exc)) from exc
-    return open_database(database_path(_data_dir(args)), door=_door(args))
+    try:
+        return store.open()
+    except ValueError as exc:  # a door name that cannot be one
+        raise CliError(str(exc)) from exc
 
 
 def _stored_text(text: str) -> str:
@@ -513,17 +507,17 @@ def cmd_keys(args: argparse.Namespace, out: Output) -> int:
 
     conn = _open_admin_database(args)
     try:
-        if getattr(args, "keys_command", None) == "rotate" and getattr(conn, "backend", "sqlite") == "postgresql":
-            # The other doors would hold a key file without the new key until each got a copy.
-            raise CliError("keys rotate works on a kiosk's own database only; a site keeps its key "
-                           "(README, A site with several doors)")
+        site = getattr(conn, "backend", "sqlite") == "postgresql"
         if getattr(args, "keys_command", None) == "rotate":
             done = rotate_keys(conn, progress=out.note)
+            text = (f"rotated {'the site ' if site else ''}to key {done.new_key}: re-sealed {done.resealed} rows; "
+                    f"old key{'s' if len(done.old_keys) != 1 else ''} "
+                    f"{', '.join(map(str, done.old_keys))} removed from the key file")
+            if site:  # docs/site.md, "Rotating the site key"
+                text += (f"\ncopy {conn.sealer.keyring.path} to every other door of the site now: until a door "
+                         f"holds key {done.new_key} it refuses to decide")
             out.emit({"rotated": True, "old_keys": list(done.old_keys), "new_key": done.new_key,
-                      "resealed": done.resealed},
-                     f"rotated to key {done.new_key}: re-sealed {done.resealed} rows; "
-                     f"old key{'s' if len(done.old_keys) != 1 else ''} "
-                     f"{', '.join(map(str, done.old_keys))} removed from the key file")
+                      "resealed": done.resealed, "key_file": str(conn.sealer.keyring.path), "site": site}, text)
             return 0
         ring = conn.sealer.keyring
         rows = rows_by_key(conn)
@@ -615,7 +609,7 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
             raise CliError("; ".join(problems).replace("idle_analysis_fps", "--idle-analysis-fps")
                            .replace("analysis_fps", "--analysis-fps"))
         engine = _engine(args.model)
-        conn = _open_database(args)
+        conn = _open_door_database(args, out)
     except BaseException:
         if events is not None:
             events.close(0)
@@ -659,6 +653,22 @@ def cmd_run(args: argparse.Namespace, out: Output) -> int:
             events.close(0)
         conn.close()
     return 0
+
+
+def _open_door_database(args: argparse.Namespace, out: Output) -> sqlite3.Connection:
+    """The database for a running door. A site door whose server cannot be reached and that holds no
+    copy of the site's gallery says so once and tries again until it can (or is stopped)."""
+    from kiosk.connection import DatabaseUnavailable
+
+    said = False
+    while True:
+        try:
+            return _open_database(args)
+        except DatabaseUnavailable as exc:
+            if not said:
+                out.note(f"cannot decide yet: {exc}; trying again every {SITE_RETRY_S:g} s")
+                said = True
+            time.sleep(SITE_RETRY_S)
 
 
 def _run_settings(args: argparse.Namespace, settings):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kiosk.litert import LiteModelError, allocate, open_interpreter
 from kiosk.modelcard import TFLITE_SUFFIX, ModelCard, ModelCardError, default_model_path
 
 RUNTIMES = ("auto", "tflite", "keras")
@@ -79,8 +80,8 @@ def _chosen_runtime(card: ModelCard, runtime: str) -> str:
 
 
 def _keras_embedding(card: ModelCard):
+    tf = _tensorflow(f"{card.path}: a .keras model")
     import keras
-    import tensorflow as tf
 
     import kiosk.serving  # noqa: F401  registers the custom layers the saved model uses
 
@@ -94,37 +95,47 @@ def _keras_embedding(card: ModelCard):
                        input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8)])
 
 
-def _interpreter(path: Path):
-    """LiteRT's interpreter where it is installed; TensorFlow's own copy of it elsewhere (Linux on ARM)."""
+def _tensorflow(what: str):
+    """TensorFlow, or ModelCardError saying that `what` needs it (the kiosk's own model does not)."""
     try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
         import tensorflow as tf
+    except ImportError as exc:
+        raise ModelCardError(f"{what} needs TensorFlow, which is not installed: pip install 'face-kiosk[train]' "
+                             "(the shipped TFLite model runs without it)") from exc
+    return tf
 
-        Interpreter = tf.lite.Interpreter  # noqa: N806
-    try:
-        return Interpreter(model_path=str(path), num_threads=os.cpu_count())
-    except (ValueError, RuntimeError) as exc:
-        raise ModelCardError(f"{path}: cannot load the TFLite model ({exc})") from exc
+
+def _scaled_and_mirrored(crops: np.ndarray) -> np.ndarray:
+    """kiosk.serving.crops_and_mirrors where no resize is needed, in NumPy."""
+    x = np.asarray(crops, np.float32) / np.float32(255.0)
+    return np.concatenate([x, x[:, :, ::-1]], axis=0)
+
+
+def _resized_and_mirrored(input_size: int, crop_size: int):
+    tf = _tensorflow(f"a model whose input ({input_size} px) is not its crop size ({crop_size} px)")
+
+    from kiosk.serving import crops_and_mirrors
+
+    return tf.function(lambda crops: crops_and_mirrors(crops, input_size),
+                       input_signature=[tf.TensorSpec([None, crop_size, crop_size, 3], tf.uint8)])
 
 
 class LiteEmbedding:
-    """What the `.keras` serving model does, with its backbone on LiteRT: resize and mirror (the
-    model's own TensorFlow ops), backbone (TFLite), sum and normalise. `input_size`: the backbone's
-    input side; `crop_size`: the aligned crops' side."""
+    """What the `.keras` serving model does, with its backbone on LiteRT: scale, resize and mirror,
+    backbone (TFLite), sum and normalise. `input_size`: the backbone's input side; `crop_size`: the
+    aligned crops' side. Where the two differ the resize is the model's own TensorFlow op (exactly
+    the training's); where they are equal (the shipped model) nothing here imports TensorFlow."""
 
     def __init__(self, path: Path, input_size: int, crop_size: int) -> None:
-        import tensorflow as tf
-
-        from kiosk.serving import crops_and_mirrors
-
-        self._interpreter = _interpreter(path)
+        try:
+            self._interpreter = open_interpreter(path)
+        except LiteModelError as exc:
+            raise ModelCardError(str(exc)) from exc
         self._input = self._interpreter.get_input_details()[0]["index"]
         self._output = self._interpreter.get_output_details()[0]["index"]
         self._rows = 0  # the batch the interpreter's tensors are allocated for
         self._lock = threading.Lock()  # an interpreter must not run two batches at once
-        self._prepare = tf.function(lambda crops: crops_and_mirrors(crops, input_size),
-                                    input_signature=[tf.TensorSpec([None, crop_size, crop_size, 3], tf.uint8)])
+        self._prepare = _scaled_and_mirrored if input_size == crop_size else _resized_and_mirrored(input_size, crop_size)
 
     @classmethod
     def of_card(cls, card: ModelCard) -> "LiteEmbedding":
@@ -135,7 +146,7 @@ class LiteEmbedding:
         with self._lock:
             if len(both) != self._rows:
                 self._interpreter.resize_tensor_input(self._input, list(both.shape))
-                self._interpreter.allocate_tensors()
+                allocate(self._interpreter)
                 self._rows = len(both)
             self._interpreter.set_tensor(self._input, both)
             self._interpreter.invoke()

@@ -1,9 +1,11 @@
 """Face detection with MTCNN: every face with its box, five landmarks, confidence and quality.
 
-Two implementations give the same faces (tests/test_mtcnn_graph.py): "graph" (the default)
-runs the `mtcnn` package's networks as compiled graphs (kiosk/mtcnn_graph.py, ~6x faster
-on a 640x480 frame); "package" calls the package itself. Either builds its networks once,
-so a FaceDetector is built once and reused; `shared_detector()` gives the process-wide one.
+Three implementations give the same faces (tests/test_mtcnn_lite.py, tests/test_mtcnn_graph.py):
+"lite" (the default) runs the `mtcnn` package's networks as the TFLite files shipped in assets/
+(kiosk/mtcnn_lite.py: no TensorFlow, opened in milliseconds); "graph" runs them as compiled
+TensorFlow graphs (kiosk/mtcnn_graph.py); "package" calls the package itself (6x slower on a
+640x480 frame). Each builds its networks once, so a FaceDetector is built once and reused;
+`shared_detector()` gives the process-wide one.
 """
 from __future__ import annotations
 
@@ -24,6 +26,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chat
 # MTCNN's image pyramid costs time in proportion to the pixels; beyond this side a frame is
 # detected on a scaled copy and the results are scaled back (faces at a door are not tiny).
 DEFAULT_MAX_SIDE = 1280
+# The smallest face the kiosk looks for, as a fraction of the picture's shorter side (never below
+# the detector's 20 px): 40 px on a 640x480 camera frame, where the door decides on faces from
+# 60 px (kiosk.policy) and tells faces from 40 px to come closer; a smaller face there is a
+# passer-by far away. Looking for 20 px faces took twice as long per frame (benchmarks.speed).
+# Small photos (an ORL portrait, an LFW image) keep the 20 px floor.
+KIOSK_MIN_FACE_FRACTION = 1 / 12
 
 
 @dataclass(frozen=True)
@@ -60,7 +68,7 @@ class Face:
         }
 
 
-IMPLEMENTATIONS = ("graph", "package")
+IMPLEMENTATIONS = ("lite", "graph", "package")
 
 
 class FaceDetector:
@@ -72,15 +80,24 @@ class FaceDetector:
         thresholds: tuple[float, float, float] = (0.6, 0.7, 0.8),
         min_score: float = 0.9,
         max_side: int = DEFAULT_MAX_SIDE,
-        implementation: str = "graph",
+        implementation: str = "lite",
+        min_face_fraction: float = 0.0,
     ) -> None:
         if implementation not in IMPLEMENTATIONS:
             raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
-        if implementation == "graph":
+        if implementation == "lite":
+            from kiosk.mtcnn_lite import LiteMTCNN
+
+            self._cascade = LiteMTCNN(min_face_size, thresholds, min_face_fraction=min_face_fraction)
+        elif implementation == "graph":
+            _require_mtcnn_package(implementation)
             from kiosk.mtcnn_graph import CompiledMTCNN  # imports TensorFlow, which takes seconds
 
-            self._graph = CompiledMTCNN(min_face_size, thresholds)
+            self._cascade = CompiledMTCNN(min_face_size, thresholds, min_face_fraction=min_face_fraction)
         else:
+            if min_face_fraction:
+                raise ValueError("the 'package' detector takes a fixed min_face_size only")
+            _require_mtcnn_package(implementation)
             from mtcnn import MTCNN
 
             self._mtcnn = MTCNN()
@@ -99,6 +116,8 @@ class FaceDetector:
         """What shapes the faces this detector returns (part of the training cache key)."""
         return {
             "min_face_size": self._options["min_face_size"],
+            **({"min_face_fraction": self._cascade.min_face_fraction}
+               if self.implementation != "package" and self._cascade.min_face_fraction else {}),
             "min_score": self.min_score,
             "implementation": self.implementation,
         }
@@ -146,8 +165,8 @@ class FaceDetector:
 
     def _rows(self, images: list[np.ndarray]) -> np.ndarray:
         """One row per face: image index, x1, y1, x2, y2, score, the five x's, the five y's."""
-        if self.implementation == "graph":
-            per_image = [self._graph.detect(image) for image in images]
+        if self.implementation != "package":
+            per_image = [self._cascade.detect(image) for image in images]
             for index, rows in enumerate(per_image):
                 rows[:, 0] = index
             return np.concatenate(per_image)
@@ -170,10 +189,25 @@ class FaceDetector:
         return Face(box=box, landmarks=landmarks, score=float(row[5]), quality=measure_quality(rgb, box, landmarks))
 
 
+def _require_mtcnn_package(implementation: str) -> None:
+    try:
+        import mtcnn  # noqa: F401
+    except ImportError as exc:
+        raise ValueError(f"the {implementation!r} detector needs the mtcnn package and TensorFlow (the train or "
+                         "test extra); the kiosk's own is 'lite'") from exc
+
+
 @functools.lru_cache(maxsize=1)
 def shared_detector() -> FaceDetector:
-    """The process-wide detector with default settings (built on first use)."""
-    return FaceDetector()
+    """The kiosk's detector, one per process (built on first use)."""
+    return kiosk_detector()
+
+
+def kiosk_detector(implementation: str = "lite") -> FaceDetector:
+    """A new detector with the kiosk's settings: faces from KIOSK_MIN_FACE_FRACTION of the picture's
+    shorter side (the "package" implementation, for comparisons, takes a fixed size only)."""
+    return FaceDetector(implementation=implementation,
+                        min_face_fraction=0.0 if implementation == "package" else KIOSK_MIN_FACE_FRACTION)
 
 
 def face_nearest_center(faces: Sequence[Face], image_shape: tuple[int, ...]) -> Face | None:

@@ -384,14 +384,19 @@ class Gallery:
 
     def _site_matrix(self) -> tuple[np.ndarray, np.ndarray]:
         watch = self._conn.start_watch()
+        copy = self._conn.copy
         if watch.online or self._matrix is None:
             if self._matrix is not None and watch.version is not None and watch.version <= self._matrix_version:
+                if copy is not None and watch.online:
+                    copy.confirm(self._matrix_version)
                 return self._matrix
             try:
                 return self._load_matrix()
             except DatabaseUnavailable:
                 if self._matrix is None:
-                    raise
+                    if copy is None or not copy.exists():
+                        raise
+                    self._load_copy()  # a door started while the server is away
         limit = self._conn.offline_limit_s
         if limit is None or watch.offline_for() <= limit:
             return self._matrix
@@ -407,6 +412,7 @@ class Gallery:
         site = getattr(self._conn, "backend", "sqlite") == "postgresql"
         with transaction(self._conn, "DEFERRED"):  # one snapshot for version, size and rows
             version = self._version()
+            keys = self._check_site_key() if site else None  # never a gallery this door cannot open
             count, dim = self._conn.execute(
                 "SELECT count(*), max(t.dim) FROM template t"
                 " JOIN person p ON p.id = t.person_id WHERE p.active = 1"
@@ -420,9 +426,13 @@ class Gallery:
             )
             state = self._state()
             damaged: list[DamagedTemplate] = []
+            sealed_rows: list[tuple] = []  # a site door's local copy keeps them as read (sealed)
+            keep_sealed = site and self._conn.copy is not None
             used = 0
             # Filled row by row so a large gallery is not held twice in memory.
             for template_id, person_id, dim, key_id, blob in rows:
+                if keep_sealed:
+                    sealed_rows.append((template_id, person_id, dim, key_id, blob))
                 try:
                     if state.is_removed(template_id):
                         raise SealError(_REMOVED.format(template_id))
@@ -437,11 +447,73 @@ class Gallery:
                 embeddings, person_ids = embeddings[:used].copy(), person_ids[:used].copy()
             if site:
                 self._names = dict(self._conn.execute("SELECT id, name FROM person WHERE active = 1").fetchall())
+        if site and self._conn.copy is not None:
+            self._save_copy(version, sealed_rows, keys)
+        return self._keep_matrix(embeddings, person_ids, version, damaged)
+
+    def _keep_matrix(self, embeddings: np.ndarray, person_ids: np.ndarray, version: int,
+                     damaged: list[DamagedTemplate]) -> tuple[np.ndarray, np.ndarray]:
         self.damaged = tuple(damaged)
         embeddings.flags.writeable = False
         person_ids.flags.writeable = False
         self._matrix, self._matrix_version = (embeddings, person_ids), version
         return self._matrix
+
+    # A site's gallery: the key it is sealed with, and the door's local copy (kiosk.site_copy)
+
+    def _check_site_key(self) -> tuple[int, bytes, bytes]:
+        """KeyFileError unless this door holds the site's current data key (the key file is read
+        again first: after a `keys rotate`, copying the new file to the door is enough)."""
+        from kiosk.site_keys import check_site_key
+        from kiosk.sitedb import redacted_url
+
+        current, check, log_check = self._conn.execute(
+            "SELECT k.current_key, c.sealed, k.log_check FROM key_state k"
+            " LEFT JOIN key_check c ON c.key_id = k.current_key").fetchone()
+        check_site_key(self._sealer, current, check, log_check, f"the site {redacted_url(self._conn.url)}")
+        return current, bytes(check), bytes(log_check)
+
+    def _save_copy(self, version: int, rows: list[tuple], keys: tuple[int, bytes, bytes]) -> None:
+        from kiosk.site_settings import site_values
+
+        try:
+            model = self._conn.execute("SELECT identity FROM gallery_model").fetchone()
+            self._conn.copy.save(version, rows, self._names, *keys, model[0] if model else None,
+                                 site_values(self._conn))
+        except (DatabaseUnavailable, sqlite3.Error, OSError) as exc:  # the door goes on; the copy is older
+            log.warning("cannot update the local copy of the site's gallery: %s", exc)
+
+    def _load_copy(self) -> tuple[np.ndarray, np.ndarray]:
+        """The matrix from the door's local copy of the site's gallery (the server is away)."""
+        from kiosk.site_keys import check_site_key
+
+        copy = self._conn.copy
+        state = copy.state()
+        check_site_key(self._sealer, state.key_id, state.key_check, state.log_check,
+                       f"this door's gallery copy {copy.path}")
+        rows, names = copy.rows()
+        dim = max((row[2] for row in rows), default=0)
+        embeddings = np.empty((len(rows), dim), dtype=np.float32)
+        person_ids = np.empty(len(rows), dtype=np.int64)
+        damaged: list[DamagedTemplate] = []
+        removed = self._state()
+        used = 0
+        for template_id, person_id, dim, key_id, blob in rows:
+            try:
+                if removed.is_removed(template_id):
+                    raise SealError(_REMOVED.format(template_id))
+                embeddings[used] = self._open_embedding(template_id, person_id, dim, key_id, blob)
+            except (SealError, TypeError, ValueError) as exc:
+                damaged.append(DamagedTemplate(template_id, person_id, str(exc)))
+                continue
+            person_ids[used] = person_id
+            used += 1
+        if used < len(rows):
+            embeddings, person_ids = embeddings[:used].copy(), person_ids[:used].copy()
+        self._names = names
+        log.warning("site database unreachable: deciding from the local copy of its gallery (%d people, "
+                    "%.0f min old)", len(names), state.age_s() / 60)
+        return self._keep_matrix(embeddings, person_ids, state.version, damaged)
 
     # Helpers
 
@@ -501,9 +573,20 @@ class Gallery:
         `identity` names (ModelCard.identity) or are not `dim`-d (a gallery enrolled before models
         were recorded belongs to none: refused). Reads only: every process that matches faces
         against this gallery checks it first (kiosk, `identify`)."""
-        self.check_dimension(dim)
-        row = self._conn.execute("SELECT identity FROM gallery_model").fetchone()
-        enrolled = self._conn.execute("SELECT 1 FROM template LIMIT 1").fetchone() is not None
+        try:
+            self.check_dimension(dim)
+            row = self._conn.execute("SELECT identity FROM gallery_model").fetchone()
+            enrolled = self._conn.execute("SELECT 1 FROM template LIMIT 1").fetchone() is not None
+        except DatabaseUnavailable:
+            # A site door starting while the server is away: the model its copy was made with.
+            state = self._conn.copy.state() if getattr(self._conn, "copy", None) is not None else None
+            if state is None:
+                raise
+            rows = self._conn.copy.rows()[0]
+            if rows and rows[0][2] != dim:
+                raise GalleryError(f"embedding dimension {dim} does not match the gallery's {rows[0][2]}: its templates "
+                                   "were made by another model") from None
+            row, enrolled = (state.model,) if state.model else None, bool(rows)
         if enrolled and row is not None and row[0] != identity:
             raise GalleryError(f"the gallery's templates were made by another model ({row[0]}), not by this "
                                f"one ({identity}); re-enrol everyone, or run the model they were enrolled with")

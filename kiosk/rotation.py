@@ -9,18 +9,25 @@ Each step is durable before the next starts, so a SIGKILL anywhere leaves a key 
 opens every row (until step 4 it holds old and new keys). A rotation that was cut short is
 finished by the next open_database() or `keys rotate`. Small transactions keep the kiosk,
 which may be running meanwhile, from waiting on the database.
+
+A site's database (several doors, kiosk.sitedb) is rotated in one server transaction instead
+(rotate_site_keys); each door then needs the new key file. Either way every sealed row is
+checked first: a damaged one stops the rotation before anything changed, and is named.
 """
 from __future__ import annotations
 
 import logging
+import secrets
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kiosk.connection import transaction
-from kiosk.keystore import keyring_lock, save_keyring
+from kiosk.errors import KioskError
+from kiosk.keystore import KEY_BYTES, keyring_lock, save_keyring
 from kiosk.sealing import (
     Sealer,
+    SealError,
     access_thumbnail_aad,
     current_key_id,
     sealer,
@@ -49,11 +56,21 @@ class Rotation:
     resealed: int  # rows re-sealed
 
 
+class RotationError(KioskError):
+    """A key rotation refused before it changed anything (a sealed row that cannot be opened)."""
+
+
 def rotate_keys(conn: sqlite3.Connection, progress: Progress | None = None) -> Rotation:
-    """Seal everything with a new data key and drop the old ones (see the module's steps)."""
+    """Seal everything with a new data key and drop the old ones (see the module's steps).
+
+    RotationError, with nothing changed, if a sealed row cannot be opened: re-sealing stops there,
+    so every row is checked first. On a site database, rotate_site_keys()."""
     keys = sealer(conn)
+    if getattr(conn, "backend", "sqlite") == "postgresql":
+        return rotate_site_keys(conn, progress)
     with keyring_lock(keys.keyring.path):
         keys.reload()
+        check_every_row_opens(conn, keys)
         if keys.keyring.retiring:
             _note(progress, f"finishing the interrupted rotation to key {keys.keyring.current}")
             _finish(conn, keys, progress)
@@ -63,6 +80,66 @@ def rotate_keys(conn: sqlite3.Connection, progress: Progress | None = None) -> R
         _note(progress, f"new key {ring.current} added to {ring.path}")
         resealed = _finish(conn, keys, progress)
     return Rotation(ring.retiring, ring.current, resealed)
+
+
+def rotate_site_keys(conn: sqlite3.Connection, progress: Progress | None = None) -> Rotation:
+    """A site's rotation, run at one door: a new data key in this door's key file, and in one server
+    transaction every sealed row of the site re-sealed with it, the site's current key set to it and
+    the gallery's version moved, so that every door reloads at once. A door whose key file lacks the
+    new key then refuses to decide, naming the key it needs, until the new key file is copied there
+    (docs/site.md). All or nothing: the key file is put back if the transaction fails."""
+    keys = sealer(conn)
+    with keyring_lock(keys.keyring.path):
+        keys.reload()
+        check_every_row_opens(conn, keys)
+        before = keys.keyring
+        new_id = max(max(before.data_keys), current_key_id(conn)) + 1
+        ring = replace(before, data_keys={**before.data_keys, new_id: secrets.token_bytes(KEY_BYTES)},
+                       current=new_id, retiring=tuple(sorted(before.data_keys)))
+        save_keyring(ring)  # durable before any row needs it
+        keys.reload()
+        _note(progress, f"new key {new_id} added to {ring.path}")
+        try:
+            with transaction(conn):
+                conn.execute("INSERT INTO key_check (key_id, sealed) VALUES (?, ?)", (new_id, keys.key_check(new_id)))
+                done = 0
+                for table, id_column, column, extra, aad in _SEALED:
+                    rows = conn.execute(f"SELECT {id_column}, key_id, {column}{extra} FROM {table}"
+                                        f" WHERE key_id != ? ORDER BY {id_column}", (new_id,)).fetchall()
+                    for row_id, key_id, blob, *more in rows:
+                        associated = aad(row_id, *more)
+                        plain = keys.open(key_id, blob, associated, f"{table} row {row_id}")
+                        conn.execute(f"UPDATE {table} SET {column} = ?, key_id = ? WHERE {id_column} = ?",
+                                     (keys.seal_with(new_id, plain, associated)[1], new_id, row_id))
+                    done += len(rows)
+                conn.execute("UPDATE key_state SET current_key = ?", (new_id,))
+                conn.execute("DELETE FROM key_check WHERE key_id != ?", (new_id,))
+                # Every door reloads its gallery now, and one without the new key says so.
+                conn.execute("UPDATE gallery_state SET version = version + 1")
+                conn.execute("SELECT pg_notify('kiosk_gallery', '')")
+        except BaseException:
+            save_keyring(before)
+            keys.reload()
+            raise
+        _note(progress, f"re-sealed {done} rows")
+        save_keyring(keys.keyring.without_retiring())
+        keys.reload()
+    return Rotation(tuple(sorted(before.data_keys)), new_id, done)
+
+
+def check_every_row_opens(conn: sqlite3.Connection, keys: Sealer) -> None:
+    """RotationError naming the first sealed row that cannot be opened (altered, moved, or sealed
+    with a key the key file lacks)."""
+    for table, id_column, column, extra, aad in _SEALED:
+        for row_id, key_id, blob, *more in conn.execute(
+                f"SELECT {id_column}, key_id, {column}{extra} FROM {table} ORDER BY {id_column}").fetchall():
+            try:
+                keys.open(key_id, blob, aad(row_id, *more), f"{table} row {row_id}")
+            except SealError as exc:
+                owner = f" (person {more[0]})" if table == "template" else ""
+                raise RotationError(
+                    f"{table} row {row_id}{owner} is damaged, so the keys were not rotated and nothing was "
+                    f"changed: {exc}. Remove that row (or restore it from a backup), then rotate again") from None
 
 
 def finish_interrupted_rotation(conn: sqlite3.Connection) -> int | None:

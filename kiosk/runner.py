@@ -146,7 +146,12 @@ class KioskRunner:
         Ends when the source has ended, the camera was stopped, or stop() was called; waits for
         door actions still in flight before the end so their outcomes get logged.
         """
-        self.camera.start()
+        try:
+            self.camera.start()
+        except RuntimeError:
+            if self.camera.stopped:  # stopped before the loop began (a window closed during start-up)
+                return
+            raise
         last = newer_than
         # One BLAS thread while the loop runs: its matrix products are a few faces' vectors, too
         # small to share, and an idle OpenBLAS helper thread spins for ~0.1 s after each call,

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from kiosk.connection import transaction
-from kiosk.database import SCHEMA_VERSION, SchemaVersionError, _check_keys, open_database
+from kiosk.connection import DatabaseUnavailable, transaction
+from kiosk.database import SCHEMA_VERSION, SchemaVersionError, open_database
 from kiosk.events import check_door_id, default_door_id
 from kiosk.keystore import KeyFileError, create_keyring, key_file_path, load_keyring
 from kiosk.sealing import Sealer
+from kiosk.site_copy import GalleryCopy
+from kiosk.site_keys import check_site_key
 from kiosk.sitedb import SiteConnection, redacted_url
 
 log = logging.getLogger(__name__)
@@ -38,7 +41,10 @@ def open_site_database(url: str, data_dir: str | os.PathLike, door: str | None =
     from kiosk.sitelink import OUTBOX_FILENAME, SiteOutbox
 
     door = check_door_id(door or default_door_id())
-    conn = SiteConnection(url, door)
+    try:
+        conn = SiteConnection(url, door)
+    except DatabaseUnavailable as exc:
+        return _open_offline(url, data_dir, door, offline_hours, exc)
     conn.offline_limit_s = None if offline_hours is None else offline_hours * 3600.0
     try:
         key_file = key_file_path(data_dir)
@@ -60,11 +66,42 @@ def open_site_database(url: str, data_dir: str | os.PathLike, door: str | None =
             else:
                 keys = Sealer(load_keyring(key_file))
             conn.sealer = keys
-        _check_keys(conn)
+            current, check, log_check = conn.execute(
+                "SELECT k.current_key, c.sealed, k.log_check FROM key_state k"
+                " LEFT JOIN key_check c ON c.key_id = k.current_key").fetchone()
+            check_site_key(keys, current, check, log_check, f"the site {redacted_url(url)}")
         conn.outbox = SiteOutbox(Path(data_dir) / OUTBOX_FILENAME, conn)
+        conn.copy = GalleryCopy(data_dir)
     except BaseException:
         conn.close()
         raise
+    return conn
+
+
+def _open_offline(url: str, data_dir: str | os.PathLike, door: str, offline_hours: float | None,
+                  unreachable: DatabaseUnavailable) -> SiteConnection:
+    """The server cannot be reached: a door that has a local copy of the site's gallery starts from
+    it (kiosk.site_copy) and connects later; one without cannot decide, and the caller is told so."""
+    from kiosk.sitelink import OUTBOX_FILENAME, SiteOutbox
+
+    copy = GalleryCopy(data_dir)
+    state = copy.state()
+    if state is None:
+        raise DatabaseUnavailable(f"{unreachable}; this door holds no copy of the site's gallery yet (it makes one "
+                                  "when it first connects), so it cannot decide until the server can be reached")
+    key_file = key_file_path(data_dir)
+    if not key_file.exists():
+        raise KeyFileError(f"this door holds no site key ({key_file}): copy the key file from a door of the site")
+    keys = Sealer(load_keyring(key_file))
+    check_site_key(keys, state.key_id, state.key_check, state.log_check, f"this door's gallery copy {copy.path}")
+    conn = SiteConnection(url, door, connect=False)
+    conn.offline_limit_s = None if offline_hours is None else offline_hours * 3600.0
+    conn.sealer = keys
+    conn.copy = copy
+    conn.offline_since = time.monotonic() - state.age_s()
+    conn.outbox = SiteOutbox(Path(data_dir) / OUTBOX_FILENAME, conn)
+    log.warning("%s; starting from the local copy of the site's gallery (%.0f min old)", unreachable,
+                state.age_s() / 60)
     return conn
 
 

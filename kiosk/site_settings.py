@@ -13,7 +13,7 @@ import sqlite3
 from dataclasses import asdict
 from typing import Any
 
-from kiosk.connection import transaction
+from kiosk.connection import DatabaseUnavailable, transaction
 from kiosk.settings import KioskSettings
 
 SITE_WIDE = ("risk", "looser_risk_confirmed", "retention_days")
@@ -31,8 +31,15 @@ def site_values(conn: sqlite3.Connection) -> dict[str, Any]:
     """The site-wide settings set in the site database (none for a kiosk's own file)."""
     if not _is_site(conn):
         return {}
-    return {name: json.loads(value) for name, value in conn.execute("SELECT name, value FROM site_setting")
-            if name in SITE_WIDE}
+    try:
+        rows = conn.execute("SELECT name, value FROM site_setting").fetchall()
+    except DatabaseUnavailable:
+        # A door started while the server is away: the values its gallery copy was made with.
+        state = conn.copy.state() if conn.copy is not None else None
+        if state is None:
+            raise
+        return dict(state.site_settings)
+    return {name: json.loads(value) for name, value in rows if name in SITE_WIDE}
 
 
 def with_site(settings: KioskSettings, conn: sqlite3.Connection) -> KioskSettings:

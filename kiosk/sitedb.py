@@ -18,6 +18,9 @@ transaction reconnects (at most once a second), so a kiosk picks up where it was
 is back. A BEGIN, or a SELECT outside a transaction, that finds the connection dead (the server
 restarted since it was last used) goes once more on a new connection: nothing was done on the old.
 
+A door that starts while the server is away (kiosk.site, from its local copy of the gallery) is
+made with ``connect=False``: it is "away" until its watch first reaches the server.
+
 GalleryWatch keeps one more connection that LISTENs for the gallery triggers' NOTIFY
 (kiosk.site_schema): a change made at any door (an enrolment, a removal, a person deactivated)
 reaches every other door within a fraction of a second, and the kiosk's Gallery reloads its
@@ -96,7 +99,8 @@ class SiteConnection:
 
     backend = "postgresql"
 
-    def __init__(self, url: str, door: str) -> None:
+    def __init__(self, url: str, door: str, connect: bool = True) -> None:
+        """`connect=False`: a door starting while the server is away (kiosk.site): it connects later."""
         self.url = url
         self.door = door
         self.chain = door  # one log chain per door
@@ -105,10 +109,14 @@ class SiteConnection:
         self.outbox = None  # kiosk.sitelink.SiteOutbox, set by open_database() for a data directory
         self.watch = None  # GalleryWatch, started by the first Gallery.matrix()
         self.offline_limit_s: float | None = None  # how long Gallery decides offline; None: no limit
+        self.copy = None  # kiosk.site_copy.GalleryCopy: the gallery as last loaded, kept in the data directory
+        self.started_offline = not connect  # the server was away when the door started
+        self.offline_since: float | None = None  # started offline: time.monotonic() the copy was last current
         self._conn: psycopg.Connection | None = None
         self._last_try = 0.0
         self._lock = threading.RLock()
-        self._connect()
+        if connect:
+            self._connect()
 
     # -- connection -------------------------------------------------------------------
 
@@ -129,7 +137,8 @@ class SiteConnection:
     @property
     def away(self) -> bool:
         """The gallery watch, once it has reached the server, has lost it (and is trying again)."""
-        return self.watch is not None and self.watch.version is not None and not self.watch.online
+        return self.watch is not None and not self.watch.online and (
+            self.watch.version is not None or self.started_offline)
 
     def _live(self) -> psycopg.Connection:
         if self.online:
@@ -171,7 +180,7 @@ class SiteConnection:
         with self._lock:
             if self.watch is None:
                 flush = (lambda: self.outbox.try_flush(force=True)) if self.outbox is not None else None
-                self.watch = GalleryWatch(self.url, self.door, flush)
+                self.watch = GalleryWatch(self.url, self.door, flush, self.offline_since)
             return self.watch
 
     def close(self) -> None:
@@ -220,12 +229,14 @@ class SiteConnection:
 class GalleryWatch:
     """The site's gallery version, kept current by LISTEN/NOTIFY on a thread of its own."""
 
-    def __init__(self, url: str, door: str, on_reconnect: Callable[[], object] | None = None) -> None:
+    def __init__(self, url: str, door: str, on_reconnect: Callable[[], object] | None = None,
+                 offline_since: float | None = None) -> None:
+        """`offline_since`: time.monotonic() the door last knew the server's gallery (it starts offline)."""
         self.url = url
         self.door = door
         self.version: int | None = None  # the newest gallery version seen; None before the first
         self.online = False
-        self._offline_since = time.monotonic()
+        self._offline_since = time.monotonic() if offline_since is None else offline_since
         self._on_reconnect = on_reconnect
         self._stop = threading.Event()
         self._state_lock = threading.Lock()

@@ -49,6 +49,24 @@ def test_the_headless_unit_runs_the_command_line_and_restarts():
     assert unit["Service"]["Restart"] == "on-failure" and unit["Install"]["WantedBy"] == "default.target"
 
 
+# The targets a user manager has (systemd.special(7), "Special User Units"). It cannot see the
+# system's (network-online.target, multi-user.target): a dependency on one is silently void.
+USER_TARGETS = {"default.target", "basic.target", "exit.target", "shutdown.target", "sockets.target",
+                "timers.target", "paths.target", "graphical-session.target", "graphical-session-pre.target",
+                "xdg-desktop-autostart.target", "bluetooth.target", "printer.target", "smartcard.target",
+                "sound.target"}
+DEPENDENCIES = {"Unit": ("Wants", "Requires", "Requisite", "BindsTo", "PartOf", "Upholds", "After", "Before"),
+                "Install": ("WantedBy", "RequiredBy", "UpheldBy")}
+
+
+def test_the_user_units_name_only_targets_a_user_manager_has():
+    for name in UNITS:
+        unit = read(name)
+        named = {target for section, keys in DEPENDENCIES.items() for key in keys
+                 for target in unit[section].get(key, "").split() if target.endswith(".target")}
+        assert named <= USER_TARGETS, f"{name}: {sorted(named - USER_TARGETS)} not in a user manager"
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
 def test_systemd_accepts_the_units(tmp_path):
     # %h/.local/bin is where `pipx install` and `pip install --user` put the commands.

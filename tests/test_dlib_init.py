@@ -18,7 +18,7 @@ from tiny_lfw import tiny_lfw_and_crops
 
 from kiosk.alignment import AlignmentSpec
 from training.data import view1_split
-from training.dlib_init import view1_refs
+from training.dlib_crops import view1_refs
 from training.experiment import split_for
 from training.prepare import PreparedLFW
 from training.recipe import DLIB_INIT, Recipe

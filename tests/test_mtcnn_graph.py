@@ -1,4 +1,4 @@
-"""The compiled MTCNN gives the `mtcnn` package's faces, without retracing, and honours min_face_size."""
+"""The compiled and the TFLite MTCNN give the `mtcnn` package's faces; the graphs never retrace; min_face_size works."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,8 @@ import pytest
 
 from kiosk.faces import FaceDetector
 from kiosk.images import load_image
-from kiosk.mtcnn_graph import CompiledMTCNN, pyramid_shapes, suppress, to_square
+from kiosk.mtcnn_graph import CompiledMTCNN
+from kiosk.mtcnn_rules import pyramid_shapes, suppress, to_square
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,9 @@ def _assert_same_faces(expected: list, got: list) -> None:
         assert b.score == pytest.approx(a.score, abs=1e-4)
 
 
-def test_same_faces_as_the_package_on_lfw_images_and_door_frames(lfw, detector, package_detector):
+@pytest.mark.parametrize("implementation", ["lite", "graph"])
+def test_same_faces_as_the_package_on_lfw_images_and_door_frames(lfw, implementation, package_detector):
+    detector = FaceDetector(implementation=implementation)
     refs = lfw.all_images()[::661][:20]  # people spread over the alphabet; some photos hold several faces
     images = [load_image(lfw.image_path(ref)) for ref in refs]
     frames = [_door_frame(image, seed) for seed, image in enumerate(images[:6])]
@@ -55,21 +58,21 @@ def test_no_retracing_across_frames_of_one_size(compiled, astronaut):
     frames = [_door_frame(astronaut[::2, ::2], seed) for seed in range(4)]
     for frame in frames:
         assert len(compiled.detect(frame)) == 1
-    pyramid, _ = compiled._pyramid(480, 640)
-    assert pyramid.experimental_get_tracing_count() == 1
-    assert compiled._run_rnet.experimental_get_tracing_count() == 1
-    assert compiled._run_onet.experimental_get_tracing_count() == 1
+    assert compiled.pyramid(480, 640).experimental_get_tracing_count() == 1
+    assert compiled._rnet_graph.experimental_get_tracing_count() == 1
+    assert compiled._onet_graph.experimental_get_tracing_count() == 1
 
 
-def test_min_face_size_above_20_still_finds_large_faces(astronaut):
+@pytest.mark.parametrize("implementation", ["lite", "graph"])
+def test_min_face_size_above_20_still_finds_large_faces(astronaut, implementation):
     # The package keeps min_face_size=20's scale count, so at 40 it runs its first network on
     # scales smaller than its window (finding nothing, or with newer Keras raising); ours works.
-    coarse = FaceDetector(min_face_size=40)
+    coarse = FaceDetector(min_face_size=40, implementation=implementation)
     faces = coarse.detect(astronaut)
     assert len(faces) == 1 and faces[0].width > 40
     assert coarse.settings["min_face_size"] == 40
     # A face smaller than the minimum is not looked for at all.
-    assert FaceDetector(min_face_size=200).detect(astronaut[::3, ::3]) == []
+    assert FaceDetector(min_face_size=200, implementation=implementation).detect(astronaut[::3, ::3]) == []
 
 
 def test_pyramid_levels_keep_a_pnet_window():

@@ -85,3 +85,19 @@ def test_runner_analyses_a_face_at_the_busy_rate(tmp_path, engine, astronaut):
     # The face switched the pace to busy (how many frames that allowed depends on the machine's
     # speed: pace.wait_s is checked above), and never more than 8 a second were analysed.
     assert not pace.idle and 1 <= analysed <= seconds * 8 + 1, (analysed, seconds)
+
+
+def test_a_runner_whose_camera_was_stopped_before_it_began_ends_quietly(tmp_path, engine):
+    # A kiosk window closed during start-up stops the camera before the analysis loop begins.
+    from kiosk.runner import KioskRunner
+
+    camera = Camera(str(_folder(tmp_path / "wall", np.full((240, 320, 3), 100, np.uint8), 3)))
+    camera.stop()
+    conn = open_database(database_path(tmp_path))
+    try:
+        runner = KioskRunner(camera, engine, Gallery(conn), AccessLog(conn), DecisionPolicy(), None)
+        assert list(runner.run(every_frame=True)) == []
+        with pytest.raises(RuntimeError, match="was stopped"):
+            camera.start()  # starting a stopped camera by hand is still a mistake that says so
+    finally:
+        conn.close()

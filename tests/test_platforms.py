@@ -1,6 +1,8 @@
-"""Dependencies chosen by platform: a Linux aarch64 board (Raspberry Pi, Jetson) gets TensorFlow's
-full build (tensorflow-cpu publishes no aarch64 wheel) and no LiteRT (none there either: the kiosk
-serves the .keras model), and every dependency it gets has a wheel for it.
+"""Dependencies chosen by platform: where LiteRT publishes wheels the kiosk runs its TFLite files on
+it and installs no TensorFlow; a Linux aarch64 board (Raspberry Pi, Jetson) has no LiteRT 2.x wheel
+and gets TensorFlow's full build (tensorflow-cpu publishes no aarch64 wheel either), whose own
+interpreter runs the same files; every dependency it gets has a wheel for it. The train extra
+brings TensorFlow everywhere.
 
 pip evaluates environment markers for the machine it runs on, even with --platform, so the
 markers are evaluated here for each target (with `packaging`, pip's own library) and pip checks
@@ -29,10 +31,11 @@ def environment(system: str, machine: str, python: str = "3.11") -> dict[str, st
             "implementation_version": f"{python}.0", "extra": ""}
 
 
-def selected(env: dict[str, str]) -> list[Requirement]:
-    """The project's dependencies whose markers hold in `env`, markers removed."""
+def selected(env: dict[str, str], extra: str | None = None) -> list[Requirement]:
+    """The project's dependencies (or an extra's) whose markers hold in `env`, markers removed."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     chosen = []
-    for line in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]:
+    for line in project["optional-dependencies"][extra] if extra else project["dependencies"]:
         requirement = Requirement(line)
         if requirement.marker is None or requirement.marker.evaluate(env):
             requirement.marker = None
@@ -40,16 +43,21 @@ def selected(env: dict[str, str]) -> list[Requirement]:
     return chosen
 
 
-@pytest.mark.parametrize(("system", "machine", "tensorflow", "litert"), [
-    ("Linux", "x86_64", "tensorflow-cpu", True),
-    ("Linux", "aarch64", "tensorflow", False),   # Raspberry Pi OS 64-bit, Jetson
-    ("Darwin", "arm64", "tensorflow", True),
-    ("Windows", "AMD64", "tensorflow-cpu", True),
+@pytest.mark.parametrize(("system", "machine", "tensorflow", "litert", "train_tensorflow"), [
+    ("Linux", "x86_64", [], True, "tensorflow-cpu"),
+    ("Linux", "aarch64", ["tensorflow"], False, "tensorflow"),   # Raspberry Pi OS 64-bit, Jetson
+    ("Darwin", "arm64", [], True, "tensorflow"),
+    ("Darwin", "x86_64", ["tensorflow"], False, "tensorflow"),
+    ("Windows", "AMD64", [], True, "tensorflow-cpu"),
 ])
-def test_each_platform_gets_one_tensorflow_and_litert_where_it_has_wheels(system, machine, tensorflow, litert):
+def test_the_kiosk_gets_litert_or_else_tensorflow_and_training_gets_tensorflow(system, machine, tensorflow, litert,
+                                                                              train_tensorflow):
     names = [r.name for r in selected(environment(system, machine))]
-    assert [n for n in names if n.startswith("tensorflow")] == [tensorflow]
+    assert [n for n in names if n.startswith("tensorflow")] == tensorflow
     assert ("ai-edge-litert" in names) == litert
+    for extra in ("train", "test"):
+        names = [r.name for r in selected(environment(system, machine), extra)]
+        assert [n for n in names if n.startswith("tensorflow")] == [train_tensorflow]
 
 
 # Debian 12 and Raspberry Pi OS bookworm have glibc 2.36: wheels for manylinux 2.17 to 2.36 install there.

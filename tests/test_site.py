@@ -526,3 +526,191 @@ def test_site_wide_settings_are_shared_and_checked(site, tmp_path):
     assert purge_expired(conn, back_dir) == 1  # the site's retention, not the door's 30 days
     assert AccessLog(conn).verify().ok
     conn.close()
+
+
+def test_a_door_starts_while_the_server_is_down_from_its_copy_and_catches_up(server, site, tmp_path):
+    """The server stopped before the door starts: a door that connected once decides from its local copy
+    of the site's gallery, queues its events and sends them once the server is back; a door that never
+    connected says it cannot decide yet."""
+    from kiosk.connection import DatabaseUnavailable
+    from kiosk.site_settings import set_site_values, site_values
+
+    front_dir = door_dir(tmp_path, "front")
+    admin = open_site_database(site, front_dir, "admin")
+    ada = enrol(Gallery(admin), "Ada", [1])
+    enrol(Gallery(admin), "Grace", [2])
+    Gallery(admin).set_active("Grace", False)
+    set_site_values(admin, {"risk": "10000"})
+    back_dir = door_dir(tmp_path, "back", site_key_from=front_dir)
+    door = open_site_database(site, back_dir, "back", offline_hours=1.0)
+    assert Gallery(door).matrix()[1].tolist() == [ada.id]  # this load leaves a copy in the data directory
+    door.close()
+    admin.close()
+    assert (back_dir / "site-gallery.sqlite").stat().st_mode & 0o077 == 0
+    copied = sqlite3.connect(back_dir / "site-gallery.sqlite")
+    blobs = [row[0] for row in copied.execute("SELECT embedding FROM template")]
+    copied.close()
+    assert len(blobs) == 1 and unit(1).tobytes() not in blobs[0]  # still sealed with the site key
+    new_dir = door_dir(tmp_path, "new", site_key_from=front_dir)
+
+    server.stop()
+    try:
+        with pytest.raises(DatabaseUnavailable, match="holds no copy of the site's gallery yet"):
+            open_site_database(site, new_dir, "new")
+        door = open_site_database(site, back_dir, "back", offline_hours=1.0)
+        gallery = Gallery(door)
+        assert gallery.matrix()[1].tolist() == [ada.id] and not door.watch.online
+        gallery.check_model(DIM, "no model bound yet")  # from the copy: nobody bound a model
+        assert gallery.get_person(ada.id).name == "Ada"
+        assert site_values(door) == {"risk": 10000}
+        queued = AccessLog(door).record(camera="cam", decision="granted", reason="match", person_id=ada.id,
+                                        name="Ada")
+        assert queued.queued and door.outbox.count() == 1
+    finally:
+        server.start()
+    wait_until(lambda: door.outbox.count() == 0, timeout=15.0)
+    wait_until(lambda: door.watch.online)
+    assert [(e.door_name, e.name) for e in AccessLog(door).query()] == [("back", "Ada")]
+    assert AccessLog(door).verify().ok
+    door.close()
+
+
+def test_a_door_started_offline_with_an_old_copy_recognises_nobody(server, site, tmp_path):
+    front_dir = door_dir(tmp_path, "front")
+    admin = open_site_database(site, front_dir, "front", offline_hours=1.0)
+    enrol(Gallery(admin), "Ada", [1])
+    assert Gallery(admin).matrix()[1].size == 1
+    admin.close()
+    copy = sqlite3.connect(front_dir / "site-gallery.sqlite")
+    copy.execute("UPDATE copy_state SET confirmed = confirmed - 7200")  # two hours ago
+    copy.commit()
+    copy.close()
+    server.stop()
+    try:
+        door = open_site_database(site, front_dir, "front", offline_hours=1.0)
+        assert Gallery(door).matrix()[1].size == 0
+        door.close()
+    finally:
+        server.start()
+
+
+def test_keys_rotate_across_two_doors(site, tmp_path):
+    """`keys rotate` at one door re-seals the whole site with a new key; the other door refuses to
+    decide, naming the key it needs, until the new key file is copied there. A damaged row stops the
+    rotation before anything changed, and is named."""
+    import shutil
+
+    from kiosk.keystore import key_file_path
+    from kiosk.rotation import RotationError, rotate_keys
+
+    front_dir = door_dir(tmp_path, "front")
+    front = open_site_database(site, front_dir, "front")
+    ada = Gallery(front).enroll("Ada", None, [unit(1), unit(2)], [0.9, 0.9], ["a", "b"], [b"jpeg-a", None])
+    back_dir = door_dir(tmp_path, "back", site_key_from=front_dir)
+    back = open_site_database(site, back_dir, "back")
+    event = AccessLog(back).record(camera="cam", decision="granted", reason="match", person_id=ada.id,
+                                   thumbnail=b"face")
+    back_gallery = Gallery(back)
+    assert back_gallery.matrix()[1].tolist() == [ada.id, ada.id]
+
+    key_file = key_file_path(front_dir)
+    key_before = key_file.read_bytes()
+    rows_before = front.execute("SELECT id, key_id, embedding FROM template ORDER BY id").fetchall()
+    second = rows_before[1][0]
+    front.execute("UPDATE template SET embedding = ? WHERE id = ?", (bytes(len(rows_before[1][2])), second))
+    with pytest.raises(RotationError, match=f"template row {second} \\(person {ada.id}\\) is damaged"):
+        rotate_keys(front)
+    assert key_file.read_bytes() == key_before  # all or nothing: neither the key file nor a row changed
+    assert front.execute("SELECT current_key FROM key_state").fetchone()[0] == 1
+    assert {row[0] for row in front.execute("SELECT key_id FROM template")} == {1}
+    front.execute("UPDATE template SET embedding = ? WHERE id = ?", (rows_before[1][2], second))
+
+    done = rotate_keys(front)
+    assert (done.old_keys, done.new_key, done.resealed) == ((1,), 2, 4)  # 2 templates, 1 thumbnail each kind
+    assert key_file.read_bytes() != key_before and front.execute("SELECT current_key FROM key_state").fetchone()[0] == 2
+    assert Gallery(front).matrix()[1].tolist() == [ada.id, ada.id]
+
+    # The back door, running, hears of the rotation and refuses to decide, naming the key it needs.
+    def refuses() -> bool:
+        try:
+            back_gallery.matrix()
+        except KeyFileError as exc:
+            assert "does not hold data key 2" in str(exc) and "keys rotate" in str(exc)
+            return True
+        return False
+
+    wait_until(refuses, timeout=5.0)
+    with pytest.raises(KeyFileError, match="does not hold data key 2"):
+        open_site_database(site, back_dir, "back-again")
+    shutil.copy2(key_file, key_file_path(back_dir))  # the installer copies the new key file
+    assert back_gallery.matrix()[1].tolist() == [ada.id, ada.id]
+    assert AccessLog(back).thumbnail(event.id) == b"face"
+    assert Gallery(back).thumbnail(Gallery(back).templates(ada.id)[0].id) == b"jpeg-a"
+    assert AccessLog(back).verify().ok
+    for conn in (front, back):
+        conn.close()
+    done = cli("--data-dir", str(back_dir), "--database", site, "--door-id", "back", "keys", "rotate")
+    assert done.returncode == 0, done.stderr
+    assert "rotated the site to key 3" in done.stdout and "copy" in done.stdout and "holds key 3" in done.stdout
+
+
+def test_keys_rotate_names_a_damaged_row_and_changes_nothing_on_a_kiosk(tmp_path):
+    from kiosk.keystore import key_file_path
+
+    data_dir = door_dir(tmp_path, "kiosk")
+    conn = open_database(database_path(data_dir))
+    ada = enrol(Gallery(conn), "Ada", [1, 2])
+    template = conn.execute("SELECT max(id) FROM template").fetchone()[0]
+    conn.execute("UPDATE template SET embedding = zeroblob(length(embedding)) WHERE id = ?", (template,))
+    conn.close()
+    key_before = key_file_path(data_dir).read_bytes()
+    done = cli("--data-dir", str(data_dir), "keys", "rotate")
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"error: template row {template} (person {ada.id}) is damaged, so the keys were "
+                                  "not rotated and nothing was changed")
+    assert key_file_path(data_dir).read_bytes() == key_before
+
+
+def test_run_starts_while_the_server_is_down(server, site, tmp_path, capsys, engine, photos):
+    """`run --headless` at a door whose server is down: without a copy of the site's gallery it says once
+    that it cannot decide yet and keeps trying until the server is up; with one (made by that run) it
+    decides from it at once, and its events wait in the outbox until the server is back."""
+    from kiosk.settings import KioskSettings
+    from tests.test_cli import ENROLL, PERSON, PROBE, STRANGER, cli, json_lines, write_video
+
+    front_dir = door_dir(tmp_path, "front")
+    code, out, err = cli(capsys, "--data-dir", front_dir, "--database", site, "enroll", PERSON, *photos[PERSON][ENROLL])
+    assert code == 0, err
+    back_dir = door_dir(tmp_path, "back", site_key_from=front_dir)
+    KioskSettings(liveness=False).save(back_dir)
+    video = write_video(tmp_path / "door.avi", [photos[PERSON][PROBE]] * 10 + photos[STRANGER][:10])
+    back = ("--data-dir", back_dir, "--database", site, "--door-id", "back", "--json")
+
+    server.stop()
+    later = threading.Timer(4.0, server.start)
+    later.start()
+    try:
+        code, out, err = cli(capsys, *back, "run", "--camera", video, "--headless")
+    finally:
+        later.join()
+    assert code == 0, err
+    waiting = [line for line in err.splitlines() if "cannot decide yet" in line]
+    assert len(waiting) == 1 and "holds no copy of the site's gallery" in waiting[0]
+    assert [(d["decision"], d["name"]) for d in json_lines(out)] == [("granted", PERSON), ("denied", None)]
+
+    server.stop()
+    try:
+        code, out, err = cli(capsys, *back, "run", "--camera", video, "--headless")
+    finally:
+        server.start()
+    assert code == 0 and "cannot decide yet" not in err, err
+    offline = json_lines(out)
+    assert [(d["decision"], d["name"]) for d in offline] == [("granted", PERSON), ("denied", None)]
+    assert all(d["event_id"] < 0 for d in offline)  # queued in the outbox
+    conn = open_site_database(site, back_dir, "back")
+    conn.outbox.flush(force=True)
+    assert conn.outbox.count() == 0
+    events = AccessLog(conn).query(door_name="back", newest_first=False)
+    assert [(e.decision, e.name) for e in events] == [("granted", PERSON), ("denied", None)] * 2
+    assert AccessLog(conn).verify().ok
+    conn.close()

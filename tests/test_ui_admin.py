@@ -26,6 +26,7 @@ from kiosk.alignment import AlignmentSpec
 from kiosk.calibration import DEFAULT_RISK
 from kiosk.camera import Camera
 from kiosk.database import database_path, open_database
+from kiosk.events import default_door_id
 from kiosk.gallery import Gallery
 from kiosk.images import encode_jpeg
 from kiosk.modelcard import ModelCard, default_model_path
@@ -250,7 +251,9 @@ def test_pin_dialogs_are_touch_keypads_sized_from_the_screen(qtbot, tmp_path):
 def test_log_table_shows_filters_and_searches(qtbot, admin, tmp_path):
     tab = admin.log_tab
     model = tab.model
-    assert model.rowCount() == 6 and model.columnCount() == 7
+    assert model.rowCount() == 6 and model.columnCount() == 8
+    assert [tab.door_combo.itemText(i) for i in range(tab.door_combo.count())] == ["All doors", default_door_id()]
+    assert model.data(model.index(0, 7)) == default_door_id()  # the door (kiosk) that decided
     assert shown(model)[0] == ("door-1", "denied", "")  # newest first
     assert model.data(model.index(3, 2)) == "Grace" and model.data(model.index(0, 5)) == "0.300"
 
@@ -290,7 +293,7 @@ def test_log_table_shows_filters_and_searches(qtbot, admin, tmp_path):
     assert not admin.isVisible()
 
 
-def test_new_events_appear_live_and_export_writes_the_filtered_rows(qtbot, admin, conn, people, tmp_path):
+def test_new_events_appear_live_and_export_writes_the_filtered_rows(qtbot, admin, conn, people, tmp_path_factory):
     tab = admin.log_tab
     tab.decision_combo.setCurrentIndex(tab.decision_combo.findData("denied"))
     assert tab.model.rowCount() == 3
@@ -303,7 +306,7 @@ def test_new_events_appear_live_and_export_writes_the_filtered_rows(qtbot, admin
     log.set_door_outcome(event.id, "ok")  # the door reports after the event
     qtbot.waitUntil(lambda: tab.model.data(tab.model.index(0, 6)) == "ok", timeout=5_000)
 
-    path = tmp_path / "out" / "denied.csv"
+    path = tmp_path_factory.mktemp("exports") / "out" / "denied.csv"  # outside the data directory
     with qtbot.waitSignal(tab.exported, timeout=5_000) as signal:
         assert tab.export_csv(path)
     assert signal.args == [str(path), 4]
@@ -311,6 +314,24 @@ def test_new_events_appear_live_and_export_writes_the_filtered_rows(qtbot, admin
         rows = list(csv.DictReader(stream))
     assert [row["decision"] for row in rows] == ["denied"] * 4
     assert rows[0]["camera"] == "door-3" and rows[0]["door"] == "ok"
+
+
+def test_export_never_writes_into_the_kiosks_own_files_nor_over_an_existing_file(qtbot, admin, tmp_path,
+                                                                                 tmp_path_factory):
+    tab = admin.log_tab
+    database = database_path(tmp_path)
+    before = database.read_bytes()
+    for target, why in ((database, "inside the data directory"), (tmp_path / "keys" / "kiosk.key", "inside"),
+                        (tmp_path / "log.csv", "inside the data directory")):
+        with qtbot.waitSignal(tab.export_failed, timeout=5_000) as signal:
+            assert not tab.export_csv(target)
+        assert why in signal.args[0] and tab.export_button.isEnabled()
+    assert database.read_bytes() == before and not (tmp_path / "log.csv").exists()
+    existing = tmp_path_factory.mktemp("exports") / "kept.csv"
+    existing.write_text("someone's file\n")
+    with qtbot.waitSignal(tab.export_failed, timeout=5_000) as signal:
+        assert not tab.export_csv(existing)
+    assert "already exists" in signal.args[0] and existing.read_text() == "someone's file\n"
 
 
 def test_model_pages_lazily_by_key_in_both_orders(qtbot, conn, tmp_path):

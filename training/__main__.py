@@ -133,7 +133,7 @@ def _load_data(args: argparse.Namespace, recipe=None):
     lfw = LFW.locate(args.lfw_dir, cache_dir=args.cache_dir)
     cache_dir = args.cache_dir or default_cache_dir()
     if recipe is not None and DLIB_INIT in (recipe.init, recipe.teacher):
-        from training.dlib_init import prepared_crops
+        from training.dlib_crops import prepared_crops
 
         return lfw, prepared_crops(lfw, cache_dir, recipe.min_images)
     return lfw, prepare(lfw, cache_dir)
@@ -204,6 +204,14 @@ def _dlib_export(args: argparse.Namespace) -> int:
     path = export_dlib(lfw, args.cache_dir or default_cache_dir(), args.out, args.target_far, args.model_file,
                        command=" ".join(["python -m training", *sys.argv[1:]]), weights=args.weights, name=args.name)
     print(f"exported {path} (card: {path.with_name(path.stem + '.card.json')})")
+    return 0
+
+
+def _mtcnn_export(args: argparse.Namespace) -> int:
+    from training.mtcnn_export import export_detector
+
+    manifest = export_detector(args.out, command=" ".join(["python -m training", *sys.argv[1:]]))
+    print(f"exported the face detector: {manifest}")
     return 0
 
 
@@ -317,6 +325,14 @@ def build_parser() -> argparse.ArgumentParser:
     dlib_export.add_argument("--model-file", type=Path,
                              help="dlib_face_recognition_resnet_model_v1.dat; default: face-recognition-models' copy")
     dlib_export.set_defaults(handler=_dlib_export)
+
+    mtcnn_export = commands.add_parser(
+        "mtcnn-export", help="the face detector (the mtcnn package's networks) as TFLite files for the kiosk",
+        description="Convert the mtcnn package's PNet, RNet and ONet, weights unchanged, into TFLite files with a "
+                    "manifest of their digests; the kiosk detects faces with them without TensorFlow (the shipped "
+                    "detector is made with --out assets).")
+    mtcnn_export.add_argument("--out", type=Path, required=True, help="folder for the three files and their manifest")
+    mtcnn_export.set_defaults(handler=_mtcnn_export)
 
     compare = commands.add_parser("compare", help="the study's comparison on View 1 (all Siamese forms)",
                                   description="Train every cell of the comparison and write reports/compare.md.")

@@ -1,7 +1,8 @@
 """The one place where the benchmark picks a face-detector implementation (--detector).
 
 kiosk.faces offers several implementations of the same MTCNN (kiosk.faces.IMPLEMENTATIONS:
-"graph", the compiled default, and "package", the `mtcnn` package itself); FaceEngine and
+"lite", the default on TFLite, "graph", compiled TensorFlow graphs, and "package", the `mtcnn`
+package itself); FaceEngine and
 FaceDetector keep one API whichever runs. Every section takes the FaceDetector built here
 and reports per implementation name, so a new implementation is benchmarked by name alone.
 """
@@ -26,9 +27,9 @@ def check_detectors(names: tuple[str, ...]) -> None:
 
 
 def build_detector(name: str):
-    """A kiosk.faces.FaceDetector running implementation `name`, default settings otherwise."""
+    """A kiosk.faces.FaceDetector running implementation `name`, the kiosk's settings otherwise."""
     check_detectors((name,))
-    from kiosk.faces import FaceDetector, shared_detector
+    from kiosk.faces import kiosk_detector, shared_detector
 
     shared = shared_detector()  # the kiosk's own: reuse it rather than build its networks twice
-    return shared if shared.implementation == name else FaceDetector(implementation=name)
+    return shared if shared.implementation == name else kiosk_detector(name)

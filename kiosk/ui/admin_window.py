@@ -9,6 +9,9 @@ asking), Ctrl+W or Esc closes.
 Database use: the window and the log model each open their own connection on the GUI thread
 and run small, indexed queries there (listing people, a page of events, a rename); face
 analysis, enrollment saves and CSV export run on worker threads with their own connections.
+The database is the data directory's file or a site's, shared by several doors (kiosk.store):
+the status bar and the Settings tab say which, and on a site how the server stands (connected,
+or since when not, and the events waiting in this door's outbox).
 """
 from __future__ import annotations
 
@@ -17,15 +20,16 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import QDialog, QLabel, QMainWindow, QTabWidget, QWidget
 
 from kiosk.calibration import door_rule, measure_site, site_summary
-from kiosk.database import database_path, open_database
 from kiosk.gallery import Gallery, GalleryError
 from kiosk.modelcard import ModelCard, ModelCardError, default_model_path
 from kiosk.settings import KioskSettings
+from kiosk.site_status import admin_words, site_state
+from kiosk.store import Store
 from kiosk.ui.enroll_worker import EngineFactory, default_engine
 from kiosk.ui.idle import IdleWatcher
 from kiosk.ui.log_tab import LogTab
@@ -33,6 +37,8 @@ from kiosk.ui.people_tab import PeopleTab
 from kiosk.ui.settings_tab import SettingsTab
 
 log = logging.getLogger(__name__)
+
+SITE_STATE_MS = 1000  # how often the site server's state is looked at
 
 
 def load_card() -> ModelCard | None:
@@ -50,21 +56,21 @@ class AdminWindow(QMainWindow):
     timed_out = Signal()  # left admin mode for lack of input
     closed = Signal()  # stopped: threads ended, connections closed
 
-    def __init__(self, data_dir: str | os.PathLike, *, card: ModelCard | None = None,
+    def __init__(self, data_dir: str | os.PathLike | Store, *, card: ModelCard | None = None,
                  engine_factory: EngineFactory = default_engine, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Face kiosk — admin")
         available = self.screen().availableGeometry()  # a kiosk panel may be 1024x600
         self.resize(min(1000, available.width()), min(680, available.height()))
-        self._data_dir = Path(data_dir)
-        self._db_path = database_path(self._data_dir)
-        self._conn = open_database(self._db_path)  # the GUI thread's: people list and edits
+        self.store = data_dir if isinstance(data_dir, Store) else Store(Path(data_dir))
+        self._data_dir = self.store.data_dir
+        self._conn = self.store.open()  # the GUI thread's: people list and edits
         self._gallery = Gallery(self._conn)
         self._closed = False
         self.settings = KioskSettings.load(self._data_dir)
 
-        self.log_tab = LogTab(self._db_path, self._people_names)
-        self.people_tab = PeopleTab(self._gallery, self._db_path, risk=lambda: self.settings.risk,
+        self.log_tab = LogTab(self.store, self._people_names)
+        self.people_tab = PeopleTab(self._gallery, self.store, risk=lambda: self.settings.risk,
                                     engine_factory=engine_factory)
         self._card = card
         self._scoring = None  # the card's scoring, loaded when the rule is first described
@@ -78,6 +84,15 @@ class AdminWindow(QMainWindow):
         self.technical = QLabel()
         self.technical.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.statusBar().addWidget(self.technical, 1)
+        # Which database, and on a site the server's state: for the admin, never the visitor's screen.
+        self.database = QLabel()
+        self.database.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.statusBar().addPermanentWidget(self.database)
+        self._site_timer = QTimer(self, interval=SITE_STATE_MS)
+        self._site_timer.timeout.connect(self.refresh_database)
+        if self.store.is_site:
+            self._site_timer.start()
+        self.refresh_database()
         self.people_tab.people_changed.connect(self.log_tab.refresh_people)
         self.people_tab.log_erased.connect(self.log_tab.reload)
         self.people_tab.people_changed.connect(self.settings_tab.refresh_rule)
@@ -140,6 +155,15 @@ class AdminWindow(QMainWindow):
         if not self._closed:
             self.people_tab.offer_frame(rgb)
 
+    @Slot()
+    def refresh_database(self) -> None:
+        """Which database the kiosk uses; on a site, connected or offline since when, what waits."""
+        state = site_state(self._conn)
+        text = f"database {self.store.describe()}" if state is None else admin_words(state)
+        if text != self.database.text():
+            self.database.setText(text)
+            self.settings_tab.database_label.setText(text)
+
     def set_technical(self, text: str) -> None:
         """The kiosk's technical status line (kiosk.ui.kiosk_window refreshes it twice a second)."""
         if text != self.technical.text():
@@ -173,6 +197,7 @@ class AdminWindow(QMainWindow):
             return
         self._closed = True
         self.idle.stop()
+        self._site_timer.stop()
         self.people_tab.stop()
         for dialog in self.findChildren(QDialog):  # PIN change, file and message boxes
             if dialog.isVisible():

@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 from kiosk.calibration import DEFAULT_RISK, GRANT_LINE
 from kiosk.enrollment import CAPTURE_STEPS, CaptureStep, Sample
 from kiosk.gallery import Person
+from kiosk.store import Store
 from kiosk.ui.enroll_worker import EngineFactory, EnrollWorker, SaveRequest, default_engine
 from kiosk.ui.pixmaps import THUMB, pixmap_from_jpeg
 from kiosk.ui.video_view import VideoView
@@ -71,7 +72,7 @@ class EnrollDialog(QDialog):
 
     saved = Signal(object)  # the Person, after a successful save
 
-    def __init__(self, db_path: str | os.PathLike, person: Person | None = None, *,
+    def __init__(self, db_path: str | os.PathLike | Store, person: Person | None = None, *,
                  risk: int = DEFAULT_RISK, engine_factory: EngineFactory = default_engine,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)

@@ -25,11 +25,11 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal, Slot
 
 from kiosk.calibration import DEFAULT_RISK
-from kiosk.database import open_database
 from kiosk.enrollment import CaptureStep, IdentityCheck, Sample, assess_capture, assess_image, save_enrolment
 from kiosk.errors import KioskError
 from kiosk.gallery import Gallery
 from kiosk.images import load_image
+from kiosk.store import Store, connect
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +60,10 @@ class EnrollWorker(QObject):
     failed = Signal(str)
     finished = Signal()  # run() returned
 
-    def __init__(self, db_path: str | os.PathLike, engine_factory: EngineFactory = default_engine,
+    def __init__(self, db_path: str | os.PathLike | Store, engine_factory: EngineFactory = default_engine,
                  risk: int = DEFAULT_RISK, person_id: int | None = None) -> None:
         super().__init__()
-        self._db_path = Path(db_path)
+        self._db_path = db_path if isinstance(db_path, Store) else Path(db_path)  # a Store: a site's database
         self._engine_factory = engine_factory
         self._engine = None
         self._risk = risk  # the door's: a sample "already matches" someone when the door would let it in as them
@@ -151,7 +151,7 @@ class EnrollWorker(QObject):
 
     def _save_request(self, request: SaveRequest) -> None:
         try:
-            conn = open_database(self._db_path)
+            conn = connect(self._db_path)
             try:
                 person = save_enrolment(Gallery(conn), self._get_engine(), request.samples, name=request.name,
                                         badge=request.badge, person_id=request.person_id)
@@ -177,7 +177,7 @@ class EnrollWorker(QObject):
 
     def _identity(self, engine) -> IdentityCheck:
         """The check of samples against the gallery as it is now (another process may have enrolled)."""
-        conn = open_database(self._db_path)
+        conn = connect(self._db_path)
         try:
             return IdentityCheck(engine, Gallery(conn), self._risk, self._person_id)
         finally:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QThread, QTimer, Slot
-from PySide6.QtGui import QCloseEvent, QFont, QKeySequence, QResizeEvent, QShortcut
+from PySide6.QtGui import QCloseEvent, QFont, QFontMetrics, QKeySequence, QResizeEvent, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
     QHBoxLayout,
@@ -42,6 +42,7 @@ from kiosk.errors import KioskError
 from kiosk.policy import AMBIGUOUS, LIVENESS, LOW_QUALITY, RATE_LIMITED, SEVERAL_FACES, UNKNOWN, Decision
 from kiosk.settings import KioskSettings
 from kiosk.sound import SoundPlayer
+from kiosk.store import Store
 from kiosk.ui.guidance import hint
 from kiosk.ui.pin_dialog import EnterPinDialog, SetPinDialog
 from kiosk.ui.video_view import VideoView
@@ -61,6 +62,7 @@ STATUS_INTERVAL_MS = 500  # figures that change 30 times a second cannot be read
 BACKGROUND = "#0e1116"
 VERDICT_S = 3.0  # how long ACCESS GRANTED / DENIED stays on the banner
 WORDS_SCALE = 0.85  # the banner's second line (name or reason) to its headline
+BANNER_FILL = 0.94  # of the banner's width a line may take before its text is made smaller
 CAMERA_CHECK_MS = 3000  # after switching to a device or stream: the time it gets to give a picture
 # Analysis starts once the first frame is on screen: loading the recogniser holds the interpreter
 # lock for seconds, so starting it beside the window's own start delays the live video
@@ -139,8 +141,9 @@ class KioskWindow(QMainWindow):
     def __init__(self, camera: Camera, analyse: Analyse | None = None,
                  data_dir: str | os.PathLike | None = None,
                  model_path: str | os.PathLike | None = None, *, loop: bool = False,
-                 new_data_dir: bool = False) -> None:
-        """``analyse=None`` (the kiosk): recognition with the data dir's gallery, settings and log.
+                 new_data_dir: bool = False, store: Store | None = None) -> None:
+        """``analyse=None`` (the kiosk): recognition with the data dir's gallery, settings and log,
+        or with a site's database shared by several doors (``store``, kiosk.store).
         A callable instead runs only that on each frame (detection, for a screen without a gallery).
         ``loop``: a video file or image folder chosen in the settings later plays over and over.
         ``new_data_dir``: the data folder was just created (the first-run screen says where)."""
@@ -174,7 +177,9 @@ class KioskWindow(QMainWindow):
         self.frames_shown = 0
         self.frames_analysed = 0
         if self._recognising:  # created when missing (kiosk.app says so when it cannot be)
-            self._data_dir = resolve_data_dir(data_dir)
+            self._data_dir = resolve_data_dir(store.data_dir if store is not None else data_dir)
+        self._store = store if store is not None or self._data_dir is None else Store(self._data_dir)
+        self._site_words = ("", "")  # a site database: its state for the admin, a line for the visitor
         self._loop = loop
         # As last saved: a save changes the camera only when its camera field was changed.
         self._settings = KioskSettings.load(self._data_dir) if self._recognising else None
@@ -189,7 +194,7 @@ class KioskWindow(QMainWindow):
         self.setup_hint = QLabel(self.video)
         self.setup_hint.setWordWrap(True)
         self.setup_hint.setTextFormat(Qt.TextFormat.RichText)
-        self.setup_hint.setStyleSheet("background: rgba(14, 17, 22, 215); color: #e6e9ef; border-radius: 12px;")
+        self.setup_hint.setStyleSheet("background: rgb(14, 17, 22); color: #e6e9ef; border-radius: 12px;")  # opaque: no text shows through
         self.setup_hint.hide()
         if self._settings is not None:
             self.video.mirrored = self._settings.mirror_preview
@@ -257,8 +262,9 @@ class KioskWindow(QMainWindow):
         if self._recognising:
             from kiosk.ui.recognition import RecognitionWorker
 
-            worker = RecognitionWorker(self._camera, self._data_dir, self._model_path)
+            worker = RecognitionWorker(self._camera, self._store, self._model_path)
             worker.analysed.connect(self._on_recognition)
+            worker.site.connect(self._on_site)
             worker.ready.connect(self._on_ready)
             worker.progress.connect(self._on_progress)
             worker.fatal.connect(self._on_fatal)
@@ -353,6 +359,11 @@ class KioskWindow(QMainWindow):
         self._fatal = (banner, details)
         self._refresh_status()
 
+    @Slot(str, str)
+    def _on_site(self, admin: str, visitor: str) -> None:
+        self._site_words = (admin, visitor)
+        self._refresh_status()
+
     @Slot(str)
     def _on_failure(self, message: str) -> None:
         self._analysis_error = message
@@ -383,6 +394,8 @@ class KioskWindow(QMainWindow):
             return "The camera is reconnecting…"
         if self._analysis_error:
             return "Recognition is having trouble — please ask a member of staff if this stays"
+        if self._site_words[1]:
+            return self._site_words[1]
         if self._faces is None:
             return "Starting…"
         return "Ready"
@@ -407,6 +420,8 @@ class KioskWindow(QMainWindow):
                 model += f" (DevTest {self._engine_info.devtest_accuracy * 100:.1f}%)"
             rule = self._rule_in_use if self._rule_in_use is not None else self._engine_info.rule
             parts.append(f"{model}, threshold {rule.threshold:.3f} ({rule.source})")
+        if self._site_words[0]:
+            parts.append(self._site_words[0])
         return "  ·  ".join(parts)
 
     def _refresh_banner(self) -> None:
@@ -460,19 +475,33 @@ class KioskWindow(QMainWindow):
         self.banner_text = state.text
         if state.headline is not None:
             # Two lines: the headline big and bold, the name, reason or earlier verdict under it.
+            headline_px = self._fitting_px(state.headline, self._banner_px, QFont.Weight.ExtraBold)
+            words_px = self._fitting_px(state.words or "", self.words_px, QFont.Weight.Normal)
             self.banner.setText(
-                f'<div style="font-size:{self._banner_px}px; font-weight:800;">{html.escape(state.headline)}</div>'
-                f'<div style="font-size:{self.words_px}px;">{html.escape(state.words or "")}</div>'
+                f'<div style="font-size:{headline_px}px; font-weight:800;">{html.escape(state.headline)}</div>'
+                f'<div style="font-size:{words_px}px;">{html.escape(state.words or "")}</div>'
             )
         else:
-            self.banner.setText(f'<span style="font-size:{self._banner_px}px;">{html.escape(state.text)}</span>')
+            px = self._fitting_px(state.text, self._banner_px, QFont.Weight.DemiBold)
+            self.banner.setText(f'<span style="font-size:{px}px;">{html.escape(state.text)}</span>')
         self.banner.setStyleSheet(f"background: {background}; color: {foreground};")
+
+    def _fitting_px(self, text: str, px: int, weight: QFont.Weight) -> int:
+        """`px`, or smaller so that `text` fits the banner's width on one line (a long reason
+        must not run off the screen), but never below half of `px`."""
+        font = QFont(self.banner.font())
+        font.setPixelSize(px)
+        font.setWeight(weight)
+        room = self.banner.contentsRect().width() * BANNER_FILL
+        wide = QFontMetrics(font).horizontalAdvance(text)
+        return px if wide <= room or wide == 0 else max(round(px * room / wide), px // 2)
 
     # -- size and lifetime -----------------------------------------------------
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self._scale_fonts()
+        self._paint_banner()  # a long line fitted to the old width may fit the new one otherwise
         self._refresh_setup_hint()
 
     def _scale_fonts(self) -> None:
@@ -537,7 +566,7 @@ class KioskWindow(QMainWindow):
         from kiosk.ui.admin_window import AdminWindow, load_card
 
         try:
-            window = AdminWindow(self._data_dir, card=load_card(), parent=self)
+            window = AdminWindow(self._store or self._data_dir, card=load_card(), parent=self)
         except (KioskError, sqlite3.Error, OSError) as exc:  # e.g. a database from a newer kiosk
             self._admin_problem(f"cannot open admin mode: {exc}")
             return

@@ -20,21 +20,22 @@ import os
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer, Slot
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QColor
 
 from kiosk.accesslog import AccessEvent, AccessLog
-from kiosk.connection import utc_datetime
-from kiosk.database import open_database
+from kiosk.connection import DatabaseUnavailable, utc_datetime
+from kiosk.store import Store, connect
 
 PAGE_SIZE = 200
 POLL_INTERVAL_MS = 1000
 DOOR_WATCH_S = 30.0  # how long a new row's missing door outcome is looked for
-COLUMNS = ("Time", "Camera", "Name", "Decision", "Reason", "Score", "Door")
+COLUMNS = ("Time", "Camera", "Name", "Decision", "Reason", "Score", "Door action", "Door")
 REASON_COLUMN = 4
+OUTCOME_COLUMN = 6  # what the door did (opened, its command's outcome)
+DOOR_COLUMN = 7  # which door (kiosk) decided: a site's doors share one log
 # A reason as a guard reads it (the code stays in the tooltip, the CSV export and the search).
 REASON_WORDS = {
     "match": "recognised",
@@ -65,6 +66,7 @@ class LogFilter:
     person: str | None = None
     decision: str | None = None
     search: str | None = None
+    door_name: str | None = None  # one door's events (a site database holds every door's)
 
     def params(self) -> dict[str, Any]:
         """Keyword arguments for AccessLog.query / count / export_csv."""
@@ -74,6 +76,7 @@ class LogFilter:
             "person": self.person or None,
             "decision": self.decision or None,
             "search": (self.search or "").strip() or None,
+            "door_name": self.door_name or None,
         }
 
 
@@ -85,11 +88,14 @@ def local_time(stamp: str) -> str:
 class AccessLogModel(QAbstractTableModel):
     """Access events, newest first by default (sort on the time column to flip)."""
 
-    def __init__(self, db_path: str | os.PathLike, parent: QObject | None = None,
+    new_events = Signal()  # events were logged since the last poll (at any door, shown or not)
+    reachable = Signal(bool)  # a site database: whether the last poll reached the server
+
+    def __init__(self, db_path: str | os.PathLike | Store, parent: QObject | None = None,
                  poll_interval_ms: int = POLL_INTERVAL_MS, page_size: int = PAGE_SIZE) -> None:
         super().__init__(parent)
         self._page_size = page_size
-        self._conn = open_database(Path(db_path))
+        self._conn = connect(db_path)
         self._log = AccessLog(self._conn)
         self._filter = LogFilter()
         self._newest_first = True
@@ -97,6 +103,7 @@ class AccessLogModel(QAbstractTableModel):
         self._exhausted = False
         self._seen_id = 0  # newest event id looked at; events above it are new
         self._door_watch: dict[int, float] = {}  # event id -> monotonic time it was added
+        self._stale = False  # the rows are not those of the filters (a site's server was away)
         self._reload()
         self._poll_timer = QTimer(self, interval=poll_interval_ms)
         self._poll_timer.timeout.connect(self.poll)
@@ -148,7 +155,9 @@ class AccessLogModel(QAbstractTableModel):
             return reason_words(event.reason)
         if column == 5:
             return "" if event.score is None else f"{event.score:.3f}"
-        return event.door or ""
+        if column == OUTCOME_COLUMN:
+            return event.door or ""
+        return event.door_name or ""
 
     def canFetchMore(self, parent: Index = QModelIndex()) -> bool:
         return not parent.isValid() and not self._exhausted
@@ -156,7 +165,10 @@ class AccessLogModel(QAbstractTableModel):
     def fetchMore(self, parent: Index = QModelIndex()) -> None:
         if parent.isValid() or self._exhausted:
             return
-        page = self._next_page()
+        try:
+            page = self._next_page()
+        except DatabaseUnavailable:
+            return  # the rows shown stay; scrolling fetches more once the server is back
         if not page:
             return
         start = len(self._rows)
@@ -174,6 +186,11 @@ class AccessLogModel(QAbstractTableModel):
             self._reload()
 
     # -- what the admin window asks -----------------------------------------------------
+
+    @property
+    def connection(self):
+        """The model's database connection (the GUI thread's), for small lookups beside the table."""
+        return self._conn
 
     @property
     def log_filter(self) -> LogFilter:
@@ -196,11 +213,18 @@ class AccessLogModel(QAbstractTableModel):
 
     def thumbnail(self, row: int) -> bytes | None:
         event = self._rows[row]
-        return self._log.thumbnail(event.id) if event.has_thumbnail else None
+        try:
+            return self._log.thumbnail(event.id) if event.has_thumbnail else None
+        except DatabaseUnavailable:
+            return None
 
-    def total(self) -> int:
-        """How many events pass the filters (not just the rows fetched so far)."""
-        return self._log.count(**self._filter.params())
+    def total(self) -> int | None:
+        """How many events pass the filters (not just the rows fetched so far); None while a site's
+        server is away."""
+        try:
+            return self._log.count(**self._filter.params())
+        except DatabaseUnavailable:
+            return None
 
     def refresh(self) -> None:
         self._reload()
@@ -212,9 +236,21 @@ class AccessLogModel(QAbstractTableModel):
 
     @Slot()
     def poll(self) -> None:
-        """Add the events recorded since the last poll and fill in late door outcomes."""
+        """Add the events recorded since the last poll and fill in late door outcomes. While a site's
+        server is away the rows shown stay, and the next poll that reaches it catches up."""
+        try:
+            if self._stale:  # the filters changed while the server was away
+                self._reload()
+            self._poll()
+        except DatabaseUnavailable:
+            self.reachable.emit(False)
+            return
+        self.reachable.emit(True)
+
+    def _poll(self) -> None:
         latest = self._log.latest_id()
         if latest > self._seen_id:
+            self.new_events.emit()
             fresh = self._log.query(**self._filter.params(), after_id=self._seen_id,
                                     newest_first=self._newest_first)
             self._seen_id = latest
@@ -227,12 +263,17 @@ class AccessLogModel(QAbstractTableModel):
 
     def _reload(self) -> None:
         self.beginResetModel()
-        self._seen_id = self._log.latest_id()  # before the page: a newer event then comes by poll()
         self._rows = []
         self._exhausted = False
         self._door_watch.clear()
-        self._rows = self._next_page()
-        self.endResetModel()
+        try:
+            self._seen_id = self._log.latest_id()  # before the page: a newer event then comes by poll()
+            self._rows = self._next_page()
+            self._stale = False
+        except DatabaseUnavailable:
+            self._stale = self._exhausted = True  # read again by the first poll that reaches the server
+        finally:
+            self.endResetModel()
 
     def _next_page(self) -> list[AccessEvent]:
         """The next page of rows after the last one held, in the current order (key-set paging)."""
@@ -302,7 +343,7 @@ class AccessLogModel(QAbstractTableModel):
             if event.id in updated:
                 self._rows[row] = updated[event.id]
                 del self._door_watch[event.id]
-                cell = self.index(row, len(COLUMNS) - 1)
+                cell = self.index(row, OUTCOME_COLUMN)
                 self.dataChanged.emit(cell, cell)
 
 

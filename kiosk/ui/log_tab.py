@@ -29,7 +29,10 @@ from PySide6.QtWidgets import (
 )
 
 from kiosk.accesslog import DECISIONS, AccessLog
-from kiosk.database import open_database
+from kiosk.connection import DatabaseUnavailable
+from kiosk.exports import ExportRefused, check_export_target
+from kiosk.keystore import key_file_path
+from kiosk.store import Store, connect
 from kiosk.ui.log_model import TIME_COLUMN, AccessLogModel, local_time, reason_words
 from kiosk.ui.pixmaps import pixmap_from_jpeg
 
@@ -37,6 +40,7 @@ SEARCH_DELAY_MS = 250  # wait for a pause in typing before querying
 THUMB_SIDE = 160
 ANY_PERSON = "Anyone"
 ANY_DECISION = "Any decision"
+ALL_DOORS = "All doors"
 
 
 class _ExportSignals(QObject):
@@ -48,7 +52,7 @@ class LogTab(QWidget):
     exported = Signal(str, int)  # path, rows written
     export_failed = Signal(str)
 
-    def __init__(self, db_path: Path, people_names: Callable[[], list[str]], parent: QWidget | None = None) -> None:
+    def __init__(self, db_path: Path | Store, people_names: Callable[[], list[str]], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._db_path = db_path
         self._people_names = people_names
@@ -82,6 +86,9 @@ class LogTab(QWidget):
         self._search_timer.timeout.connect(self.apply_filters)
         self.search_edit.textChanged.connect(lambda _: self._search_timer.start())
         self.person_combo = QComboBox()
+        # The doors seen in the log: a site's doors share it (a kiosk of its own has one door).
+        self.door_combo = QComboBox()
+        self.door_combo.setToolTip("Only the events of one door")
         self.decision_combo = QComboBox()
         self.decision_combo.addItem(ANY_DECISION, None)
         for decision in DECISIONS:
@@ -98,6 +105,7 @@ class LogTab(QWidget):
         self.dates_check.toggled.connect(self.to_date.setEnabled)
         self.dates_check.toggled.connect(self.apply_filters)
         self.person_combo.currentIndexChanged.connect(self.apply_filters)
+        self.door_combo.currentIndexChanged.connect(self.apply_filters)
         self.decision_combo.currentIndexChanged.connect(self.apply_filters)
         self.export_button = QPushButton("Export CSV…")
         self.export_button.setToolTip("Write the rows the filters select to a CSV file (Ctrl+E)")
@@ -106,6 +114,7 @@ class LogTab(QWidget):
         filters = QHBoxLayout()
         filters.addWidget(self.search_edit, stretch=2)
         filters.addWidget(self.person_combo)
+        filters.addWidget(self.door_combo)
         filters.addWidget(self.decision_combo)
         filters.addWidget(self.dates_check)
         filters.addWidget(self.from_date)
@@ -136,7 +145,9 @@ class LogTab(QWidget):
         self.model.modelReset.connect(self._update_summary)
         self.model.modelReset.connect(lambda: self._on_selection())  # new rows: the panel follows them
         self.model.rowsInserted.connect(self._update_summary)
+        self.model.new_events.connect(self.refresh_doors)
         self.refresh_people()
+        self.refresh_doors()
         self._update_summary()
         self._show_selected(None)
 
@@ -155,6 +166,24 @@ class LogTab(QWidget):
         self.person_combo.blockSignals(False)
         if current is not None and index < 0:
             self.apply_filters()  # the person filtered on is gone (renamed or removed)
+
+    @Slot()
+    def refresh_doors(self) -> None:
+        """Refill the door filter with the doors seen in the log (a new door's first event adds it)."""
+        try:
+            doors = AccessLog(self.model.connection).doors()
+        except DatabaseUnavailable:
+            return  # the list stays as it was; the next new event refreshes it
+        current = self.door_combo.currentData()
+        if [self.door_combo.itemData(i) for i in range(1, self.door_combo.count())] == doors:
+            return
+        self.door_combo.blockSignals(True)
+        self.door_combo.clear()
+        self.door_combo.addItem(ALL_DOORS, None)
+        for door in doors:
+            self.door_combo.addItem(door, door)
+        self.door_combo.setCurrentIndex(max(self.door_combo.findData(current), 0) if current is not None else 0)
+        self.door_combo.blockSignals(False)
 
     @Slot()
     def reload(self) -> None:
@@ -180,6 +209,7 @@ class LogTab(QWidget):
             since=since, until=until,
             person=self.person_combo.currentData(),
             decision=self.decision_combo.currentData(),
+            door_name=self.door_combo.currentData(),
             search=self.search_edit.text().strip() or None,
         )
 
@@ -220,8 +250,9 @@ class LogTab(QWidget):
             self.thumbnail.setPixmap(pixmap)
         score = "" if event.score is None else f"\nscore {event.score:.3f}"
         liveness = f"\nliveness {event.liveness}" if event.liveness else ""
+        door = f"\nat door {event.door_name}" if event.door_name else ""
         self.details.setText(f"{event.name or 'Unknown'}\n{event.decision} ({reason_words(event.reason)}){score}"
-                             f"{liveness}"
+                             f"{liveness}{door}"
                              f"\n{local_time(event.time)}")
 
     def selected_thumbnail_shown(self) -> bool:
@@ -230,20 +261,33 @@ class LogTab(QWidget):
     @Slot()
     def _update_summary(self) -> None:
         total = self.model.total()
+        if total is None:
+            self.summary.setText("The site database cannot be reached: the events shown may not be the newest")
+            return
         order = "newest first" if self.model.newest_first else "oldest first"
         self.summary.setText(f"{total} event{'s' if total != 1 else ''} ({order}); new events appear as they happen")
 
     # -- export ----------------------------------------------------------------------
 
     def export_csv(self, path: str | os.PathLike | None = None) -> bool:
-        """Write the filtered rows to CSV on a pool thread (asks where without `path`); `exported` follows."""
+        """Write the filtered rows to CSV on a pool thread (asks where without `path`); `exported` follows.
+
+        As `log --export`: never into the data directory or the key folder, nor over an existing
+        file unless the person confirmed replacing it in the file dialog; a refusal is said on the
+        tab and through `export_failed`."""
+        confirmed = path is None  # the dialog itself asks before replacing a file
         if path is None:
             chosen, _ = QFileDialog.getSaveFileName(
                 self, "Export the access log", str(Path.home() / "access-log.csv"), "CSV files (*.csv)")
             if not chosen:
                 return False
             path = chosen if chosen.lower().endswith(".csv") else chosen + ".csv"
-        path = os.fspath(path)
+        data_dir = self._db_path.data_dir if isinstance(self._db_path, Store) else Path(self._db_path).parent
+        try:
+            path = os.fspath(check_export_target(path, data_dir, key_file_path(data_dir), force=confirmed))
+        except ExportRefused as exc:
+            self._on_export_failed(str(exc))
+            return False
         params = self.model.log_filter.params()
         newest_first = self.model.newest_first
         db_path, signals = self._db_path, self._export_signals
@@ -252,7 +296,7 @@ class LogTab(QWidget):
 
         def run() -> None:  # on the pool's thread: its own connection
             try:
-                conn = open_database(db_path)
+                conn = connect(db_path)
                 try:
                     rows = AccessLog(conn).export_csv(path, newest_first=newest_first, **params)
                 finally:

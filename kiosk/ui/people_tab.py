@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 from kiosk.calibration import DEFAULT_RISK
 from kiosk.gallery import Gallery, GalleryError, Person
 from kiosk.privacy import remove_person
+from kiosk.store import Store
 from kiosk.ui.enroll_dialog import EnrollDialog
 from kiosk.ui.enroll_worker import EngineFactory, default_engine
 from kiosk.ui.pixmaps import pixmap_from_jpeg
@@ -46,7 +47,7 @@ class PeopleTab(QWidget):
     people_changed = Signal()
     log_erased = Signal()  # a deleted person's access-log entries were redacted
 
-    def __init__(self, gallery: Gallery, db_path: Path, *, risk: Callable[[], int] = lambda: DEFAULT_RISK,
+    def __init__(self, gallery: Gallery, db_path: Path | Store, *, risk: Callable[[], int] = lambda: DEFAULT_RISK,
                  engine_factory: EngineFactory = default_engine, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._gallery = gallery

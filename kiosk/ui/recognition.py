@@ -2,12 +2,12 @@
 log -> door -> events out, with the kiosk's settings, as `run --headless` runs it) on the newest
 camera frame, inside one long-running ``run()`` on the worker's QThread. The window only shows it.
 
-Everything that touches TensorFlow or SQLite happens on that thread: the engine is loaded on
+Everything that touches the face model or SQLite happens on that thread: the engine is loaded on
 first use, then the detector and embedder are warmed up on the camera's picture (their first
-calls trace for seconds) before the worker says it is ready; each step is reported
+calls allocate their tensors) before the worker says it is ready; each step is reported
 (``progress``) for the window's banner. The engine is not loaded any earlier on a thread of its
-own: importing TensorFlow holds the interpreter lock, and beside the GUI thread's start it
-delayed the first video frame by 1-2 s (benchmarks/startup.py). The database connection is opened there
+own: importing TensorFlow (for a .keras model, or where LiteRT has no wheel) holds the interpreter
+lock, and beside the GUI thread's start it delayed the first video frame by 1-2 s (benchmarks/startup.py). The database connection is opened there
 (SQLite connections belong to the thread that made them), and the retention purge from the
 settings runs there at start, then hourly on a thread of its own (kiosk.retention). ``run()`` never returns to the thread's event loop until it is
 done: a queued slot per frame deadlocks with TensorFlow on the GIL.
@@ -21,7 +21,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,16 +30,20 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from kiosk.calibration import DoorRule
 from kiosk.camera import Camera, CameraState
-from kiosk.database import database_path, open_database
+from kiosk.connection import DatabaseUnavailable
 from kiosk.gallery import GalleryError
 from kiosk.live_settings import Applied, Pending, SettingsMailbox
 from kiosk.loop import KioskLoop, open_events
 from kiosk.modelcard import default_model_path
 from kiosk.settings import KioskSettings
+from kiosk.site_status import admin_words, site_state, visitor_words
+from kiosk.store import Store
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.2  # between two sources: how often the waiting worker checks for stop()
+SITE_RETRY_S = 2.0  # a site door with nothing to decide from: how often it tries the server again
+SITE_STATE_S = 1.0  # how often the state of the site's server is looked at while recognising
 
 
 @dataclass(frozen=True)
@@ -76,18 +81,22 @@ class RecognitionWorker(QObject):
     failed = Signal(str)  # one frame failed; one line for the status bar
     fatal = Signal(str, str)  # cannot recognise at all: (banner text, details for the status line)
     reconfigured = Signal(object)  # kiosk.live_settings.Applied: new settings (or camera) in force
+    site = Signal(str, str)  # a site database: (its state for the admin, a line for the visitor or "")
     finished = Signal()
 
-    def __init__(self, camera: Camera, data_dir: str | os.PathLike,
+    def __init__(self, camera: Camera, data_dir: str | os.PathLike | Store,
                  model_path: str | os.PathLike | None = None) -> None:
+        """`data_dir`: the kiosk's data directory, or a Store (a site's database, kiosk.store)."""
         super().__init__()
         self._camera = camera
-        self._data_dir = Path(data_dir)
+        self._store = data_dir if isinstance(data_dir, Store) else Store(Path(data_dir))
+        self._data_dir = self._store.data_dir
         self._model_path = model_path
         self._stopping = threading.Event()
         self._runner = None
         self._paused = False
         self._lock = threading.Lock()
+        self._site_conn = None  # a site database's connection (the site-wide settings are read there)
         self._mailbox = SettingsMailbox()  # the GUI thread's way in: read between frames
 
     def apply_settings(self, settings: KioskSettings) -> None:
@@ -134,12 +143,14 @@ class RecognitionWorker(QObject):
         if self._stopping.is_set():
             return
         self.progress.emit("Starting — opening the database (step 2 of 3)…")
-        try:
-            conn = open_database(database_path(self._data_dir))
-        except Exception as exc:  # a database from a newer kiosk, an unreadable file
-            log.exception("cannot open the database in %s", self._data_dir)
-            self.fatal.emit("Database unavailable — recognition is off", f"database in {self._data_dir}: {exc}")
+        conn = self._open_database()
+        if conn is None:
             return
+        if self._store.is_site:
+            from kiosk.site_settings import with_site
+
+            settings = with_site(settings, conn)  # the site-wide risk and retention
+            self._site_conn = conn
         events = self._events(settings)
         try:
             kiosk = KioskLoop(self._camera, engine, conn, self._data_dir, settings, events=events)
@@ -151,10 +162,41 @@ class RecognitionWorker(QObject):
             self.fatal.emit("Enrolled faces are from another face model — re-enrol, recognition is off", str(exc))
             return
         try:
-            self._recognise(kiosk, engine, purged=kiosk.start())
+            self._recognise(kiosk, engine, purged=kiosk.start(), conn=conn if self._store.is_site else None)
         finally:
             kiosk.close()
             conn.close()
+
+    def _site_wide(self, saved: KioskSettings, running: KioskSettings) -> KioskSettings:
+        """Settings saved at this door with the site's values over them, as at start: a door's
+        settings tab never loosens the site's risk (the server away: the values in force stay)."""
+        from kiosk.site_settings import SITE_WIDE, with_site
+
+        try:
+            return with_site(saved, self._site_conn)
+        except DatabaseUnavailable:
+            return replace(saved, **{name: getattr(running, name) for name in SITE_WIDE})
+
+    def _open_database(self):
+        """The connection (None: said by `fatal`, or stopped). A site door whose server is away and
+        that holds no copy of the site's gallery cannot decide: it says so and tries again."""
+        said = False
+        while not self._stopping.is_set():
+            try:
+                return self._store.open()
+            except DatabaseUnavailable as exc:
+                if not said:
+                    log.warning("cannot decide yet: %s; trying again every %g s", exc, SITE_RETRY_S)
+                    self.progress.emit("Cannot decide yet — waiting for the connection to the site…")
+                    self.site.emit(f"cannot decide yet: {exc}", "")
+                    said = True
+                self._stopping.wait(SITE_RETRY_S)
+            except Exception as exc:  # a database from a newer kiosk, an unreadable file, the site key missing
+                log.exception("cannot open the database %s", self._store.describe())
+                self.fatal.emit("Database unavailable — recognition is off",
+                                f"database {self._store.describe()}: {exc}")
+                return None
+        return None
 
     def _events(self, settings: KioskSettings):
         """The settings' events out (None: none, or unusable, which is logged: recognition goes on)."""
@@ -164,7 +206,8 @@ class RecognitionWorker(QObject):
             log.error("events not sent: %s", exc)
             return None
 
-    def _recognise(self, kiosk: KioskLoop, engine, purged: int) -> None:
+    def _recognise(self, kiosk: KioskLoop, engine, purged: int, conn=None) -> None:
+        """`conn`: a site database's connection, whose server's state is reported (``site``)."""
         runner = kiosk.runner
         with self._lock:
             self._runner = runner
@@ -179,7 +222,15 @@ class RecognitionWorker(QObject):
         last_error = ""
         counted_ids, people = None, 0  # the gallery's person ids, and how many people they name
         results = kiosk.results(every_frame=True)
+        site_said, site_at = None, 0.0
         while True:
+            if conn is not None and time.monotonic() - site_at > SITE_STATE_S:
+                site_at = time.monotonic()
+                state = site_state(conn)
+                words = (admin_words(state), visitor_words(state))
+                if words != site_said:
+                    site_said = words
+                    self.site.emit(*words)
             try:
                 result = next(results)
             except (StopIteration, RuntimeError) as exc:
@@ -214,6 +265,8 @@ class RecognitionWorker(QObject):
                 results = kiosk.results(every_frame=True)
 
     def _apply(self, kiosk: KioskLoop, pending: Pending) -> Applied:
+        if pending.settings is not None and self._site_conn is not None:
+            pending = replace(pending, settings=self._site_wide(pending.settings, kiosk.settings))
         applied = kiosk.apply(pending)
         self.reconfigured.emit(applied)
         return applied

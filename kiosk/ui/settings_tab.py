@@ -155,8 +155,13 @@ class SettingsTab(QWidget):
         self.change_pin_button.clicked.connect(self.change_pin)
         self.message = QLabel()
         self.message.setWordWrap(True)
+        # Read only: chosen when the kiosk starts (--database), with the server's state on a site.
+        self.database_label = QLabel()
+        self.database_label.setWordWrap(True)
+        self.database_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         form = QFormLayout()
+        form.addRow("Database", self.database_label)
         form.addRow("Camera", self.camera_edit)
         form.addRow("Strangers let in", risk_box)
         form.addRow("Liveness", self.liveness_check)
