@@ -75,9 +75,9 @@ class Recipe:
     distill_from: tuple[str, ...] = ()
     distill_weight: float = 10.0
     # An online teacher: DLIB_INIT has dlib's ResNet embed every augmented view in the same training
-    # step, and the network learns its embedding (their cosine) and its cosines between the batch's
-    # images (losses.relational_distillation_loss), both weighted by `distill_weight`, besides its
-    # own loss. The network then sees dlib's 150 px crops (training.dlib_init.prepared_crops).
+    # step, and the network learns its embedding (their cosine, centred: training.train) and its
+    # cosines between the batch's images (losses.relational_distillation_loss), both weighted by
+    # `distill_weight`, besides its own loss. The network then sees dlib's 150 px crops (training.dlib_init.prepared_crops).
     teacher: str | None = None
     # The network average-pools its input by this factor before its first convolution, inside the
     # model: a 150 px crop seen at 75 px costs a quarter of the pixels, and the exported model still

@@ -150,20 +150,34 @@ def build_training(recipe: Recipe, images: np.ndarray, labels: np.ndarray, learn
     groups = _optimised(recipe, backbone, head, learning_rate, backbone_learning_rate)
     memory = (losses.CrossBatchMemory(recipe.memory_batches * batch, recipe.embedding_size)
               if recipe.memory_batches else None)
-    teacher = _online_teacher(recipe)
+    teacher = _online_teacher(recipe, images)
     step = _train_step(recipe, backbone, head, groups, teachers, memory, teacher)
     return Training(recipe, backbone, iter(_dataset(images, labels, recipe, batch)), step, memory)
 
 
-def _online_teacher(recipe: Recipe) -> keras.Model | None:
-    """dlib's ResNet as it is, frozen, for a recipe taught by it online (`teacher`); else None."""
+CENTRE_SAMPLE = 512  # training images whose mean teacher embedding is the centre taken away
+
+
+def _online_teacher(recipe: Recipe, images: np.ndarray) -> Callable | None:
+    """For a recipe taught online (`teacher`): crops -> dlib's unit embeddings, centred. dlib's
+    descriptors crowd into a narrow cone (two strangers' cosine is about 0.9), so a student matching
+    them as they are learns that cone's axis and little else; with the mean of the teacher's
+    embeddings of a sample of the training images taken away (and unit length again), the teacher's
+    cosines spread over the whole range and say who is who. Else None."""
     if recipe.teacher != DLIB_INIT:
         return None
     from training.dlib_init import build_dlib_backbone  # reads dlib's model file: only when asked for
 
-    teacher = build_dlib_backbone()
-    teacher.trainable = False
-    return teacher
+    network = build_dlib_backbone()
+    network.trainable = False
+    sample = np.random.default_rng(recipe.seed).choice(len(images), min(CENTRE_SAMPLE, len(images)), replace=False)
+    centre = tf.constant(np.mean(np.asarray(network.predict(images[np.sort(sample)], batch_size=64, verbose=0)),
+                                 axis=0), tf.float32)
+
+    def embed(crops):
+        return tf.math.l2_normalize(network(crops, training=False) - centre, axis=1)
+
+    return embed
 
 
 def initial_backbone(recipe: Recipe) -> keras.Model:
@@ -249,7 +263,7 @@ def _head(recipe: Recipe, classes: int) -> keras.layers.Layer | None:
 
 def _train_step(recipe: Recipe, backbone, head, groups: list[tuple[keras.optimizers.Optimizer, list]],
                 teachers: np.ndarray | None, memory: losses.CrossBatchMemory | None,
-                teacher: keras.Model | None = None):
+                teacher: Callable | None = None):
     margin = recipe.margin
     teacher_table = tf.constant(teachers, tf.float32) if teachers is not None else None
 
@@ -278,7 +292,7 @@ def _train_step(recipe: Recipe, backbone, head, groups: list[tuple[keras.optimiz
                 loss += recipe.distill_weight * losses.relational_distillation_loss(
                     embeddings, tf.gather(teacher_table, rows))
             if teacher is not None:  # the same augmented views, embedded by the teacher in this step
-                taught = tf.stop_gradient(teacher(images, training=False))
+                taught = tf.stop_gradient(teacher(images))
                 loss += recipe.distill_weight * (losses.embedding_distillation_loss(embeddings, taught)
                                                  + losses.relational_distillation_loss(embeddings, taught))
         gradients = tape.gradient(loss, [variable for _, variables in groups for variable in variables])
