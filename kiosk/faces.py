@@ -88,12 +88,14 @@ class FaceDetector:
         if implementation == "lite":
             from kiosk.mtcnn_lite import LiteMTCNN
 
-            self._cascade = LiteMTCNN(min_face_size, thresholds, min_face_fraction=min_face_fraction)
+            self._cascade = LiteMTCNN(min_face_size=min_face_size, thresholds=thresholds,
+                                      min_face_fraction=min_face_fraction)
         elif implementation == "graph":
             _require_mtcnn_package(implementation)
             from kiosk.mtcnn_graph import CompiledMTCNN  # imports TensorFlow, which takes seconds
 
-            self._cascade = CompiledMTCNN(min_face_size, thresholds, min_face_fraction=min_face_fraction)
+            self._cascade = CompiledMTCNN(min_face_size=min_face_size, thresholds=thresholds,
+                                          min_face_fraction=min_face_fraction)
         else:
             if min_face_fraction:
                 raise ValueError("the 'package' detector takes a fixed min_face_size only")

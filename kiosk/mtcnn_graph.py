@@ -23,14 +23,9 @@ from kiosk.mtcnn_rules import Cascade
 class CompiledMTCNN(Cascade):
     """The cascade with its networks as compiled TensorFlow graphs."""
 
-    def __init__(
-        self,
-        min_face_size: int = 20,
-        thresholds: tuple[float, float, float] = (0.6, 0.7, 0.8),
-        nms: tuple[float, float, float, float] = (0.5, 0.7, 0.7, 0.7),
-        min_face_fraction: float = 0.0,
-    ) -> None:
-        super().__init__(min_face_size, thresholds, nms, min_face_fraction)
+    def __init__(self, **settings) -> None:
+        """`settings`: the Cascade's (min_face_size, thresholds, nms, min_face_fraction)."""
+        super().__init__(**settings)
         import tensorflow as tf
         from mtcnn.network.onet import ONet
         from mtcnn.network.pnet import PNet

@@ -103,15 +103,10 @@ class _Network:
 class LiteMTCNN(Cascade):
     """The cascade with its networks on TFLite (LiteRT's XNNPACK kernels)."""
 
-    def __init__(
-        self,
-        min_face_size: int = 20,
-        thresholds: tuple[float, float, float] = (0.6, 0.7, 0.8),
-        nms: tuple[float, float, float, float] = (0.5, 0.7, 0.7, 0.7),
-        min_face_fraction: float = 0.0,
-        folder: str | os.PathLike | None = None,
-    ) -> None:
-        super().__init__(min_face_size, thresholds, nms, min_face_fraction)
+    def __init__(self, folder: str | os.PathLike | None = None, **settings) -> None:
+        """`folder`: the detector's files (default: the shipped ones); `settings`: the Cascade's
+        (min_face_size, thresholds, nms, min_face_fraction)."""
+        super().__init__(**settings)
         files = detector_files(folder or default_detector_dir())
         self._networks = {name: _Network(path) for name, path in files.items()}
 

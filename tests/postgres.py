@@ -93,3 +93,12 @@ class PostgresServer:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {name}")
         return self.url(name)
+
+
+def started_server() -> "PostgresServer":
+    """A started server for a test module's fixture; the test is skipped where PostgreSQL is missing."""
+    import pytest
+
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does)")
+    return PostgresServer().start()

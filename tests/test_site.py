@@ -36,9 +36,7 @@ def unit(seed: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def server():
-    if postgres_module.postgres_bin() is None:
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does)")
-    server = postgres_module.PostgresServer().start()
+    server = postgres_module.started_server()
     yield server
     server.close()
 

@@ -28,9 +28,7 @@ postgres_module = pytest.importorskip("tests.postgres")
 
 @pytest.fixture(scope="module")
 def server():
-    if postgres_module.postgres_bin() is None:
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does)")
-    server = postgres_module.PostgresServer().start()
+    server = postgres_module.started_server()
     yield server
     server.close()
 
