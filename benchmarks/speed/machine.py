@@ -32,10 +32,19 @@ def machine_facts() -> dict:
         # TensorFlow places every op (MTCNN's and the embedder's) on the first GPU when there is one.
         "tensorflow_device": f"GPU:0 ({gpu_names[0]})" if gpus else "CPU",
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "model": _model(),
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": None if status is None else bool(status),  # tracked files changed since the commit
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def _model() -> str:
+    """The face model the benchmark's engine loads ($KIOSK_MODEL or the shipped one): its file and digest."""
+    from kiosk.modelcard import default_model_path, sha256_of
+
+    path = default_model_path()
+    return f"{path.name} (sha256 {sha256_of(path)[:16]})" if path.is_file() else f"{path} (missing)"
 
 
 def _cpu_model() -> str:

@@ -28,7 +28,8 @@ def markdown(report: dict) -> str:
         "",
         (f"Machine: {m['cpu_model']}, {m['cpu_cores_usable']} of {m['cpu_cores']} cores usable, "
          f"{m['memory_gb']} GB; Python {m['python']}, TensorFlow {m['tensorflow']} on **{m['tensorflow_device']}**; "
-         f"load average at start {m['load_average_at_start']}."),
+         f"load average at start {m['load_average_at_start']}."
+         + (f" Model: {m['model']}." if m.get("model") else "")),
         "",
     ]
     sections = report["sections"]
