@@ -54,7 +54,7 @@ class CompiledMTCNN(Cascade):
                 compiled = self._pyramids[(height, width)] = self._compile_pyramid(height, width, levels)
         return compiled
 
-    def _forget(self, levels) -> None:
+    def _forget(self) -> None:
         self._pyramids = {size: compiled for size, compiled in self._pyramids.items()
                           if size in self._levels}
 

@@ -81,19 +81,26 @@ class _Network:
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._by_shape: dict[tuple[int, ...], object] = {}
+        # input shape -> (its interpreter, the input's tensor index, the outputs' indices in the order returned)
+        self._by_shape: dict[tuple[int, ...], tuple[object, int, list[int]]] = {}
 
     def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
         """The network's outputs, ordered by the size of their last axis, largest first."""
-        interpreter = self._by_shape.get(batch.shape)
-        if interpreter is None:
-            interpreter = self._by_shape[batch.shape] = open_interpreter(self._path)
-            interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], list(batch.shape))
-            allocate(interpreter)
-        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], batch)
+        prepared = self._by_shape.get(batch.shape)
+        if prepared is None:
+            prepared = self._by_shape[batch.shape] = self._prepare(batch.shape)
+        interpreter, source, outputs = prepared
+        interpreter.set_tensor(source, batch)
         interpreter.invoke()
-        outputs = [interpreter.get_tensor(detail["index"]) for detail in interpreter.get_output_details()]
-        return sorted(outputs, key=lambda output: output.shape[-1], reverse=True)
+        return [interpreter.get_tensor(index) for index in outputs]
+
+    def _prepare(self, shape: tuple[int, ...]) -> tuple[object, int, list[int]]:
+        interpreter = open_interpreter(self._path)
+        source = interpreter.get_input_details()[0]["index"]
+        interpreter.resize_tensor_input(source, list(shape))
+        allocate(interpreter)
+        details = sorted(interpreter.get_output_details(), key=lambda detail: detail["shape"][-1], reverse=True)
+        return interpreter, source, [detail["index"] for detail in details]
 
     def forget(self, keep) -> None:
         """Drop the interpreters of shapes for which `keep(shape)` is false."""
@@ -138,6 +145,6 @@ class LiteMTCNN(Cascade):
         batch[:len(patches)] = patches
         return [output[:len(patches)] for output in self._networks[name](batch)]
 
-    def _forget(self, levels) -> None:
+    def _forget(self) -> None:
         sizes = {(1, h, w, 3) for frame in self._levels.values() for h, w, _ in frame}
         self._networks["pnet"].forget(lambda shape: shape in sizes)

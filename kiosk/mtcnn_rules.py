@@ -173,7 +173,8 @@ class Cascade(ABC):
             levels = self._levels.get(key)
             if levels is None:
                 if len(self._levels) >= MAX_FRAME_SIZES:
-                    self._forget(self._levels.pop(next(iter(self._levels))))
+                    del self._levels[next(iter(self._levels))]
+                    self._forget()
                 levels = self._levels[key] = pyramid_shapes(height, width, self.smallest_face(height, width))
         return levels
 
@@ -192,8 +193,8 @@ class Cascade(ABC):
     def _run_onet(self, image, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """ONet on 48 px patches: (offsets N x 4, landmarks N x 10, probabilities N x 2)."""
 
-    def _forget(self, levels: list[tuple[int, int, float]]) -> None:
-        """Drop what was prepared for a frame size no longer seen (nothing by default)."""
+    def _forget(self) -> None:
+        """Drop what was prepared for frame sizes no longer among the kept pyramids (nothing by default)."""
 
     # -- the package's rules between the networks ----------------------------------
 
