@@ -7,10 +7,11 @@ first use, then the detector and embedder are warmed up on the camera's picture 
 calls allocate their tensors) before the worker says it is ready; each step is reported
 (``progress``) for the window's banner. The engine is not loaded any earlier on a thread of its
 own: importing TensorFlow (for a .keras model, or where LiteRT has no wheel) holds the interpreter
-lock, and beside the GUI thread's start it delayed the first video frame by 1-2 s (benchmarks/startup.py). The database connection is opened there
-(SQLite connections belong to the thread that made them), and the retention purge from the
-settings runs there at start, then hourly on a thread of its own (kiosk.retention). ``run()`` never returns to the thread's event loop until it is
-done: a queued slot per frame deadlocks with TensorFlow on the GIL.
+lock, and beside the GUI thread's start it delayed the first video frame by 1-2 s
+(benchmarks/startup.py). The database connection is opened there (SQLite connections belong to
+the thread that made them), and the retention purge from the settings runs there at start, then
+hourly on a thread of its own (kiosk.retention). ``run()`` never returns to the thread's event
+loop until it is done: a queued slot per frame deadlocks with TensorFlow on the GIL.
 
 Settings saved in the admin window while the kiosk runs reach this thread through a
 SettingsMailbox (``apply_settings``, ``switch_camera``) and are applied between two frames
@@ -96,7 +97,7 @@ class RecognitionWorker(QObject):
         self._runner = None
         self._paused = False
         self._lock = threading.Lock()
-        self._site_conn = None  # a site database's connection (the site-wide settings are read there)
+        self._site_conn = None  # a site database's connection: its site-wide settings and its server's state
         self._mailbox = SettingsMailbox()  # the GUI thread's way in: read between frames
 
     def apply_settings(self, settings: KioskSettings) -> None:
@@ -162,7 +163,7 @@ class RecognitionWorker(QObject):
             self.fatal.emit("Enrolled faces are from another face model — re-enrol, recognition is off", str(exc))
             return
         try:
-            self._recognise(kiosk, engine, purged=kiosk.start(), conn=conn if self._store.is_site else None)
+            self._recognise(kiosk, engine, purged=kiosk.start())
         finally:
             kiosk.close()
             conn.close()
@@ -206,8 +207,8 @@ class RecognitionWorker(QObject):
             log.error("events not sent: %s", exc)
             return None
 
-    def _recognise(self, kiosk: KioskLoop, engine, purged: int, conn=None) -> None:
-        """`conn`: a site database's connection, whose server's state is reported (``site``)."""
+    def _recognise(self, kiosk: KioskLoop, engine, purged: int) -> None:
+        """On a site, the state of its server is reported too (``site``)."""
         runner = kiosk.runner
         with self._lock:
             self._runner = runner
@@ -224,9 +225,9 @@ class RecognitionWorker(QObject):
         results = kiosk.results(every_frame=True)
         site_said, site_at = None, 0.0
         while True:
-            if conn is not None and time.monotonic() - site_at > SITE_STATE_S:
+            if self._site_conn is not None and time.monotonic() - site_at > SITE_STATE_S:
                 site_at = time.monotonic()
-                state = site_state(conn)
+                state = site_state(self._site_conn)
                 words = (admin_words(state), visitor_words(state))
                 if words != site_said:
                     site_said = words
