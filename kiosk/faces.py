@@ -110,6 +110,7 @@ class FaceDetector:
             "threshold_onet": thresholds[2],
         }
         self.implementation = implementation
+        self.min_face_fraction = min_face_fraction
         self.min_score = min_score
         self.max_side = max_side
 
@@ -118,8 +119,8 @@ class FaceDetector:
         """What shapes the faces this detector returns (part of the training cache key)."""
         return {
             "min_face_size": self._options["min_face_size"],
-            **({"min_face_fraction": self._cascade.min_face_fraction}
-               if self.implementation != "package" and self._cascade.min_face_fraction else {}),
+            # Only when set, so that the cache keys of detectors without it stay as they were.
+            **({"min_face_fraction": self.min_face_fraction} if self.min_face_fraction else {}),
             "min_score": self.min_score,
             "implementation": self.implementation,
         }
