@@ -44,12 +44,12 @@ from kiosk.faces import IMPLEMENTATIONS, Face, face_nearest_center, kiosk_detect
 from kiosk.images import load_image  # noqa: E402
 from kiosk.modelcard import sha256_of  # noqa: E402
 from training.lfw import LFW, ImageRef  # noqa: E402
+from training.lfw_engine import embed_lfw_images  # noqa: E402
 from training.metrics import best_balanced_accuracy, cross_validated_correct, verification_report  # noqa: E402
 from training.paired import paired_interval  # noqa: E402
 
 BATCH = 1  # one image per detector call, as the kiosk does (see the module docstring for --batch 32)
 CHECK_IMAGES = 64  # with --batch > 1: images also detected one by one, to measure the difference
-LOG_EVERY = 320  # images between progress lines
 NO_FACE_MARGIN = 1.0  # a pair with an undetected face scores this far below every other pair: denied, as the kiosk would
 ACCEPTANCE_POINTS = 0.5  # |engine accuracy - card accuracy| allowed, in percentage points
 # detect() and detect_batch() must agree to this many pixels (boxes and landmarks).
@@ -88,23 +88,6 @@ def check_batching(engine, lfw: LFW, refs: list[ImageRef]) -> dict:
         "max_difference_px": round(max(finite, default=0.0), 4),
         "tolerance_px": SAME_FACE_TOLERANCE_PX,
     }
-
-
-def embed_images(engine, lfw: LFW, refs: list[ImageRef], batch: int, log=print) -> dict[ImageRef, np.ndarray | None]:
-    """Unit embedding of the face nearest the centre of each image (None where no face is found)."""
-    result: dict[ImageRef, np.ndarray | None] = {}
-    start = time.perf_counter()
-    for first in range(0, len(refs), batch):
-        chunk = refs[first:first + batch]
-        images = [load_image(lfw.image_path(ref)) for ref in chunk]
-        detections = engine.detector.detect_batch(images) if batch > 1 else [engine.detect(images[0])]
-        for ref, rgb, faces in zip(chunk, images, detections):
-            face = face_nearest_center(faces, rgb.shape)
-            result[ref] = None if face is None else engine.embed_faces(rgb, [face])[0]
-        done = first + len(chunk)
-        if done // LOG_EVERY > first // LOG_EVERY or done == len(refs):
-            log(f"  embedded {done}/{len(refs)} images ({time.perf_counter() - start:.0f} s)")
-    return result
 
 
 def score_pairs(engine, pairs, vectors: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -178,7 +161,7 @@ def run(lfw_dir: str | None, model: str | None, out: Path, batch: int = BATCH, c
                   "the figures below approximate the kiosk's (run without --batch for the exact ones)")
 
     start = time.perf_counter()
-    vectors = embed_images(engine, lfw, refs, batch)
+    vectors = embed_lfw_images(engine, lfw, refs, batch)
     scores, missing = score_pairs(engine, pairs, vectors)
     seconds = time.perf_counter() - start
     same = np.array([pair.same for pair in pairs])

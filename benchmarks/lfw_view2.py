@@ -26,10 +26,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.lfw_devtest import embed_images, score_pairs  # noqa: E402
+from benchmarks.lfw_devtest import score_pairs  # noqa: E402
 from kiosk.atomic import atomic_write_bytes, atomic_write_json  # noqa: E402
 from kiosk.modelcard import sha256_of  # noqa: E402
 from training.lfw import LFW  # noqa: E402
+from training.lfw_engine import embed_lfw_images  # noqa: E402
 from training.metrics import cross_validated_accuracy  # noqa: E402
 
 BATCH = 32  # MTCNN's batched call: about 4x faster on LFW's equal-size images (see lfw_devtest.py)
@@ -44,7 +45,7 @@ def run(lfw_dir: str | None, model: str | None, out: Path, batch: int = BATCH) -
     refs = sorted({ref for pair in pairs for ref in (pair.a, pair.b)})
     print(f"LFW View 2: {len(pairs)} pairs in 10 folds, {len(refs)} images; model {engine.card.path.name}")
     started = time.perf_counter()
-    vectors = embed_images(engine, lfw, refs, batch)
+    vectors = embed_lfw_images(engine, lfw, refs, batch)
     scores, missing = score_pairs(engine, pairs, vectors)
     same = np.array([pair.same for pair in pairs])
     folds = np.array([pair.fold for pair in pairs])

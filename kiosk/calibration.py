@@ -6,9 +6,10 @@ then scores closer to the enrolled people than an LFW stranger would. So the kio
 what a stranger looks like *here*, from the one sample of site impostors it always has: the
 enrolled people themselves, who are strangers to each other.
 
-- Each template of each person is scored against every other person (by their most similar
-  template, as matching does): with P people and N templates that is N x (P - 1) scores of a
-  face from this camera against someone it is not.
+- Each template of each person is scored against every other person as matching scores them
+  (by their most similar template, or by their mean template: the card's strategy): with P
+  people and N templates that is N x (P - 1) scores of a face from this camera against someone
+  it is not.
 - Those scores are modelled as a normal distribution (their mean and spread). A cosine is bounded
   by 1, so its upper tail is squeezed against that bound: cosines are modelled after Fisher's
   z-transform (atanh), as correlation coefficients are; a fitted back end's scores are unbounded
@@ -21,8 +22,8 @@ enrolled people themselves, who are strangers to each other.
 - The door uses the stricter of the site's threshold and the model card's own rule for the
   gallery's size; it is never looser than the card.
 - With fewer than MIN_SITE_PEOPLE people the site sample is too small to trust, and the door
-  uses the strictest threshold the card vouches for (its lowest measured false-accept rate)
-  until there are enough people to measure.
+  asks each comparison for STRICT_START_FAR, read from the card's table, until there are
+  enough people to measure.
 
 Everything here is numpy and the standard library: it runs wherever matching runs, and it is
 recomputed whenever the gallery changes (FaceEngine caches it per gallery matrix).
@@ -35,7 +36,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from kiosk.matching import group_people
+from kiosk.matching import group_people, person_means
 from kiosk.modelcard import ModelCard
 
 # Visitors per false accept the admin may choose ("1 in 1,000" ...). 1,000 is the shipped rule: at
@@ -50,6 +51,11 @@ MIN_SITE_PEOPLE = 5
 # How sure the site's threshold must be to hold the chosen rate (a one-sided normal tolerance
 # bound): 90% sure, counting each pair of enrolled people as one independent observation.
 CONFIDENCE = 0.9
+# Until the site can be measured, each comparison must hold this false-accept rate by the card's
+# table. Fewer than MIN_SITE_PEOPLE people: a stranger meets at most 4 means, so the card alone
+# holds 1 in 2,500 visitors; the rest is margin for a one-camera site, where strangers look more
+# alike (ORL, 20 people, needed the card's 1e-4 for a mean of three at 1 in 1,000: reports/door.json).
+STRICT_START_FAR = 1e-4
 # Cosines are clipped this far inside +-1 before Fisher's transform (a face against its own copy).
 FISHER_LIMIT = 1 - 1e-6
 # The match shown to people (0-100): the door's threshold sits at GRANT_LINE.
@@ -67,6 +73,8 @@ class SiteCalibration:
     spread: float | None  # their standard deviation
     closest: tuple[int, int, float] | None  # the two most alike people (ids) and their score
     bounded: bool = False  # cosine scores: mean and spread are of their Fisher z-transforms
+    strategy: str = "best"  # how a person was scored (kiosk.matching): their best or their mean template
+    templates_per_person: int = 1  # the most templates any one person has
 
     def _to_model(self, score: float) -> float:
         return math.atanh(min(max(score, -FISHER_LIMIT), FISHER_LIMIT)) if self.bounded else score
@@ -116,7 +124,7 @@ class DoorRule:
         calibration = self.calibration
         if self.source == "strict start":
             people = f"{calibration.people} person" if calibration.people == 1 else f"{calibration.people} people"
-            return (f"In force: the model's strictest rule (threshold {self.threshold:.3f}). With {people} enrolled "
+            return (f"In force: the model's strict starting rule (threshold {self.threshold:.3f}). With {people} enrolled "
                     f"the kiosk cannot yet measure how alike strangers look through this camera; it will from "
                     f"{MIN_SITE_PEOPLE} people on.")
         far = self.estimated_far
@@ -127,26 +135,31 @@ class DoorRule:
                 f"{risk_words(self.risk)} at most{estimate}.")
 
 
-def measure_site(templates: np.ndarray, person_ids: np.ndarray, scoring) -> SiteCalibration:
-    """Score every template against every other enrolled person (by their best template)."""
+def measure_site(templates: np.ndarray, person_ids: np.ndarray, scoring, strategy: str = "best") -> SiteCalibration:
+    """Score every template against every other enrolled person, as matching with `strategy`
+    scores them (their best template, or their mean template)."""
     templates = np.asarray(templates, np.float32)
     person_ids = np.asarray(person_ids)
     if len(templates) == 0:
-        return SiteCalibration(0, 0, 0, None, None, None)
+        return SiteCalibration(0, 0, 0, None, None, None, strategy=strategy)
     order, starts, people = group_people(person_ids)
     if order is not None:
         templates, person_ids = templates[order], person_ids[order]
+    most = int(np.diff(np.r_[starts, len(templates)]).max())
     if len(people) < 2:
-        return SiteCalibration(len(people), len(templates), 0, None, None, None)
+        return SiteCalibration(len(people), len(templates), 0, None, None, None, strategy=strategy,
+                               templates_per_person=most)
     bounded = getattr(scoring, "kind", None) == "cosine"
-    scores = np.asarray(scoring.matrix(templates, templates), np.float64)
-    per_person = np.maximum.reduceat(scores, starts, axis=1)  # template x person: best template of each
+    if strategy == "mean":
+        per_person = np.asarray(scoring.matrix(templates, person_means(templates, person_ids)[0]), np.float64)
+    else:  # template x person: the best template of each
+        per_person = np.maximum.reduceat(np.asarray(scoring.matrix(templates, templates), np.float64), starts, axis=1)
     owner = np.searchsorted(people, person_ids)
     other = np.ones_like(per_person, dtype=bool)
     other[np.arange(len(templates)), owner] = False
     impostor = per_person[other]
     modelled = np.arctanh(np.clip(impostor, -FISHER_LIMIT, FISHER_LIMIT)) if bounded else impostor
-    # The closest pair: each person against each other person, by their best pair of templates.
+    # The closest pair: each person against each other person, by their templates' highest score.
     pair = np.maximum.reduceat(per_person, starts, axis=0)
     np.fill_diagonal(pair, -np.inf)
     a, b = np.unravel_index(int(np.argmax(pair)), pair.shape)
@@ -154,6 +167,7 @@ def measure_site(templates: np.ndarray, person_ids: np.ndarray, scoring) -> Site
         people=len(people), templates=len(templates), impostor_scores=int(impostor.size),
         mean=float(modelled.mean()), spread=float(modelled.std(ddof=1)) if impostor.size > 1 else None,
         closest=(int(people[min(a, b)]), int(people[max(a, b)]), float(pair[a, b])), bounded=bounded,
+        strategy=strategy, templates_per_person=most,
     )
 
 
@@ -174,28 +188,34 @@ def door_rule(card: ModelCard, calibration: SiteCalibration, risk: int = DEFAULT
     if risk <= 0:
         raise ValueError(f"risk must be a positive number of visitors, got {risk}")
     far = 1.0 / risk
-    card_threshold = card_rule(card, far, calibration.templates)
+    card_threshold = card_rule(card, far, calibration)
     site = calibration.site_threshold(far)
     low = card.threshold_at_far(card.far_table[-1][0]) if card.far_table else card.threshold - 0.3
     if site is None:
-        strict = card.threshold_at_far(card.far_table[0][0]) if card.far_table else card_threshold
-        threshold = max(card_threshold, strict)
+        threshold = max(card_threshold, card.threshold_at_far(STRICT_START_FAR, _per_person(calibration)))
         return DoorRule(risk, threshold, "strict start", card_threshold, None, calibration, low)
     source = "site" if site >= card_threshold else "model card"
     return DoorRule(risk, max(site, card_threshold), source, card_threshold, site, calibration, low)
 
 
-def card_rule(card: ModelCard, far: float, templates: int) -> float:
-    """The card's threshold for `far` false accepts per visitor against `templates` templates.
+def card_rule(card: ModelCard, far: float, calibration: SiteCalibration) -> float:
+    """The card's threshold for `far` false accepts per visitor against the gallery of `calibration`.
 
-    A stranger is compared with every template, so each comparison must pass at far / templates
-    (read from the card's impostor table). At the shipped risk or stricter never below the card's
+    A stranger is compared with every template (strategy "best") or with every person's mean
+    template ("mean"), so each comparison must pass at far / that many, read from the card's
+    table for that kind of comparison. At the shipped risk or stricter never below the card's
     own threshold; a looser risk (chosen explicitly) may go below it.
     """
-    per_comparison = far / max(templates, 1)
-    threshold = card.threshold_at_far(per_comparison) if card.far_table else card.threshold
+    per_person = _per_person(calibration)
+    comparisons = calibration.people if per_person else calibration.templates
+    threshold = card.threshold_at_far(far / max(comparisons, 1), per_person)
     shipped = card.target_far if card.target_far is not None else 1.0 / DEFAULT_RISK
     return max(threshold, card.threshold) if far <= shipped else threshold
+
+
+def _per_person(calibration: SiteCalibration) -> int | None:
+    """The templates per person whose mean table applies (None: one photo against one photo)."""
+    return max(calibration.templates_per_person, 1) if calibration.strategy == "mean" else None
 
 
 def match_percent(score: float, threshold: float, low: float) -> int:

@@ -23,16 +23,9 @@ from kiosk.calibration import DEFAULT_RISK, DoorRule, SiteCalibration, door_rule
 from kiosk.errors import NoFaceError
 from kiosk.faces import Face, FaceDetector, crop_faces, crop_landmarks, shared_detector
 from kiosk.images import as_rgb_uint8
-from kiosk.matching import Match, match_many
+from kiosk.matching import STRATEGIES, Match, match_many, person_means
 from kiosk.modelcard import ModelCard, default_model_path
 
-# How a person is scored against their templates (see kiosk.matching). Chosen by
-# benchmarks/identification.py on LFW (reports/identification.json): at the card's threshold
-# "mean" granted more enrolled probes (89.4% vs 85.1%) but also more impostors (53.7% vs 52.3%),
-# so "best" is the safer default at a door. The card's
-# threshold is calibrated on single-image pairs, which is what "best" compares; "mean" would
-# need its own threshold (at an equal 1% impostor-grant rate it does grant a little more).
-DEFAULT_STRATEGY = "best"
 # A best match this close to the runner-up is "ambiguous" rather than a match; a card whose scores
 # live on another scale names its own margin (ModelCard.ambiguity_margin).
 DEFAULT_AMBIGUITY_MARGIN = 0.05
@@ -49,7 +42,7 @@ class FaceEngine:
         model_path: str | os.PathLike | None = None,
         detector: FaceDetector | None = None,
         *,
-        strategy: str = DEFAULT_STRATEGY,
+        strategy: str | None = None,  # None: the card's (ModelCard.strategy)
         ambiguity_margin: float | None = None,  # None: the card's, else DEFAULT_AMBIGUITY_MARGIN
     ) -> None:
         from kiosk.embedder import Embedder  # imports TensorFlow: only when an engine is built
@@ -57,11 +50,20 @@ class FaceEngine:
         self._embedder = Embedder(model_path)
         self.scoring = self._embedder.scoring
         self._detector = detector if detector is not None else shared_detector()
-        self.strategy = strategy
+        card = self._embedder.card
+        # How a person's templates are scored (kiosk.matching). The door's thresholds are read from
+        # the card's table for that kind of comparison, so "mean" needs a card that measured it.
+        self.strategy = strategy or card.strategy
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.strategy == "mean" and not card.mean_far_tables:
+            raise ValueError(f"{card.path.name}'s card has no mean-template tables (python -m training far-tables); "
+                             f"it can only score a person's best template")
         if ambiguity_margin is None:
             ambiguity_margin = self._embedder.card.ambiguity_margin or DEFAULT_AMBIGUITY_MARGIN
         self.ambiguity_margin = ambiguity_margin
         self._site: tuple[np.ndarray, np.ndarray, SiteCalibration] | None = None
+        self._means: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     # -- what the model card says ---------------------------------------------
 
@@ -151,28 +153,13 @@ class FaceEngine:
     def is_same(self, a: np.ndarray, b: np.ndarray) -> bool:
         return self.similarity(a, b) >= self.threshold
 
-    def gallery_threshold(self, templates: int) -> float:
-        """The model card's accept threshold for a face compared with a gallery of `templates` templates.
-
-        The card's threshold bounds the false-accept rate of ONE comparison (its target_far).
-        A stranger at the door is compared with every template and is let in if any one
-        passes, so with N templates the chance grows to about N times that rate. To keep the
-        card's rate per visitor, each comparison must pass at target_far / N, read from the
-        card's impostor table. Never below the card's threshold. The door itself also weighs
-        what the site's own faces look like: see door_rule().
-        """
-        card = self.card
-        if card.target_far is None or templates <= 1:
-            return self.threshold
-        return max(self.threshold, card.threshold_at_far(card.target_far / templates))
-
     def measure_site(self, templates: np.ndarray, person_ids: np.ndarray) -> SiteCalibration:
         """The enrolled people scored against each other (kiosk.calibration); kept while the same
         read-only gallery matrix (Gallery.matrix()) comes back, so a frame does not redo it."""
         cached = self._site
         if cached is not None and cached[0] is templates and cached[1] is person_ids:
             return cached[2]
-        calibration = measure_site(templates, person_ids, self.scoring)
+        calibration = measure_site(templates, person_ids, self.scoring, self.strategy)
         if isinstance(templates, np.ndarray) and not templates.flags.writeable:
             self._site = (templates, person_ids, calibration)
         return calibration
@@ -194,15 +181,20 @@ class FaceEngine:
             embeddings = embeddings[None]
         if threshold is None:
             threshold = self.door_rule(templates, person_ids, risk).threshold
-        return match_many(
-            embeddings,
-            templates,
-            person_ids,
-            threshold=threshold,
-            ambiguity_margin=self.ambiguity_margin,
-            strategy=self.strategy,
-            scoring=self.scoring,
-        )
+        if self.strategy == "mean":  # each person's mean template, then the best of those is the same
+            templates, person_ids = self._person_means(templates, person_ids)
+        return match_many(embeddings, templates, person_ids, threshold=threshold,
+                          ambiguity_margin=self.ambiguity_margin, scoring=self.scoring)
+
+    def _person_means(self, templates: np.ndarray, person_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """kiosk.matching.person_means, kept while the same read-only gallery matrix comes back."""
+        cached = self._means
+        if cached is not None and cached[0] is templates and cached[1] is person_ids:
+            return cached[2], cached[3]
+        means, people = person_means(templates, person_ids)
+        if isinstance(templates, np.ndarray) and not templates.flags.writeable:
+            self._means = (templates, person_ids, means, people)
+        return means, people
 
 
 class RiskEngine:

@@ -19,6 +19,7 @@ from kiosk.errors import KioskError
 from kiosk.faces import Face
 from kiosk.gallery import Gallery, GalleryError, Person
 from kiosk.images import encode_jpeg
+from kiosk.matching import person_means
 from kiosk.policy import QualityGates
 from kiosk.scoring import CosineScoring, Scoring
 
@@ -72,7 +73,8 @@ def closest_person(
     embedding: np.ndarray, templates: np.ndarray, person_ids: np.ndarray, exclude: int | None = None,
     scoring: Scoring | None = None,
 ) -> tuple[int, float] | None:
-    """(person id, similarity) of the enrolled template most like `embedding` (Gallery.matrix() arrays).
+    """(person id, similarity) of the template most like `embedding` (Gallery.matrix() arrays, or each
+    person's mean template from kiosk.matching.person_means).
 
     Scored as the engine scores (`scoring`: the engine's; cosine when not given).
     `exclude` leaves out one person (the one samples are being added to).
@@ -104,11 +106,14 @@ class IdentityCheck:
     a lookalike of themselves)."""
 
     def __init__(self, engine, gallery: Gallery, risk: int, person_id: int | None = None) -> None:
-        self._templates, self._person_ids = gallery.matrix()
+        templates, person_ids = gallery.matrix()
+        self.rule = engine.door_rule(templates, person_ids, risk)
+        if engine.strategy == "mean" and len(templates):
+            templates, person_ids = person_means(templates, person_ids)  # each person scored as the door scores them
+        self._templates, self._person_ids = templates, person_ids
         self._names = {p.id: p.name for p in gallery.people()}
         self._exclude = person_id
         self.scoring: Scoring = getattr(engine, "scoring", None) or CosineScoring()
-        self.rule = engine.door_rule(self._templates, self._person_ids, risk)
 
     def lookalike(self, embedding: np.ndarray) -> Lookalike | None:
         """The enrolled person (other than `person_id`) this face would be let in as, or None."""

@@ -9,7 +9,7 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -22,6 +22,7 @@ CARD_SUFFIX = ".card.json"
 SCORING_SUFFIX = ".scoring.npz"
 TFLITE_SUFFIX = ".tflite"
 MODEL_ENV_VAR = "KIOSK_MODEL"
+MEAN_TABLES_KEY = "mean_template_far_tables"  # the card's entry written by training.far_tables
 # The shipped model (see assets/face_embedder.card.json for how it was made), in the installed
 # package or the checkout: its TFLite file alone, which its card describes.
 DEFAULT_MODEL = shipped("assets") / "face_embedder.tflite"
@@ -45,20 +46,33 @@ class ModelCard:
     # How close a runner-up may come to the best match before it is "ambiguous", on this card's
     # scale (None: the kiosk's default, made for scores on the cosine's usual scale).
     ambiguity_margin: float | None = None
+    # Templates per person k -> (false-accept rate, threshold) of a photo against the re-normalised
+    # mean of k photos of someone else, rates ascending (training.far_tables). A card that has
+    # them is scored by each person's mean template (`strategy`).
+    mean_far_tables: dict[int, tuple[tuple[float, float], ...]] = field(default_factory=dict)
 
-    def threshold_at_far(self, far: float) -> float:
-        """The similarity threshold whose false-accept rate per pair is `far` (from far_table).
+    @property
+    def strategy(self) -> str:
+        """How the door scores a person's templates (kiosk.matching): by their mean where the card
+        measured what strangers score against means, else by the best one."""
+        return "mean" if self.mean_far_tables else "best"
 
-        Interpolated linearly in log(rate) between measured points. Outside the measured
-        range the nearest end is returned, so a rate below the smallest measured one gets
-        that one's threshold: the strictest the card can vouch for.
+    def threshold_at_far(self, far: float, templates_per_person: int | None = None) -> float:
+        """The similarity threshold whose false-accept rate per comparison is `far`.
+
+        None: one photo against one photo (far_table); k: a photo against someone's mean of k
+        templates (the mean table of k, or of the nearest larger k measured, or of the largest:
+        beyond a few photos a mean barely changes). Interpolated linearly in log(rate) between
+        measured points. Outside the measured range the nearest end is returned, so a rate below
+        the smallest measured one gets that one's threshold: the strictest the card can vouch for.
         """
-        if not self.far_table:
+        table = self.far_table if templates_per_person is None else self.mean_far_table(templates_per_person)
+        if not table:
             return self.threshold
         if not far > 0:
             raise ValueError(f"far must be positive, got {far}")
-        rates = [math.log(rate) for rate, _ in self.far_table]
-        thresholds = [threshold for _, threshold in self.far_table]
+        rates = [math.log(rate) for rate, _ in table]
+        thresholds = [threshold for _, threshold in table]
         x = math.log(far)
         if x <= rates[0]:
             return thresholds[0]
@@ -66,6 +80,13 @@ class ModelCard:
             if x <= x1:
                 return t0 + (t1 - t0) * (x - x0) / (x1 - x0)
         return thresholds[-1]
+
+    def mean_far_table(self, templates_per_person: int) -> tuple[tuple[float, float], ...]:
+        """The mean table for people of `templates_per_person` templates (empty: the card has none)."""
+        counts = sorted(self.mean_far_tables)
+        if not counts:
+            return ()
+        return self.mean_far_tables[next((k for k in counts if k >= templates_per_person), counts[-1])]
 
     @classmethod
     def load(cls, model_path: str | os.PathLike) -> "ModelCard":
@@ -87,6 +108,7 @@ class ModelCard:
                 target_far=_optional_float(raw["threshold"].get("target_far")),
                 far_table=_far_table(raw.get("impostor_far_table")),
                 ambiguity_margin=_optional_float(raw.get("ambiguity_margin")),
+                mean_far_tables=_mean_far_tables(raw.get(MEAN_TABLES_KEY)),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelCardError(f"{card_path}: not a valid model card ({exc!r})") from exc
@@ -156,16 +178,27 @@ def _optional_float(value) -> float | None:
     return None if value is None else float(value)
 
 
-def _far_table(table: dict | None) -> tuple[tuple[float, float], ...]:
+def _far_table(table: dict | None, name: str = "impostor_far_table") -> tuple[tuple[float, float], ...]:
     """{"thresholds": {"1e-05": 0.81, ...}} -> ((1e-05, 0.81), ...) by ascending rate."""
     if not table:
         return ()
     points = sorted((float(rate), float(threshold)) for rate, threshold in table["thresholds"].items())
     if any(rate <= 0 for rate, _ in points):
-        raise ValueError("impostor_far_table rates must be positive")
+        raise ValueError(f"{name} rates must be positive")
     if any(t1 > t0 for (_, t0), (_, t1) in zip(points, points[1:])):
-        raise ValueError("impostor_far_table thresholds must fall as the rate rises")
+        raise ValueError(f"{name} thresholds must fall as the rate rises")
     return tuple(points)
+
+
+def _mean_far_tables(entry: dict | None) -> dict[int, tuple[tuple[float, float], ...]]:
+    """{"by_templates": {"3": {"thresholds": {...}}, ...}} -> {3: ((rate, threshold), ...), ...}."""
+    if not entry:
+        return {}
+    tables = {int(count): _far_table(table, f"{MEAN_TABLES_KEY} of {count}")
+              for count, table in entry["by_templates"].items()}
+    if not tables or any(count < 1 or not table for count, table in tables.items()):
+        raise ValueError(f"{MEAN_TABLES_KEY} needs a non-empty table for each count of templates from 1 up")
+    return tables
 
 
 def card_path_for(model_path: str | os.PathLike) -> Path:

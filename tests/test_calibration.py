@@ -1,5 +1,5 @@
 """The door's rule, calibrated to the site (kiosk.calibration): measured on the enrolled people,
-never looser than the model card's rule, strictest until the site can be measured.
+never looser than the model card's rule, strict until the site can be measured.
 
 The first tests use synthetic unit vectors scored by the cosine and a small model card with an
 impostor table, so every expected threshold can be worked out by hand. The last ones enrol real
@@ -7,6 +7,7 @@ ORL people (one camera, one room: the kind of site the rule is for) with the shi
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from statistics import NormalDist
@@ -19,12 +20,15 @@ from kiosk.calibration import (
     DEFAULT_RISK,
     GRANT_LINE,
     MIN_SITE_PEOPLE,
+    STRICT_START_FAR,
+    card_rule,
     door_rule,
     match_percent,
     measure_site,
     site_summary,
     tolerance_factor,
 )
+from kiosk.matching import person_means
 from kiosk.modelcard import ModelCard
 from kiosk.scoring import CosineScoring, JointBayesianScoring
 from kiosk.settings import KioskSettings, settings_path
@@ -34,6 +38,11 @@ TABLE = {"1e-05": 0.80, "0.0001": 0.70, "0.001": 0.60, "0.01": 0.40, "0.1": 0.20
 CARD = ModelCard(Path("m.keras"), AlignmentSpec(112, 0.0), 64, 0.40, "FAR 1%",
                  {"threshold": {"value": 0.40, "target_far": 0.01}}, target_far=0.01,
                  far_table=tuple(sorted((float(rate), t) for rate, t in TABLE.items())))
+
+# The same card with mean-template tables: a stranger scores higher against a mean of three photos.
+MEAN_TABLE_OF_3 = {"1e-05": 0.85, "0.0001": 0.75, "0.001": 0.65, "0.01": 0.45, "0.1": 0.25}
+MEAN_CARD = dataclasses.replace(CARD, mean_far_tables={
+    1: CARD.far_table, 3: tuple(sorted((float(rate), t) for rate, t in MEAN_TABLE_OF_3.items()))})
 
 
 def gallery(people: int, per_person: int = 3, shared: float = 0.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -74,13 +83,43 @@ def test_the_site_is_measured_on_the_enrolled_people_against_each_other():
     assert site.closest[:2] == (10, 99) and site.closest[2] > 0.9
 
 
-def test_few_people_get_the_strictest_rule_the_card_vouches_for():
+def test_scored_by_their_means_each_template_is_measured_against_the_others_means():
+    templates, ids = gallery(6)
+    site = measure_site(templates, ids, CosineScoring(), "mean")
+    assert (site.people, site.templates, site.impostor_scores) == (6, 18, 18 * 5)
+    assert (site.strategy, site.templates_per_person) == ("mean", 3)
+    means, people = person_means(templates, ids)
+    impostor = [float(templates[i] @ means[j]) for i in range(18) for j in range(6) if people[j] != ids[i]]
+    assert site.mean == pytest.approx(np.mean(np.arctanh(impostor)), abs=1e-6)
+    assert site.spread == pytest.approx(np.std(np.arctanh(impostor), ddof=1), abs=1e-6)
+    best = measure_site(templates, ids, CosineScoring())
+    assert (best.strategy, best.templates_per_person) == ("best", 3) and best.mean != pytest.approx(site.mean)
+
+
+def test_a_door_scoring_means_asks_each_person_for_the_rate_of_the_cards_mean_table():
+    # A stranger is compared with 20 means, not with 60 templates, and against means of three.
+    plain = door_rule(MEAN_CARD, measure_site(*gallery(20), CosineScoring(), "mean"))
+    assert plain.source == "model card"
+    assert plain.threshold == pytest.approx(MEAN_CARD.threshold_at_far(1 / DEFAULT_RISK / 20, 3))
+    assert plain.threshold > door_rule(MEAN_CARD, measure_site(*gallery(20), CosineScoring())).threshold
+    # People of one photo each are read from the table of one.
+    single = measure_site(*gallery(20, per_person=1), CosineScoring(), "mean")
+    assert card_rule(MEAN_CARD, 0.01, single) == pytest.approx(MEAN_CARD.threshold_at_far(0.01 / 20, 1))
+    # Too few people to measure: the strict starting rate, read from the mean table of three.
+    few = door_rule(MEAN_CARD, measure_site(*gallery(3), CosineScoring(), "mean"))
+    assert few.source == "strict start" and few.threshold == pytest.approx(0.75)  # 1e-4 of the table of three
+
+
+def test_few_people_get_the_strict_starting_rule():
     for people in (0, 1, MIN_SITE_PEOPLE - 1):
         templates, ids = gallery(people)
         rule = door_rule(CARD, measure_site(templates, ids, CosineScoring()))
-        assert rule.source == "strict start" and rule.threshold == pytest.approx(0.80)
+        # Each comparison at STRICT_START_FAR (0.70 on the card's table), or the card's own rule
+        # for the gallery where that is stricter (four people of three templates: 1e-3 / 12).
+        expected = max(CARD.threshold_at_far(STRICT_START_FAR), CARD.threshold_at_far(1e-3 / max(3 * people, 1)))
+        assert rule.source == "strict start" and rule.threshold == pytest.approx(expected) and expected >= 0.70
         assert rule.site_threshold is None and rule.estimated_far is None
-    assert "strictest" in site_summary(rule, {})[0] and f"from {MIN_SITE_PEOPLE} people on" in site_summary(rule, {})[0]
+    assert "strict starting rule" in site_summary(rule, {})[0] and f"from {MIN_SITE_PEOPLE} people on" in site_summary(rule, {})[0]
 
 
 def test_a_site_where_strangers_look_alike_gets_a_stricter_door_by_itself():
@@ -166,7 +205,7 @@ def test_a_one_camera_site_sets_its_own_stricter_rule_and_updates_it_on_enrolmen
     templates, ids = gallery.matrix()
     rule = engine.door_rule(templates, ids)
     # Strangers in one room look alike to the model: the site's rule is stricter than the card's.
-    assert rule.source == "site" and rule.threshold > engine.gallery_threshold(len(templates))
+    assert rule.source == "site" and rule.threshold > rule.card_threshold
     assert engine.measure_site(templates, ids) is rule.calibration  # measured once per gallery, not per frame
     closest = rule.calibration.closest
     assert {names[closest[0]], names[closest[1]]} <= set(names.values())

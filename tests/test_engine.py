@@ -61,9 +61,9 @@ def test_the_same_face_photographed_again_is_accepted_and_another_person_is_not(
     for again in (retaken(astronaut, 0.6, 8, 0.8, 20, 50), retaken(astronaut, 0.45, -10, 1.2, -10, 35)):
         vector = engine.embed(again)
         score = engine.similarity(original, vector)
-        # Other pixels, another detection and alignment, the same face: accepted even against a
-        # gallery of 10,000 templates (measured: 2.2-2.4 on the back end's scale, against 1.23).
-        assert score >= engine.gallery_threshold(10_000)
+        # Other pixels, another detection and alignment, the same face: accepted even by the card's
+        # rule for 10,000 people of one photo each at 1 in 1,000 visitors (its strictest point).
+        assert score >= engine.card.threshold_at_far(1e-3 / 10_000, 1 if engine.strategy == "mean" else None)
         assert engine.similarity(vector, original) == pytest.approx(score)
         assert engine.similarity(vector, stranger) < engine.threshold
 
@@ -119,3 +119,35 @@ def test_same_person_scores_above_different_people(engine, lfw):
     same = [engine.similarity(a, b) for vs in vectors.values() for i, a in enumerate(vs) for b in vs[i + 1:]]
     different = [engine.similarity(a, b) for a in vectors[people[0]] for b in vectors[people[1]]]
     assert min(same) >= engine.threshold > max(different)
+
+
+def test_the_engine_scores_each_person_by_their_mean_template_as_its_card_says(engine, tmp_path, detector):
+    import json
+    import shutil
+
+    from kiosk.engine import FaceEngine
+    from kiosk.matching import match_many
+    from kiosk.modelcard import card_path_for
+
+    assert engine.card.strategy == engine.strategy == "mean"  # the shipped card measured its mean tables
+    rng = np.random.default_rng(1)
+    templates = rng.normal(size=(15, engine.embedding_size)).astype(np.float32)
+    templates /= np.linalg.norm(templates, axis=1, keepdims=True)
+    ids = np.repeat(np.arange(5), 3)
+    templates.flags.writeable = ids.flags.writeable = False
+    queries = templates[[1, 7, 12]] + 0.2 * templates[[0, 6, 13]]
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    settings = {"threshold": 0.5, "ambiguity_margin": engine.ambiguity_margin, "scoring": engine.scoring}
+    got = engine.match(queries, templates, ids, threshold=0.5)
+    assert got == match_many(queries, templates, ids, strategy="mean", **settings)
+    assert got != match_many(queries, templates, ids, strategy="best", **settings)  # scores differ
+    assert [m.person_id for m in got] == [0, 2, 4]
+    # A card without mean tables can only score the best template: asked for means, it says so.
+    model = tmp_path / default_model_path().name
+    shutil.copy(default_model_path(), model)
+    raw = json.loads(card_path_for(default_model_path()).read_text())
+    raw.pop("mean_template_far_tables")
+    card_path_for(model).write_text(json.dumps(raw))
+    assert FaceEngine(model, detector).strategy == "best"
+    with pytest.raises(ValueError, match="no mean-template tables.*far-tables"):
+        FaceEngine(model, detector, strategy="mean")

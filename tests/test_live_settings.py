@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from kiosk.accesslog import AccessLog
-from kiosk.calibration import DEFAULT_RISK
+from kiosk.calibration import DEFAULT_RISK, STRICT_START_FAR
 from kiosk.camera import Camera
 from kiosk.database import database_path, open_database
 from kiosk.gallery import Gallery
@@ -83,9 +83,9 @@ def test_live_settings_apply_each_change_to_the_runner(runner, tmp_path, engine,
 
     same = live.apply(Pending(KioskSettings(liveness=False)))
     assert same.changes == () and same.camera is None
-    # Nobody enrolled: the door starts at the strictest threshold the card vouches for.
-    strictest = engine.card.threshold_at_far(engine.card.far_table[0][0])
-    assert same.rule.source == "strict start" and same.rule.threshold == pytest.approx(strictest)
+    # Nobody enrolled: the door starts at the card's strict starting rule.
+    strict = engine.card.threshold_at_far(STRICT_START_FAR, 1 if engine.strategy == "mean" else None)
+    assert same.rule.source == "strict start" and same.rule.threshold == pytest.approx(strict)
 
     caplog.set_level(logging.INFO, logger="kiosk.live_settings")
     new = KioskSettings(risk=10000, door_command="open-door --seconds 3", store_thumbnails=True,

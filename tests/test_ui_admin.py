@@ -470,8 +470,8 @@ def test_settings_tab_sets_a_risk_and_says_what_the_door_uses(qtbot, tmp_path):
         tab = window.settings_tab
         assert tab.risk_combo.currentData() == DEFAULT_RISK and "as shipped" in tab.risk_combo.currentText()
         assert "93.0%" in tab.card_label.text()
-        # Nobody enrolled: the rule in force is the model's strictest, and the tab says so.
-        assert "strictest" in tab.rule_label.text() and "0.420" in tab.rule_label.text()
+        # Nobody enrolled: the rule in force is the model's strict starting rule, and the tab says so.
+        assert "strict starting rule" in tab.rule_label.text() and "0.420" in tab.rule_label.text()
         # A looser door needs its own tick: without it nothing is saved.
         tab.risk_combo.setCurrentIndex(tab.risk_combo.findData(20))
         assert tab.looser_check.isVisibleTo(tab) and "looser than shipped" in tab.risk_combo.currentText()

@@ -215,6 +215,16 @@ def _mtcnn_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _far_tables(args: argparse.Namespace) -> int:
+    from training.far_tables import write_mean_tables
+    from training.lfw import LFW
+
+    lfw = LFW.locate(args.lfw_dir)
+    path = write_mean_tables(args.model, lfw, args.people, command=" ".join(["python -m training", *sys.argv[1:]]))
+    print(f"wrote the mean-template tables into {path}")
+    return 0
+
+
 def _compare(args: argparse.Namespace) -> int:
     from training.compare import compare, compare_dlib, dlib_recipes
 
@@ -333,6 +343,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "detector is made with --out assets).")
     mtcnn_export.add_argument("--out", type=Path, required=True, help="folder for the three files and their manifest")
     mtcnn_export.set_defaults(handler=_mtcnn_export)
+
+    far_tables = commands.add_parser(
+        "far-tables", help="measure the door's tables for scoring each person by their mean template",
+        description="Measure how alike a stranger's photo looks to the mean of k photos of someone else (k = 1-6), "
+                    "through the kiosk's own path, and write the tables into the model's card; with them the door "
+                    "scores each person by the mean of their templates (kiosk.calibration).")
+    far_tables.add_argument("--lfw-dir", help=f"LFW folder (images or .tgz + protocol files); default ${LFW_ENV_VAR}")
+    far_tables.add_argument("--model", type=Path, required=True, help="the model file whose card gets the tables")
+    far_tables.add_argument("--people", choices=("validation", "devtrain"), default="validation",
+                            help="whom to measure: the View 1 validation people (default), or all of DevTrain for "
+                                 "a model that never trained on LFW (the shipped dlib backbone)")
+    far_tables.set_defaults(handler=_far_tables)
 
     compare = commands.add_parser("compare", help="the study's comparison on View 1 (all Siamese forms)",
                                   description="Train every cell of the comparison and write reports/compare.md.")

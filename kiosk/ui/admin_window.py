@@ -127,7 +127,7 @@ class AdminWindow(QMainWindow):
             return [f"The door's rule cannot be measured: {exc}"]
         if len(templates) and templates.shape[1] != self._card.embedding_size:
             return ["The enrolled faces are from another face model: re-enrol to measure the door's rule."]
-        rule = door_rule(self._card, measure_site(templates, person_ids, self._scoring), risk)
+        rule = door_rule(self._card, measure_site(templates, person_ids, self._scoring, self._card.strategy), risk)
         return site_summary(rule, {person.id: person.name for person in self._gallery.people()})
 
     # -- actions ------------------------------------------------------------------------
