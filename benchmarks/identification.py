@@ -273,7 +273,7 @@ def door_figures(engine, strategy: str, risk: int, templates: np.ndarray, templa
     scored = score_strategy(strategy, rule.threshold, templates, template_ids, probes, engine.ambiguity_margin,
                             engine.scoring)
     return {"source": rule.source, **{key: scored[key] for key in (
-        "threshold", "correct_grant_rate", "impostor_grant_rate", "wrong_person_grant_rate")}}
+        "strategy", "threshold", "correct_grant_rate", "impostor_grant_rate", "wrong_person_grant_rate")}}
 
 
 def gallery_sizes(engine, strategies: list[str], templates: np.ndarray, template_ids: np.ndarray,

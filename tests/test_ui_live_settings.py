@@ -74,7 +74,7 @@ def test_risk_and_camera_changes_apply_without_a_restart(qtbot, tmp_path, engine
             assert tab.message.text().startswith(f"Not saved: camera: {problem}"), tab.message.text()
             assert KioskSettings.load(data_dir).camera == str(first) and old_camera.state is not CameraState.STOPPED
 
-        assert "strictest" in tab.rule_label.text()  # one person enrolled: the rule in force, in words
+        assert "strict starting rule" in tab.rule_label.text()  # one person enrolled: the rule in force, in words
         tab.risk_combo.setCurrentIndex(tab.risk_combo.findData(10000))
         tab.camera_edit.setText(str(second))
         tab.sound_check.setChecked(False)
