@@ -58,6 +58,11 @@ CONFIDENCE = 0.9
 STRICT_START_FAR = 1e-4
 # Cosines are clipped this far inside +-1 before Fisher's transform (a face against its own copy).
 FISHER_LIMIT = 1 - 1e-6
+# Templates scored at once when measuring a site: bounds its memory to ROWS_AT_ONCE x people scores.
+ROWS_AT_ONCE = 1024
+# Templates scored against everyone at most: 3,000 x 10,000 people is 30 million scores (about a
+# second), ample for a mean and a spread; the tolerance bound counts pairs of people, not scores.
+MOST_ROWS = 3000
 # The match shown to people (0-100): the door's threshold sits at GRANT_LINE.
 GRANT_LINE = 70
 
@@ -137,7 +142,12 @@ class DoorRule:
 
 def measure_site(templates: np.ndarray, person_ids: np.ndarray, scoring, strategy: str = "best") -> SiteCalibration:
     """Score every template against every other enrolled person, as matching with `strategy`
-    scores them (their best template, or their mean template)."""
+    scores them (their best template, or their mean template).
+
+    ROWS_AT_ONCE templates are scored at a time, so a site of 10,000 people needs a few hundred MB,
+    not the whole template-by-person matrix at once; beyond MOST_ROWS templates an evenly spread
+    MOST_ROWS of them are scored against everyone (the closest pair is then the closest among them).
+    """
     templates = np.asarray(templates, np.float32)
     person_ids = np.asarray(person_ids)
     if len(templates) == 0:
@@ -150,25 +160,56 @@ def measure_site(templates: np.ndarray, person_ids: np.ndarray, scoring, strateg
         return SiteCalibration(len(people), len(templates), 0, None, None, None, strategy=strategy,
                                templates_per_person=most)
     bounded = getattr(scoring, "kind", None) == "cosine"
-    if strategy == "mean":
-        per_person = np.asarray(scoring.matrix(templates, person_means(templates, person_ids)[0]), np.float64)
-    else:  # template x person: the best template of each
-        per_person = np.maximum.reduceat(np.asarray(scoring.matrix(templates, templates), np.float64), starts, axis=1)
+    against = person_means(templates, person_ids)[0] if strategy == "mean" else templates
     owner = np.searchsorted(people, person_ids)
-    other = np.ones_like(per_person, dtype=bool)
-    other[np.arange(len(templates)), owner] = False
-    impostor = per_person[other]
-    modelled = np.arctanh(np.clip(impostor, -FISHER_LIMIT, FISHER_LIMIT)) if bounded else impostor
-    # The closest pair: each person against each other person, by their templates' highest score.
-    pair = np.maximum.reduceat(per_person, starts, axis=0)
-    np.fill_diagonal(pair, -np.inf)
-    a, b = np.unravel_index(int(np.argmax(pair)), pair.shape)
+    scored = np.unique(np.linspace(0, len(templates) - 1, min(len(templates), MOST_ROWS)).astype(np.int64))
+    moments = _Moments()
+    closest = (-math.inf, 0, 1)
+    for first in range(0, len(scored), ROWS_AT_ONCE):
+        rows = scored[first:first + ROWS_AT_ONCE]
+        scores = np.asarray(scoring.matrix(templates[rows], against), np.float64)
+        if strategy != "mean":  # template x person: the best template of each
+            scores = np.maximum.reduceat(scores, starts, axis=1)
+        other = np.ones_like(scores, dtype=bool)
+        other[np.arange(len(rows)), owner[rows]] = False
+        impostor = scores[other]
+        moments.add(np.arctanh(np.clip(impostor, -FISHER_LIMIT, FISHER_LIMIT)) if bounded else impostor)
+        # The closest pair: a template of one person and another person, by the highest such score.
+        row, person = np.unravel_index(int(np.argmax(np.where(other, scores, -np.inf))), scores.shape)
+        if scores[row, person] > closest[0]:
+            closest = (float(scores[row, person]), int(owner[rows[row]]), int(person))
+    score, a, b = closest
     return SiteCalibration(
-        people=len(people), templates=len(templates), impostor_scores=int(impostor.size),
-        mean=float(modelled.mean()), spread=float(modelled.std(ddof=1)) if impostor.size > 1 else None,
-        closest=(int(people[min(a, b)]), int(people[max(a, b)]), float(pair[a, b])), bounded=bounded,
-        strategy=strategy, templates_per_person=most,
+        people=len(people), templates=len(templates), impostor_scores=moments.count,
+        mean=moments.mean, spread=moments.spread, closest=(int(people[min(a, b)]), int(people[max(a, b)]), score),
+        bounded=bounded, strategy=strategy, templates_per_person=most,
     )
+
+
+class _Moments:
+    """Mean and sample standard deviation of values added in batches (shifted by the first
+    batch's mean, so that millions of values close together lose no precision)."""
+
+    def __init__(self) -> None:
+        self.count, self._shift, self._sum, self._squares = 0, 0.0, 0.0, 0.0
+
+    def add(self, values: np.ndarray) -> None:
+        if self.count == 0 and values.size:
+            self._shift = float(values.mean())
+        centred = values - self._shift
+        self.count += int(values.size)
+        self._sum += float(centred.sum())
+        self._squares += float(np.dot(centred, centred))
+
+    @property
+    def mean(self) -> float:
+        return self._shift + self._sum / self.count
+
+    @property
+    def spread(self) -> float | None:
+        if self.count < 2:
+            return None
+        return math.sqrt(max(self._squares - self._sum ** 2 / self.count, 0.0) / (self.count - 1))
 
 
 def tolerance_factor(rate: float, observations: int, confidence: float = CONFIDENCE) -> float:

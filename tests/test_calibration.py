@@ -251,3 +251,30 @@ def test_the_admin_window_shows_the_rule_in_force_for_the_people_enrolled(orl_si
         assert f"{names[a]} and {names[b]}" in text and math.isfinite(rule.threshold)
     finally:
         window.close()
+
+
+def test_a_large_site_is_measured_in_parts_with_the_same_result(monkeypatch):
+    import kiosk.calibration as calibration
+
+    templates, ids = gallery(9, shared=0.8)
+    for strategy in ("best", "mean"):
+        whole = measure_site(templates, ids, CosineScoring(), strategy)
+        monkeypatch.setattr(calibration, "ROWS_AT_ONCE", 4)  # 27 templates in 7 parts
+        parts = measure_site(templates, ids, CosineScoring(), strategy)
+        monkeypatch.undo()
+        assert (parts.impostor_scores, parts.closest[:2]) == (whole.impostor_scores, whole.closest[:2]) == (
+            27 * 8, whole.closest[:2])
+        # The same sums (float32 products in parts of another size round a little differently).
+        assert parts.mean == pytest.approx(whole.mean, abs=1e-6) and parts.spread == pytest.approx(whole.spread, rel=1e-5)
+        assert parts.closest[2] == pytest.approx(whole.closest[2])
+
+
+def test_a_very_large_site_is_measured_on_an_even_share_of_its_templates(monkeypatch):
+    import kiosk.calibration as calibration
+
+    templates, ids = gallery(30, shared=0.8)
+    whole = measure_site(templates, ids, CosineScoring(), "mean")
+    monkeypatch.setattr(calibration, "MOST_ROWS", 45)  # every other template of 90
+    half = measure_site(templates, ids, CosineScoring(), "mean")
+    assert half.impostor_scores == 45 * 29 and (half.people, half.templates) == (30, 90)
+    assert half.mean == pytest.approx(whole.mean, abs=0.02) and half.spread == pytest.approx(whole.spread, rel=0.2)
