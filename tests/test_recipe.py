@@ -40,6 +40,15 @@ def test_bad_recipes_are_refused():
         Recipe(loss="contrastive", memory_batches=4)
 
 
+def test_the_training_command_names_a_bad_recipe_in_one_line(tmp_path, capsys):
+    from training.__main__ import main
+
+    assert main(["train", "--epochs", "0", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: epochs must be 1 or more") and "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # nothing started
+
+
 def test_training_command_is_rebuilt_from_the_recorded_recipes(tmp_path):
     run_dir = tmp_path / "run"
     (run_dir / "pretrain").mkdir(parents=True)

@@ -401,10 +401,11 @@ def main(argv: list[str] | None = None) -> int:
     from kiosk.errors import KioskError
     from training.dlib_format import DlibFormatError
     from training.lfw import LFWError
+    from training.recipe import RecipeError
 
     try:
         return args.handler(args)
-    except (LFWError, KioskError, FileNotFoundError, DlibFormatError) as exc:
+    except (LFWError, KioskError, FileNotFoundError, DlibFormatError, RecipeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -22,6 +22,10 @@ DLIB_INPUT_SIZE = 150
 DLIB_EMBEDDING_SIZE = 128
 
 
+class RecipeError(ValueError):
+    """A recipe that cannot be trained (an unknown option value or options that do not go together)."""
+
+
 @dataclass(frozen=True)
 class Recipe:
     loss: str = "triplet"
@@ -92,56 +96,56 @@ class Recipe:
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+            raise RecipeError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
         if self.freeze and not self.init:
-            raise ValueError("--freeze needs --init: there is nothing pretrained to freeze")
+            raise RecipeError("--freeze needs --init: there is nothing pretrained to freeze")
         if self.epochs < 0 or (self.epochs == 0 and not self.init):
-            raise ValueError("epochs must be 1 or more (0 only with --init: the pretrained backbone as it is)")
+            raise RecipeError("epochs must be 1 or more (0 only with --init: the pretrained backbone as it is)")
         if self.backbone_learning_rate is not None and (not self.init or self.freeze):
-            raise ValueError("--backbone-learning-rate needs --init without --freeze: it is the pretrained layers' rate")
+            raise RecipeError("--backbone-learning-rate needs --init without --freeze: it is the pretrained layers' rate")
         if self.init == DLIB_INIT:
             if (self.input_size, self.embedding_size) != (DLIB_INPUT_SIZE, DLIB_EMBEDDING_SIZE):
-                raise ValueError(f"--init {DLIB_INIT} takes {DLIB_INPUT_SIZE} px crops and gives {DLIB_EMBEDDING_SIZE} "
+                raise RecipeError(f"--init {DLIB_INIT} takes {DLIB_INPUT_SIZE} px crops and gives {DLIB_EMBEDDING_SIZE} "
                                  f"numbers: use --input-size {DLIB_INPUT_SIZE} --embedding-size {DLIB_EMBEDDING_SIZE}")
             if self.mixed_precision:
-                raise ValueError(f"--init {DLIB_INIT} trains in float32 only (drop --mixed-precision)")
+                raise RecipeError(f"--init {DLIB_INIT} trains in float32 only (drop --mixed-precision)")
         self._check_teacher()
         if self.scoring not in SCORINGS:
-            raise ValueError(f"unknown scoring {self.scoring!r}; choose one of {', '.join(SCORINGS)}")
+            raise RecipeError(f"unknown scoring {self.scoring!r}; choose one of {', '.join(SCORINGS)}")
         if self.sampling not in SAMPLINGS:
-            raise ValueError(f"unknown sampling {self.sampling!r}; choose one of {', '.join(SAMPLINGS)}")
+            raise RecipeError(f"unknown sampling {self.sampling!r}; choose one of {', '.join(SAMPLINGS)}")
         if self.min_images < 1:
-            raise ValueError("min_images must be at least 1")
+            raise RecipeError("min_images must be at least 1")
         if not 0.0 <= self.occlusion_prob <= 1.0:
-            raise ValueError(f"occlusion_prob must be a probability in [0, 1], got {self.occlusion_prob!r}")
+            raise RecipeError(f"occlusion_prob must be a probability in [0, 1], got {self.occlusion_prob!r}")
         if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
+            raise RecipeError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.memory_batches < 0:
-            raise ValueError(f"memory_batches must be 0 (off) or more, got {self.memory_batches!r}")
+            raise RecipeError(f"memory_batches must be 0 (off) or more, got {self.memory_batches!r}")
         if self.memory_batches and self.loss != "triplet":
-            raise ValueError("a cross-batch memory (--memory-batches) works with --loss triplet only")
+            raise RecipeError("a cross-batch memory (--memory-batches) works with --loss triplet only")
         if self.distill_weight <= 0.0:
-            raise ValueError(f"distill_weight must be positive, got {self.distill_weight!r}")
+            raise RecipeError(f"distill_weight must be positive, got {self.distill_weight!r}")
         if not 0.0 <= self.sunglasses_prob <= 1.0:
-            raise ValueError(f"sunglasses_prob must be a probability in [0, 1], got {self.sunglasses_prob!r}")
+            raise RecipeError(f"sunglasses_prob must be a probability in [0, 1], got {self.sunglasses_prob!r}")
         if (self.occlusion_prob or self.sunglasses_prob) and not self.augment:
-            raise ValueError("an occlusion or sunglasses probability needs augmentation on (drop --no-augment)")
+            raise RecipeError("an occlusion or sunglasses probability needs augmentation on (drop --no-augment)")
 
     def _check_teacher(self) -> None:
         if self.input_pool < 1 or self.input_size % self.input_pool:
-            raise ValueError(f"--input-pool must be 1 or more and divide --input-size ({self.input_size}), "
+            raise RecipeError(f"--input-pool must be 1 or more and divide --input-size ({self.input_size}), "
                              f"got {self.input_pool}")
         if self.input_pool > 1 and self.init == DLIB_INIT:
-            raise ValueError(f"--input-pool is for this project's network, not --init {DLIB_INIT}")
+            raise RecipeError(f"--input-pool is for this project's network, not --init {DLIB_INIT}")
         if self.teacher is None:
             return
         if self.teacher != DLIB_INIT:
-            raise ValueError(f"unknown teacher {self.teacher!r}; the online teacher is {DLIB_INIT!r}")
+            raise RecipeError(f"unknown teacher {self.teacher!r}; the online teacher is {DLIB_INIT!r}")
         if self.init == DLIB_INIT or self.distill_from:
-            raise ValueError(f"--teacher {DLIB_INIT} teaches this project's network from scratch: drop --init "
+            raise RecipeError(f"--teacher {DLIB_INIT} teaches this project's network from scratch: drop --init "
                              f"{DLIB_INIT} and --distill-from")
         if (self.input_size, self.embedding_size) != (DLIB_INPUT_SIZE, DLIB_EMBEDDING_SIZE):
-            raise ValueError(f"--teacher {DLIB_INIT} shows the network dlib's {DLIB_INPUT_SIZE} px crops and its "
+            raise RecipeError(f"--teacher {DLIB_INIT} shows the network dlib's {DLIB_INPUT_SIZE} px crops and its "
                              f"{DLIB_EMBEDDING_SIZE} numbers: use --input-size {DLIB_INPUT_SIZE} --embedding-size "
                              f"{DLIB_EMBEDDING_SIZE} (and --input-pool to work on fewer pixels)")
 
