@@ -24,6 +24,7 @@ from typing import Union
 
 from kiosk import seal_migration
 from kiosk.connection import KioskConnection, checkpoint, transaction
+from kiosk.datadir import create_private_file
 from kiosk.errors import KioskError
 from kiosk.keystore import KeyFileError, Keyring, create_keyring, key_file_path, load_keyring
 from kiosk.rotation import finish_interrupted_rotation
@@ -204,11 +205,8 @@ class DatabaseAccessError(KioskError):
 
 
 def _create_private(path: Path) -> None:
-    # A new database file is owner-only (its -wal and -shm files take its mode).
     try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        pass
+        create_private_file(path)
     except OSError as exc:
         raise DatabaseAccessError(f"cannot create the database {path}: {exc.strerror}") from exc
 

@@ -70,3 +70,9 @@ def require_private(data_dir: str | Path, db_file: str | Path, settings_file: st
                 f"{refusing}: the {what} {path} is writable by group or others "
                 f"(mode {mode:04o}); make it private first: chmod go-w {path}"
             )
+
+
+def create_private_file(path: str | os.PathLike) -> None:
+    """Create `path` readable and writable by its owner only, if it does not exist yet (a SQLite
+    file's -wal and -shm files then take its mode). An existing file is left as it is."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))

@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kiosk.datadir import create_private_file
+
 log = logging.getLogger(__name__)
 
 FILE_NAME = "outbox.sqlite"
@@ -37,8 +39,7 @@ class Outbox:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)  # events name people: owner only
-        os.close(fd)
+        create_private_file(self.path)  # events name people
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._lock = threading.Lock()
         self._added = threading.Condition(self._lock)

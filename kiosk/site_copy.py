@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kiosk.datadir import create_private_file
+
 log = logging.getLogger(__name__)
 
 COPY_FILENAME = "site-gallery.sqlite"
@@ -62,7 +64,7 @@ class GalleryCopy:
         return self.path.exists() and self.state() is not None
 
     def _connect(self) -> sqlite3.Connection:
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))  # names of people: owner only
+        create_private_file(self.path)  # names of people
         conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
         for statement in _SCHEMA:
