@@ -12,7 +12,9 @@ which is LFW's labelling convention, five-point alignment, the shipped model) an
 is matched against the whole gallery with kiosk.matching, once per strategy: at the door's own
 rule for that strategy (the card's table for that kind of comparison and the gallery's site
 calibration, kiosk.calibration), at the model card's one-comparison threshold, over a sweep of
-thresholds, and at the threshold that grants the most while keeping 1% of strangers out.
+thresholds, and at the threshold that grants the most while keeping 1% of strangers out. It also
+plays the door's rule for galleries of 10, 30 and 100 people, and with people enrolled from 1 to 6
+photos (those with more than 6, probed with the same later photos whatever the count).
 Per strategy it reports, over all probes (a probe with no detected face counts as not granted):
 
 - correct-grant rate: enrolled probes matched to their own person;
@@ -52,6 +54,9 @@ SWEEP = (0.30, 0.95, 0.05)  # thresholds reported besides the card's: start, sto
 TARGET_IMPOSTOR_GRANT = 0.01  # the operating point both strategies are also compared at
 GALLERY_SIZES = (10, 30, 100)  # enrolled people in the smaller galleries played (plus all of them)
 DOOR_RISKS = (100, DEFAULT_RISK)  # visitors per false accept of the door's rules compared
+# How many photos to enrol from: people with more than the most tried, each enrolled from their
+# first k and probed with the same later photos, so that only k changes.
+ENROL_PHOTO_COUNTS = (1, 2, 3, 4, 5, 6)
 
 
 def operating_point(score_at, stop: float, step: float = 0.001) -> dict | None:
@@ -208,6 +213,8 @@ def run(lfw_dir: str | None, model: str | None, out: Path, limit_people: int | N
     winner, why = (pick_winner({s: at_door[s][shipped_risk] for s in STRATEGIES}) if len(strategies) == 2
                    else ("best", "the card has no mean-template tables, so the door can only score the best template"))
     by_gallery_size = gallery_sizes(engine, strategies, templates_array, ids_array, probes)
+    by_enrolment_photos = enrolment_photos(engine, enrolled_names, by_person, vectors,
+                                           [p for p in probes if p[0] is None])
 
     print(f"\n{'strategy':<9} {'correct grant':>14} {'impostor grant':>15} {'wrong person':>13} {'rank-1':>8}")
     for s in STRATEGIES:
@@ -254,6 +261,7 @@ def run(lfw_dir: str | None, model: str | None, out: Path, limit_people: int | N
         "threshold_sweep": sweep,
         f"at_impostor_grant_{TARGET_IMPOSTOR_GRANT:g}": operating,
         "by_gallery_size": by_gallery_size,
+        "by_enrolment_photos": by_enrolment_photos,
         "winner": winner,
         "why": why,
         "rule": f"at the door's rule for 1 in {DEFAULT_RISK:,} visitors, the higher correct-grant rate wins unless "
@@ -298,6 +306,32 @@ def gallery_sizes(engine, strategies: list[str], templates: np.ndarray, template
                   f"wrong person {r['wrong_person_grant_rate']:.1%}")
         rows.append(row)
     return rows
+
+
+def enrolment_photos(engine, names: list[str], by_person: dict, vectors: dict, strangers: list) -> dict:
+    """The door's rule (the card's strategy, each risk) with people enrolled from 1 to 6 photos.
+
+    People with more than max(ENROL_PHOTO_COUNTS) photos are enrolled from their first k and
+    probed with the same later photos whatever k is, against every never-enrolled photo.
+    """
+    most = max(ENROL_PHOTO_COUNTS)
+    chosen = [name for name in names if len(by_person[name]) > most]
+    photos = {name: sorted(by_person[name], key=lambda r: r.number) for name in chosen}
+    genuine = [(pid, vectors[ref]) for pid, name in enumerate(chosen) for ref in photos[name][most:]]
+    rows = {}
+    for count in ENROL_PHOTO_COUNTS:
+        kept = [(pid, vectors[ref]) for pid, name in enumerate(chosen) for ref in photos[name][:count]
+                if vectors[ref] is not None]
+        templates = np.stack([vector for _, vector in kept])
+        ids = np.array([pid for pid, _ in kept], np.int64)
+        rows[str(count)] = {f"1_in_{risk}": door_figures(engine, engine.strategy, risk, templates, ids,
+                                                          genuine + strangers) for risk in DOOR_RISKS}
+        figures = rows[str(count)][f"1_in_{DEFAULT_RISK}"]
+        print(f"enrolled from {count} photo(s), {len(chosen)} people, 1 in {DEFAULT_RISK:,}: threshold "
+              f"{figures['threshold']:.3f} -> correct {figures['correct_grant_rate']:.1%}, "
+              f"impostor {figures['impostor_grant_rate']:.2%}")
+    return {"people": len(chosen), "genuine_probes": len(genuine), "strangers": len(strangers),
+            "strategy": engine.strategy, "by_photos": rows}
 
 
 def main(argv: list[str] | None = None) -> int:
