@@ -253,7 +253,7 @@ def test_a_face_too_far_away_is_told_to_come_closer(qtbot, tmp_path, enrolled):
 def test_a_long_reason_fits_the_banner_instead_of_running_off_the_screen(qtbot, tmp_path, enrolled):
     from PySide6.QtGui import QFont, QFontMetrics
 
-    from kiosk.ui.kiosk_window import BannerState, Tone
+    from kiosk.ui.banner import BannerState, Tone
 
     data_dir, probe = enrolled
     window = open_window(qtbot, Camera(str(write_video(tmp_path / "her.avi", [probe] * 5)), loop=True).start(),
@@ -262,15 +262,14 @@ def test_a_long_reason_fits_the_banner_instead_of_running_off_the_screen(qtbot, 
         window.resize(1280, 720)
         qtbot.waitUntil(lambda: window.width() == 1280, timeout=2_000)
         reason = "ACCESS DENIED: liveness: the head turned left, not right, and the next move is running"
-        window._banner_state = BannerState(f"Turn your head to the left (5 s) — {reason}", Tone.INFO,
-                                           "Turn your head to the left (5 s)", reason)
-        window._paint_banner()
+        window.banner.show_state(BannerState(f"Turn your head to the left (5 s) — {reason}", Tone.INFO,
+                                             "Turn your head to the left (5 s)", reason))
         sizes = [int(px) for px in re.findall(r"font-size:(\d+)px", window.banner.text())]
         font = QFont(window.banner.font())
         font.setPixelSize(sizes[1])
         font.setWeight(QFont.Weight.Normal)  # the second line's weight
         assert QFontMetrics(font).horizontalAdvance(reason) <= window.banner.contentsRect().width()
-        assert sizes[1] < window.words_px  # made smaller to fit...
+        assert sizes[1] < window.banner.words_px  # made smaller to fit...
         assert sizes[0] == window.banner.font().pixelSize()  # ...while the short prompt keeps its size
     finally:
         window.close()

@@ -16,13 +16,12 @@ import os
 import sqlite3
 import time
 from collections import deque
-from dataclasses import dataclass, replace
-from enum import Enum
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QThread, QTimer, Slot
-from PySide6.QtGui import QCloseEvent, QFont, QFontMetrics, QKeySequence, QResizeEvent, QShortcut
+from PySide6.QtGui import QCloseEvent, QFont, QKeySequence, QResizeEvent, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
     QHBoxLayout,
@@ -43,6 +42,7 @@ from kiosk.policy import AMBIGUOUS, LIVENESS, LOW_QUALITY, RATE_LIMITED, SEVERAL
 from kiosk.settings import KioskSettings
 from kiosk.sound import SoundPlayer
 from kiosk.store import Store
+from kiosk.ui.banner import Banner, BannerState, Tone
 from kiosk.ui.guidance import hint
 from kiosk.ui.pin_dialog import EnterPinDialog, SetPinDialog
 from kiosk.ui.video_view import VideoView
@@ -61,8 +61,6 @@ FRAME_INTERVAL_MS = 33  # ~30 Hz, the rate cameras deliver; showing a frame is o
 STATUS_INTERVAL_MS = 500  # figures that change 30 times a second cannot be read
 BACKGROUND = "#0e1116"
 VERDICT_S = 3.0  # how long ACCESS GRANTED / DENIED stays on the banner
-WORDS_SCALE = 0.85  # the banner's second line (name or reason) to its headline
-BANNER_FILL = 0.94  # of the banner's width a line may take before its text is made smaller
 CAMERA_CHECK_MS = 3000  # after switching to a device or stream: the time it gets to give a picture
 # Analysis starts once the first frame is on screen: loading the recogniser holds the interpreter
 # lock for seconds, so starting it beside the window's own start delays the live video
@@ -86,26 +84,6 @@ def verdict_words(decision: Decision) -> tuple[str, str]:
     if decision.granted:
         return "ACCESS GRANTED", decision.name or "welcome"
     return "ACCESS DENIED", decision.detail or DENIAL_WORDS.get(decision.reason, decision.reason.replace("_", " "))
-
-
-class Tone(Enum):
-    """Banner colours (background, text)."""
-
-    NEUTRAL = ("#1d2330", "#e6e9ef")
-    INFO = ("#1565c0", "#ffffff")
-    WARNING = ("#8a6d00", "#ffffff")
-    GRANTED = ("#1b873f", "#ffffff")
-    DENIED = ("#c62828", "#ffffff")
-
-
-@dataclass(frozen=True)
-class BannerState:
-    """What the banner shows: one line, or a big headline over a smaller second line."""
-
-    text: str  # the whole banner in plain text
-    tone: Tone
-    headline: str | None = None  # two lines: headline and words
-    words: str | None = None
 
 
 class RateMeter:
@@ -152,7 +130,6 @@ class KioskWindow(QMainWindow):
         self._camera = camera
         self._last_index = -1
         self._faces: list[Face] | None = None  # the latest analysis result; None until the first one
-        self._banner_state: BannerState | None = None
         self._analysis_error = ""
         self._display_rate = RateMeter()
         self._analysis_rate = RateMeter()
@@ -171,7 +148,6 @@ class KioskWindow(QMainWindow):
         self._hint = "Face detected"  # what the person at the camera should do (kiosk.ui.guidance)
         self._gallery_people: int | None = None
         self._rule_in_use: DoorRule | None = None  # from the latest analysed frame
-        self.banner_text = ""  # the banner in plain text (it is shown as rich text)
         self.technical_text = ""  # camera, rates, model, threshold: shown in the admin window, not to visitors
         self.decisions: list[Decision] = []  # every decision shown, oldest first
         self.frames_shown = 0
@@ -198,14 +174,10 @@ class KioskWindow(QMainWindow):
         self.setup_hint.hide()
         if self._settings is not None:
             self.video.mirrored = self._settings.mirror_preview
-        self.banner = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
-        self.banner.setTextFormat(Qt.TextFormat.RichText)
-        self._banner_px = 20
-        self.words_px = 16  # the banner's second line (a name, a reason), in pixels
+        self.banner = Banner()
         self.status = QLabel()
-        for label in (self.banner, self.status):
-            # Ignored: a long status message must clip, not widen the window past a small screen.
-            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        # Ignored: a long status message must clip, not widen the window past a small screen.
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.status.setStyleSheet(f"color: #aab2bf; background: {BACKGROUND};")
         central = QWidget()
         central.setStyleSheet(f"background: {BACKGROUND};")
@@ -462,46 +434,18 @@ class KioskWindow(QMainWindow):
             state = BannerState(self._hint, Tone.INFO)
         else:
             state = BannerState("Look at the camera", Tone.NEUTRAL)
-        if state == self._banner_state:
-            return  # restyling is not free; skip it when nothing changed
-        self._banner_state = state
-        self._paint_banner()
+        self.banner.show_state(state)
 
-    def _paint_banner(self) -> None:
-        state = self._banner_state
-        if state is None:
-            return
-        background, foreground = state.tone.value
-        self.banner_text = state.text
-        if state.headline is not None:
-            # Two lines: the headline big and bold, the name, reason or earlier verdict under it.
-            headline_px = self._fitting_px(state.headline, self._banner_px, QFont.Weight.ExtraBold)
-            words_px = self._fitting_px(state.words or "", self.words_px, QFont.Weight.Normal)
-            self.banner.setText(
-                f'<div style="font-size:{headline_px}px; font-weight:800;">{html.escape(state.headline)}</div>'
-                f'<div style="font-size:{words_px}px;">{html.escape(state.words or "")}</div>'
-            )
-        else:
-            px = self._fitting_px(state.text, self._banner_px, QFont.Weight.DemiBold)
-            self.banner.setText(f'<span style="font-size:{px}px;">{html.escape(state.text)}</span>')
-        self.banner.setStyleSheet(f"background: {background}; color: {foreground};")
-
-    def _fitting_px(self, text: str, px: int, weight: QFont.Weight) -> int:
-        """`px`, or smaller so that `text` fits the banner's width on one line (a long reason
-        must not run off the screen), but never below half of `px`."""
-        font = QFont(self.banner.font())
-        font.setPixelSize(px)
-        font.setWeight(weight)
-        room = self.banner.contentsRect().width() * BANNER_FILL
-        wide = QFontMetrics(font).horizontalAdvance(text)
-        return px if wide <= room or wide == 0 else max(round(px * room / wide), px // 2)
+    @property
+    def banner_text(self) -> str:
+        """The banner in plain text (it is shown as rich text)."""
+        return self.banner.plain_text
 
     # -- size and lifetime -----------------------------------------------------
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self._scale_fonts()
-        self._paint_banner()  # a long line fitted to the old width may fit the new one otherwise
         self._refresh_setup_hint()
 
     def _scale_fonts(self) -> None:
@@ -510,16 +454,7 @@ class KioskWindow(QMainWindow):
         unit = min(self.width() / 16, self.height() / 9)
         banner_px = max(20, round(unit * 0.6))
         status_px = max(12, round(unit * 0.19))  # small: the status line and the Admin link stay out of the way
-        font = QFont(self.font())
-        font.setPixelSize(banner_px)
-        font.setWeight(QFont.Weight.DemiBold)
-        self.banner.setFont(font)
-        # The second line is the visitor's own name or the reason: read from a step back, like the headline.
-        words_px = round(banner_px * WORDS_SCALE)
-        self.banner.setFixedHeight(round((banner_px + words_px) * 1.3))
-        if (banner_px, words_px) != (self._banner_px, self.words_px):
-            self._banner_px, self.words_px = banner_px, words_px
-            self._paint_banner()
+        self.banner.scale(banner_px)
         font = QFont(self.font())
         font.setPixelSize(status_px)
         self.status.setFont(font)
@@ -599,7 +534,7 @@ class KioskWindow(QMainWindow):
         # Until the first analysed frame says how many are enrolled, only a missing PIN counts.
         nobody = self._gallery_people == 0
         shown = self._recognising and self._fatal is None and (not self._pin_set or nobody)
-        key = (shown, self._pin_set, self._banner_px, self.video.width(), self.video.height())
+        key = (shown, self._pin_set, self.banner.headline_px, self.video.width(), self.video.height())
         if key == self._setup_hint_key:
             return  # laying the text out again is not free
         self._setup_hint_key = key
@@ -611,18 +546,18 @@ class KioskWindow(QMainWindow):
             steps.append("Press <b>Admin</b> (bottom right, or Ctrl+Shift+A) and choose an admin PIN.")
         steps.append("In <b>People</b>, press <b>Enroll a person…</b> and add the people who may enter "
                      "(three photos each, or a live capture).")
-        where = (f'<p style="font-size:{round(self._banner_px * 0.4)}px;">A new data folder was created: '
+        where = (f'<p style="font-size:{round(self.banner.headline_px * 0.4)}px;">A new data folder was created: '
                  f"{html.escape(str(self._data_dir))}</p>" if self._new_data_dir else "")
         self.setup_hint.setText(
-            f'<p style="font-size:{self._banner_px}px; font-weight:800;">This kiosk is not set up yet</p>'
-            f'<ol style="font-size:{round(self._banner_px * 0.55)}px;">'
+            f'<p style="font-size:{self.banner.headline_px}px; font-weight:800;">This kiosk is not set up yet</p>'
+            f'<ol style="font-size:{round(self.banner.headline_px * 0.55)}px;">'
             + "".join(f"<li>{step}</li>" for step in steps) + f"</ol>{where}")
         self._place_setup_hint()
         self.setup_hint.show()
 
     def _place_setup_hint(self) -> None:
         margin = max(12, self.video.width() // 12)
-        self.setup_hint.setContentsMargins(self._banner_px, self._banner_px // 2, self._banner_px, self._banner_px // 2)
+        self.setup_hint.setContentsMargins(self.banner.headline_px, self.banner.headline_px // 2, self.banner.headline_px, self.banner.headline_px // 2)
         self.setup_hint.setFixedWidth(max(self.video.width() - 2 * margin, 100))
         self.setup_hint.adjustSize()
         self.setup_hint.move(margin, max((self.video.height() - self.setup_hint.height()) // 2, 0))
