@@ -65,3 +65,13 @@ def test_a_model_trained_on_lfw_is_never_measured_on_the_people_it_trained_on():
         people_to_measure(None, trained, "devtrain")
     with pytest.raises(ValueError, match="--people must be one of"):
         people_to_measure(None, trained, "devtest")
+
+
+@pytest.mark.lfw
+def test_the_tables_are_measured_on_devtrain_people_never_on_devtest(lfw, engine):
+    devtest = set(lfw.people("devtest"))
+    devtrain = set(lfw.people("devtrain"))
+    held_out = people_to_measure(lfw, engine.card, "validation")
+    everyone = people_to_measure(lfw, engine.card, "devtrain")  # the shipped card: no training run made it
+    assert 100 < len(held_out) < len(everyone) == len(devtrain)
+    assert set(held_out) <= devtrain and not (set(everyone) & devtest)
