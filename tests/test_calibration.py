@@ -280,3 +280,22 @@ def test_a_very_large_site_is_measured_on_an_even_share_of_its_templates(monkeyp
     half = measure_site(templates, ids, CosineScoring(), "mean")
     assert half.impostor_scores == 15 * 29 and (half.people, half.templates) == (30, 90)
     assert half.mean == pytest.approx(whole.mean, abs=0.02) and half.spread == pytest.approx(whole.spread, rel=0.2)
+
+
+@pytest.mark.orl
+def test_the_door_benchmark_sets_the_door_beside_the_cards_rule_alone(orl_site, engine):
+    from benchmarks.door import rules_for
+    from kiosk.gallery import Gallery
+
+    _, conn, _, _, _ = orl_site
+    templates, ids = Gallery(conn).matrix()
+    rules = rules_for(engine, templates, ids)
+    assert list(rules) == ["door_1_in_100", "door_1_in_1000", "card_rule_only_1_in_100", "card_rule_only_1_in_1000",
+                           "card_threshold"]
+    for risk in (100, 1000):
+        door, card = rules[f"door_1_in_{risk}"], rules[f"card_rule_only_1_in_{risk}"]
+        rule = engine.door_rule(templates, ids, risk)
+        assert door[0] == rule.threshold and card[0] == rule.card_threshold and door[0] >= card[0]
+        assert door[1]["risk"] == card[1]["risk"] == risk
+    # Stricter at 1 in 1,000 than at 1 in 100, and both far above the card's one-comparison threshold.
+    assert rules["door_1_in_1000"][0] > rules["door_1_in_100"][0] > rules["card_threshold"][0] == engine.threshold
