@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -25,6 +26,8 @@ from kiosk.faces import Face, FaceDetector, crop_faces, crop_landmarks, shared_d
 from kiosk.images import as_rgb_uint8
 from kiosk.matching import STRATEGIES, Match, match_many, person_means
 from kiosk.modelcard import ModelCard, default_model_path
+
+T = TypeVar("T")
 
 # A best match this close to the runner-up is "ambiguous" rather than a match; a card whose scores
 # live on another scale names its own margin (ModelCard.ambiguity_margin).
@@ -62,8 +65,9 @@ class FaceEngine:
         if ambiguity_margin is None:
             ambiguity_margin = self._embedder.card.ambiguity_margin or DEFAULT_AMBIGUITY_MARGIN
         self.ambiguity_margin = ambiguity_margin
-        self._site: tuple[np.ndarray, np.ndarray, SiteCalibration] | None = None
-        self._means: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._site = KeptPerGallery(lambda templates, person_ids: measure_site(
+            templates, person_ids, self.scoring, self.strategy))
+        self._means = KeptPerGallery(person_means)
 
     # -- what the model card says ---------------------------------------------
 
@@ -156,13 +160,7 @@ class FaceEngine:
     def measure_site(self, templates: np.ndarray, person_ids: np.ndarray) -> SiteCalibration:
         """The enrolled people scored against each other (kiosk.calibration); kept while the same
         read-only gallery matrix (Gallery.matrix()) comes back, so a frame does not redo it."""
-        cached = self._site
-        if cached is not None and cached[0] is templates and cached[1] is person_ids:
-            return cached[2]
-        calibration = measure_site(templates, person_ids, self.scoring, self.strategy)
-        if isinstance(templates, np.ndarray) and not templates.flags.writeable:
-            self._site = (templates, person_ids, calibration)
-        return calibration
+        return self._site(templates, person_ids)
 
     def door_rule(self, templates: np.ndarray, person_ids: np.ndarray, risk: int = DEFAULT_RISK) -> DoorRule:
         """The rule the door applies to this gallery at `risk` visitors per false accept: the stricter
@@ -182,19 +180,26 @@ class FaceEngine:
         if threshold is None:
             threshold = self.door_rule(templates, person_ids, risk).threshold
         if self.strategy == "mean":  # each person's mean template, then the best of those is the same
-            templates, person_ids = self._person_means(templates, person_ids)
+            templates, person_ids = self._means(templates, person_ids)
         return match_many(embeddings, templates, person_ids, threshold=threshold,
                           ambiguity_margin=self.ambiguity_margin, scoring=self.scoring)
 
-    def _person_means(self, templates: np.ndarray, person_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """kiosk.matching.person_means, kept while the same read-only gallery matrix comes back."""
-        cached = self._means
-        if cached is not None and cached[0] is templates and cached[1] is person_ids:
-            return cached[2], cached[3]
-        means, people = person_means(templates, person_ids)
+class KeptPerGallery:
+    """What `compute(templates, person_ids)` gives, kept while the same read-only gallery matrix
+    (Gallery.matrix(), rebuilt only when the gallery changes) comes back: a frame does not redo it."""
+
+    def __init__(self, compute: Callable[[np.ndarray, np.ndarray], T]) -> None:
+        self._compute = compute
+        self._kept: tuple[np.ndarray, np.ndarray, T] | None = None
+
+    def __call__(self, templates: np.ndarray, person_ids: np.ndarray) -> T:
+        kept = self._kept
+        if kept is not None and kept[0] is templates and kept[1] is person_ids:
+            return kept[2]
+        value = self._compute(templates, person_ids)
         if isinstance(templates, np.ndarray) and not templates.flags.writeable:
-            self._means = (templates, person_ids, means, people)
-        return means, people
+            self._kept = (templates, person_ids, value)
+        return value
 
 
 class RiskEngine:
