@@ -57,7 +57,8 @@ CONFIDENCE = 0.9
 # Until the site can be measured, each comparison must hold this false-accept rate by the card's
 # table. Fewer than MIN_SITE_PEOPLE people: a stranger meets at most 4 means, so the card alone
 # holds 1 in 2,500 visitors; the rest is margin for a one-camera site, where strangers look more
-# alike (ORL, 20 people, needed the card's 1e-4 for a mean of three at 1 in 1,000: reports/door.json).
+# alike (ORL with one person enrolled: no stranger in 4,000 photos, 98.6% of the enrolled in:
+# reports/door.json).
 STRICT_START_FAR = 1e-4
 # Cosines are clipped this far inside +-1 before Fisher's transform (a face against its own copy).
 FISHER_LIMIT = 1 - 1e-6
