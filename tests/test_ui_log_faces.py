@@ -66,8 +66,12 @@ def test_denied_faces_are_kept_sealed_shown_to_the_admin_and_purged_with_their_e
         denied = [(event_id, jpeg) for event_id, decision, jpeg in rows if decision == "denied"]
         assert denied and all(jpeg is not None for _, jpeg in denied)
         assert all(jpeg is None for _, decision, jpeg in rows if decision == "granted")  # only who tried
-        assert not any(JPEG in jpeg for _, jpeg in denied)  # sealed at rest, like templates
-        assert AccessLog(conn).thumbnail(denied[0][0]).startswith(JPEG)
+        # Sealed at rest, like templates: no stored blob is or holds the picture it opens to. (Two
+        # bytes such as the JPEG marker turn up by chance in a few kilobytes of ciphertext, so the
+        # check looks for the picture's own first 64 bytes.)
+        for event_id, sealed in denied:
+            picture = AccessLog(conn).thumbnail(event_id)
+            assert picture.startswith(JPEG) and not sealed.startswith(JPEG) and picture[:64] not in sealed
 
         # The guard sees the denied face in the detail panel; a grant has none.
         admin = AdminWindow(data)
